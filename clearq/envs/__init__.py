@@ -1,0 +1,1 @@
+"""Environment builders and their cache; pure: an EnvSpec in, an interpreter out."""

@@ -1,0 +1,302 @@
+"""The typed values every layer speaks.
+
+Records are immutable pydantic models; statuses are enums. The store returns these,
+the SDK and the agent pass them around, the CLI prints them.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its lifecycle (see ``clearq.scheduler.lifecycle``)."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_final(self) -> bool:
+        """True for the statuses a run ends in."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
+
+
+class ClaimOrder(enum.StrEnum):
+    """How a worker picks among the queues it serves."""
+
+    STRICT = "strict"
+    """The first queue with an eligible entry wins, in the order given."""
+    ROUND_ROBIN = "round-robin"
+    """Queues take turns: the starting queue rotates after each claim."""
+
+
+class EnvManager(enum.StrEnum):
+    """The tool that builds a task's Python environment."""
+
+    UV = "uv"
+    PIP = "pip"
+    POETRY = "poetry"
+    CONDA = "conda"
+
+
+class Script(_Frozen):
+    """The code a task runs: a git checkout plus local changes, or a standalone script."""
+
+    repository: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    entry_point: str | None = None
+    module: str | None = None
+    working_dir: str = "."
+    arguments: tuple[str, ...] = ()
+    diff: str = ""
+    untracked: dict[str, str] = Field(default_factory=dict)
+    source: str | None = None
+    python_version: str | None = None
+
+
+class EnvSpec(_Frozen):
+    """What a task's Python environment must hold."""
+
+    manager: EnvManager = EnvManager.UV
+    python: str | None = None
+    requirements: tuple[str, ...] = ()
+    lock_file: str | None = None
+    lock_kind: str | None = None
+    index_urls: tuple[str, ...] = ()
+
+
+class Container(_Frozen):
+    """The Docker image a task runs in, and how to prepare it."""
+
+    image: str | None = None
+    arguments: tuple[str, ...] = ()
+    setup_script: str = ""
+    system_packages: tuple[str, ...] = ()
+
+
+class TaskSpec(_Frozen):
+    """Everything needed to create a task."""
+
+    project: str
+    name: str
+    type: str = "training"
+    script: Script = Field(default_factory=Script)
+    env: EnvSpec = Field(default_factory=EnvSpec)
+    container: Container = Field(default_factory=Container)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    comment: str = ""
+    parent_id: uuid.UUID | None = None
+    max_attempts: int | None = Field(default=None, ge=1)
+    max_run_seconds: float | None = Field(default=None, gt=0)
+    output_uri: str | None = None
+
+
+class Task(_Frozen):
+    """A task as stored."""
+
+    id: uuid.UUID
+    project: str
+    name: str
+    type: str
+    status: TaskStatus
+    status_reason: str = ""
+    script: Script
+    env: EnvSpec
+    container: Container
+    parameters: dict[str, str]
+    tags: tuple[str, ...]
+    comment: str
+    parent_id: uuid.UUID | None
+    output_uri: str | None
+    runtime: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    queue: str | None
+    worker: str | None
+    attempt: int
+    tries: int
+    max_attempts: int
+    max_run_seconds: float | None
+    lease_expires_at: datetime | None
+    stop_requested_at: datetime | None
+    exit_code: int | None
+
+
+class Fence(_Frozen):
+    """Who may write about a running task: this attempt, by this worker.
+
+    ``worker`` is None for a task run by hand (``Task.init`` outside an agent).
+    """
+
+    task_id: uuid.UUID
+    attempt: int
+    worker: str | None
+
+
+class Claim(_Frozen):
+    """A task a worker has just claimed from one of its queues."""
+
+    task_id: uuid.UUID
+    attempt: int
+    worker: str
+    queue: str
+
+    @property
+    def fence(self) -> Fence:
+        """The fence every write about this attempt must carry."""
+        return Fence(task_id=self.task_id, attempt=self.attempt, worker=self.worker)
+
+
+class QueueInfo(_Frozen):
+    """A queue with its current length and the age of its oldest entry."""
+
+    id: int
+    name: str
+    gpus: int
+    created_at: datetime
+    length: int = 0
+    oldest_enqueued_at: datetime | None = None
+
+
+class QueueEntry(_Frozen):
+    """One task waiting in a queue, in claim order."""
+
+    task_id: uuid.UUID
+    task_name: str
+    priority: int
+    enqueued_at: datetime
+
+
+class WorkerState(enum.StrEnum):
+    """Whether a worker is heard from."""
+
+    ACTIVE = "active"
+    GONE = "gone"
+
+
+class WorkerInfo(_Frozen):
+    """A registered worker and what it is running."""
+
+    id: str
+    host: str
+    pid: int | None
+    queues: tuple[str, ...]
+    gpus: tuple[str, ...]
+    state: WorkerState
+    started_at: datetime
+    last_seen: datetime
+    tasks: tuple[uuid.UUID, ...] = ()
+
+
+class GpuMetrics(_Frozen):
+    """One GPU's figures at one moment."""
+
+    index: int
+    utilization_percent: float | None = None
+    memory_used: int | None = None
+    memory_total: int | None = None
+    temperature_c: float | None = None
+    power_w: float | None = None
+
+
+class WorkerMetrics(_Frozen):
+    """A machine's figures at one moment, as a worker reports them."""
+
+    cpu_percent: float | None = None
+    memory_used: int | None = None
+    memory_total: int | None = None
+    disk_free: int | None = None
+    disk_read_bps: float | None = None
+    disk_write_bps: float | None = None
+    net_rx_bps: float | None = None
+    net_tx_bps: float | None = None
+    gpus: tuple[GpuMetrics, ...] = ()
+
+
+class MetricsSample(_Frozen):
+    """A stored metrics row."""
+
+    worker_id: str
+    at: datetime
+    metrics: WorkerMetrics
+
+
+class LogLine(_Frozen):
+    """A piece of a task's console output; ``seq`` orders lines and resumes a follow."""
+
+    seq: int
+    attempt: int
+    at: datetime
+    stream: str
+    text: str
+
+
+class ScalarPoint(_Frozen):
+    """One reported value of a (title, series) at an iteration."""
+
+    title: str
+    series: str
+    iteration: int
+    value: float
+
+
+class ScalarSummary(_Frozen):
+    """The last, min and max of one (title, series) for a task's latest attempt."""
+
+    title: str
+    series: str
+    last: float
+    min: float
+    max: float
+    last_iteration: int
+
+
+class Artifact(_Frozen):
+    """A file or object a task stored, by reference."""
+
+    name: str
+    uri: str
+    kind: str = "file"
+    size: int | None = None
+    sha256: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Heartbeat(_Frozen):
+    """What a heartbeat learned about the attempts a worker holds."""
+
+    held: frozenset[uuid.UUID] = frozenset()
+    """Tasks whose lease was extended."""
+    lost: frozenset[uuid.UUID] = frozenset()
+    """Tasks the worker must stop: their attempt is no longer its own."""
+    stop_requested: frozenset[uuid.UUID] = frozenset()
+    """Held tasks someone asked to stop."""
+
+
+class ReapReport(_Frozen):
+    """What one reaper pass did."""
+
+    requeued: tuple[uuid.UUID, ...] = ()
+    failed: tuple[uuid.UUID, ...] = ()
+    workers_gone: tuple[str, ...] = ()

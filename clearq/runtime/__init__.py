@@ -1,0 +1,1 @@
+"""The agent: worker loop, executor and machine monitor."""

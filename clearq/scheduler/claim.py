@@ -1,0 +1,236 @@
+"""The claim: hand a worker the next eligible tasks across its ordered queues.
+
+One reviewed statement per dialect, one transaction: pick entries in claim order,
+delete them, and turn their tasks ``running`` with the worker, the next attempt and a
+lease deadline on the database's clock.
+
+Claim order within a queue is (priority desc, entry id). Across queues the caller
+gives a ranked list; ``interleave=False`` is strict priority (rank first), ``True``
+takes the first entry of each queue in rank order before the second of any (round
+robin within one batch). :class:`Claimer` keeps a worker's rotation between claims.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from clearq.errors import InvalidInput
+from clearq.models import Claim, ClaimOrder
+from clearq.scheduler.engine import Database
+from clearq.scheduler.schema import queue_entries, queues
+
+# PostgreSQL: the picked entries are fenced in a MATERIALIZED CTE so the planner cannot
+# re-evaluate the SKIP LOCKED scan. Each queue is scanned through the claim-order index
+# by its own LATERAL subquery (LIMIT n per queue), so the cost does not grow with the
+# length of the queues. The DELETE and the UPDATE both read the fenced rows.
+_PG_CLAIM = """
+WITH ranks(name, rank) AS (VALUES {ranks}),
+picked AS MATERIALIZED (
+    SELECT c.id, c.task_id, r.name AS queue_name
+    FROM ranks r
+    JOIN queues q ON q.name = r.name
+    CROSS JOIN LATERAL (
+        SELECT e.id, e.task_id, e.priority
+        FROM queue_entries e
+        WHERE e.queue_id = q.id
+        ORDER BY e.priority DESC, e.id
+        LIMIT :n
+        FOR UPDATE OF e SKIP LOCKED
+    ) c
+    ORDER BY {order}
+    LIMIT :n
+),
+taken AS (
+    DELETE FROM queue_entries e USING picked p WHERE e.id = p.id
+)
+UPDATE tasks t
+SET status = 'running',
+    worker = :worker,
+    attempt = t.attempt + 1,
+    tries = t.tries + 1,
+    started_at = now(),
+    updated_at = now(),
+    finished_at = NULL,
+    exit_code = NULL,
+    stop_requested_at = NULL,
+    status_reason = '',
+    lease_expires_at = now() + make_interval(secs => :lease)
+FROM picked p
+WHERE t.id = p.task_id
+RETURNING t.id, t.attempt, p.queue_name
+"""
+_PG_STRICT_ORDER = "r.rank, c.priority DESC, c.id"
+_PG_INTERLEAVED_ORDER = (
+    "row_number() OVER (PARTITION BY r.rank ORDER BY c.priority DESC, c.id), r.rank"
+)
+
+# SQLite: the transaction began IMMEDIATE, so this writer is alone; each queue is read
+# through the claim-order index, then the picked entries are deleted and their tasks
+# updated, all before anyone else may write.
+_SQLITE_PICK = (
+    sa.select(queue_entries.c.id, queue_entries.c.task_id)
+    .where(queue_entries.c.queue_id == sa.bindparam("queue_id"))
+    .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
+    .limit(sa.bindparam("n"))
+)
+_SQLITE_UPDATE = """
+UPDATE tasks
+SET status = 'running',
+    worker = :worker,
+    attempt = attempt + 1,
+    tries = tries + 1,
+    started_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
+    updated_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
+    finished_at = NULL,
+    exit_code = NULL,
+    stop_requested_at = NULL,
+    status_reason = '',
+    lease_expires_at = strftime('%Y-%m-%d %H:%M:%f000', julianday('now') + :lease / 86400.0)
+WHERE id = :task_id
+RETURNING attempt
+"""
+
+
+def claim(
+    db: Database,
+    *,
+    worker: str,
+    queues_ranked: Sequence[str],
+    limit: int = 1,
+    interleave: bool = False,
+    lease_seconds: float,
+) -> list[Claim]:
+    """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction."""
+    if limit < 1:
+        raise InvalidInput(f"a claim takes at least one task, not {limit}")
+    if not queues_ranked:
+        return []
+    with db.write() as conn:
+        if db.is_postgres:
+            return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+        return _claim_sqlite(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+
+
+def _claim_pg(
+    conn: Connection,
+    worker: str,
+    names: Sequence[str],
+    limit: int,
+    interleave: bool,
+    lease_seconds: float,
+) -> list[Claim]:
+    ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(len(names)))
+    order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
+    params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
+    params.update(n=limit, worker=worker, lease=float(lease_seconds))
+    rows = conn.execute(sa.text(_PG_CLAIM.format(ranks=ranks, order=order)), params).all()
+    return _ordered([(r.id, r.attempt, r.queue_name) for r in rows], names, worker)
+
+
+def _claim_sqlite(
+    conn: Connection,
+    worker: str,
+    names: Sequence[str],
+    limit: int,
+    interleave: bool,
+    lease_seconds: float,
+) -> list[Claim]:
+    ids = dict(
+        conn.execute(sa.select(queues.c.name, queues.c.id).where(queues.c.name.in_(names))).all()
+    )
+    per_queue: list[list[tuple[int, uuid.UUID, str]]] = []
+    for name in names:
+        if name not in ids:
+            continue
+        rows = conn.execute(_SQLITE_PICK, {"queue_id": ids[name], "n": limit}).all()
+        per_queue.append([(r.id, r.task_id, name) for r in rows])
+        if not interleave and sum(map(len, per_queue)) >= limit:
+            break
+    picked = _interleave(per_queue) if interleave else [e for q in per_queue for e in q]
+    picked = picked[:limit]
+    if not picked:
+        return []
+    conn.execute(queue_entries.delete().where(queue_entries.c.id.in_([p[0] for p in picked])))
+    claimed = []
+    for _entry_id, task_id, name in picked:
+        attempt = conn.execute(
+            sa.text(_SQLITE_UPDATE),
+            {"worker": worker, "lease": float(lease_seconds), "task_id": task_id.hex},
+        ).scalar_one()
+        claimed.append((task_id, attempt, name))
+    return _ordered(claimed, names, worker)
+
+
+def _interleave(
+    per_queue: Sequence[Sequence[tuple[int, uuid.UUID, str]]],
+) -> list[tuple[int, uuid.UUID, str]]:
+    out: list[tuple[int, uuid.UUID, str]] = []
+    for i in range(max((len(q) for q in per_queue), default=0)):
+        out.extend(q[i] for q in per_queue if i < len(q))
+    return out
+
+
+def _ordered(
+    rows: Sequence[tuple[uuid.UUID, int, str]], names: Sequence[str], worker: str
+) -> list[Claim]:
+    # RETURNING gives no order; hand claims out in queue rank order.
+    rank = {name: i for i, name in enumerate(names)}
+    claims = [Claim(task_id=t, attempt=a, worker=worker, queue=q) for t, a, q in rows]
+    return sorted(claims, key=lambda c: rank[c.queue])
+
+
+class Claimer:
+    """A worker's claims across its queues, keeping the round-robin rotation.
+
+    Strict: queues are tried in the order given, every time. Round robin: the next
+    claim starts at the queue after the one the last claim's first task came from, so
+    every queue gets its turn even while an earlier one is never empty; a batch claim
+    takes one entry from each queue in turn.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker: str,
+        queues: Sequence[str],
+        order: ClaimOrder = ClaimOrder.STRICT,
+        lease_seconds: float,
+    ) -> None:
+        if not queues:
+            raise InvalidInput("a worker needs at least one queue to claim from")
+        if len(set(queues)) != len(queues):
+            raise InvalidInput(f"queues named more than once: {list(queues)}")
+        self._db = db
+        self.worker = worker
+        self.queues = tuple(queues)
+        self.order = order
+        self._lease_seconds = lease_seconds
+        self._start = 0
+
+    def ranked(self, among: Sequence[str] | None = None) -> list[str]:
+        """The queues in the order the next claim will try them (``among`` filters)."""
+        rotated = self.queues[self._start :] + self.queues[: self._start]
+        return [q for q in rotated if among is None or q in among]
+
+    def claim(self, limit: int = 1, *, among: Sequence[str] | None = None) -> list[Claim]:
+        """Claim up to ``limit`` tasks; ``among`` restricts this claim to some queues."""
+        robin = self.order is ClaimOrder.ROUND_ROBIN
+        claims = claim(
+            self._db,
+            worker=self.worker,
+            queues_ranked=self.ranked(among),
+            limit=limit,
+            interleave=robin,
+            lease_seconds=self._lease_seconds,
+        )
+        if robin and claims:
+            # The first claim of a batch came from the first queue in rotation that had
+            # an entry; the next claim starts after it.
+            self._start = (self.queues.index(claims[0].queue) + 1) % len(self.queues)
+        return claims

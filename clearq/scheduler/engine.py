@@ -1,0 +1,115 @@
+"""The database connection: one engine, transactions that mean the same on both dialects.
+
+PostgreSQL runs at READ COMMITTED and relies on row locks (``FOR UPDATE``, ``SKIP
+LOCKED``). SQLite has one writer at a time: every write transaction starts with
+``BEGIN IMMEDIATE`` so it takes the write lock up front and never fails half way on a
+lock upgrade; readers use a deferred ``BEGIN`` and, in WAL mode, never block writers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from clearq.errors import ConfigError
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_BEGIN_OPTION = "clearq_sqlite_begin"
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a database URL, choosing psycopg 3 for PostgreSQL.
+
+    ``postgresql://`` and ``postgres://`` (as managed services print them) both mean
+    psycopg 3. Raises ConfigError for anything clearq cannot use.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(
+            f"cannot parse database URL {url!r}: {e}. Use postgresql://user@host/db "
+            "or sqlite:///path/to/clearq.db"
+        ) from e
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        if parsed.database in (None, "", ":memory:"):
+            raise ConfigError(
+                "an in-memory SQLite database cannot be shared by agents and tasks: "
+                "give a file, e.g. sqlite:///clearq.db"
+            )
+        return parsed.set(drivername="sqlite")
+    raise ConfigError(f"database {backend!r} is not supported: clearq runs on PostgreSQL or SQLite")
+
+
+class Database:
+    """An engine plus the two kinds of transaction clearq uses."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        self.dialect = self.url.get_backend_name()
+        try:
+            self.engine = self._create_engine()
+        except NoSuchModuleError as e:
+            raise ConfigError(f"no driver for {self.url.drivername}: {e}") from e
+
+    @property
+    def is_postgres(self) -> bool:
+        """True on PostgreSQL, False on SQLite."""
+        return self.dialect == "postgresql"
+
+    def _create_engine(self) -> Engine:
+        if self.is_postgres:
+            return sa.create_engine(self.url, pool_pre_ping=True)
+        if self.url.database:
+            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction that will write; on SQLite it holds the write lock from the start."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction that only reads."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (the pysqlite driver would
+        # otherwise start deferred transactions on its own, too late to choose).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")

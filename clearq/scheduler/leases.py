@@ -1,0 +1,241 @@
+"""Leases, fenced writes, stop requests and the reaper.
+
+A running task belongs to one (attempt, worker) pair, its fence. Heartbeats extend the
+lease of the attempts a worker holds; every write about a running task names its fence
+and changes nothing when the fence no longer matches (the attempt was reaped, stopped
+or reset), raising LeaseLost so the writer stops. Execution is at least once; results
+are exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from clearq.errors import InvalidInput, LeaseLost
+from clearq.models import FINAL_STATUSES, Fence, Heartbeat, ReapReport, Task, TaskStatus
+from clearq.scheduler.engine import Database
+from clearq.scheduler.lifecycle import check_transition
+from clearq.scheduler.notify import STOP_CHANNEL, notify
+from clearq.scheduler.queues import insert_entry
+from clearq.scheduler.rows import fetch_task, lock_status
+from clearq.scheduler.schema import db_now, tasks, workers
+
+REAP_BATCH = 500
+
+
+def fence_clause(fence: Fence) -> sa.ColumnElement[bool]:
+    """WHERE clause matching the task only while ``fence`` still owns its running attempt."""
+    worker = tasks.c.worker.is_(None) if fence.worker is None else tasks.c.worker == fence.worker
+    return sa.and_(
+        tasks.c.id == fence.task_id,
+        tasks.c.attempt == fence.attempt,
+        tasks.c.status == TaskStatus.RUNNING.value,
+        worker,
+    )
+
+
+def hold(conn: Connection, fence: Fence) -> None:
+    """Check ``fence`` and keep it (a share lock) until the transaction ends; else LeaseLost."""
+    found = conn.execute(
+        sa.select(tasks.c.id).where(fence_clause(fence)).with_for_update(read=True)
+    ).first()
+    if found is None:
+        raise _lost(conn, fence)
+
+
+def _lost(conn: Connection, fence: Fence) -> LeaseLost:
+    row = conn.execute(
+        sa.select(tasks.c.status, tasks.c.attempt, tasks.c.worker).where(
+            tasks.c.id == fence.task_id
+        )
+    ).first()
+    if row is None:
+        now = "it no longer exists"
+    else:
+        now = f"it is {row.status} at attempt {row.attempt} (worker {row.worker or 'none'})"
+    return LeaseLost(
+        f"task {fence.task_id}: attempt {fence.attempt} by {fence.worker or 'a local run'} "
+        f"is no longer current ({now}); stop working on it, nothing more it writes is kept"
+    )
+
+
+class Leases:
+    """Heartbeats, completions, stop requests and the reaper."""
+
+    def __init__(self, db: Database, *, lease_seconds: float, worker_gone_seconds: float) -> None:
+        self._db = db
+        self.lease_seconds = lease_seconds
+        self._gone_seconds = worker_gone_seconds
+
+    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
+        """Mark ``worker`` (and any sub-workers in ``fences``) seen, extend their leases.
+
+        Returns which attempts are still held, which are lost (stop them now), and
+        which of the held ones someone asked to stop.
+        """
+        held: dict[uuid.UUID, bool] = {}
+        with self._db.write() as conn:
+            names = {f.worker for f in fences if f.worker is not None}
+            if worker is not None:
+                names.add(worker)
+            if names:
+                conn.execute(
+                    workers.update()
+                    .where(workers.c.id.in_(sorted(names)))
+                    .values(last_seen=db_now(), state="active")
+                )
+            if fences:
+                rows = conn.execute(
+                    tasks.update()
+                    .where(sa.or_(*(fence_clause(f) for f in fences)))
+                    .values(lease_expires_at=db_now(self.lease_seconds))
+                    .returning(tasks.c.id, tasks.c.stop_requested_at)
+                ).all()
+                held = {r.id: r.stop_requested_at is not None for r in rows}
+        return Heartbeat(
+            held=frozenset(held),
+            lost=frozenset(f.task_id for f in fences if f.task_id not in held),
+            stop_requested=frozenset(t for t, stop in held.items() if stop),
+        )
+
+    def finish(
+        self,
+        fence: Fence,
+        status: TaskStatus,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+    ) -> Task:
+        """Record how an attempt ended; LeaseLost when the attempt is no longer ``fence``'s."""
+        if status not in FINAL_STATUSES:
+            raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
+        with self._db.write() as conn:
+            done = conn.execute(
+                tasks.update()
+                .where(fence_clause(fence))
+                .values(
+                    status=status.value,
+                    exit_code=exit_code,
+                    status_reason=reason,
+                    finished_at=db_now(),
+                    updated_at=db_now(),
+                    lease_expires_at=None,
+                )
+            )
+            if done.rowcount != 1:
+                raise _lost(conn, fence)
+            return fetch_task(conn, fence.task_id)
+
+    def requeue(self, fence: Fence, *, reason: str) -> Task:
+        """Give a running attempt back: its task goes to the front of its queue.
+
+        For an agent shutting down: the attempt does not count against max_attempts.
+        A task with no queue (started by hand) cannot go back and fails instead.
+        """
+        with self._db.write() as conn:
+            hold(conn, fence)
+            self._back_to_queue_or_fail(conn, fence.task_id, reason=reason, count_try=False)
+            return fetch_task(conn, fence.task_id)
+
+    def request_stop(self, task_id: uuid.UUID) -> Task:
+        """Ask the worker running a task to stop it (it records ``stopped``)."""
+        with self._db.write() as conn:
+            status = lock_status(conn, task_id)
+            if status is not TaskStatus.RUNNING:
+                hint = "dequeue it instead" if status is TaskStatus.QUEUED else "nothing to stop"
+                raise InvalidInput(f"task {task_id} is {status}, not running: {hint}")
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.stop_requested_at.is_(None))
+                .values(stop_requested_at=db_now(), updated_at=db_now())
+            )
+            notify(conn, self._db, STOP_CHANNEL, str(task_id))
+            return fetch_task(conn, task_id)
+
+    def reap(self, *, batch: int = REAP_BATCH) -> ReapReport:
+        """Requeue or fail running tasks whose lease expired; mark silent workers gone.
+
+        Safe to run from every agent at once: on PostgreSQL each expired task is taken
+        by one reaper (SKIP LOCKED), and every change is conditioned on the expiry.
+        """
+        requeued: list[uuid.UUID] = []
+        failed: list[uuid.UUID] = []
+        with self._db.write() as conn:
+            expired = conn.execute(
+                sa.select(tasks.c.id, tasks.c.worker)
+                .where(
+                    tasks.c.status == TaskStatus.RUNNING.value,
+                    tasks.c.lease_expires_at < db_now(),
+                )
+                .order_by(tasks.c.lease_expires_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for row in expired:
+                who = f"worker {row.worker}" if row.worker else "the process running it"
+                went_back = self._back_to_queue_or_fail(
+                    conn, row.id, reason=f"{who} stopped renewing its lease", count_try=True
+                )
+                (requeued if went_back else failed).append(row.id)
+            gone = conn.execute(
+                workers.update()
+                .where(
+                    workers.c.state == "active",
+                    workers.c.last_seen < db_now(-self._gone_seconds),
+                )
+                .values(state="gone")
+                .returning(workers.c.id)
+            ).scalars()
+            workers_gone = tuple(sorted(gone))
+        return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=workers_gone)
+
+    def _back_to_queue_or_fail(
+        self, conn: Connection, task_id: uuid.UUID, *, reason: str, count_try: bool
+    ) -> bool:
+        row = conn.execute(
+            sa.select(tasks.c.queue_id, tasks.c.tries, tasks.c.max_attempts, tasks.c.attempt).where(
+                tasks.c.id == task_id
+            )
+        ).one()
+        tries = row.tries if count_try else row.tries - 1
+        if row.queue_id is not None and tries < row.max_attempts:
+            check_transition(task_id, TaskStatus.RUNNING, TaskStatus.QUEUED)
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id)
+                .values(
+                    status=TaskStatus.QUEUED.value,
+                    status_reason=f"requeued after attempt {row.attempt}: {reason}",
+                    tries=tries,
+                    worker=None,
+                    lease_expires_at=None,
+                    stop_requested_at=None,
+                    queued_at=db_now(),
+                    updated_at=db_now(),
+                )
+            )
+            insert_entry(
+                conn, self._db, queue_id=row.queue_id, task_id=task_id, priority=0, front=True
+            )
+            return True
+        check_transition(task_id, TaskStatus.RUNNING, TaskStatus.FAILED)
+        if row.queue_id is None:
+            why = f"worker lost: {reason}, and the task has no queue to go back to"
+        else:
+            why = f"worker lost: {reason}; all {row.max_attempts} attempts are spent"
+        conn.execute(
+            tasks.update()
+            .where(tasks.c.id == task_id)
+            .values(
+                status=TaskStatus.FAILED.value,
+                status_reason=why,
+                lease_expires_at=None,
+                finished_at=db_now(),
+                updated_at=db_now(),
+            )
+        )
+        return False

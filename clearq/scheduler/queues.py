@@ -1,0 +1,245 @@
+"""Queues and their entries: create, list, delete; enqueue, dequeue, reorder.
+
+An entry exists exactly while its task is queued: every operation here changes the
+entry and the task's status in one transaction.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from clearq.errors import AlreadyExists, InvalidInput, NotFound, QueueNotEmpty
+from clearq.models import QueueEntry, QueueInfo, Task, TaskStatus
+from clearq.scheduler.engine import Database
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
+from clearq.scheduler.rows import fetch_task, transition
+from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
+
+# Any fixed number: serialises inserts at the front, which pick their own ids.
+_PG_FRONT_LOCK = 0x636C7166726E74
+
+
+def queue_row(conn: Connection, name: str) -> Row[Any]:
+    """The queue's row by name; NotFound naming the fix when there is none."""
+    row = conn.execute(sa.select(queues).where(queues.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no queue named {name!r}: create it with `clearq queue create {name}`")
+    return row
+
+
+def insert_entry(
+    conn: Connection,
+    db: Database,
+    *,
+    queue_id: int,
+    task_id: uuid.UUID,
+    priority: int,
+    front: bool = False,
+) -> None:
+    """Add a task's entry to a queue, last in its priority or first of the whole queue.
+
+    Entries are claimed by (priority desc, id). An entry put at the front takes the
+    queue's highest priority and an id below every other, so it is claimed next.
+    """
+    values: dict[str, Any] = {"queue_id": queue_id, "task_id": task_id, "priority": priority}
+    if front:
+        if db.is_postgres:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_FRONT_LOCK})
+        lowest, top = conn.execute(
+            sa.select(
+                sa.select(sa.func.min(queue_entries.c.id)).scalar_subquery(),
+                sa.select(sa.func.max(queue_entries.c.priority))
+                .where(queue_entries.c.queue_id == queue_id)
+                .scalar_subquery(),
+            )
+        ).one()
+        values["id"] = (lowest if lowest is not None else 1) - 1
+        values["priority"] = max(priority, top) if top is not None else priority
+    conn.execute(queue_entries.insert().values(enqueued_at=db_now(), **values))
+    notify(conn, db, ENQUEUE_CHANNEL, str(queue_id))
+
+
+class QueueOps:
+    """Named queues of tasks waiting for a worker."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, name: str, *, gpus: int = 0) -> QueueInfo:
+        """Create a queue whose tasks each need ``gpus`` GPUs."""
+        if not name or name != name.strip():
+            raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
+        if gpus < 0:
+            raise InvalidInput(f"a queue's GPUs per task cannot be negative ({gpus})")
+        with self._db.write() as conn:
+            exists = conn.execute(sa.select(queues.c.id).where(queues.c.name == name)).first()
+            if exists is not None:
+                raise AlreadyExists(f"a queue named {name!r} exists already")
+            conn.execute(queues.insert().values(name=name, gpus=gpus, created_at=db_now()))
+        return self.get(name)
+
+    def get(self, name: str) -> QueueInfo:
+        """One queue with its length and oldest wait."""
+        found = self._infos(queues.c.name == name)
+        if not found:
+            raise NotFound(f"no queue named {name!r}: create it with `clearq queue create {name}`")
+        return found[0]
+
+    def list(self) -> builtins.list[QueueInfo]:
+        """Every queue, by name, with its length and oldest wait."""
+        return self._infos(sa.true())
+
+    def _infos(self, where: sa.ColumnElement[bool]) -> builtins.list[QueueInfo]:
+        query = (
+            sa.select(
+                queues,
+                sa.func.count(queue_entries.c.id).label("length"),
+                sa.func.min(queue_entries.c.enqueued_at).label("oldest"),
+            )
+            .select_from(queues.outerjoin(queue_entries, queue_entries.c.queue_id == queues.c.id))
+            .where(where)
+            .group_by(queues.c.id)
+            .order_by(queues.c.name)
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            QueueInfo(
+                id=r.id,
+                name=r.name,
+                gpus=r.gpus,
+                created_at=r.created_at,
+                length=r.length,
+                oldest_enqueued_at=r.oldest,
+            )
+            for r in rows
+        ]
+
+    def delete(self, name: str, *, force: bool = False) -> builtins.list[uuid.UUID]:
+        """Delete a queue; refused while it holds entries unless ``force``.
+
+        With ``force`` its waiting tasks go back to drafts (created), with a reason;
+        their ids are returned.
+        """
+        with self._db.write() as conn:
+            queue = queue_row(conn, name)
+            waiting = list(
+                conn.execute(
+                    sa.select(queue_entries.c.task_id).where(queue_entries.c.queue_id == queue.id)
+                ).scalars()
+            )
+            if waiting and not force:
+                raise QueueNotEmpty(
+                    f"queue {name!r} holds {len(waiting)} task(s): dequeue them, or delete "
+                    "with --force, which turns them back into drafts"
+                )
+            conn.execute(queue_entries.delete().where(queue_entries.c.queue_id == queue.id))
+            for task_id in waiting:
+                transition(
+                    conn,
+                    task_id,
+                    TaskStatus.CREATED,
+                    expect=TaskStatus.QUEUED,
+                    status_reason=f"dequeued: queue {name!r} was deleted",
+                    queued_at=None,
+                )
+            conn.execute(queues.delete().where(queues.c.id == queue.id))
+        return waiting
+
+    def enqueue(self, task_id: uuid.UUID, queue: str, *, priority: int = 0) -> Task:
+        """Put a draft in a queue; higher ``priority`` is claimed first, then FIFO."""
+        with self._db.write() as conn:
+            row = queue_row(conn, queue)
+            transition(
+                conn,
+                task_id,
+                TaskStatus.QUEUED,
+                expect=TaskStatus.CREATED,
+                queue_id=row.id,
+                queued_at=db_now(),
+                status_reason="",
+            )
+            insert_entry(conn, self._db, queue_id=row.id, task_id=task_id, priority=priority)
+            return fetch_task(conn, task_id)
+
+    def dequeue(self, task_id: uuid.UUID) -> Task:
+        """Take a queued task out of its queue; it becomes a draft again."""
+        with self._db.write() as conn:
+            transition(
+                conn,
+                task_id,
+                TaskStatus.CREATED,
+                expect=TaskStatus.QUEUED,
+                queued_at=None,
+                status_reason="",
+            )
+            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))
+            return fetch_task(conn, task_id)
+
+    def move_to_front(self, task_id: uuid.UUID) -> None:
+        """Make a queued task the next one its queue hands out."""
+        self._move(task_id, front=True)
+
+    def move_to_back(self, task_id: uuid.UUID) -> None:
+        """Make a queued task the last one its queue hands out (it takes the lowest priority)."""
+        self._move(task_id, front=False)
+
+    def _move(self, task_id: uuid.UUID, *, front: bool) -> None:
+        with self._db.write() as conn:
+            entry = conn.execute(
+                sa.select(queue_entries).where(queue_entries.c.task_id == task_id).with_for_update()
+            ).first()
+            if entry is None:
+                status = conn.execute(
+                    sa.select(tasks.c.status).where(tasks.c.id == task_id)
+                ).scalar()
+                what = "does not exist" if status is None else f"is {status}, not queued"
+                raise InvalidInput(f"task {task_id} {what}: only a queued task can be moved")
+            conn.execute(queue_entries.delete().where(queue_entries.c.id == entry.id))
+            priority = entry.priority
+            if not front:
+                lowest = conn.execute(
+                    sa.select(sa.func.min(queue_entries.c.priority)).where(
+                        queue_entries.c.queue_id == entry.queue_id
+                    )
+                ).scalar()
+                priority = min(priority, lowest) if lowest is not None else priority
+            insert_entry(
+                conn,
+                self._db,
+                queue_id=entry.queue_id,
+                task_id=task_id,
+                priority=priority,
+                front=front,
+            )
+
+    def entries(self, queue: str, *, limit: int = 1000) -> builtins.list[QueueEntry]:
+        """The tasks waiting in a queue, in the order they will be claimed."""
+        with self._db.read() as conn:
+            row = queue_row(conn, queue)
+            rows = conn.execute(
+                sa.select(
+                    queue_entries.c.task_id,
+                    queue_entries.c.priority,
+                    queue_entries.c.enqueued_at,
+                    tasks.c.name,
+                )
+                .join(tasks, tasks.c.id == queue_entries.c.task_id)
+                .where(queue_entries.c.queue_id == row.id)
+                .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
+                .limit(limit)
+            ).all()
+        return [
+            QueueEntry(
+                task_id=r.task_id,
+                task_name=r.name,
+                priority=r.priority,
+                enqueued_at=r.enqueued_at,
+            )
+            for r in rows
+        ]

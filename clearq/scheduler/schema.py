@@ -1,0 +1,240 @@
+"""The tables of the store, for SQLAlchemy Core.
+
+These definitions are the reference the migrations must reproduce (a test compares
+them). Timestamps are written by the database's clock (see :func:`db_now`), never by an
+agent's, so leases compare on one clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigserial.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    PostgreSQL stores ``timestamptz``; SQLite stores fixed-width UTC text that sorts
+    and compares correctly as text.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: clearq stores timezone-aware UTC only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class db_now(FunctionElement[datetime]):  # named like the SQL function it stands for
+    """The database's current time, optionally plus ``seconds`` (may be negative)."""
+
+    type = UtcDateTime()
+    inherit_cache = True
+    name = "db_now"
+
+    def __init__(self, seconds: float | sa.ColumnElement[Any] = 0.0) -> None:
+        offset = seconds if isinstance(seconds, sa.ColumnElement) else sa.literal(float(seconds))
+        super().__init__(offset)
+
+
+@compiles(db_now, "postgresql")
+def _pg_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    offset = compiler.process(element.clauses, **kw)
+    return f"(now() + make_interval(secs => {offset}))"
+
+
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # Same text layout as SQLAlchemy writes for SQLite datetimes: microseconds, 6 digits.
+    offset = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f000', julianday('now') + ({offset}) / 86400.0)"
+
+
+tasks = sa.Table(
+    "tasks",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("project", sa.String(255), nullable=False, index=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.Text(), nullable=False),
+    sa.Column("script", sa.JSON(), nullable=False),
+    sa.Column("env", sa.JSON(), nullable=False),
+    sa.Column("container", sa.JSON(), nullable=False),
+    sa.Column("parameters", sa.JSON(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("runtime", sa.JSON(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("parent_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="SET NULL")),
+    sa.Column("output_uri", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("queued_at", UtcDateTime()),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("queue_id", sa.Integer(), sa.ForeignKey("queues.id", ondelete="SET NULL")),
+    sa.Column("worker", sa.String(255)),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("tries", sa.Integer(), nullable=False),
+    sa.Column("max_attempts", sa.Integer(), nullable=False),
+    sa.Column("max_run_seconds", sa.Float()),
+    sa.Column("lease_expires_at", UtcDateTime()),
+    sa.Column("stop_requested_at", UtcDateTime()),
+    sa.Column("exit_code", sa.Integer()),
+    sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
+    sa.Index("ix_tasks_worker_status", "worker", "status"),
+)
+
+queues = sa.Table(
+    "queues",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("gpus", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# Narrow on purpose: the claim reads and deletes only these rows.
+queue_entries = sa.Table(
+    "queue_entries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "queue_id", sa.Integer(), sa.ForeignKey("queues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "task_id",
+        sa.Uuid(),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        nullable=False,
+        unique=True,
+    ),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("enqueued_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("pid", sa.Integer()),
+    sa.Column("queues", sa.JSON(), nullable=False),
+    sa.Column("gpus", sa.JSON(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen", UtcDateTime(), nullable=False),
+)
+
+worker_metrics = sa.Table(
+    "worker_metrics",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("worker_id", sa.String(255), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("cpu_percent", sa.Float()),
+    sa.Column("memory_used", sa.BigInteger()),
+    sa.Column("memory_total", sa.BigInteger()),
+    sa.Column("disk_free", sa.BigInteger()),
+    sa.Column("disk_read_bps", sa.Float()),
+    sa.Column("disk_write_bps", sa.Float()),
+    sa.Column("net_rx_bps", sa.Float()),
+    sa.Column("net_tx_bps", sa.Float()),
+    sa.Column("gpus", sa.JSON(), nullable=False),
+    sa.Index("ix_worker_metrics_worker_id_at", "worker_id", "at"),
+)
+
+task_logs = sa.Table(
+    "task_logs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("stream", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Index("ix_task_logs_task_id_id", "task_id", "id"),
+)
+
+task_scalars = sa.Table(
+    "task_scalars",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("series", sa.String(255), nullable=False),
+    sa.Column("iteration", sa.BigInteger(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index("ix_task_scalars_task_id_title_series", "task_id", "title", "series"),
+)
+
+# One row per (task, title, series): O(1) reads of an objective's last/min/max.
+task_scalar_summary = sa.Table(
+    "task_scalar_summary",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.Uuid(),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("title", sa.String(255), primary_key=True),
+    sa.Column("series", sa.String(255), primary_key=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("last", sa.Float(), nullable=False),
+    sa.Column("min", sa.Float(), nullable=False),
+    sa.Column("max", sa.Float(), nullable=False),
+    sa.Column("last_iteration", sa.BigInteger(), nullable=False),
+)
+
+task_artifacts = sa.Table(
+    "task_artifacts",
+    metadata,
+    sa.Column(
+        "task_id",
+        sa.Uuid(),
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("uri", sa.Text(), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger()),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("metadata", sa.JSON(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+)

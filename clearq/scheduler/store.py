@@ -1,0 +1,81 @@
+"""The store: one object over one database, grouping every scheduler operation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+
+from clearq.config import Settings, load_settings
+from clearq.models import ClaimOrder
+from clearq.scheduler.claim import Claimer
+from clearq.scheduler.engine import Database
+from clearq.scheduler.leases import Leases
+from clearq.scheduler.migrate import ensure_schema
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, listen
+from clearq.scheduler.outputs import Outputs
+from clearq.scheduler.queues import QueueOps
+from clearq.scheduler.tasks import TaskRepo
+from clearq.scheduler.workers import Workers
+
+
+class Store:
+    """clearq's state in SQL: tasks, queues, leases, outputs and workers.
+
+    ``Store()`` opens the database from the settings (``CLEARQ_DATABASE_URL``, else
+    the SQLite file under ``CLEARQ_HOME``) and creates the schema on an empty database.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        create_schema: bool = True,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self.db = Database(url or self.settings.resolved_database_url)
+        ensure_schema(self.db, create_if_empty=create_schema)
+        s = self.settings
+        self.tasks = TaskRepo(self.db, max_attempts=s.max_attempts, lease_seconds=s.lease_seconds)
+        self.queues = QueueOps(self.db)
+        self.leases = Leases(
+            self.db, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
+        )
+        self.outputs = Outputs(self.db)
+        self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden."""
+        return self.db.url.render_as_string(hide_password=True)
+
+    def claimer(
+        self, worker: str, queues: Sequence[str], *, order: ClaimOrder = ClaimOrder.STRICT
+    ) -> Claimer:
+        """A worker's claimer over its ordered queues."""
+        return Claimer(
+            self.db,
+            worker=worker,
+            queues=queues,
+            order=order,
+            lease_seconds=self.settings.lease_seconds,
+        )
+
+    def listen(self, channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL)) -> Listener:
+        """Wake-up hints: LISTEN on PostgreSQL, a polling sleep on SQLite."""
+        return listen(self.db, tuple(channels))
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.db.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,194 @@
+"""The task repository: create, read, edit drafts, start by hand, reset."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from clearq.errors import InvalidInput
+from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskSpec, TaskStatus
+from clearq.scheduler.engine import Database
+from clearq.scheduler.rows import fetch_task, task_from_row, task_select, transition
+from clearq.scheduler.schema import (
+    db_now,
+    queue_entries,
+    queues,
+    task_artifacts,
+    task_logs,
+    task_scalar_summary,
+    task_scalars,
+    tasks,
+)
+
+DEFAULT_LIST_LIMIT = 100
+
+
+class TaskRepo:
+    """Tasks as records. Status changes that involve queues live in QueueOps and Leases."""
+
+    def __init__(self, db: Database, *, max_attempts: int, lease_seconds: float) -> None:
+        self._db = db
+        self._max_attempts = max_attempts
+        self._lease_seconds = lease_seconds
+
+    def create(self, spec: TaskSpec) -> Task:
+        """Store a new task in status created."""
+        task_id = uuid.uuid4()
+        with self._db.write() as conn:
+            conn.execute(
+                tasks.insert().values(
+                    id=task_id,
+                    project=spec.project,
+                    name=spec.name,
+                    type=spec.type,
+                    status=TaskStatus.CREATED.value,
+                    status_reason="",
+                    script=spec.script.model_dump(mode="json"),
+                    env=spec.env.model_dump(mode="json"),
+                    container=spec.container.model_dump(mode="json"),
+                    parameters=dict(spec.parameters),
+                    tags=list(spec.tags),
+                    runtime={},
+                    comment=spec.comment,
+                    parent_id=spec.parent_id,
+                    output_uri=spec.output_uri,
+                    created_at=db_now(),
+                    updated_at=db_now(),
+                    attempt=0,
+                    tries=0,
+                    max_attempts=spec.max_attempts or self._max_attempts,
+                    max_run_seconds=spec.max_run_seconds,
+                )
+            )
+            return fetch_task(conn, task_id)
+
+    def get(self, task_id: uuid.UUID) -> Task:
+        """The task by id; NotFound when there is none."""
+        with self._db.read() as conn:
+            return fetch_task(conn, task_id)
+
+    def list(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        queue: str | None = None,
+        tags: Sequence[str] = (),
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> list[Task]:
+        """Tasks matching every filter given, newest first."""
+        query = task_select().order_by(tasks.c.created_at.desc(), tasks.c.id).limit(limit)
+        if project is not None:
+            query = query.where(tasks.c.project == project)
+        if name is not None:
+            query = query.where(tasks.c.name == name)
+        if isinstance(status, TaskStatus):
+            query = query.where(tasks.c.status == status.value)
+        elif status is not None:
+            query = query.where(tasks.c.status.in_([s.value for s in status]))
+        if queue is not None:
+            query = query.where(queues.c.name == queue)
+        with self._db.read() as conn:
+            found = [task_from_row(row) for row in conn.execute(query)]
+        return [t for t in found if set(tags) <= set(t.tags)]
+
+    def edit(
+        self,
+        task_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        parameters: dict[str, str] | None = None,
+        script: Script | None = None,
+        env: EnvSpec | None = None,
+        container: Container | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str | None = None,
+        max_attempts: int | None = None,
+        max_run_seconds: float | None = None,
+        output_uri: str | None = None,
+    ) -> Task:
+        """Change a draft. Only a task in status created can be edited."""
+        values: dict[str, Any] = {
+            "name": name,
+            "parameters": None if parameters is None else dict(parameters),
+            "script": None if script is None else script.model_dump(mode="json"),
+            "env": None if env is None else env.model_dump(mode="json"),
+            "container": None if container is None else container.model_dump(mode="json"),
+            "tags": None if tags is None else list(tags),
+            "comment": comment,
+            "max_attempts": max_attempts,
+            "max_run_seconds": max_run_seconds,
+            "output_uri": output_uri,
+        }
+        values = {k: v for k, v in values.items() if v is not None}
+        if max_attempts is not None and max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be at least 1, not {max_attempts}")
+        with self._db.write() as conn:
+            current = fetch_task(conn, task_id)
+            if current.status != TaskStatus.CREATED:
+                raise InvalidInput(
+                    f"task {task_id} is {current.status}: only a draft (created) task can be "
+                    "edited; clone it, or reset it first"
+                )
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id, tasks.c.status == TaskStatus.CREATED.value)
+                .values(updated_at=db_now(), **values)
+            )
+            return fetch_task(conn, task_id)
+
+    def start(self, task_id: uuid.UUID, *, worker: str | None = None) -> Fence:
+        """Mark a draft running without a queue: a script started by hand.
+
+        Returns the fence its writes must carry; its lease must be renewed by heartbeats
+        like any other running task, or the reaper fails it.
+        """
+        with self._db.write() as conn:
+            transition(
+                conn,
+                task_id,
+                TaskStatus.RUNNING,
+                expect=TaskStatus.CREATED,
+                worker=worker,
+                attempt=tasks.c.attempt + 1,
+                tries=tasks.c.tries + 1,
+                started_at=db_now(),
+                lease_expires_at=db_now(self._lease_seconds),
+                status_reason="",
+            )
+            attempt = conn.execute(
+                sa.select(tasks.c.attempt).where(tasks.c.id == task_id)
+            ).scalar_one()
+        return Fence(task_id=task_id, attempt=attempt, worker=worker)
+
+    def reset(self, task_id: uuid.UUID) -> Task:
+        """Turn an ended task back into a draft, clearing the outputs of its runs.
+
+        The attempt counter is kept, so a worker still holding an old attempt can never
+        write into the next run.
+        """
+        with self._db.write() as conn:
+            transition(
+                conn,
+                task_id,
+                TaskStatus.CREATED,
+                status_reason="",
+                worker=None,
+                tries=0,
+                queued_at=None,
+                started_at=None,
+                finished_at=None,
+                lease_expires_at=None,
+                stop_requested_at=None,
+                exit_code=None,
+                runtime={},
+            )
+            for table in (task_logs, task_scalars, task_scalar_summary, task_artifacts):
+                conn.execute(table.delete().where(table.c.task_id == task_id))
+            # A reset is from a final status, which never has an entry; stay defensive.
+            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))
+            return fetch_task(conn, task_id)

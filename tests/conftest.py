@@ -1,0 +1,89 @@
+"""Shared fixtures: a fresh store per test, on SQLite and on a real PostgreSQL.
+
+PostgreSQL is found by ``tests.pgserver`` (``CLEARQ_TEST_POSTGRES_URL``, else a local
+container, else a throwaway ``initdb`` cluster). Each test gets its own database,
+cloned from a template that was migrated once per session, so the suite stays fast.
+Where no server can be found the PostgreSQL tests skip with the reason; with
+``CLEARQ_REQUIRE_POSTGRES=1`` (CI sets it) they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clearq.config import Settings
+from clearq.scheduler import Database, Store, upgrade
+from tests.pgserver import PgServer, find_server, unique_database_name
+
+REQUIRE_POSTGRES = os.environ.get("CLEARQ_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+DIALECTS = ("sqlite", "postgres")
+
+
+def _unavailable(reason: str) -> None:
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"PostgreSQL is required (CLEARQ_REQUIRE_POSTGRES) but: {reason}")
+    pytest.skip(f"no PostgreSQL server: {reason}")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server the tests may create databases on."""
+    found = find_server()
+    if found.server is None:
+        _unavailable(found.reason)
+    assert found.server is not None
+    with found.server as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server: PgServer) -> Iterator[str]:
+    """Name of a database migrated to head, to clone test databases from."""
+    name = unique_database_name("clearq_tpl")
+    url = pg_server.create_database(name)
+    db = Database(url)
+    upgrade(db)
+    db.dispose()
+    yield name
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer, pg_template: str) -> Iterator[str]:
+    """URL of a fresh, migrated PostgreSQL database of this test's own."""
+    name = unique_database_name()
+    url = pg_server.create_database(name, template=pg_template)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """URL of a fresh SQLite file of this test's own."""
+    return f"sqlite:///{tmp_path / 'clearq.db'}"
+
+
+@pytest.fixture(params=DIALECTS)
+def store_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database URL, once on SQLite and once on PostgreSQL."""
+    if request.param == "postgres":
+        request.applymarker(pytest.mark.postgres)
+        return str(request.getfixturevalue("pg_url"))
+    return str(request.getfixturevalue("sqlite_url"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings isolated from the user's own (home in the test's temp folder)."""
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def store(store_url: str, settings: Settings) -> Iterator[Store]:
+    """A Store on a fresh database, on each dialect."""
+    with Store(store_url, settings=settings) as s:
+        yield s
