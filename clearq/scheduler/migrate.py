@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
@@ -46,6 +47,13 @@ def current_revision(db: Database) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema up to ``revision``; a database already there is left as is."""
     with db.write() as conn:
@@ -71,7 +79,7 @@ def ensure_schema(db: Database, *, create_if_empty: bool = True) -> None:
         raise SchemaError(
             f"{db.url.render_as_string()} has no clearq schema: run `clearq db upgrade`"
         )
-    if script.get_revision(current) is None:
+    if not _known(script, current):
         raise SchemaError(
             f"the database is at schema revision {current}, which this clearq does not know: "
             "it was written by a newer clearq. Upgrade clearq on this machine."

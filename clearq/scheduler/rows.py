@@ -80,33 +80,36 @@ def transition(
     task_id: uuid.UUID,
     target: TaskStatus,
     *,
-    expect: TaskStatus | None = None,
+    expect: TaskStatus | frozenset[TaskStatus] | None = None,
     **values: Any,
 ) -> TaskStatus:
     """Move a task to ``target`` if the lifecycle allows it; return the status it left.
 
     The row is locked and the update is conditioned on the status read, so a raced
-    change fails loudly instead of overwriting. ``expect`` narrows the allowed start.
+    change fails loudly instead of overwriting. ``expect`` narrows the allowed start
+    to what the operation means (a dequeue starts from queued, a reset from an end).
     """
     current = lock_status(conn, task_id)
-    if expect is not None and current != expect:
-        check_transition(task_id, current, target)  # says why when it is illegal anyway
-        raise_unexpected(task_id, current, expect, target)
     check_transition(task_id, current, target)
+    if isinstance(expect, TaskStatus):
+        expect = frozenset({expect})
+    if expect is not None and current not in expect:
+        raise_unexpected(task_id, current, expect, target)
     result = conn.execute(
         tasks.update()
         .where(tasks.c.id == task_id, tasks.c.status == current.value)
         .values(status=target.value, updated_at=db_now(), **values)
     )
     if result.rowcount != 1:  # pragma: no cover - the row lock rules this out
-        raise_unexpected(task_id, current, expect or current, target)
+        raise_unexpected(task_id, current, frozenset({current}), target)
     return current
 
 
 def raise_unexpected(
-    task_id: uuid.UUID, current: TaskStatus, expect: TaskStatus, target: TaskStatus
+    task_id: uuid.UUID, current: TaskStatus, expect: frozenset[TaskStatus], target: TaskStatus
 ) -> NoReturn:
-    """Raise IllegalTransition for a task that is not in the status an operation needs."""
+    """Raise IllegalTransition for a task that is not in a status an operation needs."""
+    wanted = " or ".join(sorted(expect))
     raise IllegalTransition(
-        f"task {task_id} is {current}, not {expect}: it cannot become {target} this way"
+        f"task {task_id} is {current}, not {wanted}: it cannot become {target} this way"
     )

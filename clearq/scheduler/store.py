@@ -34,7 +34,11 @@ class Store:
     ) -> None:
         self.settings = settings or load_settings()
         self.db = Database(url or self.settings.resolved_database_url)
-        ensure_schema(self.db, create_if_empty=create_schema)
+        try:
+            ensure_schema(self.db, create_if_empty=create_schema)
+        except BaseException:
+            self.db.dispose()
+            raise
         s = self.settings
         self.tasks = TaskRepo(self.db, max_attempts=s.max_attempts, lease_seconds=s.lease_seconds)
         self.queues = QueueOps(self.db)

@@ -9,12 +9,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from clearq.errors import InvalidInput
-from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskSpec, TaskStatus
+from clearq.models import (
+    FINAL_STATUSES,
+    Container,
+    EnvSpec,
+    Fence,
+    Script,
+    Task,
+    TaskSpec,
+    TaskStatus,
+)
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, task_from_row, task_select, transition
 from clearq.scheduler.schema import (
     db_now,
-    queue_entries,
     queues,
     task_artifacts,
     task_logs,
@@ -176,6 +184,7 @@ class TaskRepo:
                 conn,
                 task_id,
                 TaskStatus.CREATED,
+                expect=FINAL_STATUSES,
                 status_reason="",
                 worker=None,
                 tries=0,
@@ -189,6 +198,4 @@ class TaskRepo:
             )
             for table in (task_logs, task_scalars, task_scalar_summary, task_artifacts):
                 conn.execute(table.delete().where(table.c.task_id == task_id))
-            # A reset is from a final status, which never has an entry; stay defensive.
-            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))
             return fetch_task(conn, task_id)

@@ -1,0 +1,108 @@
+"""Migrations: from empty they give exactly the table definitions; upgrade is idempotent."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from clearq.errors import SchemaError
+from clearq.scheduler import Database, Store, current_revision, head_revision, upgrade
+from clearq.scheduler.schema import metadata
+from tests.pgserver import PgServer, unique_database_name
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    if request.param == "sqlite":
+        db = Database(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield db
+        db.dispose()
+        return
+    request.applymarker(pytest.mark.postgres)
+    server: PgServer = request.getfixturevalue("pg_server")
+    name = unique_database_name("clearq_mig")
+    db = Database(server.create_database(name))
+    yield db
+    db.dispose()
+    server.drop_database(name)
+
+
+def _schema_diff(db: Database) -> list[tuple[str, str]]:
+    with db.read() as conn, warnings.catch_warnings():
+        # SQLite cannot reflect an index on a DESC expression; it is checked on its own below.
+        warnings.filterwarnings("ignore", message=".*expression-based index.*")
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+        )
+    found = [(d[0], getattr(d[1], "name", str(d[1]))) for d in diff]
+    if db.dialect == "sqlite":
+        found = [d for d in found if d[1] != "ix_queue_entries_claim_order"]
+    return found
+
+
+def test_upgrade_from_empty_matches_the_table_definitions(empty_db: Database) -> None:
+    assert current_revision(empty_db) is None
+    upgrade(empty_db)
+    assert current_revision(empty_db) == head_revision()
+    assert _schema_diff(empty_db) == []
+
+
+def test_schema_comparison_sees_a_difference(empty_db: Database) -> None:
+    upgrade(empty_db)
+    with empty_db.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE stray (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("DROP INDEX ix_tasks_project")
+    assert ("remove_table", "stray") in _schema_diff(empty_db)
+    assert ("add_index", "ix_tasks_project") in _schema_diff(empty_db)
+
+
+def test_upgrade_twice_is_a_no_op(empty_db: Database) -> None:
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        before = sorted(conn.dialect.get_table_names(conn))
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        after = sorted(conn.dialect.get_table_names(conn))
+    assert before == after
+    assert "tasks" in after
+    assert current_revision(empty_db) == head_revision()
+
+
+def test_claim_order_index_exists(empty_db: Database) -> None:
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        names = {ix["name"] for ix in conn.dialect.get_indexes(conn, "queue_entries")}
+        if empty_db.dialect == "sqlite":
+            ddl = conn.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'ix_queue_entries_claim_order'"
+            ).scalar_one()
+        else:
+            ddl = conn.exec_driver_sql(
+                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_queue_entries_claim_order'"
+            ).scalar_one()
+    assert "ix_queue_entries_claim_order" in names
+    assert "priority DESC" in ddl
+
+
+def test_store_creates_schema_on_an_empty_database(empty_db: Database) -> None:
+    store = Store(empty_db.url.render_as_string(hide_password=False))
+    store.close()
+    assert current_revision(empty_db) == head_revision()
+
+
+def test_store_refuses_empty_database_when_told_not_to_create(empty_db: Database) -> None:
+    url = empty_db.url.render_as_string(hide_password=False)
+    with pytest.raises(SchemaError, match="clearq db upgrade"):
+        Store(url, create_schema=False)
+
+
+def test_store_refuses_a_schema_from_a_newer_clearq(empty_db: Database) -> None:
+    upgrade(empty_db)
+    with empty_db.write() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'fromthefuture'")
+    with pytest.raises(SchemaError, match="newer clearq"):
+        Store(empty_db.url.render_as_string(hide_password=False))

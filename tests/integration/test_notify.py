@@ -1,0 +1,62 @@
+"""Wake-up hints: NOTIFY on PostgreSQL at commit, polling on SQLite."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from clearq.config import Settings
+from clearq.errors import IllegalTransition
+from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, Store
+from clearq.scheduler.notify import PgListener, PollingListener
+from tests.integration.helpers import new_task, queued
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_store(pg_url: str, settings: Settings) -> Iterator[Store]:
+    with Store(pg_url, settings=settings) as store:
+        yield store
+
+
+def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
+    queue = pg_store.queues.create("q")
+    listener = pg_store.listen()
+    try:
+        assert isinstance(listener, PgListener)
+        assert listener.wait(0.05) == []
+        task_id = queued(pg_store, "q")
+        notices = listener.wait(5)
+        assert [(n.channel, n.payload) for n in notices] == [(ENQUEUE_CHANNEL, str(queue.id))]
+        pg_store.claimer("w", ["q"]).claim()
+        pg_store.leases.request_stop(task_id)
+        notices = listener.wait(5)
+        assert [(n.channel, n.payload) for n in notices] == [(STOP_CHANNEL, str(task_id))]
+    finally:
+        listener.close()
+
+
+def test_nothing_is_sent_when_the_transaction_fails(pg_store: Store) -> None:
+    pg_store.queues.create("q")
+    listener = pg_store.listen()
+    try:
+        task_id = new_task(pg_store)
+        pg_store.queues.enqueue(task_id, "q")
+        assert len(listener.wait(5)) == 1
+        with pytest.raises(IllegalTransition):
+            pg_store.queues.enqueue(task_id, "q")
+        assert listener.wait(0.2) == []
+    finally:
+        listener.close()
+
+
+def test_sqlite_listener_polls(sqlite_url: str, settings: Settings) -> None:
+    with Store(sqlite_url, settings=settings) as store:
+        listener = store.listen()
+        assert isinstance(listener, PollingListener)
+        started = time.monotonic()
+        assert listener.wait(0.05) == []
+        assert time.monotonic() - started >= 0.05
