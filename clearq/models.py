@@ -55,8 +55,27 @@ class EnvManager(enum.StrEnum):
     CONDA = "conda"
 
 
+class UntrackedFile(BaseModel):
+    """A file in the working tree that git does not track (and does not ignore)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    path: str
+    """Relative to the repository root, with forward slashes."""
+    data: bytes
+    executable: bool = False
+
+
 class Script(_Frozen):
-    """The code a task runs: a git checkout plus local changes, or a standalone script."""
+    """The code a task runs: a git checkout plus local changes, or a standalone script.
+
+    With a repository, the agent checks out ``commit`` (one the remote has), applies
+    ``diff`` (``git diff --binary`` from that commit to the captured working tree,
+    including commits not yet pushed) and writes ``untracked``. Without one, ``source``
+    holds the script's text.
+    """
 
     repository: str | None = None
     branch: str | None = None
@@ -66,7 +85,7 @@ class Script(_Frozen):
     working_dir: str = "."
     arguments: tuple[str, ...] = ()
     diff: str = ""
-    untracked: dict[str, str] = Field(default_factory=dict)
+    untracked: tuple[UntrackedFile, ...] = ()
     source: str | None = None
     python_version: str | None = None
 

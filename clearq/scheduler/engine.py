@@ -16,9 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from clearq.errors import ConfigError
+from clearq.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _BEGIN_OPTION = "clearq_sqlite_begin"
@@ -70,7 +70,11 @@ class Database:
         if self.is_postgres:
             return sa.create_engine(self.url, pool_pre_ping=True)
         if self.url.database:
-            Path(self.url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self.url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise ConfigError(f"cannot create {folder} for the SQLite file: {e}") from e
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
@@ -78,7 +82,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that will write; on SQLite it holds the write lock from the start."""
-        with self.engine.connect() as conn:
+        with self._connect() as conn:
             conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
@@ -86,8 +90,19 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads."""
-        with self.engine.connect() as conn, conn.begin():
+        with self._connect() as conn, conn.begin():
             yield conn
+
+    def _connect(self) -> Connection:
+        # The one place a missing server or an unreadable file shows up: say so plainly.
+        try:
+            return self.engine.connect()
+        except OperationalError as e:
+            why = " ".join(str(e.orig).split())
+            raise StoreError(
+                f"cannot connect to {self.url.render_as_string(hide_password=True)} ({why}): "
+                "check the database URL (CLEARQ_DATABASE_URL) and that the server is running"
+            ) from e
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -15,52 +15,16 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clearq.errors import InvalidInput, LeaseLost
+from clearq.errors import InvalidInput
 from clearq.models import FINAL_STATUSES, Fence, Heartbeat, ReapReport, Task, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.notify import STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
-from clearq.scheduler.rows import fetch_task, lock_status
+from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
 from clearq.scheduler.schema import db_now, tasks, workers
 
 REAP_BATCH = 500
-
-
-def fence_clause(fence: Fence) -> sa.ColumnElement[bool]:
-    """WHERE clause matching the task only while ``fence`` still owns its running attempt."""
-    worker = tasks.c.worker.is_(None) if fence.worker is None else tasks.c.worker == fence.worker
-    return sa.and_(
-        tasks.c.id == fence.task_id,
-        tasks.c.attempt == fence.attempt,
-        tasks.c.status == TaskStatus.RUNNING.value,
-        worker,
-    )
-
-
-def hold(conn: Connection, fence: Fence) -> None:
-    """Check ``fence`` and keep it (a share lock) until the transaction ends; else LeaseLost."""
-    found = conn.execute(
-        sa.select(tasks.c.id).where(fence_clause(fence)).with_for_update(read=True)
-    ).first()
-    if found is None:
-        raise _lost(conn, fence)
-
-
-def _lost(conn: Connection, fence: Fence) -> LeaseLost:
-    row = conn.execute(
-        sa.select(tasks.c.status, tasks.c.attempt, tasks.c.worker).where(
-            tasks.c.id == fence.task_id
-        )
-    ).first()
-    if row is None:
-        now = "it no longer exists"
-    else:
-        now = f"it is {row.status} at attempt {row.attempt} (worker {row.worker or 'none'})"
-    return LeaseLost(
-        f"task {fence.task_id}: attempt {fence.attempt} by {fence.worker or 'a local run'} "
-        f"is no longer current ({now}); stop working on it, nothing more it writes is kept"
-    )
 
 
 class Leases:
@@ -127,7 +91,7 @@ class Leases:
                 )
             )
             if done.rowcount != 1:
-                raise _lost(conn, fence)
+                raise lost(conn, fence)
             return fetch_task(conn, fence.task_id)
 
     def requeue(self, fence: Fence, *, reason: str) -> Task:

@@ -59,7 +59,13 @@ def upgrade(db: Database, revision: str = "head") -> None:
     with db.write() as conn:
         if db.is_postgres:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_UPGRADE_LOCK})
-        command.upgrade(_config(conn), revision)
+        try:
+            command.upgrade(_config(conn), revision)
+        except CommandError as e:
+            raise SchemaError(
+                f"cannot upgrade the schema to {revision}: {e}. A database written by a "
+                "newer clearq needs that clearq: upgrade clearq on this machine."
+            ) from e
 
 
 def ensure_schema(db: Database, *, create_if_empty: bool = True) -> None:

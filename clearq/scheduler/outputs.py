@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
 from clearq.scheduler.engine import Database
-from clearq.scheduler.leases import hold
+from clearq.scheduler.rows import hold
 from clearq.scheduler.schema import (
     db_now,
     task_artifacts,

@@ -14,10 +14,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import AlreadyExists, InvalidInput, NotFound, QueueNotEmpty
-from clearq.models import QueueEntry, QueueInfo, Task, TaskStatus
+from clearq.models import Fence, QueueEntry, QueueInfo, Task, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
-from clearq.scheduler.rows import fetch_task, transition
+from clearq.scheduler.rows import fetch_task, hold, transition
 from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
 
 # Any fixed number: serialises inserts at the front, which pick their own ids.
@@ -166,6 +166,30 @@ class QueueOps:
             )
             insert_entry(conn, self._db, queue_id=row.id, task_id=task_id, priority=priority)
             return fetch_task(conn, task_id)
+
+    def enqueue_run(self, fence: Fence, queue: str, *, priority: int = 0) -> Task:
+        """Send a task that is running by hand to a queue (``execute_remotely``).
+
+        The local run gives the task up: it goes back in line for an agent, which
+        starts a fresh attempt, and nothing the local run writes later is kept.
+        """
+        with self._db.write() as conn:
+            row = queue_row(conn, queue)
+            hold(conn, fence)
+            transition(
+                conn,
+                fence.task_id,
+                TaskStatus.QUEUED,
+                expect=TaskStatus.RUNNING,
+                queue_id=row.id,
+                queued_at=db_now(),
+                worker=None,
+                tries=0,
+                lease_expires_at=None,
+                status_reason=f"sent to queue {queue!r} by its local run",
+            )
+            insert_entry(conn, self._db, queue_id=row.id, task_id=fence.task_id, priority=priority)
+            return fetch_task(conn, fence.task_id)
 
     def dequeue(self, task_id: uuid.UUID) -> Task:
         """Take a queued task out of its queue; it becomes a draft again."""

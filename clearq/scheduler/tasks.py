@@ -20,7 +20,7 @@ from clearq.models import (
     TaskStatus,
 )
 from clearq.scheduler.engine import Database
-from clearq.scheduler.rows import fetch_task, task_from_row, task_select, transition
+from clearq.scheduler.rows import fetch_task, hold, task_from_row, task_select, transition
 from clearq.scheduler.schema import (
     db_now,
     queues,
@@ -148,6 +148,49 @@ class TaskRepo:
                 .values(updated_at=db_now(), **values)
             )
             return fetch_task(conn, task_id)
+
+    def update_parameters(
+        self,
+        task_id: uuid.UUID,
+        parameters: dict[str, str],
+        *,
+        fence: Fence | None = None,
+        replace: bool = False,
+    ) -> Task:
+        """Merge (or with ``replace``, set) a task's parameters.
+
+        A draft can be changed by anyone; a running task only by its own run, which
+        passes its fence (``connect()`` records the values the code used).
+        """
+        with self._db.write() as conn:
+            if fence is None:
+                current = fetch_task(conn, task_id)
+                if current.status != TaskStatus.CREATED:
+                    raise InvalidInput(
+                        f"task {task_id} is {current.status}: only a draft (created) task's "
+                        "parameters can be changed; clone it, or reset it first"
+                    )
+            else:
+                hold(conn, fence)
+                current = fetch_task(conn, task_id)
+            merged = dict(parameters) if replace else {**current.parameters, **parameters}
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id)
+                .values(parameters=merged, updated_at=db_now())
+            )
+            return fetch_task(conn, task_id)
+
+    def update_runtime(self, fence: Fence, info: dict[str, Any]) -> None:
+        """Merge facts about the current run (environment used, host, ...) into ``runtime``."""
+        with self._db.write() as conn:
+            hold(conn, fence)
+            current = fetch_task(conn, fence.task_id)
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == fence.task_id)
+                .values(runtime={**current.runtime, **info}, updated_at=db_now())
+            )
 
     def start(self, task_id: uuid.UUID, *, worker: str | None = None) -> Fence:
         """Mark a draft running without a queue: a script started by hand.

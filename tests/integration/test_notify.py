@@ -13,15 +13,13 @@ from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, Store
 from clearq.scheduler.notify import PgListener, PollingListener
 from tests.integration.helpers import new_task, queued
 
-pytestmark = pytest.mark.postgres
-
-
 @pytest.fixture
 def pg_store(pg_url: str, settings: Settings) -> Iterator[Store]:
     with Store(pg_url, settings=settings) as store:
         yield store
 
 
+@pytest.mark.postgres
 def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
     queue = pg_store.queues.create("q")
     listener = pg_store.listen()
@@ -39,6 +37,7 @@ def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
         listener.close()
 
 
+@pytest.mark.postgres
 def test_nothing_is_sent_when_the_transaction_fails(pg_store: Store) -> None:
     pg_store.queues.create("q")
     listener = pg_store.listen()
