@@ -6,6 +6,7 @@ environment. The database URL is the only thing a new machine needs.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from pydantic import Field
@@ -17,6 +18,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_GONE_SECONDS = 300.0
 DEFAULT_METRICS_RETENTION_SECONDS = 24 * 3600.0
+DEFAULT_MAX_DIFF_BYTES = 50 * 1024 * 1024
 
 
 class Settings(BaseSettings):
@@ -33,11 +35,26 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
     worker_gone_seconds: float = Field(default=DEFAULT_WORKER_GONE_SECONDS, gt=0)
     metrics_retention_seconds: float = Field(default=DEFAULT_METRICS_RETENTION_SECONDS, gt=0)
+    max_diff_bytes: int = Field(
+        default=DEFAULT_MAX_DIFF_BYTES,
+        gt=0,
+        description="Above this size a captured diff plus untracked files warns loudly.",
+    )
+
+    # Set by an agent in the environment of a task it runs: Task.init attaches to it.
+    task_id: uuid.UUID | None = None
+    attempt: int | None = None
+    worker: str | None = None
 
     @property
     def home_dir(self) -> Path:
         """The home folder with ``~`` expanded."""
         return self.home.expanduser()
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """Default output folder for artifacts."""
+        return self.home_dir / "artifacts"
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,7 +12,9 @@ errors are translated into this tree where they enter the package::
     │   ├── IllegalTransition    a task status change the state machine forbids
     │   ├── QueueNotEmpty        deleting a queue that still holds entries
     │   └── LeaseLost            a worker wrote about an attempt that is no longer its own
-    └── InvalidInput             a value a user gave that cannot be used
+    ├── InvalidInput             a value a user gave that cannot be used
+    ├── CaptureError             git could not describe the code (clearq.sdk.capture.git)
+    └── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
 """
 
 from __future__ import annotations

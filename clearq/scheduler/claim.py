@@ -12,6 +12,7 @@ robin within one batch). :class:`Claimer` keeps a worker's rotation between clai
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -110,9 +111,11 @@ def claim(
         raise InvalidInput(f"a claim takes at least one task, not {limit}")
     if not queues_ranked:
         return []
-    with db.write() as conn:
-        if db.is_postgres:
+    if db.is_postgres:
+        # One statement: its own transaction, without BEGIN/COMMIT round trips.
+        with db.write_one() as conn:
             return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+    with db.write() as conn:
         return _claim_sqlite(conn, worker, queues_ranked, limit, interleave, lease_seconds)
 
 
@@ -124,12 +127,19 @@ def _claim_pg(
     interleave: bool,
     lease_seconds: float,
 ) -> list[Claim]:
-    ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(len(names)))
-    order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
-    rows = conn.execute(sa.text(_PG_CLAIM.format(ranks=ranks, order=order)), params).all()
+    rows = conn.execute(_pg_claim_statement(len(names), interleave), params).all()
     return _ordered([(r.id, r.attempt, r.queue_name) for r in rows], names, worker)
+
+
+@functools.cache
+def _pg_claim_statement(n_queues: int, interleave: bool) -> sa.TextClause:
+    # One statement object per shape, so SQLAlchemy neither re-parses the text nor
+    # re-keys its cache on every claim.
+    ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(n_queues))
+    order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
+    return sa.text(_PG_CLAIM.format(ranks=ranks, order=order))
 
 
 def _claim_sqlite(

@@ -8,6 +8,7 @@ lock upgrade; readers use a deferred ``BEGIN`` and, in WAL mode, never block wri
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,12 +17,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 
 from clearq.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
 _BEGIN_OPTION = "clearq_sqlite_begin"
+_IDLE_SINCE = "clearq_idle_since"
 
 
 def normalise_url(url: str) -> URL:
@@ -68,7 +72,9 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_postgres:
-            return sa.create_engine(self.url, pool_pre_ping=True)
+            engine = sa.create_engine(self.url)
+            _ping_idle_connections(engine)
+            return engine
         if self.url.database:
             folder = Path(self.url.database).expanduser().parent
             try:
@@ -86,6 +92,23 @@ class Database:
             conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
+
+    @contextmanager
+    def write_one(self) -> Iterator[Connection]:
+        """A write that is a single statement, which is its own transaction.
+
+        On PostgreSQL the connection is in autocommit mode: the statement commits when it
+        completes, without BEGIN and COMMIT round trips (the hot path: the claim, a
+        finish). On SQLite it is :meth:`write`. Statements after the first are separate
+        transactions on PostgreSQL, so only a read that is allowed to see a later state
+        (an error message) may follow the write.
+        """
+        if not self.is_postgres:
+            with self.write() as conn:
+                yield conn
+            return
+        with self._connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -107,6 +130,34 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Like ``pool_pre_ping``, but only for connections idle for a while.
+
+    A pooled connection that sat idle may have been closed under us (server restart,
+    failover, an idle timeout on the way): it is pinged at checkout and replaced if
+    dead. One that was in use a moment ago is not: a ping on every checkout costs a
+    round trip per store call, up to half the claim + finish throughput of several
+    workers on a busy server (benchmarks/claim_throughput.py). A connection that died
+    within the last ``PING_AFTER_IDLE_SECONDS`` fails its next statement instead, and
+    the pool then replaces every connection it holds.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get(_IDLE_SINCE)  # none yet on a fresh connection
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as e:
+            # The pool discards this connection and checks out a new one.
+            raise DisconnectionError(f"pooled connection is dead: {e}") from e
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -21,10 +21,48 @@ from clearq.scheduler.engine import Database
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.notify import STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
-from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
-from clearq.scheduler.schema import db_now, tasks, workers
+from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost, task_from_row
+from clearq.scheduler.schema import db_now, queues, tasks, workers
 
 REAP_BATCH = 500
+# The name of the task's queue, for RETURNING rows that task_from_row reads.
+_QUEUE_NAME = (
+    sa.select(queues.c.name).where(queues.c.id == tasks.c.queue_id).scalar_subquery()
+).label("queue_name")
+
+
+def _finish_statement(local_run: bool) -> sa.Update:
+    """The fenced UPDATE ending an attempt, returning the row; built once, values bound per call.
+
+    Its WHERE is :func:`fence_clause` with the fence's values as bind parameters (a
+    local run's fence has no worker: ``worker IS NULL``). Building the statement once
+    spares SQLAlchemy constructing and cache-keying it on every finish.
+    """
+    worker = (
+        tasks.c.worker.is_(None) if local_run else tasks.c.worker == sa.bindparam("fence_worker")
+    )
+    return (
+        tasks.update()
+        .where(
+            tasks.c.id == sa.bindparam("fence_task_id"),
+            tasks.c.attempt == sa.bindparam("fence_attempt"),
+            tasks.c.status == TaskStatus.RUNNING.value,
+            worker,
+        )
+        .values(
+            status=sa.bindparam("new_status"),
+            exit_code=sa.bindparam("new_exit_code"),
+            status_reason=sa.bindparam("new_reason"),
+            finished_at=db_now(),
+            updated_at=db_now(),
+            lease_expires_at=None,
+        )
+        .returning(*tasks.c, _QUEUE_NAME)
+    )
+
+
+# Indexed by "the fence is a local run's" (no worker).
+_FINISH = (_finish_statement(local_run=False), _finish_statement(local_run=True))
 
 
 class Leases:
@@ -77,22 +115,21 @@ class Leases:
         """Record how an attempt ended; LeaseLost when the attempt is no longer ``fence``'s."""
         if status not in FINAL_STATUSES:
             raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
-        with self._db.write() as conn:
-            done = conn.execute(
-                tasks.update()
-                .where(fence_clause(fence))
-                .values(
-                    status=status.value,
-                    exit_code=exit_code,
-                    status_reason=reason,
-                    finished_at=db_now(),
-                    updated_at=db_now(),
-                    lease_expires_at=None,
-                )
-            )
-            if done.rowcount != 1:
+        # One fenced UPDATE that returns the finished row: no read-back, and on PostgreSQL
+        # no BEGIN/COMMIT round trips (the statement is its own transaction).
+        values = {
+            "fence_task_id": fence.task_id,
+            "fence_attempt": fence.attempt,
+            "fence_worker": fence.worker,
+            "new_status": status.value,
+            "new_exit_code": exit_code,
+            "new_reason": reason,
+        }
+        with self._db.write_one() as conn:
+            row = conn.execute(_FINISH[fence.worker is None], values).first()
+            if row is None:
                 raise lost(conn, fence)
-            return fetch_task(conn, fence.task_id)
+            return task_from_row(row)
 
     def requeue(self, fence: Fence, *, reason: str) -> Task:
         """Give a running attempt back: its task goes to the front of its queue.

@@ -8,24 +8,30 @@ the write lock on SQLite), so agents starting together are safe.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
+import sqlalchemy as sa
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from clearq.errors import SchemaError
 from clearq.scheduler.engine import Database
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SCHEMA_REVISION = "0001"
+"""The newest migration's revision. Checked against the migrations by a test; kept as a
+constant so that opening a store needs no Alembic import (Task.init and every CLI call
+pay for imports)."""
 # Any fixed 64-bit number: the key of the advisory lock that serialises upgrades.
 _PG_UPGRADE_LOCK = 0x636C65617271
 
 
 def _config(conn: Connection) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["connection"] = conn
@@ -33,7 +39,9 @@ def _config(conn: Connection) -> Config:
 
 
 def head_revision() -> str:
-    """The revision this clearq's schema is at."""
+    """The revision of the newest migration, read from the migrations themselves."""
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory(str(MIGRATIONS_DIR))
     head = script.get_current_head()
     if head is None:  # pragma: no cover - the package always ships migrations
@@ -44,10 +52,17 @@ def head_revision() -> str:
 def current_revision(db: Database) -> str | None:
     """The revision the database is at; None when it has no clearq schema."""
     with db.read() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return versions[0] if versions else None
 
 
-def _known(script: ScriptDirectory, revision: str) -> bool:
+def _known(revision: str) -> bool:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
     try:
         return script.get_revision(revision) is not None
     except CommandError:
@@ -56,6 +71,9 @@ def _known(script: ScriptDirectory, revision: str) -> bool:
 
 def upgrade(db: Database, revision: str = "head") -> None:
     """Bring the schema up to ``revision``; a database already there is left as is."""
+    from alembic import command
+    from alembic.util import CommandError
+
     with db.write() as conn:
         if db.is_postgres:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_UPGRADE_LOCK})
@@ -74,18 +92,17 @@ def ensure_schema(db: Database, *, create_if_empty: bool = True) -> None:
     Raises SchemaError, saying what to run, when the database is behind or ahead.
     """
     current = current_revision(db)
-    head = head_revision()
+    head = SCHEMA_REVISION
     if current == head:
         return
     if current is None and create_if_empty:
         upgrade(db)
         return
-    script = ScriptDirectory(str(MIGRATIONS_DIR))
     if current is None:
         raise SchemaError(
             f"{db.url.render_as_string()} has no clearq schema: run `clearq db upgrade`"
         )
-    if not _known(script, current):
+    if not _known(current):
         raise SchemaError(
             f"the database is at schema revision {current}, which this clearq does not know: "
             "it was written by a newer clearq. Upgrade clearq on this machine."

@@ -11,7 +11,6 @@ import time
 from types import TracebackType
 from typing import Protocol
 
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -66,6 +65,9 @@ class PgListener:
     """LISTEN on a dedicated PostgreSQL connection."""
 
     def __init__(self, db: Database, channels: tuple[str, ...]) -> None:
+        import psycopg  # only PostgreSQL needs it: SQLite users never pay its import
+
+        self._error = psycopg.Error
         dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
         try:
             self._conn = psycopg.connect(dsn, autocommit=True)
@@ -79,7 +81,7 @@ class PgListener:
         try:
             first = list(self._conn.notifies(timeout=timeout, stop_after=1))
             rest = list(self._conn.notifies(timeout=0)) if first else []
-        except psycopg.Error as e:
+        except self._error as e:
             raise StoreError(f"lost the notification connection: {e}") from e
         return [Notice(channel=n.channel, payload=n.payload) for n in first + rest]
 

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
 from clearq.scheduler.engine import Database
@@ -119,7 +118,10 @@ class Outputs:
     def _upsert_summary(
         self, fence: Fence, title: str, series: str, s: dict[str, Any]
     ) -> sa.Executable:
-        dialect = postgresql if self._db.is_postgres else sqlite
+        if self._db.is_postgres:
+            from sqlalchemy.dialects import postgresql as dialect
+        else:
+            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
         lesser = sa.func.least if self._db.is_postgres else sa.func.min
         greater = sa.func.greatest if self._db.is_postgres else sa.func.max
         insert = dialect.insert(task_scalar_summary).values(

@@ -13,6 +13,7 @@ from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, Store
 from clearq.scheduler.notify import PgListener, PollingListener
 from tests.integration.helpers import new_task, queued
 
+
 @pytest.fixture
 def pg_store(pg_url: str, settings: Settings) -> Iterator[Store]:
     with Store(pg_url, settings=settings) as store:

@@ -47,3 +47,9 @@ def test_postgres_urls_use_psycopg3(url: str) -> None:
 def test_unusable_urls_say_why(url: str, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         normalise_url(url)
+
+
+def test_schema_revision_constant_is_the_newest_migration() -> None:
+    from clearq.scheduler.migrate import SCHEMA_REVISION, head_revision
+
+    assert head_revision() == SCHEMA_REVISION

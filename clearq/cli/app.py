@@ -1,0 +1,63 @@
+"""The root of the ``clearq`` command and its error handling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from clearq import __version__
+from clearq.cli import db, queue, task
+from clearq.cli.context import CliContext
+from clearq.cli.output import error, say
+from clearq.cli.reap import reap_command
+from clearq.errors import ClearqError
+
+app = typer.Typer(
+    name="clearq",
+    help="Run ML experiments anywhere: queues and agents on a SQL database.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(queue.app, name="queue")
+app.add_typer(task.app, name="task")
+app.command("reap")(reap_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        say(f"clearq {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="The store's URL; default: CLEARQ_DATABASE_URL, else the SQLite file "
+            "under CLEARQ_HOME.",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Run ML experiments anywhere: queues and agents on a SQL database."""
+    ctx.obj = CliContext(database_url=database_url)
+
+
+def main() -> None:
+    """Run the ``clearq`` command; a ClearqError prints ``error: ...`` and exits with 1."""
+    try:
+        app()
+    except ClearqError as e:
+        error(str(e))
+        raise SystemExit(1) from None

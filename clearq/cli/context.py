@@ -1,0 +1,61 @@
+"""What every subcommand shares: the settings and the database they open."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import typer
+from pydantic import ValidationError
+
+from clearq.config import Settings, load_settings
+from clearq.errors import ConfigError
+from clearq.scheduler import Database, Store
+
+
+@dataclass(frozen=True)
+class CliContext:
+    """The global options, resolved lazily so ``--help`` never touches the database."""
+
+    database_url: str | None = None
+
+    def settings(self) -> Settings:
+        """The settings from the environment, the ``--database-url`` option applied."""
+        try:
+            settings = load_settings()
+        except ValidationError as e:
+            raise ConfigError(f"invalid clearq settings in the environment: {_explain(e)}") from e
+        if self.database_url:
+            return settings.model_copy(update={"database_url": self.database_url})
+        return settings
+
+    @contextmanager
+    def store(self) -> Iterator[Store]:
+        """A Store on the configured database, closed on exit."""
+        settings = self.settings()
+        with Store(settings.resolved_database_url, settings=settings) as store:
+            yield store
+
+    @contextmanager
+    def database(self) -> Iterator[Database]:
+        """The bare database, for schema commands that must not create the schema."""
+        db = Database(self.settings().resolved_database_url)
+        try:
+            yield db
+        finally:
+            db.dispose()
+
+
+def _explain(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        name = "CLEARQ_" + "_".join(str(part) for part in item["loc"]).upper()
+        parts.append(f"{name}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def cli_context(ctx: typer.Context) -> CliContext:
+    """The CliContext the root callback stored in ``ctx``."""
+    found = ctx.find_object(CliContext)
+    return found if found is not None else CliContext()

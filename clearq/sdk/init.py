@@ -1,0 +1,172 @@
+"""How ``Task.init`` starts a run, and how ``Task.create`` builds a draft.
+
+Run by hand, ``Task.init`` captures the code and packages, creates the task, starts it
+and installs the console tee, the argparse hook and the exit hooks. Run by an agent
+(``CLEARQ_TASK_ID`` set), it attaches to the stored task, whose parameters (with any
+overrides) are handed to ``connect()`` and argparse; nothing is captured again.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clearq.config import Settings, load_settings
+from clearq.errors import InvalidInput
+from clearq.models import EnvSpec, Fence, Script, TaskSpec
+from clearq.scheduler import Store
+from clearq.sdk import argparse_hook
+from clearq.sdk.capture.git import capture_script, strip_credentials
+from clearq.sdk.capture.packages import capture_packages, parse_requirements
+from clearq.sdk.console import ConsoleCapture
+from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR
+from clearq.sdk.reporter import Reporter
+from clearq.sdk.run import Run
+
+if TYPE_CHECKING:
+    from clearq.sdk.task import Task
+
+
+def attach_or_capture(
+    cls: type[Task],
+    *,
+    project_name: str | None,
+    task_name: str | None,
+    task_type: str,
+    tags: Sequence[str] | None,
+    output_uri: str | None,
+    auto_connect_arg_parser: bool,
+    capture_console: bool,
+    packages: str,
+) -> Task:
+    """The Task this process reports into, attached or freshly captured."""
+    from clearq.sdk.task import default_store
+
+    settings = load_settings()
+    store = default_store()
+    if settings.task_id is not None:
+        return _attach(cls, store, settings, auto_connect_arg_parser)
+    if not project_name or not task_name:
+        raise InvalidInput("Task.init needs project_name and task_name")
+    spec = _capture(cls, settings, project_name, task_name, task_type, tags, output_uri, packages)
+    record = store.tasks.create(spec)
+    fence = store.tasks.start(record.id)
+    run = Run(store, fence, Reporter(store, fence, renew_lease=True), under_agent=False)
+    if capture_console:
+        run.console = ConsoleCapture(run.reporter)
+        run.console.start()
+    run.install_exit_hooks()
+    task = cls(store, store.tasks.get(record.id), run)
+    if auto_connect_arg_parser:
+        hook = argparse_hook.ArgparseHook(overrides=None, record=task._write_parameters)
+        argparse_hook.install(hook)
+    return task
+
+
+def _attach(cls: type[Task], store: Store, settings: Settings, connect_args: bool) -> Task:
+    assert settings.task_id is not None
+    record = store.tasks.get(settings.task_id)
+    fence = Fence(
+        task_id=record.id,
+        attempt=settings.attempt if settings.attempt is not None else record.attempt,
+        worker=settings.worker,
+    )
+    # The agent renews the lease and streams the console; this run reports results.
+    run = Run(store, fence, Reporter(store, fence, renew_lease=False), under_agent=True)
+    run.install_exit_hooks()
+    if connect_args:
+        hook = argparse_hook.ArgparseHook(overrides=record.parameters, record=lambda _: None)
+        argparse_hook.install(hook)
+    return cls(store, record, run)
+
+
+def _entry() -> tuple[Path | None, str | None]:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    module = spec.name.removesuffix(".__main__") if spec is not None else None
+    file = getattr(main, "__file__", None)
+    return (Path(file).resolve() if file else None), module
+
+
+def _capture(
+    cls: type[Task],
+    settings: Settings,
+    project: str,
+    name: str,
+    task_type: str,
+    tags: Sequence[str] | None,
+    output_uri: str | None,
+    packages: str,
+) -> TaskSpec:
+    entry, module = _entry()
+    if entry is None:
+        raise InvalidInput(
+            "Task.init found no script file (an interactive session?): run it from a .py file"
+        )
+    code = capture_script(
+        entry, argv=sys.argv, module=module, max_diff_bytes=settings.max_diff_bytes
+    )
+    env = capture_packages(
+        entry,
+        repo_root=code.repo_root,
+        mode="freeze" if packages == "freeze" else "imports",
+        add=cls._extra_requirements,
+        ignore=cls._ignored_requirements,
+    )
+    for warning in [*code.warnings, *env.warnings]:
+        print(f"clearq: warning: {warning}", file=sys.stderr)
+    return TaskSpec(
+        project=project,
+        name=name,
+        type=task_type,
+        script=code.script,
+        env=env.env,
+        tags=tuple(tags or ()),
+        output_uri=output_uri,
+    )
+
+
+def spec_for_create(
+    project_name: str,
+    task_name: str,
+    *,
+    script: str | None,
+    repo: str | None,
+    branch: str | None,
+    commit: str | None,
+    working_directory: str,
+    packages: Sequence[str] | None,
+    requirements_file: str | Path | None,
+    argparse_args: Sequence[tuple[str, str]] | None,
+    task_type: str,
+) -> TaskSpec:
+    """A draft's spec from a repository and entry point, or from a local script file."""
+    if script is None:
+        raise InvalidInput("Task.create needs script: an entry point in repo, or a local file")
+    if repo:
+        code = Script(
+            repository=strip_credentials(repo),
+            branch=branch,
+            commit=commit,
+            entry_point=script,
+            working_dir=working_directory,
+        )
+    else:
+        path = Path(script)
+        if not path.is_file():
+            raise InvalidInput(f"script {script!r} is not a file (give repo= for a repository)")
+        code = Script(source=path.read_text(), entry_point=path.name)
+    lines = list(packages or ())
+    if requirements_file is not None:
+        lines += Path(requirements_file).read_text().splitlines()
+    arguments = {f"{ARGS_SECTION}{SEPARATOR}{k}": str(v) for k, v in argparse_args or ()}
+    return TaskSpec(
+        project=project_name,
+        name=task_name,
+        type=task_type,
+        script=code,
+        env=EnvSpec(requirements=tuple(parse_requirements(lines))),
+        parameters=arguments,
+    )

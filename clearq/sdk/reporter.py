@@ -1,0 +1,132 @@
+"""Batched writes of one run's console output and scalars, from a background thread.
+
+The training loop only appends to in-memory buffers; a daemon thread writes them every
+``interval`` seconds (and renews the lease of a run started by hand). Every write is
+fenced: once the store says the attempt is no longer this run's, buffers are dropped
+and nothing more is written.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+import time
+
+from clearq.errors import LeaseLost, StoreError
+from clearq.models import Fence, ScalarPoint
+from clearq.scheduler import Store
+
+FLUSH_SECONDS = 1.0
+MAX_BUFFERED_LOG_PIECES = 100_000
+"""Past this many unwritten pieces (the store is unreachable) the oldest are dropped."""
+
+
+class Reporter:
+    """Buffers logs and scalars and writes them in batches."""
+
+    def __init__(
+        self,
+        store: Store,
+        fence: Fence,
+        *,
+        interval: float = FLUSH_SECONDS,
+        renew_lease: bool = False,
+    ) -> None:
+        self._store = store
+        self.fence = fence
+        self._interval = interval
+        self._renew = renew_lease
+        self._logs: list[tuple[str, str]] = []
+        self._scalars: list[ScalarPoint] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self.lease_lost = False
+        self.stop_requested = False
+        self._last_beat = time.monotonic()
+        self._warned: set[str] = set()
+        self._thread = threading.Thread(target=self._loop, name="clearq-reporter", daemon=True)
+        self._thread.start()
+
+    def log(self, stream: str, text: str) -> None:
+        """Queue a piece of console output."""
+        if not text or self.lease_lost:
+            return
+        with self._lock:
+            self._logs.append((stream, text))
+            if len(self._logs) > MAX_BUFFERED_LOG_PIECES:
+                del self._logs[: len(self._logs) - MAX_BUFFERED_LOG_PIECES]
+
+    def scalar(self, point: ScalarPoint) -> None:
+        """Queue a reported scalar value."""
+        if self.lease_lost:
+            return
+        with self._lock:
+            self._scalars.append(point)
+
+    def flush(self) -> None:
+        """Write everything queued so far, now."""
+        with self._write_lock:
+            with self._lock:
+                logs, self._logs = self._logs, []
+                scalars, self._scalars = self._scalars, []
+            if self.lease_lost:
+                return
+            try:
+                self._store.outputs.append_logs(self.fence, logs)
+                self._store.outputs.append_scalars(self.fence, scalars)
+            except LeaseLost as e:
+                self._lose(str(e))
+            except StoreError as e:
+                self._requeue(logs, scalars)
+                self._warn("store", f"clearq: cannot write results yet, will retry: {e}")
+
+    def close(self) -> None:
+        """Stop the thread after a last flush."""
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _requeue(self, logs: list[tuple[str, str]], scalars: list[ScalarPoint]) -> None:
+        with self._lock:
+            self._logs[:0] = logs
+            self._scalars[:0] = scalars
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self.flush()
+            if self._renew and not self.lease_lost:
+                self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        if time.monotonic() - self._last_beat < self._store.leases.lease_seconds / 3:
+            return
+        try:
+            beat = self._store.leases.heartbeat(None, [self.fence])
+        except StoreError as e:
+            self._warn("beat", f"clearq: cannot renew this run's lease: {e}")
+            return
+        self._last_beat = time.monotonic()
+        if beat.lost:
+            self._lose(f"task {self.fence.task_id} was taken over; results are no longer kept")
+        elif beat.stop_requested and not self.stop_requested:
+            self.stop_requested = True
+            # Stop the script the way Ctrl-C would; the exit hook records "stopped".
+            _thread.interrupt_main()
+
+    def _lose(self, why: str) -> None:
+        self.lease_lost = True
+        with self._lock:
+            self._logs.clear()
+            self._scalars.clear()
+        self._warn("lost", f"clearq: {why}")
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            print(message, file=sys.__stderr__, flush=True)

@@ -1,0 +1,98 @@
+"""The run of this process: its fence, its reporter, and how it ends.
+
+A script started by hand owns its task's attempt: at exit the run records completed,
+failed (an uncaught exception or a non-zero ``sys.exit``) or stopped (Ctrl-C, or a stop
+request). Under an agent the agent owns the attempt and records the end from the exit
+code; the run only flushes what it reported.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import traceback
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, NoReturn
+
+from clearq.errors import LeaseLost, StoreError
+from clearq.models import Fence, TaskStatus
+from clearq.scheduler import Store
+from clearq.sdk import argparse_hook
+from clearq.sdk.console import ConsoleCapture
+from clearq.sdk.reporter import Reporter
+
+
+@dataclass
+class Outcome:
+    """How the script is ending, as far as the hooks have seen."""
+
+    status: TaskStatus = TaskStatus.COMPLETED
+    exit_code: int | None = 0
+    reason: str = ""
+
+
+@dataclass
+class Run:
+    """This process's run of a task."""
+
+    store: Store
+    fence: Fence
+    reporter: Reporter
+    under_agent: bool
+    console: ConsoleCapture | None = None
+    outcome: Outcome = field(default_factory=Outcome)
+    ended: bool = False
+    _saved_hooks: tuple[Any, Any] | None = None
+
+    def install_exit_hooks(self) -> None:
+        """Watch for uncaught exceptions and ``sys.exit`` codes; finish at exit."""
+        self._saved_hooks = (sys.excepthook, sys.exit)
+        sys.excepthook = self._excepthook
+        sys.exit = self._exit
+        atexit.register(self.end)
+
+    def _excepthook(
+        self, kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        # Printed through the console tee, so the traceback lands in the task's log.
+        sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
+        sys.stderr.flush()
+        if issubclass(kind, KeyboardInterrupt):
+            why = "stop requested" if self.reporter.stop_requested else "interrupted (Ctrl-C)"
+            self.outcome = Outcome(TaskStatus.STOPPED, None, why)
+        else:
+            message = f"{kind.__name__}: {value}".strip().rstrip(":")
+            self.outcome = Outcome(TaskStatus.FAILED, 1, f"uncaught exception: {message}")
+
+    def _exit(self, code: Any = None) -> NoReturn:
+        if code not in (None, 0):
+            number = code if isinstance(code, int) else 1
+            self.outcome = Outcome(TaskStatus.FAILED, number, f"exited with {code!r}")
+        raise SystemExit(code)
+
+    def end(self, outcome: Outcome | None = None) -> None:
+        """Flush, record the end (for a run started by hand) and undo the hooks. Once."""
+        if self.ended:
+            return
+        self.ended = True
+        outcome = outcome or self.outcome
+        self.reporter.close()
+        if self.console is not None:
+            self.console.stop()
+        argparse_hook.uninstall()
+        if self._saved_hooks is not None:
+            sys.excepthook, sys.exit = self._saved_hooks
+        if self.under_agent or self.reporter.lease_lost:
+            return
+        try:
+            self.store.leases.finish(
+                self.fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
+            )
+        except LeaseLost:
+            pass  # the task was taken over or sent to a queue: its new owner records the end
+        except StoreError as e:
+            print(
+                f"clearq: could not record how task {self.fence.task_id} ended: {e}",
+                file=sys.__stderr__,
+            )

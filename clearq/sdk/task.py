@@ -1,0 +1,487 @@
+"""``Task``: what a training script, a notebook or an HPO loop touches.
+
+Names follow ClearML's where the concept is the same, so a script moves over with its
+import changed: ``Task.init``, ``connect``, ``get_logger``, ``Task.clone``,
+``Task.enqueue``, ``execute_remotely`` and the rest.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar, overload
+
+from clearq.errors import InvalidInput
+from clearq.models import (
+    FINAL_STATUSES,
+    Artifact,
+    EnvSpec,
+    Script,
+    TaskSpec,
+    TaskStatus,
+)
+from clearq.models import Task as TaskRecord
+from clearq.scheduler import Store
+from clearq.sdk import artifacts as artifact_files
+from clearq.sdk import parameters as params
+from clearq.sdk.logger import Logger
+from clearq.sdk.run import Run
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_store: Store | None = None
+
+
+def default_store() -> Store:
+    """The process-wide store, opened from the settings on first use."""
+    global _store
+    if _store is None:
+        _store = Store()
+    return _store
+
+
+def use_store(store: Store | None) -> None:
+    """Make ``store`` the one the SDK uses (tests, or a program managing several)."""
+    global _store
+    _store = store
+
+
+class _ClassOrInstance(Generic[R]):
+    """Lets ``Task.enqueue(task, ...)`` and ``task.enqueue(...)`` both work, as in ClearML."""
+
+    def __init__(self, func: Callable[..., R]) -> None:
+        self._func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Task | None, owner: type[Task]) -> Callable[..., R]:
+        if obj is None:
+            return lambda task, *a, **kw: self._func(task, *a, **kw)
+        return lambda *a, **kw: self._func(obj, *a, **kw)
+
+
+class Task:
+    """A task in the store, and, for the current run, the way to report into it."""
+
+    _current: ClassVar[Task | None] = None
+    _extra_requirements: ClassVar[list[str]] = []
+    _ignored_requirements: ClassVar[list[str]] = []
+
+    def __init__(self, store: Store, record: TaskRecord, run: Run | None = None) -> None:
+        self._store = store
+        self._record = record
+        self._run = run
+        self._logger: Logger | None = None
+
+    # ---- creating and finding tasks -------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        task_type: str = "training",
+        tags: Sequence[str] | None = None,
+        output_uri: str | None = None,
+        *,
+        auto_connect_arg_parser: bool = True,
+        capture_console: bool = True,
+        packages: str = "imports",
+    ) -> Task:
+        """Start reporting this script as a task (or attach to the one an agent runs).
+
+        Captures the code, its changes, its packages and its arguments, marks the task
+        running, tees the console into its log and records how the script ends.
+        ``packages="freeze"`` stores the whole environment instead of the imports.
+        """
+        from clearq.sdk.init import attach_or_capture
+
+        if cls._current is not None:
+            return cls._current
+        task = attach_or_capture(
+            cls,
+            project_name=project_name,
+            task_name=task_name,
+            task_type=task_type,
+            tags=tags,
+            output_uri=output_uri,
+            auto_connect_arg_parser=auto_connect_arg_parser,
+            capture_console=capture_console,
+            packages=packages,
+        )
+        cls._current = task
+        return task
+
+    @classmethod
+    def current_task(cls) -> Task | None:
+        """The task this process reports into, if ``Task.init`` was called."""
+        return cls._current
+
+    @classmethod
+    def add_requirements(cls, package_name: str, package_version: str | None = None) -> None:
+        """Add a requirement to what ``Task.init`` captures (call before it)."""
+        line = package_name if not package_version else f"{package_name}=={package_version}"
+        cls._extra_requirements.append(line)
+
+    @classmethod
+    def ignore_requirements(cls, package_names: str | Iterable[str]) -> None:
+        """Leave packages out of what ``Task.init`` captures (call before it)."""
+        names = [package_names] if isinstance(package_names, str) else list(package_names)
+        cls._ignored_requirements.extend(names)
+
+    @classmethod
+    def get_task(
+        cls,
+        task_id: str | uuid.UUID | None = None,
+        project_name: str | None = None,
+        task_name: str | None = None,
+    ) -> Task:
+        """A task by id, or the newest with that project and name."""
+        store = default_store()
+        if task_id is not None:
+            return cls(store, store.tasks.get(_as_uuid(task_id)))
+        if task_name is None:
+            raise InvalidInput("get_task needs task_id, or task_name (with project_name)")
+        found = store.tasks.list(project=project_name, name=task_name, limit=1)
+        if not found:
+            raise InvalidInput(f"no task named {task_name!r} in project {project_name!r}")
+        return cls(store, found[0])
+
+    @classmethod
+    def get_tasks(
+        cls,
+        project_name: str | None = None,
+        task_name: str | None = None,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        tags: Sequence[str] = (),
+        limit: int = 500,
+    ) -> list[Task]:
+        """Tasks matching every filter given, newest first."""
+        store = default_store()
+        records = store.tasks.list(
+            project=project_name, name=task_name, status=status, tags=tags, limit=limit
+        )
+        return [cls(store, r) for r in records]
+
+    @classmethod
+    def create(
+        cls,
+        project_name: str,
+        task_name: str,
+        *,
+        script: str | None = None,
+        repo: str | None = None,
+        branch: str | None = None,
+        commit: str | None = None,
+        working_directory: str = ".",
+        packages: Sequence[str] | None = None,
+        requirements_file: str | Path | None = None,
+        argparse_args: Sequence[tuple[str, str]] | None = None,
+        task_type: str = "training",
+    ) -> Task:
+        """Create a draft from a repository and entry point, or from a local script file."""
+        from clearq.sdk.init import spec_for_create
+
+        spec = spec_for_create(
+            project_name,
+            task_name,
+            script=script,
+            repo=repo,
+            branch=branch,
+            commit=commit,
+            working_directory=working_directory,
+            packages=packages,
+            requirements_file=requirements_file,
+            argparse_args=argparse_args,
+            task_type=task_type,
+        )
+        store = default_store()
+        return cls(store, store.tasks.create(spec))
+
+    @classmethod
+    def clone(
+        cls, source_task: Task | str | uuid.UUID, name: str | None = None, parent: str | None = None
+    ) -> Task:
+        """A new draft with the same code, environment and parameters; ``parent`` is the source."""
+        source = source_task if isinstance(source_task, Task) else cls.get_task(source_task)
+        record = source.reload()._record
+        spec = TaskSpec(
+            project=record.project,
+            name=name or f"{record.name} (clone)",
+            type=record.type,
+            script=record.script,
+            env=record.env,
+            container=record.container,
+            parameters=dict(record.parameters),
+            tags=record.tags,
+            comment=record.comment,
+            parent_id=_as_uuid(parent) if parent else record.id,
+            max_attempts=record.max_attempts,
+            max_run_seconds=record.max_run_seconds,
+            output_uri=record.output_uri,
+        )
+        return cls(source._store, source._store.tasks.create(spec))
+
+    @_ClassOrInstance
+    def enqueue(self, queue_name: str = "default", priority: int = 0) -> Task:
+        """Put this draft in a queue: ``Task.enqueue(task, "q")`` or ``task.enqueue("q")``."""
+        self._record = self._store.queues.enqueue(self._record.id, queue_name, priority=priority)
+        return self
+
+    @_ClassOrInstance
+    def dequeue(self) -> Task:
+        """Take this task out of its queue; it is a draft again."""
+        self._record = self._store.queues.dequeue(self._record.id)
+        return self
+
+    # ---- the task's record ----------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The task's id (as text, like ClearML's)."""
+        return str(self._record.id)
+
+    @property
+    def name(self) -> str:
+        """The task's name."""
+        return self._record.name
+
+    @property
+    def project(self) -> str:
+        """The task's project."""
+        return self._record.project
+
+    @property
+    def status(self) -> TaskStatus:
+        """The task's status, read from the store now."""
+        return self.reload()._record.status
+
+    @property
+    def data(self) -> TaskRecord:
+        """The whole stored record, as last read."""
+        return self._record
+
+    @property
+    def script(self) -> Script:
+        """The captured code: repository, commit, entry point, diff, untracked files."""
+        return self._record.script
+
+    @property
+    def env(self) -> EnvSpec:
+        """The captured environment: requirements or lock file, Python version."""
+        return self._record.env
+
+    def reload(self) -> Task:
+        """Read the record from the store again."""
+        self._record = self._store.tasks.get(self._record.id)
+        return self
+
+    # ---- parameters -----------------------------------------------------------------
+
+    def get_parameters(self) -> dict[str, str]:
+        """All parameters as ``{"Section/name": "value"}``."""
+        return dict(self.reload()._record.parameters)
+
+    def get_parameter(self, name: str, default: Any = None) -> Any:
+        """One parameter by its ``Section/name`` (cast like ``default`` when given)."""
+        stored = self.get_parameters().get(name)
+        if stored is None:
+            return default
+        return stored if default is None else params.cast_like(stored, default, name=name)
+
+    def set_parameters(self, values: dict[str, Any]) -> None:
+        """Set parameters by ``Section/name`` (a draft, or the task this process runs)."""
+        flat = {k: params.to_text(v) for k, v in values.items()}
+        self._write_parameters(flat)
+
+    def _write_parameters(self, flat: dict[str, str]) -> None:
+        fence = self._run.fence if self._run is not None else None
+        self._record = self._store.tasks.update_parameters(self._record.id, flat, fence=fence)
+
+    @overload
+    def connect(
+        self, mutable: MutableMapping[str, T], name: str | None = None
+    ) -> MutableMapping[str, T]: ...
+    @overload
+    def connect(self, mutable: T, name: str | None = None) -> T: ...
+
+    def connect(self, mutable: Any, name: str | None = None) -> Any:
+        """Connect a dict (nested ok) or an object's attributes as section ``name``.
+
+        Run by hand: the values are recorded. Run by an agent: the stored values,
+        overrides included, are written into ``mutable`` (cast to the types of its own
+        values) and it is returned.
+        """
+        section = name or params.DEFAULT_SECTION
+        if isinstance(mutable, MutableMapping):
+            return self._connect_mapping(mutable, section)
+        fields = params.object_fields(mutable)
+        self._connect_mapping(fields, section)
+        for key, value in fields.items():
+            setattr(mutable, key, value)
+        return mutable
+
+    def _connect_mapping(
+        self, values: MutableMapping[str, Any], section: str
+    ) -> MutableMapping[str, Any]:
+        if self._run is not None and self._run.under_agent:
+            params.apply_overrides(values, self._record.parameters, section)
+        else:
+            self._write_parameters(params.flatten(values, section))
+        return values
+
+    def connect_configuration(
+        self, configuration: MutableMapping[str, Any] | str | Path, name: str | None = None
+    ) -> Any:
+        """Connect a configuration dict (like ``connect``) or a file's text (returned as is)."""
+        section = name or "Configuration"
+        if isinstance(configuration, MutableMapping):
+            return self.connect(configuration, name=section)
+        path = Path(configuration)
+        key = f"{section}{params.SEPARATOR}{path.name}"
+        if self._run is not None and self._run.under_agent and key in self._record.parameters:
+            return self._record.parameters[key]
+        text = path.read_text()
+        self._write_parameters({key: text})
+        return path
+
+    # ---- results --------------------------------------------------------------------
+
+    def get_logger(self) -> Logger:
+        """The logger that reports into this task."""
+        if self._logger is None:
+            self._logger = Logger(self)
+        return self._logger
+
+    def flush(self, wait_for_uploads: bool = True) -> None:
+        """Write everything reported so far."""
+        if self._run is not None:
+            self._run.reporter.flush()
+
+    def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{title: {series: {"last", "min", "max"}}}`` of the latest attempt."""
+        self.flush()
+        out: dict[str, dict[str, dict[str, float]]] = {}
+        for s in self._store.outputs.summary(self._record.id):
+            out.setdefault(s.title, {})[s.series] = {"last": s.last, "min": s.min, "max": s.max}
+        return out
+
+    def get_reported_scalars(self) -> dict[str, dict[str, dict[str, list[float]]]]:
+        """``{title: {series: {"x": iterations, "y": values}}}`` of the latest attempt."""
+        self.flush()
+        out: dict[str, dict[str, dict[str, list[float]]]] = {}
+        for p in self._store.outputs.scalars(self._record.id):
+            series = out.setdefault(p.title, {}).setdefault(p.series, {"x": [], "y": []})
+            series["x"].append(p.iteration)
+            series["y"].append(p.value)
+        return out
+
+    def get_reported_console_output(self, number_of_reports: int = 1_000_000) -> list[str]:
+        """The console output, oldest first, as the pieces it was written in."""
+        self.flush()
+        lines = self._store.outputs.logs(self._record.id, limit=number_of_reports)
+        return [line.text for line in lines]
+
+    def upload_artifact(
+        self,
+        name: str,
+        artifact_object: Any,
+        metadata: dict[str, Any] | None = None,
+        *,
+        allow_pickle: bool = False,
+    ) -> bool:
+        """Store a file or an object under the task's output URI and record it."""
+        if self._run is None:
+            raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
+        settings = self._store.settings
+        root = artifact_files.local_root(self._record.output_uri or str(settings.artifacts_dir))
+        artifact = artifact_files.store_artifact(
+            root, self._record.id, name, artifact_object, allow_pickle=allow_pickle
+        )
+        if metadata:
+            artifact = artifact.model_copy(update={"metadata": dict(metadata)})
+        self._store.outputs.add_artifact(self._run.fence, artifact)
+        return True
+
+    @property
+    def artifacts(self) -> dict[str, Artifact]:
+        """The task's artifacts by name (read them with ``load_artifact``)."""
+        return {a.name: a for a in self._store.outputs.artifacts(self._record.id)}
+
+    def load_artifact(self, name: str, *, allow_pickle: bool = False) -> Any:
+        """An artifact's content; a pickle only with ``allow_pickle=True``."""
+        found = self.artifacts.get(name)
+        if found is None:
+            raise InvalidInput(f"task {self.id} has no artifact {name!r}")
+        return artifact_files.load_artifact(found, allow_pickle=allow_pickle)
+
+    # ---- control --------------------------------------------------------------------
+
+    def execute_remotely(self, queue_name: str | None = None, exit_process: bool = True) -> None:
+        """Stop running here and send the task to a queue; under an agent, do nothing."""
+        if self._run is None:
+            raise InvalidInput("execute_remotely is for the task this process runs")
+        if self._run.under_agent:
+            return
+        self._run.reporter.flush()
+        self._record = self._store.queues.enqueue_run(self._run.fence, queue_name or "default")
+        queue = queue_name or "default"
+        print(f"clearq: task {self.id} sent to queue {queue!r}", file=sys.__stderr__)
+        self._run.end()
+        if exit_process:
+            raise SystemExit(0)
+
+    def wait_for_status(
+        self,
+        status: Sequence[TaskStatus] = tuple(FINAL_STATUSES),
+        raise_on_status: Sequence[TaskStatus] = (TaskStatus.FAILED, TaskStatus.STOPPED),
+        check_interval_sec: float = 1.0,
+        timeout: float | None = None,
+    ) -> TaskStatus:
+        """Wait until the task reaches one of ``status``; raise on ``raise_on_status``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            current = self.status
+            if current in raise_on_status:
+                raise RuntimeError(
+                    f"task {self.id} ended {current}: {self._record.status_reason or 'no reason'}"
+                )
+            if current in status:
+                return current
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"task {self.id} is still {current} after {timeout} s")
+            time.sleep(check_interval_sec)
+
+    def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
+        """Ask the run of this task to stop (an agent's, or a script's started by hand)."""
+        self._record = self._store.leases.request_stop(self._record.id)
+
+    def reset(self) -> Task:
+        """Turn an ended task back into a draft."""
+        self._record = self._store.tasks.reset(self._record.id)
+        return self
+
+    def close(self) -> None:
+        """End this process's run now (as completed), as if the script exited."""
+        if self._run is not None:
+            self._run.end()
+        if Task._current is self:
+            Task._current = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id} {self.project}/{self.name} {self._record.status}>"
+
+
+def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(value)
+    except ValueError as e:
+        raise InvalidInput(f"{value!r} is not a task id") from e
+
+
+__all__ = ["Task", "default_store", "use_store"]

@@ -1,0 +1,85 @@
+"""Fixtures for running the real ``clearq`` command as a user does: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import DIALECTS
+from tests.pgserver import PgServer, unique_database_name
+
+CLEARQ = Path(sys.executable).with_name("clearq")
+COMMAND_TIMEOUT = 60
+
+
+@dataclass(frozen=True)
+class Cli:
+    """The ``clearq`` console script, pointed at one database and one home folder."""
+
+    env: Mapping[str, str]
+
+    @classmethod
+    def for_database(cls, url: str, home: Path) -> Cli:
+        """A Cli whose environment names only this database and home (no user settings)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+        env.pop("FORCE_COLOR", None)
+        env.update(CLEARQ_DATABASE_URL=url, CLEARQ_HOME=str(home))
+        return cls(env=env)
+
+    def run(
+        self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``clearq ARGS``; with ``check`` it must succeed and print no error."""
+        result = subprocess.run(
+            [str(CLEARQ), *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT,
+            check=False,
+        )
+        if check:
+            assert result.returncode == 0, f"clearq {' '.join(args)}: {result.stderr}"
+            assert result.stderr == ""
+        return result
+
+    def json(self, *args: str) -> Any:
+        """Run ``clearq ARGS --json`` and parse its stdout, which must be JSON only."""
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def fails(self, *args: str) -> str:
+        """Run a command that must fail cleanly; return its error, on one line."""
+        result = self.run(*args, check=False)
+        assert result.returncode == 1, result
+        assert result.stdout == ""
+        assert result.stderr.startswith("error: ")
+        assert "Traceback" not in result.stderr
+        return " ".join(result.stderr.split())
+
+
+@pytest.fixture
+def cli(store_url: str, tmp_path: Path) -> Cli:
+    """The command on this test's fresh database (the same one the ``store`` fixture opens)."""
+    return Cli.for_database(store_url, tmp_path / "home")
+
+
+@pytest.fixture(params=DIALECTS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.applymarker(pytest.mark.postgres)
+    server: PgServer = request.getfixturevalue("pg_server")
+    name = unique_database_name()
+    url = server.create_database(name)
+    yield url
+    server.drop_database(name)

@@ -1,0 +1,275 @@
+"""Training scripts run as a user runs them, reporting into a real store.
+
+Each script is a real file in a real git repository (a local bare repo as origin) and
+runs in its own Python process; the test reads the store afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clearq.config import Settings
+from clearq.models import TaskSpec, TaskStatus
+from clearq.scheduler import Store
+
+TRAIN = """
+import argparse
+from clearq import Task
+
+task = Task.init(project_name="demo", task_name="train")
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.01)
+parser.add_argument("--epochs", type=int, default=3)
+args = parser.parse_args()
+config = task.connect({"batch": 32, "model": {"layers": 2, "act": "relu"}})
+print(f"lr={args.lr!r} epochs={args.epochs!r} config={config!r}")
+logger = task.get_logger()
+for i in range(args.epochs):
+    logger.report_scalar("loss", "train", 1.0 / (i + 1), i)
+logger.report_single_value("accuracy", 0.9)
+task.upload_artifact("summary", {"best": 1.0 / args.epochs})
+MODE = "ok"
+if MODE == "raise":
+    raise ValueError("bad batch")
+if MODE == "exit":
+    raise SystemExit(3)
+if MODE == "exit-call":
+    import sys
+    sys.exit(4)
+if MODE == "interrupt":
+    raise KeyboardInterrupt
+if MODE == "remote":
+    task.execute_remotely(queue_name="gpu")
+    print("must not be printed locally")
+if MODE == "wait-stop":
+    import time
+    for _ in range(600):
+        time.sleep(0.05)
+print("finished")
+"""
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A git clone whose origin is a local bare repository, holding train.py."""
+    origin = tmp_path / "origin.git"
+    work = tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "train.py").write_text(TRAIN)
+    (work / ".gitignore").write_text("outputs/\n")
+    _git(work, "add", ".")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
+    _git(work, "push", "-q", "origin", "HEAD")
+    return work
+
+
+@pytest.fixture
+def script_env(store_url: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    env.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
+    return env
+
+
+@pytest.fixture
+def db(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    with Store(store_url, settings=Settings(home=tmp_path / "home")) as store:
+        yield store
+
+
+def run(
+    project: Path, env: dict[str, str], *args: str, mode: str = "ok"
+) -> subprocess.CompletedProcess[str]:
+    """Run train.py in MODE (an uncommitted edit of the file)."""
+    script = project / "train.py"
+    script.write_text(TRAIN.replace('MODE = "ok"', f'MODE = "{mode}"'))
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def only_task(db: Store) -> uuid.UUID:
+    tasks = db.tasks.list()
+    assert len(tasks) == 1
+    return tasks[0].id
+
+
+def test_a_local_run_captures_code_parameters_results_and_completes(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    done = run(project, script_env, "--lr", "0.5")
+    assert done.returncode == 0, done.stderr
+    assert "lr=0.5 epochs=3" in done.stdout  # the console still shows everything
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.COMPLETED
+    assert task.exit_code == 0
+    assert task.script.entry_point == "train.py"
+    assert task.script.arguments == ("--lr", "0.5")
+    assert task.script.repository == str(project.parent / "origin.git")
+    assert 'MODE = "ok"' in task.script.diff or task.script.diff == ""
+    assert task.parameters["Args/lr"] == "0.5"
+    assert task.parameters["Args/epochs"] == "3"
+    assert task.parameters["General/batch"] == "32"
+    assert task.parameters["General/model/act"] == "relu"
+    summary = {(s.title, s.series): s for s in db.outputs.summary(task.id)}
+    assert summary[("loss", "train")].min == pytest.approx(1 / 3)
+    assert summary[("loss", "train")].max == 1.0
+    assert summary[("Summary", "accuracy")].last == 0.9
+    log = "".join(line.text for line in db.outputs.logs(task.id))
+    assert "lr=0.5 epochs=3" in log
+    assert "finished" in log
+    [artifact] = db.outputs.artifacts(task.id)
+    assert artifact.kind == "json"
+    assert Path(artifact.uri.removeprefix("file://")).read_text() == '{"best": 0.3333333333333333}'
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code", "reason"),
+    [
+        ("raise", TaskStatus.FAILED, 1, "ValueError: bad batch"),
+        ("exit-call", TaskStatus.FAILED, 4, "exited with 4"),
+        ("interrupt", TaskStatus.STOPPED, None, "interrupted"),
+    ],
+)
+def test_how_a_local_run_ends_is_recorded(
+    project: Path,
+    script_env: dict[str, str],
+    db: Store,
+    mode: str,
+    status: TaskStatus,
+    code: int | None,
+    reason: str,
+) -> None:
+    run(project, script_env, mode=mode)
+    task = db.tasks.get(only_task(db))
+    assert task.status is status
+    assert task.exit_code == code
+    assert reason in task.status_reason
+    if mode == "raise":
+        log = "".join(line.text for line in db.outputs.logs(task.id))
+        assert "Traceback (most recent call last)" in log
+        assert "ValueError: bad batch" in log
+
+
+def test_execute_remotely_stops_here_and_queues_the_task(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    db.queues.create("gpu")
+    done = run(project, script_env, mode="remote")
+    assert done.returncode == 0, done.stderr
+    assert "must not be printed" not in done.stdout
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.QUEUED
+    assert task.queue == "gpu"
+    assert [e.task_id for e in db.queues.entries("gpu")] == [task.id]
+
+
+def test_a_stop_request_stops_a_local_run(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    env = {**script_env, "CLEARQ_LEASE_SECONDS": "1.5"}
+    script = project / "train.py"
+    script.write_text(TRAIN.replace('MODE = "ok"', 'MODE = "wait-stop"'))
+    with subprocess.Popen(
+        [sys.executable, "train.py"], cwd=project, env=env, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        deadline = time.monotonic() + 30
+        while not db.tasks.list(status=TaskStatus.RUNNING) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        db.leases.request_stop(only_task(db))
+        output, _ = proc.communicate(timeout=30)
+    assert "finished" not in output
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.STOPPED
+    assert task.status_reason == "stop requested"
+
+
+def test_under_an_agent_the_script_gets_overridden_values(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    assert run(project, script_env, "--lr", "0.5").returncode == 0
+    base = only_task(db)
+    child = db.tasks.create(_clone_spec(db, base))
+    db.tasks.update_parameters(
+        child.id, {"Args/lr": "0.125", "Args/epochs": "2", "General/model/layers": "8"}
+    )
+    db.queues.create("q")
+    db.queues.enqueue(child.id, "q")
+    [claim] = db.claimer("h:agent", ["q"]).claim()
+    env = {
+        **script_env,
+        "CLEARQ_TASK_ID": str(claim.task_id),
+        "CLEARQ_ATTEMPT": str(claim.attempt),
+        "CLEARQ_WORKER": claim.worker,
+    }
+    done = run(project, env)  # no --lr: the stored, overridden value wins
+    assert done.returncode == 0, done.stderr
+    assert "lr=0.125 epochs=2" in done.stdout
+    assert "'layers': 8" in done.stdout
+    assert len(db.tasks.list()) == 2, "attached: no new task was captured"
+    task = db.tasks.get(child.id)
+    assert task.status is TaskStatus.RUNNING, "the agent, not the script, records the end"
+    loss = {(s.title, s.series): s for s in db.outputs.summary(child.id)}[("loss", "train")]
+    assert loss.last_iteration == 1
+    assert [a.name for a in db.outputs.artifacts(child.id)] == ["summary"]
+
+
+def _clone_spec(db: Store, task_id: uuid.UUID) -> TaskSpec:
+    source = db.tasks.get(task_id)
+    return TaskSpec(
+        project=source.project,
+        name="child",
+        script=source.script,
+        env=source.env,
+        parameters=source.parameters,
+        parent_id=source.id,
+    )
+
+
+def test_a_script_outside_any_repository_stores_its_own_text(
+    tmp_path: Path, script_env: dict[str, str], db: Store
+) -> None:
+    folder = tmp_path / "loose"
+    folder.mkdir()
+    (folder / "solo.py").write_text(
+        textwrap.dedent(
+            """
+            from clearq import Task
+            Task.init(project_name="p", task_name="solo")
+            print("alone")
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "solo.py"],
+        cwd=folder,
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    task = db.tasks.get(only_task(db))
+    assert task.script.repository is None
+    assert task.script.source == (folder / "solo.py").read_text()
+    assert task.status is TaskStatus.COMPLETED
