@@ -273,3 +273,34 @@ def test_a_script_outside_any_repository_stores_its_own_text(
     assert task.script.repository is None
     assert task.script.source == (folder / "solo.py").read_text()
     assert task.status is TaskStatus.COMPLETED
+
+
+def test_the_readme_example_runs_and_is_listed(
+    tmp_path: Path, script_env: dict[str, str], db: Store
+) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "train.py"
+    done = subprocess.run(
+        [sys.executable, str(example), "--epochs", "5"],
+        cwd=tmp_path,
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.COMPLETED
+    assert task.parameters["Args/epochs"] == "5"
+    losses = [p.value for p in db.outputs.scalars(task.id, title="loss")]
+    assert len(losses) == 5
+    assert losses[-1] < losses[0]
+    listed = subprocess.run(
+        [str(Path(sys.executable).with_name("clearq")), "task", "list"],
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "linear-regression" in listed.stdout

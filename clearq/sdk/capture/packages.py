@@ -119,7 +119,8 @@ def _project_or_scan(entry: Path, root: Path, installed: Installed | None) -> Pa
     if project is not None:
         return replace(project, warnings=warnings)
     scan = scan_imports(entry, root=root)
-    scanned = _from_scan(scan, installed or Installed.from_environment())
+    wanted = {i.name for i in scan.imports if i.name != CLEARQ}
+    scanned = _from_scan(scan, installed or Installed.providing(wanted))
     return replace(scanned, warnings=(*warnings, *scanned.warnings))
 
 
