@@ -23,6 +23,7 @@ import os
 import secrets
 import statistics
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -107,7 +108,7 @@ def template_task(store: Store) -> str:
     return str(store.tasks.create(TaskSpec(project="bench", name=TEMPLATE_NAME)).id)
 
 
-def _task_copy_columns(overrides: dict[str, str]) -> tuple[str, str]:
+def task_copy_columns(overrides: dict[str, str]) -> tuple[str, str]:
     """(column list, select list) copying every ``tasks`` column from ``t`` but ``overrides``."""
     names = [c.name for c in tasks_table.columns]
     missing = set(overrides) - set(names)
@@ -126,7 +127,7 @@ def fill_queue(store: Store, queue: str, n: int, *, priority: int = 0, tag: str 
     """
     template = template_task(store)
     queue_id = store.queues.get(queue).id
-    cols, exprs = _task_copy_columns(
+    cols, exprs = task_copy_columns(
         {
             "id": "gen_random_uuid()",
             "name": f"'bench{tag}-' || g",
@@ -208,11 +209,50 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running' AND worker = 
 
 @dataclass
 class WorkerResult:
-    """What a throughput worker hands back: when it started and when each job completed."""
+    """What a throughput worker hands back: when it started and when each job completed.
+
+    ``client_cpu`` is the worker process's CPU seconds over its loop; ``server_cpu`` that
+    of its PostgreSQL backend (None when the server's processes cannot be read here).
+    """
 
     start: float
     done: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by process ``pid``; None if unreadable.
+
+    Used for the PostgreSQL backend serving a worker: on a local server its process is
+    visible in /proc; on a remote one it is not, and the figure is left out.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU seconds of this process and of one server backend between start and stop."""
+
+    def __init__(self, backend_pid: int) -> None:
+        self.backend_pid = backend_pid
+        self._client = time.process_time()
+        self._server = process_cpu(backend_pid)
+
+    def stop(self, result: WorkerResult) -> WorkerResult:
+        """Record the CPU used since construction on ``result``; return it."""
+        result.client_cpu = time.process_time() - self._client
+        server = process_cpu(self.backend_pid)
+        if server is not None and self._server is not None:
+            result.server_cpu = server - self._server
+        return result
 
 
 def _child(
@@ -272,13 +312,67 @@ def run_processes(
     return results
 
 
+_ERROR = "__worker_error__"
+
+
+class Feed:
+    """Items a background worker process sends; its traceback is raised if it fails."""
+
+    def __init__(self, queue: Any) -> None:
+        self._queue = queue
+
+    def get(self, timeout: float) -> Any:
+        """The next item; RuntimeError with the worker's traceback if it failed."""
+        item = self._queue.get(timeout=timeout)
+        if isinstance(item, tuple) and item and item[0] == _ERROR:
+            raise RuntimeError(f"the worker process failed:\n{item[1]}")
+        return item
+
+
+def _feeding_child(fn: Callable[..., Any], barrier: Any, out: Any, args: tuple[Any, ...]) -> None:
+    try:
+        fn(barrier, out, *args)
+    except BaseException:
+        barrier.abort()
+        out.put((_ERROR, traceback.format_exc()))
+
+
+@contextlib.contextmanager
+def run_processes_async(fn: Callable[..., Any], args: tuple[Any, ...]) -> Iterator[Feed]:
+    """Run ``fn(barrier, out, *args)`` in a spawned process alongside this one.
+
+    Returns once both have passed the barrier (the worker has done its setup); yields
+    the feed of what the worker puts on ``out``. The worker is joined (or terminated)
+    when the block ends.
+    """
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    out = ctx.Queue()
+    proc = ctx.Process(target=_feeding_child, args=(fn, barrier, out, args), daemon=True)
+    proc.start()
+    feed = Feed(out)
+    try:
+        try:
+            barrier.wait(timeout=120)
+        except threading.BrokenBarrierError:
+            feed.get(timeout=10)  # raises the worker's traceback
+            raise
+        yield feed
+    finally:
+        proc.join(timeout=30)
+        if proc.is_alive():
+            proc.terminate()
+
+
 @dataclass
 class Window:
-    """Completions inside the window where every worker was running."""
+    """Completions inside the window where every worker was running, and CPU per job."""
 
     count: int
     seconds: float
     total: int
+    client_cpu_ms: float = float("nan")
+    server_cpu_ms: float = float("nan")
 
     @property
     def rate(self) -> float:
@@ -298,7 +392,12 @@ def common_window(results: Sequence[WorkerResult]) -> Window:
     start = max(r.start for r in results)
     end = min(r.done[-1] for r in busy)
     count = sum(1 for r in busy for t in r.done if start < t <= end)
-    return Window(count, end - start, sum(len(r.done) for r in results))
+    total = sum(len(r.done) for r in results)
+    window = Window(count, end - start, total)
+    window.client_cpu_ms = sum(r.client_cpu for r in results) / total * 1e3
+    if all(r.server_cpu is not None for r in results):
+        window.server_cpu_ms = sum(r.server_cpu or 0.0 for r in results) / total * 1e3
+    return window
 
 
 # --------------------------------------------------------------------------- reporting
@@ -322,7 +421,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain aligned text table."""
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -341,9 +446,10 @@ def banner(title: str) -> None:
 
 
 def machine_note() -> str:
-    """One line about where this ran."""
+    """One line about where and when this ran, with the load average (others' work)."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs (load {load}), "
         f"server {make_url(base_url()).render_as_string(hide_password=True)}, "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
     )

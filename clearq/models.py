@@ -187,6 +187,15 @@ class Claim(_Frozen):
         return Fence(task_id=self.task_id, attempt=self.attempt, worker=self.worker)
 
 
+class RunResult(_Frozen):
+    """How one attempt ended, as its worker reports it."""
+
+    fence: Fence
+    status: TaskStatus
+    exit_code: int | None = None
+    reason: str = ""
+
+
 class QueueInfo(_Frozen):
     """A queue with its current length and the age of its oldest entry."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,7 +32,7 @@ from clearq.scheduler.schema import queue_entries, queues
 _PG_CLAIM = """
 WITH ranks(name, rank) AS (VALUES {ranks}),
 picked AS MATERIALIZED (
-    SELECT c.id, c.task_id, r.name AS queue_name
+    SELECT c.id, c.task_id, c.priority, r.name AS queue_name
     FROM ranks r
     JOIN queues q ON q.name = r.name
     CROSS JOIN LATERAL (
@@ -63,7 +63,7 @@ SET status = 'running',
     lease_expires_at = now() + make_interval(secs => :lease)
 FROM picked p
 WHERE t.id = p.task_id
-RETURNING t.id, t.attempt, p.queue_name
+RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id
 """
 _PG_STRICT_ORDER = "r.rank, c.priority DESC, c.id"
 _PG_INTERLEAVED_ORDER = (
@@ -130,7 +130,8 @@ def _claim_pg(
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
     rows = conn.execute(_pg_claim_statement(len(names), interleave), params).all()
-    return _ordered([(r.id, r.attempt, r.queue_name) for r in rows], names, worker)
+    picked = [_Picked(r.id, r.attempt, r.queue_name, r.priority, r.entry_id) for r in rows]
+    return _in_claim_order(picked, names, worker, interleave)
 
 
 @functools.cache
@@ -167,13 +168,13 @@ def _claim_sqlite(
         return []
     conn.execute(queue_entries.delete().where(queue_entries.c.id.in_([p[0] for p in picked])))
     claimed = []
-    for _entry_id, task_id, name in picked:
+    for _entry_id, task_id, name in picked:  # already in claim order
         attempt = conn.execute(
             sa.text(_SQLITE_UPDATE),
             {"worker": worker, "lease": float(lease_seconds), "task_id": task_id.hex},
         ).scalar_one()
-        claimed.append((task_id, attempt, name))
-    return _ordered(claimed, names, worker)
+        claimed.append(Claim(task_id=task_id, attempt=attempt, worker=worker, queue=name))
+    return claimed
 
 
 def _interleave(
@@ -185,13 +186,30 @@ def _interleave(
     return out
 
 
-def _ordered(
-    rows: Sequence[tuple[uuid.UUID, int, str]], names: Sequence[str], worker: str
+class _Picked(NamedTuple):
+    task_id: uuid.UUID
+    attempt: int
+    queue: str
+    priority: int
+    entry_id: int
+
+
+def _in_claim_order(
+    picked: Sequence[_Picked], names: Sequence[str], worker: str, interleave: bool
 ) -> list[Claim]:
-    # RETURNING gives no order; hand claims out in queue rank order.
+    """Hand claims out in the order they were picked (RETURNING keeps none)."""
     rank = {name: i for i, name in enumerate(names)}
-    claims = [Claim(task_id=t, attempt=a, worker=worker, queue=q) for t, a, q in rows]
-    return sorted(claims, key=lambda c: rank[c.queue])
+    by_queue = sorted(picked, key=lambda p: (rank[p.queue], -p.priority, p.entry_id))
+    if interleave:
+        turn: dict[str, int] = {}
+        keyed = []
+        for p in by_queue:
+            turn[p.queue] = turn.get(p.queue, -1) + 1
+            keyed.append(((turn[p.queue], rank[p.queue]), p))
+        by_queue = [p for _, p in sorted(keyed, key=lambda item: item[0])]
+    return [
+        Claim(task_id=p.task_id, attempt=p.attempt, worker=worker, queue=p.queue) for p in by_queue
+    ]
 
 
 class Claimer:

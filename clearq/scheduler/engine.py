@@ -60,6 +60,7 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
+        self._autocommit: Engine | None = None
         try:
             self.engine = self._create_engine()
         except NoSuchModuleError as e:
@@ -107,8 +108,8 @@ class Database:
             with self.write() as conn:
                 yield conn
             return
-        with self._connect() as conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+        with self._connect(self._autocommit_engine()) as conn:
+            yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -116,10 +117,21 @@ class Database:
         with self._connect() as conn, conn.begin():
             yield conn
 
-    def _connect(self) -> Connection:
+    def _autocommit_engine(self) -> Engine:
+        # A pool of its own whose connections stay in autocommit: switching a pooled
+        # connection's isolation level and rolling it back on return cost more than the
+        # single statement itself on the hot path.
+        if self._autocommit is None:
+            self._autocommit = sa.create_engine(
+                self.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+            )
+            _ping_idle_connections(self._autocommit)
+        return self._autocommit
+
+    def _connect(self, engine: Engine | None = None) -> Connection:
         # The one place a missing server or an unreadable file shows up: say so plainly.
         try:
-            return self.engine.connect()
+            return (engine or self.engine).connect()
         except OperationalError as e:
             why = " ".join(str(e.orig).split())
             raise StoreError(
@@ -130,6 +142,8 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
 
 
 def _ping_idle_connections(engine: Engine) -> None:

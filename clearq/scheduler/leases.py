@@ -16,19 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
-from clearq.models import FINAL_STATUSES, Fence, Heartbeat, ReapReport, Task, TaskStatus
+from clearq.models import FINAL_STATUSES, Fence, Heartbeat, ReapReport, RunResult, Task, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.notify import STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
-from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost, task_from_row
-from clearq.scheduler.schema import db_now, queues, tasks, workers
+from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
+from clearq.scheduler.schema import db_now, tasks, workers
 
 REAP_BATCH = 500
-# The name of the task's queue, for RETURNING rows that task_from_row reads.
-_QUEUE_NAME = (
-    sa.select(queues.c.name).where(queues.c.id == tasks.c.queue_id).scalar_subquery()
-).label("queue_name")
 
 
 def _finish_statement(local_run: bool) -> sa.Update:
@@ -57,8 +53,25 @@ def _finish_statement(local_run: bool) -> sa.Update:
             updated_at=db_now(),
             lease_expires_at=None,
         )
-        .returning(*tasks.c, _QUEUE_NAME)
+        .returning(tasks.c.id)
     )
+
+
+_PG_FINISH_MANY = """
+WITH v(id, attempt, worker, status, exit_code, reason) AS (VALUES {rows})
+UPDATE tasks t
+SET status = v.status, exit_code = v.exit_code, status_reason = v.reason,
+    finished_at = now(), updated_at = now(), lease_expires_at = NULL
+FROM v
+WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
+  AND t.worker IS NOT DISTINCT FROM v.worker
+RETURNING t.id
+"""
+
+
+def _check_final(status: TaskStatus) -> None:
+    if status not in FINAL_STATUSES:
+        raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
 
 
 # Indexed by "the fence is a local run's" (no worker).
@@ -111,12 +124,11 @@ class Leases:
         *,
         exit_code: int | None = None,
         reason: str = "",
-    ) -> Task:
+    ) -> None:
         """Record how an attempt ended; LeaseLost when the attempt is no longer ``fence``'s."""
-        if status not in FINAL_STATUSES:
-            raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
-        # One fenced UPDATE that returns the finished row: no read-back, and on PostgreSQL
-        # no BEGIN/COMMIT round trips (the statement is its own transaction).
+        _check_final(status)
+        # One fenced UPDATE: on PostgreSQL no BEGIN/COMMIT round trips either (the
+        # statement is its own transaction). Read the task back with tasks.get if needed.
         values = {
             "fence_task_id": fence.task_id,
             "fence_attempt": fence.attempt,
@@ -126,10 +138,51 @@ class Leases:
             "new_reason": reason,
         }
         with self._db.write_one() as conn:
-            row = conn.execute(_FINISH[fence.worker is None], values).first()
-            if row is None:
+            if conn.execute(_FINISH[fence.worker is None], values).first() is None:
                 raise lost(conn, fence)
-            return task_from_row(row)
+
+    def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
+        """Record several ended attempts in one statement; return the tasks whose fence lost.
+
+        For a worker finishing many short tasks (services mode, a batch consumer): each
+        result is fenced exactly like :meth:`finish`; the ones whose attempt is no longer
+        the worker's change nothing and come back in the returned set.
+        """
+        for result in results:
+            _check_final(result.status)
+        if not results:
+            return frozenset()
+        if not self._db.is_postgres:
+            return self._finish_each(results)
+        rows = ", ".join(
+            f"(CAST(:id{i} AS uuid), :a{i}, CAST(:w{i} AS varchar), :s{i}, "
+            f"CAST(:e{i} AS integer), :r{i})"
+            for i in range(len(results))
+        )
+        params: dict[str, object] = {}
+        for i, r in enumerate(results):
+            f = r.fence
+            params.update({f"id{i}": f.task_id, f"a{i}": f.attempt, f"w{i}": f.worker})
+            params.update({f"s{i}": r.status.value, f"e{i}": r.exit_code, f"r{i}": r.reason})
+        with self._db.write_one() as conn:
+            done = set(conn.execute(sa.text(_PG_FINISH_MANY.format(rows=rows)), params).scalars())
+        return frozenset(r.fence.task_id for r in results if r.fence.task_id not in done)
+
+    def _finish_each(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
+        lost_ids = set()
+        with self._db.write() as conn:
+            for r in results:
+                values = {
+                    "fence_task_id": r.fence.task_id,
+                    "fence_attempt": r.fence.attempt,
+                    "fence_worker": r.fence.worker,
+                    "new_status": r.status.value,
+                    "new_exit_code": r.exit_code,
+                    "new_reason": r.reason,
+                }
+                if conn.execute(_FINISH[r.fence.worker is None], values).first() is None:
+                    lost_ids.add(r.fence.task_id)
+        return frozenset(lost_ids)
 
     def requeue(self, fence: Fence, *, reason: str) -> Task:
         """Give a running attempt back: its task goes to the front of its queue.

@@ -90,3 +90,19 @@ def test_two_claimers_never_get_the_same_task(three_queues: Store) -> None:
     one, two = store.claimer("w1", ["a"]), store.claimer("w2", ["a"])
     got = [c.task_id for _ in range(5) for c in one.claim() + two.claim()]
     assert sorted(map(str, got)) == sorted(map(str, ids))
+
+
+@pytest.mark.parametrize("order", [ClaimOrder.STRICT, ClaimOrder.ROUND_ROBIN])
+def test_batch_claims_come_back_in_claim_order(three_queues: Store, order: ClaimOrder) -> None:
+    store = three_queues
+    low = queued(store, "a", "low", priority=0)
+    high = queued(store, "a", "high", priority=9)
+    mid = queued(store, "a", "mid", priority=5)
+    b_first = queued(store, "b", "b-first")
+    b_second = queued(store, "b", "b-second")
+    claims = store.claimer("w", ["a", "b"], order=order).claim(5)
+    got = [c.task_id for c in claims]
+    if order is ClaimOrder.STRICT:
+        assert got == [high, mid, low, b_first, b_second]
+    else:
+        assert got == [high, b_first, mid, b_second, low]

@@ -10,7 +10,7 @@ import pytest
 
 from clearq.config import Settings
 from clearq.errors import InvalidInput, LeaseLost
-from clearq.models import ScalarPoint, TaskStatus
+from clearq.models import RunResult, ScalarPoint, TaskStatus
 from clearq.scheduler import Store
 from tests.integration.helpers import new_task, queued
 
@@ -79,8 +79,8 @@ def test_silent_worker_loses_its_task_and_its_late_writes_are_rejected(short: St
     assert task.status is TaskStatus.RUNNING
     assert task.worker == "w2"
     assert short.outputs.logs(task_id) == []
-    done = short.leases.finish(new.fence, TaskStatus.COMPLETED, exit_code=0)
-    assert done.status is TaskStatus.COMPLETED
+    short.leases.finish(new.fence, TaskStatus.COMPLETED, exit_code=0)
+    assert short.tasks.get(task_id).status is TaskStatus.COMPLETED
     with pytest.raises(LeaseLost):
         short.leases.finish(new.fence, TaskStatus.FAILED, exit_code=1)
     assert short.tasks.get(task_id).status is TaskStatus.COMPLETED
@@ -141,8 +141,10 @@ def test_stop_request_reaches_the_worker_through_the_heartbeat(short: Store) -> 
     assert short.leases.request_stop(task_id).stop_requested_at is not None
     beat = short.leases.heartbeat("w", [claim.fence])
     assert beat.stop_requested == {task_id}
-    stopped = short.leases.finish(claim.fence, TaskStatus.STOPPED, reason="stopped on request")
+    short.leases.finish(claim.fence, TaskStatus.STOPPED, reason="stopped on request")
+    stopped = short.tasks.get(task_id)
     assert stopped.status is TaskStatus.STOPPED
+    assert stopped.status_reason == "stopped on request"
 
 
 def test_stop_request_needs_a_running_task(short: Store) -> None:
@@ -171,3 +173,27 @@ def test_silent_workers_are_marked_gone(short: Store) -> None:
     assert states == {"h:quiet": "gone", "h:alive": "active"}
     short.leases.heartbeat("h:quiet")
     assert short.workers.get("h:quiet").state.value == "active"
+
+
+def test_finish_many_records_each_and_reports_lost_fences(short: Store) -> None:
+    ids = [queued(short, "q", f"t{i}") for i in range(3)]
+    claims = short.claimer("w", ["q"]).claim(3)
+    assert {c.task_id for c in claims} == set(ids)
+    stale = claims[2].fence.model_copy(update={"attempt": claims[2].attempt + 5})
+    results = [
+        RunResult(fence=claims[0].fence, status=TaskStatus.COMPLETED, exit_code=0),
+        RunResult(fence=claims[1].fence, status=TaskStatus.FAILED, exit_code=2, reason="boom"),
+        RunResult(fence=stale, status=TaskStatus.COMPLETED, exit_code=0),
+    ]
+    assert short.leases.finish_many(results) == {claims[2].task_id}
+    first, second, third = (short.tasks.get(c.task_id) for c in claims)
+    assert (first.status, first.exit_code) == (TaskStatus.COMPLETED, 0)
+    assert (second.status, second.exit_code, second.status_reason) == (
+        TaskStatus.FAILED,
+        2,
+        "boom",
+    )
+    assert third.status is TaskStatus.RUNNING
+    assert short.leases.finish_many(results[:1]) == {claims[0].task_id}
+    with pytest.raises(InvalidInput):
+        short.leases.finish_many([RunResult(fence=claims[2].fence, status=TaskStatus.QUEUED)])
