@@ -69,6 +69,20 @@ RETURNING t.id
 """
 
 
+def _finish_values(
+    fence: Fence, status: TaskStatus, exit_code: int | None, reason: str
+) -> dict[str, object]:
+    """Bind values for the ``_FINISH`` statements."""
+    return {
+        "fence_task_id": fence.task_id,
+        "fence_attempt": fence.attempt,
+        "fence_worker": fence.worker,
+        "new_status": status.value,
+        "new_exit_code": exit_code,
+        "new_reason": reason,
+    }
+
+
 def _check_final(status: TaskStatus) -> None:
     if status not in FINAL_STATUSES:
         raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
@@ -129,14 +143,7 @@ class Leases:
         _check_final(status)
         # One fenced UPDATE: on PostgreSQL no BEGIN/COMMIT round trips either (the
         # statement is its own transaction). Read the task back with tasks.get if needed.
-        values = {
-            "fence_task_id": fence.task_id,
-            "fence_attempt": fence.attempt,
-            "fence_worker": fence.worker,
-            "new_status": status.value,
-            "new_exit_code": exit_code,
-            "new_reason": reason,
-        }
+        values = _finish_values(fence, status, exit_code, reason)
         with self._db.write_one() as conn:
             if conn.execute(_FINISH[fence.worker is None], values).first() is None:
                 raise lost(conn, fence)
@@ -172,14 +179,7 @@ class Leases:
         lost_ids = set()
         with self._db.write() as conn:
             for r in results:
-                values = {
-                    "fence_task_id": r.fence.task_id,
-                    "fence_attempt": r.fence.attempt,
-                    "fence_worker": r.fence.worker,
-                    "new_status": r.status.value,
-                    "new_exit_code": r.exit_code,
-                    "new_reason": r.reason,
-                }
+                values = _finish_values(r.fence, r.status, r.exit_code, r.reason)
                 if conn.execute(_FINISH[r.fence.worker is None], values).first() is None:
                     lost_ids.add(r.fence.task_id)
         return frozenset(lost_ids)
