@@ -35,15 +35,68 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_local(uri: str) -> bool:
+    """True for a plain path or a file:// URL."""
+    return urlparse(uri).scheme in ("", "file")
+
+
 def local_root(output_uri: str) -> Path:
     """The local folder an output URI names (a path or a file:// URL)."""
     parsed = urlparse(output_uri)
-    if parsed.scheme in ("", "file"):
-        return Path(parsed.path if parsed.scheme else output_uri).expanduser()
-    raise InvalidInput(
-        f"output_uri {output_uri!r}: only local folders and file:// URLs are supported "
-        "in this version of clearq"
-    )
+    return Path(parsed.path if parsed.scheme else output_uri).expanduser()
+
+
+def _filesystem(uri: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as e:
+        raise InvalidInput(
+            f"{uri!r} is not a local folder: install fsspec (and the package for its "
+            "scheme, e.g. s3fs or gcsfs) to use it, or give a local output_uri"
+        ) from e
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)  # type: ignore[no-untyped-call]
+    except (ImportError, ValueError) as e:
+        raise InvalidInput(f"cannot open {uri!r} with fsspec: {e}") from e
+    return fs, str(path)
+
+
+def upload_artifact(
+    output_uri: str,
+    task_id: uuid.UUID,
+    name: str,
+    obj: Any,
+    *,
+    staging: Path,
+    allow_pickle: bool = False,
+) -> Artifact:
+    """Store ``obj`` under ``<output_uri>/<task id>/<name>/``: a local folder, or any URL
+    fsspec can write (written locally under ``staging`` first, then uploaded)."""
+    if is_local(output_uri):
+        return store_artifact(local_root(output_uri), task_id, name, obj, allow_pickle=allow_pickle)
+    fs, root = _filesystem(output_uri)
+    staged = store_artifact(staging, task_id, name, obj, allow_pickle=allow_pickle)
+    source = local_path(staged)
+    remote = f"{root.rstrip('/')}/{task_id}/{name}/{source.name}"
+    fs.put_file(str(source), remote)
+    shutil.rmtree(source.parent)
+    scheme = output_uri.split("://", 1)[0]
+    return staged.model_copy(update={"uri": f"{scheme}://{remote.lstrip('/')}"})
+
+
+def fetch_artifact(artifact: Artifact, *, cache: Path) -> Artifact:
+    """The artifact with a local file: a remote one is downloaded into ``cache`` once."""
+    if is_local(artifact.uri):
+        return artifact
+    fs, remote = _filesystem(artifact.uri)
+    key = artifact.sha256 or hashlib.sha256(artifact.uri.encode()).hexdigest()
+    target = cache / key / Path(remote).name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        fs.get_file(remote, str(partial))
+        partial.replace(target)
+    return artifact.model_copy(update={"uri": target.resolve().as_uri()})
 
 
 def store_artifact(

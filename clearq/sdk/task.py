@@ -397,9 +397,13 @@ class Task:
         if self._run is None:
             raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
         settings = self._store.settings
-        root = artifact_files.local_root(self._record.output_uri or str(settings.artifacts_dir))
-        artifact = artifact_files.store_artifact(
-            root, self._record.id, name, artifact_object, allow_pickle=allow_pickle
+        artifact = artifact_files.upload_artifact(
+            self._record.output_uri or str(settings.artifacts_dir),
+            self._record.id,
+            name,
+            artifact_object,
+            staging=settings.home_dir / "staging",
+            allow_pickle=allow_pickle,
         )
         if metadata:
             artifact = artifact.model_copy(update={"metadata": dict(metadata)})
@@ -416,7 +420,10 @@ class Task:
         found = self.artifacts.get(name)
         if found is None:
             raise InvalidInput(f"task {self.id} has no artifact {name!r}")
-        return artifact_files.load_artifact(found, allow_pickle=allow_pickle)
+        local = artifact_files.fetch_artifact(
+            found, cache=self._store.settings.home_dir / "cache" / "artifacts"
+        )
+        return artifact_files.load_artifact(local, allow_pickle=allow_pickle)
 
     # ---- control --------------------------------------------------------------------
 

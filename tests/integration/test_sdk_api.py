@@ -143,3 +143,25 @@ def test_artifact_round_trips(tmp_path: Path) -> None:
             source.read_bytes() if isinstance(obj, Path) else obj
         )
         assert isinstance(stored, Artifact)
+
+
+def test_artifacts_go_to_an_fsspec_url_and_come_back(tmp_path: Path) -> None:
+    import uuid
+
+    pytest.importorskip("fsspec")
+    task_id = uuid.uuid4()
+    stored = artifact_files.upload_artifact(
+        "memory://bucket/runs", task_id, "cfg", {"lr": 0.1}, staging=tmp_path / "staging"
+    )
+    assert stored.uri == f"memory://bucket/runs/{task_id}/cfg/cfg.json"
+    assert list((tmp_path / "staging" / str(task_id)).iterdir()) == []
+    local = artifact_files.fetch_artifact(stored, cache=tmp_path / "cache")
+    assert local.uri.startswith("file://")
+    assert artifact_files.load_artifact(local) == {"lr": 0.1}
+
+
+def test_a_remote_output_uri_without_fsspec_support_says_what_to_install(tmp_path: Path) -> None:
+    import uuid
+
+    with pytest.raises(InvalidInput, match="fsspec"):
+        artifact_files.upload_artifact("nosuchscheme://x", uuid.uuid4(), "a", "t", staging=tmp_path)

@@ -1,0 +1,56 @@
+"""Each package's public face: ``__all__`` names exist and say what the package offers."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PACKAGES = ["clearq", "clearq.scheduler", "clearq.sdk", "clearq.runtime"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_every_exported_name_exists(name: str) -> None:
+    module = importlib.import_module(name)
+    missing = [n for n in module.__all__ if not hasattr(module, n)]
+    assert missing == []
+    assert len(set(module.__all__)) == len(module.__all__)
+
+
+def test_the_user_facing_names() -> None:
+    import clearq
+
+    assert {"Task", "Logger"} <= set(clearq.__all__)
+    assert clearq.Task is importlib.import_module("clearq.sdk.task").Task
+
+
+def test_layers_do_not_import_upwards() -> None:
+    """Dependencies point down only (DESIGN.md, Layers)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(importlib.import_module("clearq").__file__).parent  # type: ignore[arg-type]
+    forbidden = {
+        "scheduler": (
+            "clearq.sdk",
+            "clearq.runtime",
+            "clearq.cli",
+            "clearq.envs",
+            "clearq.ui",
+            "clearq.automation",
+        ),
+        "sdk": ("clearq.runtime", "clearq.cli"),
+        "envs": ("clearq.scheduler", "clearq.sdk", "clearq.runtime", "clearq.cli"),
+        "runtime": ("clearq.cli",),
+    }
+    found = []
+    for layer, banned in forbidden.items():
+        for path in (root / layer).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module]
+                found += [f"{path}: {n}" for n in names if n.startswith(banned)]
+    assert found == []
