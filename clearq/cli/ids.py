@@ -9,9 +9,6 @@ from clearq.errors import InvalidInput, NotFound
 from clearq.scheduler import Store
 
 MIN_PREFIX = 6
-# A prefix is matched against the newest tasks only; past this many, ask for the full id
-# rather than risk acting on the wrong task.
-PREFIX_SCAN_LIMIT = 5000
 _PREFIX = re.compile(r"[0-9a-f-]+")
 
 
@@ -32,19 +29,13 @@ def resolve_task_id(store: Store, text: str) -> uuid.UUID:
 
 
 def _match_prefix(store: Store, text: str, digits: str) -> uuid.UUID:
-    tasks = store.tasks.list(limit=PREFIX_SCAN_LIMIT + 1)
-    if len(tasks) > PREFIX_SCAN_LIMIT:
-        raise InvalidInput(
-            f"the store holds more than {PREFIX_SCAN_LIMIT} tasks: give the full task id "
-            f"instead of {text!r}"
-        )
-    matches = sorted(t.id for t in tasks if t.id.hex.startswith(digits))
+    matches = store.tasks.ids_starting_with(digits, limit=10)
     if not matches:
         raise NotFound(f"no task id starts with {text!r}: check the id with `clearq task list`")
     if len(matches) > 1:
         listed = ", ".join(str(m) for m in matches)
         raise InvalidInput(
-            f"task id prefix {text!r} is ambiguous: it matches {len(matches)} tasks "
-            f"({listed}); give more digits"
+            f"task id prefix {text!r} is ambiguous: it matches {listed}"
+            f"{' and more' if len(matches) == 10 else ''}; give more digits"
         )
     return matches[0]

@@ -213,8 +213,9 @@ class Leases:
     def reap(self, *, batch: int = REAP_BATCH) -> ReapReport:
         """Requeue or fail running tasks whose lease expired; mark silent workers gone.
 
-        Safe to run from every agent at once: on PostgreSQL each expired task is taken
-        by one reaper (SKIP LOCKED), and every change is conditioned on the expiry.
+        Safe to run from every agent at once: on PostgreSQL each expired task is locked
+        by one reaper (SKIP LOCKED) before it changes, so a heartbeat cannot slip in
+        between; on SQLite the reaper holds the write lock.
         """
         requeued: list[uuid.UUID] = []
         failed: list[uuid.UUID] = []

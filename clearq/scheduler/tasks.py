@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -89,7 +90,9 @@ class TaskRepo:
         limit: int = DEFAULT_LIST_LIMIT,
     ) -> list[Task]:
         """Tasks matching every filter given, newest first."""
-        query = task_select().order_by(tasks.c.created_at.desc(), tasks.c.id).limit(limit)
+        query = task_select().order_by(tasks.c.created_at.desc(), tasks.c.id)
+        if not tags:
+            query = query.limit(limit)
         if project is not None:
             query = query.where(tasks.c.project == project)
         if name is not None:
@@ -100,9 +103,35 @@ class TaskRepo:
             query = query.where(tasks.c.status.in_([s.value for s in status]))
         if queue is not None:
             query = query.where(queues.c.name == queue)
+        wanted = set(tags)
+        found: list[Task] = []
         with self._db.read() as conn:
-            found = [task_from_row(row) for row in conn.execute(query)]
-        return [t for t in found if set(tags) <= set(t.tags)]
+            # Tags live in a JSON list, filtered here; the limit counts matches only.
+            for row in conn.execute(query):
+                task = task_from_row(row)
+                if wanted <= set(task.tags):
+                    found.append(task)
+                    if len(found) >= limit:
+                        break
+        return found
+
+    def ids_starting_with(self, hex_digits: str, *, limit: int = 10) -> builtins.list[uuid.UUID]:
+        """Ids whose 32 hex digits start with ``hex_digits`` (for ids typed in short)."""
+        if not hex_digits or any(c not in "0123456789abcdef" for c in hex_digits):
+            raise InvalidInput(f"{hex_digits!r} is not a run of lowercase hex digits")
+        hexed: sa.ColumnElement[str]
+        if self._db.is_postgres:
+            hexed = sa.func.replace(sa.cast(tasks.c.id, sa.Text), "-", "")
+        else:
+            hexed = sa.cast(tasks.c.id, sa.Text)  # stored as 32 hex digits
+        query = (
+            sa.select(tasks.c.id)
+            .where(hexed.startswith(hex_digits, autoescape=True))
+            .order_by(tasks.c.id)
+            .limit(limit)
+        )
+        with self._db.read() as conn:
+            return list(conn.execute(query).scalars())
 
     def edit(
         self,

@@ -71,8 +71,12 @@ class Run:
             self.outcome = Outcome(TaskStatus.FAILED, number, f"exited with {code!r}")
         raise SystemExit(code)
 
-    def end(self, outcome: Outcome | None = None) -> None:
-        """Flush, record the end (for a run started by hand) and undo the hooks. Once."""
+    def end(self, outcome: Outcome | None = None, *, record: bool = True) -> None:
+        """Flush, record the end (for a run started by hand) and undo the hooks. Once.
+
+        ``record=False`` when the run gave its task away (``execute_remotely``): the
+        attempt is no longer this run's to end.
+        """
         if self.ended:
             return
         self.ended = True
@@ -83,14 +87,14 @@ class Run:
         argparse_hook.uninstall()
         if self._saved_hooks is not None:
             sys.excepthook, sys.exit = self._saved_hooks
-        if self.under_agent or self.reporter.lease_lost:
+        if not record or self.under_agent or self.reporter.lease_lost:
             return
         try:
             self.store.leases.finish(
                 self.fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
             )
-        except LeaseLost:
-            pass  # the task was taken over or sent to a queue: its new owner records the end
+        except LeaseLost as e:
+            print(f"clearq: this run's end was not recorded: {e}", file=sys.__stderr__)
         except StoreError as e:
             print(
                 f"clearq: could not record how task {self.fence.task_id} ended: {e}",

@@ -433,11 +433,11 @@ class Task:
             raise InvalidInput("execute_remotely is for the task this process runs")
         if self._run.under_agent:
             return
-        self._run.reporter.flush()
-        self._record = self._store.queues.enqueue_run(self._run.fence, queue_name or "default")
         queue = queue_name or "default"
+        self._run.reporter.flush()
+        self._record = self._store.queues.enqueue_run(self._run.fence, queue)
         print(f"clearq: task {self.id} sent to queue {queue!r}", file=sys.__stderr__)
-        self._run.end()
+        self._run.end(record=False)
         if exit_process:
             raise SystemExit(0)
 

@@ -197,3 +197,15 @@ def test_finish_many_records_each_and_reports_lost_fences(short: Store) -> None:
     assert short.leases.finish_many(results[:1]) == {claims[0].task_id}
     with pytest.raises(InvalidInput):
         short.leases.finish_many([RunResult(fence=claims[2].fence, status=TaskStatus.QUEUED)])
+
+
+def test_runtime_facts_merge_and_are_fenced(short: Store) -> None:
+    task_id = queued(short, "q")
+    [claim] = short.claimer("w", ["q"]).claim()
+    short.tasks.update_runtime(claim.fence, {"env": "abc", "cache": "miss"})
+    short.tasks.update_runtime(claim.fence, {"cache": "hit"})
+    assert short.tasks.get(task_id).runtime == {"env": "abc", "cache": "hit"}
+    stale = claim.fence.model_copy(update={"attempt": claim.attempt + 1})
+    with pytest.raises(LeaseLost):
+        short.tasks.update_runtime(stale, {"env": "other"})
+    assert short.tasks.get(task_id).runtime["env"] == "abc"

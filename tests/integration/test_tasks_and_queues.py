@@ -209,3 +209,11 @@ def test_reset_returns_an_ended_task_to_draft_and_keeps_attempts(store: Store) -
     assert store.outputs.logs(task_id) == []
     store.queues.enqueue(task_id, "q")
     assert store.claimer("w", ["q"]).claim()[0].attempt == 2
+
+
+def test_list_limit_counts_only_tasks_with_the_tags(store: Store) -> None:
+    tagged = new_task(store, "tagged", tags=("gpu",))
+    for i in range(3):
+        new_task(store, f"plain{i}")
+    assert [t.id for t in store.tasks.list(tags=["gpu"], limit=1)] == [tagged]
+    assert len(store.tasks.list(limit=2)) == 2
