@@ -2,16 +2,25 @@
 
 Every setting has a named default below and can be given as ``CLEARQ_<NAME>`` in the
 environment. The database URL is the only thing a new machine needs.
+
+``Settings`` is a plain frozen dataclass (standard library only) because a training
+script imports it on the way to ``Task.init``, where every millisecond of import counts.
+``load_settings()`` reads the environment; ``Settings(...)`` takes values as given.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from clearq.errors import ConfigError
 
+ENV_PREFIX = "CLEARQ_"
 DEFAULT_HOME = Path("~/.clearq")
 SQLITE_FILENAME = "clearq.db"
 DEFAULT_LEASE_SECONDS = 60.0
@@ -21,30 +30,33 @@ DEFAULT_METRICS_RETENTION_SECONDS = 24 * 3600.0
 DEFAULT_MAX_DIFF_BYTES = 50 * 1024 * 1024
 
 
-class Settings(BaseSettings):
-    """clearq's settings, read from ``CLEARQ_*`` environment variables."""
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """clearq's settings; ``load_settings()`` reads them from ``CLEARQ_*`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="CLEARQ_", frozen=True, extra="ignore")
-
-    home: Path = Field(default=DEFAULT_HOME, description="clearq's own folder on this machine.")
-    database_url: str | None = Field(
-        default=None,
-        description="SQLAlchemy URL of the store; default: an SQLite file under home.",
-    )
-    lease_seconds: float = Field(default=DEFAULT_LEASE_SECONDS, gt=0)
-    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1)
-    worker_gone_seconds: float = Field(default=DEFAULT_WORKER_GONE_SECONDS, gt=0)
-    metrics_retention_seconds: float = Field(default=DEFAULT_METRICS_RETENTION_SECONDS, gt=0)
-    max_diff_bytes: int = Field(
-        default=DEFAULT_MAX_DIFF_BYTES,
-        gt=0,
-        description="Above this size a captured diff plus untracked files warns loudly.",
-    )
+    home: Path = DEFAULT_HOME
+    """clearq's own folder on this machine."""
+    database_url: str | None = None
+    """SQLAlchemy-style URL of the store; default: an SQLite file under home."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    worker_gone_seconds: float = DEFAULT_WORKER_GONE_SECONDS
+    metrics_retention_seconds: float = DEFAULT_METRICS_RETENTION_SECONDS
+    max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES
+    """Above this size a captured diff plus untracked files warns loudly."""
 
     # Set by an agent in the environment of a task it runs: Task.init attaches to it.
     task_id: uuid.UUID | None = None
     attempt: int | None = None
     worker: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("lease_seconds", "worker_gone_seconds", "metrics_retention_seconds"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{_env_name(name)} must be a number above 0")
+        for name in ("max_attempts", "max_diff_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
 
     @property
     def home_dir(self) -> Path:
@@ -63,7 +75,44 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{self.home_dir / SQLITE_FILENAME}"
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated like the original)."""
+        return dataclasses.replace(self, **changes)
 
-def load_settings() -> Settings:
-    """Read the settings from the environment now."""
-    return Settings()
+
+def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda text: convert(text) if text.strip() else None
+
+
+_READERS: dict[str, Callable[[str], Any]] = {
+    "home": Path,
+    "database_url": _optional(str.strip),
+    "lease_seconds": float,
+    "max_attempts": int,
+    "worker_gone_seconds": float,
+    "metrics_retention_seconds": float,
+    "max_diff_bytes": int,
+    "task_id": _optional(uuid.UUID),
+    "attempt": _optional(int),
+    "worker": _optional(str.strip),
+}
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The settings from ``CLEARQ_*`` environment variables, then ``overrides`` on top."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, read in _READERS.items():
+        text = environ.get(_env_name(name))
+        if text is None:
+            continue
+        try:
+            values[name] = read(text)
+        except ValueError as e:
+            raise ConfigError(f"{_env_name(name)}={text!r} cannot be used: {e}") from e
+    values.update(overrides)
+    return Settings(**values)

@@ -27,7 +27,7 @@ class CliContext:
         except ValidationError as e:
             raise ConfigError(f"invalid clearq settings in the environment: {_explain(e)}") from e
         if self.database_url:
-            return settings.model_copy(update={"database_url": self.database_url})
+            return settings.replace(database_url=self.database_url)
         return settings
 
     @contextmanager

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from clearq.config import Settings
+from clearq.config import Settings, load_settings
 from clearq.errors import ConfigError
 from clearq.scheduler.engine import normalise_url
 
@@ -16,18 +17,63 @@ def test_default_database_is_sqlite_under_home(
 ) -> None:
     monkeypatch.delenv("CLEARQ_DATABASE_URL", raising=False)
     monkeypatch.setenv("CLEARQ_HOME", str(tmp_path / "h"))
-    settings = Settings()
+    settings = load_settings()
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'h' / 'clearq.db'}"
 
 
 def test_database_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLEARQ_DATABASE_URL", "postgresql://u@db/x")
-    assert Settings().resolved_database_url == "postgresql://u@db/x"
+    assert load_settings().resolved_database_url == "postgresql://u@db/x"
 
 
 def test_home_expands_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     assert Settings(home=Path("~/.cq")).home_dir == tmp_path / ".cq"
+
+
+def test_every_setting_can_come_from_the_environment() -> None:
+    environ = {
+        "CLEARQ_HOME": "/srv/cq",
+        "CLEARQ_DATABASE_URL": "postgresql://u@db/x",
+        "CLEARQ_LEASE_SECONDS": "5.5",
+        "CLEARQ_MAX_ATTEMPTS": "7",
+        "CLEARQ_WORKER_GONE_SECONDS": "9",
+        "CLEARQ_METRICS_RETENTION_SECONDS": "11",
+        "CLEARQ_MAX_DIFF_BYTES": "1024",
+        "CLEARQ_TASK_ID": "00000000-0000-0000-0000-00000000000a",
+        "CLEARQ_ATTEMPT": "2",
+        "CLEARQ_WORKER": "host:w",
+    }
+    settings = load_settings(environ)
+    assert {f.name for f in dataclasses.fields(Settings)} == {
+        k.removeprefix("CLEARQ_").lower() for k in environ
+    }, "a setting without a CLEARQ_ variable (add it to config._READERS and here)"
+    assert settings.home == Path("/srv/cq")
+    assert settings.lease_seconds == 5.5
+    assert settings.max_attempts == 7
+    assert settings.max_diff_bytes == 1024
+    assert str(settings.task_id).endswith("0a")
+    assert settings.attempt == 2
+    assert settings.worker == "host:w"
+
+
+def test_overrides_win_over_the_environment() -> None:
+    settings = load_settings({"CLEARQ_LEASE_SECONDS": "5"}, lease_seconds=8.0)
+    assert settings.lease_seconds == 8.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"CLEARQ_LEASE_SECONDS": "soon"}, "CLEARQ_LEASE_SECONDS='soon' cannot be used"),
+        ({"CLEARQ_LEASE_SECONDS": "0"}, "CLEARQ_LEASE_SECONDS must be a number above 0"),
+        ({"CLEARQ_MAX_ATTEMPTS": "0"}, "CLEARQ_MAX_ATTEMPTS must be a whole number"),
+        ({"CLEARQ_TASK_ID": "nope"}, "CLEARQ_TASK_ID='nope'"),
+    ],
+)
+def test_bad_environment_values_say_which_variable(environ: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        load_settings(environ)
 
 
 @pytest.mark.parametrize("url", ["postgresql://u@h/db", "postgres://u@h/db"])
