@@ -8,16 +8,12 @@ The database is the only server: PostgreSQL for many machines, an SQLite file on
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
-
-try:
-    __version__ = version("clearq")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
 
 if TYPE_CHECKING:
     from clearq.sdk import Logger, Task
+
+    __version__: str
 
 __all__ = ["Logger", "Task", "__version__"]
 
@@ -28,4 +24,11 @@ def __getattr__(name: str) -> Any:
         from clearq import sdk
 
         return getattr(sdk, name)
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("clearq")
+        except PackageNotFoundError:  # pragma: no cover - running from a source tree
+            return "0.0.0"
     raise AttributeError(f"module 'clearq' has no attribute {name!r}")

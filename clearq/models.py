@@ -1,7 +1,8 @@
 """The typed values every layer speaks.
 
-Records are immutable pydantic models; statuses are enums. The store returns these,
-the SDK and the agent pass them around, the CLI prints them.
+Records are immutable pydantic models; statuses are enums (defined in ``clearq.enums``,
+which imports nothing heavy, and re-exported here). The store returns these, the SDK and
+the agent pass them around, the CLI prints them.
 """
 
 from __future__ import annotations
@@ -13,46 +14,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Re-exported: every layer names them through clearq.models.
+from clearq.enums import FINAL_STATUSES as FINAL_STATUSES
+from clearq.enums import ClaimOrder as ClaimOrder
+from clearq.enums import EnvManager as EnvManager
+from clearq.enums import TaskStatus as TaskStatus
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TaskStatus(enum.StrEnum):
-    """Where a task is in its lifecycle (see ``clearq.scheduler.lifecycle``)."""
-
-    CREATED = "created"
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-    @property
-    def is_final(self) -> bool:
-        """True for the statuses a run ends in."""
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
-
-
-class ClaimOrder(enum.StrEnum):
-    """How a worker picks among the queues it serves."""
-
-    STRICT = "strict"
-    """The first queue with an eligible entry wins, in the order given."""
-    ROUND_ROBIN = "round-robin"
-    """Queues take turns: the starting queue rotates after each claim."""
-
-
-class EnvManager(enum.StrEnum):
-    """The tool that builds a task's Python environment."""
-
-    UV = "uv"
-    PIP = "pip"
-    POETRY = "poetry"
-    CONDA = "conda"
 
 
 class UntrackedFile(BaseModel):

@@ -16,15 +16,12 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import SchemaError
 from clearq.scheduler.engine import Database
+from clearq.scheduler.revision import SCHEMA_REVISION as SCHEMA_REVISION
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-SCHEMA_REVISION = "0001"
-"""The newest migration's revision. Checked against the migrations by a test; kept as a
-constant so that opening a store needs no Alembic import (Task.init and every CLI call
-pay for imports)."""
 # Any fixed 64-bit number: the key of the advisory lock that serialises upgrades.
 _PG_UPGRADE_LOCK = 0x636C65617271
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import hold
+from clearq.scheduler.runlink import LOG_STREAMS, summarise
 from clearq.scheduler.schema import (
     db_now,
     task_artifacts,
@@ -24,25 +25,7 @@ from clearq.scheduler.schema import (
     tasks,
 )
 
-STREAMS = frozenset({"stdout", "stderr", "agent"})
-
-
-def _summarise(points: Sequence[ScalarPoint]) -> dict[tuple[str, str], dict[str, Any]]:
-    summary: dict[tuple[str, str], dict[str, Any]] = {}
-    for p in points:
-        s = summary.get((p.title, p.series))
-        if s is None:
-            summary[(p.title, p.series)] = {
-                "last": p.value,
-                "min": p.value,
-                "max": p.value,
-                "last_iteration": p.iteration,
-            }
-            continue
-        s.update(last=p.value, last_iteration=p.iteration)
-        s["min"] = min(s["min"], p.value)
-        s["max"] = max(s["max"], p.value)
-    return summary
+STREAMS = LOG_STREAMS
 
 
 class Outputs:
@@ -112,7 +95,9 @@ class Outputs:
                     for p in points
                 ],
             )
-            for (title, series), s in _summarise(points).items():
+            for (title, series), s in summarise(
+                (p.title, p.series, p.iteration, p.value) for p in points
+            ).items():
                 conn.execute(self._upsert_summary(fence, title, series, s))
 
     def _upsert_summary(

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Row
 from clearq.errors import IllegalTransition, LeaseLost, NotFound
 from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskStatus
 from clearq.scheduler.lifecycle import check_transition
+from clearq.scheduler.runlink import lost_message
 from clearq.scheduler.schema import db_now, queues, tasks
 
 
@@ -146,7 +147,4 @@ def lost(conn: Connection, fence: Fence) -> LeaseLost:
         now = "it no longer exists"
     else:
         now = f"it is {row.status} at attempt {row.attempt} (worker {row.worker or 'none'})"
-    return LeaseLost(
-        f"task {fence.task_id}: attempt {fence.attempt} by {fence.worker or 'a local run'} "
-        f"is no longer current ({now}); stop working on it, nothing more it writes is kept"
-    )
+    return LeaseLost(lost_message(fence.task_id, fence.attempt, fence.worker, now))

@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from clearq.config import Settings, load_settings
+from clearq.config import Settings
 from clearq.errors import InvalidInput
-from clearq.models import EnvSpec, Fence, Script, TaskSpec
-from clearq.scheduler import Store
+from clearq.scheduler.runlink import RunFence, RunLink, open_run_link
 from clearq.sdk import argparse_hook
 from clearq.sdk.capture.git import capture_script, strip_credentials
 from clearq.sdk.capture.packages import capture_packages, parse_requirements
@@ -26,6 +25,7 @@ from clearq.sdk.reporter import Reporter
 from clearq.sdk.run import Run
 
 if TYPE_CHECKING:
+    from clearq.models import TaskSpec
     from clearq.sdk.task import Task
 
 
@@ -41,45 +41,61 @@ def attach_or_capture(
     capture_console: bool,
     packages: str,
 ) -> Task:
-    """The Task this process reports into, attached or freshly captured."""
-    from clearq.sdk.task import default_store
+    """The Task this process reports into, attached or freshly captured.
 
-    settings = load_settings()
-    store = default_store()
-    if settings.task_id is not None:
-        return _attach(cls, store, settings, auto_connect_arg_parser)
-    if not project_name or not task_name:
+    Nothing here imports SQLAlchemy or pydantic: the run writes through a RunLink, and
+    the Task reads its full record from the Store only when asked.
+    """
+    from clearq.sdk.task import settings_in_use
+
+    settings = settings_in_use()
+    if settings.task_id is None and (not project_name or not task_name):
         raise InvalidInput("Task.init needs project_name and task_name")
-    spec = _capture(cls, settings, project_name, task_name, task_type, tags, output_uri, packages)
-    record = store.tasks.create(spec)
-    fence = store.tasks.start(record.id)
-    run = Run(store, fence, Reporter(store, fence, renew_lease=True), under_agent=False)
+    link = open_run_link(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
+    try:
+        if settings.task_id is not None:
+            return _attach(cls, link, settings, auto_connect_arg_parser)
+        script, env = _capture(cls, settings, packages)
+        fence = link.create_running(
+            project=project_name or "",
+            name=task_name or "",
+            task_type=task_type,
+            tags=tuple(tags or ()),
+            output_uri=output_uri,
+            max_attempts=settings.max_attempts,
+            script=script,
+            env=env,
+        )
+    except BaseException:
+        link.close()
+        raise
+    run = Run(link, fence, Reporter(link, fence, renew_lease=True), under_agent=False)
     if capture_console:
         run.console = ConsoleCapture(run.reporter)
         run.console.start()
     run.install_exit_hooks()
-    task = cls(store, store.tasks.get(record.id), run)
+    task = cls._for_run(fence.task_id, project_name or "", task_name or "", run)
     if auto_connect_arg_parser:
         hook = argparse_hook.ArgparseHook(overrides=None, record=task._write_parameters)
         argparse_hook.install(hook)
     return task
 
 
-def _attach(cls: type[Task], store: Store, settings: Settings, connect_args: bool) -> Task:
+def _attach(cls: type[Task], link: RunLink, settings: Settings, connect_args: bool) -> Task:
     assert settings.task_id is not None
-    record = store.tasks.get(settings.task_id)
-    fence = Fence(
-        task_id=record.id,
-        attempt=settings.attempt if settings.attempt is not None else record.attempt,
+    stored = link.read(settings.task_id)
+    fence = RunFence(
+        task_id=stored.id,
+        attempt=settings.attempt if settings.attempt is not None else stored.attempt,
         worker=settings.worker,
     )
     # The agent renews the lease and streams the console; this run reports results.
-    run = Run(store, fence, Reporter(store, fence, renew_lease=False), under_agent=True)
+    run = Run(link, fence, Reporter(link, fence, renew_lease=False), under_agent=True)
     run.install_exit_hooks()
     if connect_args:
-        hook = argparse_hook.ArgparseHook(overrides=record.parameters, record=lambda _: None)
+        hook = argparse_hook.ArgparseHook(overrides=stored.parameters, record=lambda _: None)
         argparse_hook.install(hook)
-    return cls(store, record, run)
+    return cls._for_run(stored.id, stored.project, stored.name, run, parameters=stored.parameters)
 
 
 def _entry() -> tuple[Path | None, str | None]:
@@ -91,15 +107,9 @@ def _entry() -> tuple[Path | None, str | None]:
 
 
 def _capture(
-    cls: type[Task],
-    settings: Settings,
-    project: str,
-    name: str,
-    task_type: str,
-    tags: Sequence[str] | None,
-    output_uri: str | None,
-    packages: str,
-) -> TaskSpec:
+    cls: type[Task], settings: Settings, packages: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stored forms of the running script's code and its environment."""
     entry, module = _entry()
     if entry is None:
         raise InvalidInput(
@@ -117,15 +127,7 @@ def _capture(
     )
     for warning in [*code.warnings, *env.warnings]:
         print(f"clearq: warning: {warning}", file=sys.stderr)
-    return TaskSpec(
-        project=project,
-        name=name,
-        type=task_type,
-        script=code.script,
-        env=env.env,
-        tags=tuple(tags or ()),
-        output_uri=output_uri,
-    )
+    return code.fields, env.fields
 
 
 def spec_for_create(
@@ -143,6 +145,8 @@ def spec_for_create(
     task_type: str,
 ) -> TaskSpec:
     """A draft's spec from a repository and entry point, or from a local script file."""
+    from clearq.models import EnvSpec, Script, TaskSpec
+
     if script is None:
         raise InvalidInput("Task.create needs script: an entry point in repo, or a local file")
     if repo:

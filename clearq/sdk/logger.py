@@ -7,7 +7,6 @@ import math
 from typing import TYPE_CHECKING
 
 from clearq.errors import InvalidInput
-from clearq.models import ScalarPoint
 
 if TYPE_CHECKING:
     from clearq.sdk.reporter import Reporter
@@ -45,9 +44,7 @@ class Logger:
         number = float(value)
         if math.isnan(number):
             raise InvalidInput(f"scalar {title}/{series} at iteration {iteration} is NaN")
-        self._reporter().scalar(
-            ScalarPoint(title=title, series=series, iteration=int(iteration), value=number)
-        )
+        self._reporter().scalar((title, series, int(iteration), number))
 
     def report_single_value(self, name: str, value: float) -> None:
         """Report one summary number (title ``Summary``)."""

@@ -14,8 +14,7 @@ import threading
 import time
 
 from clearq.errors import LeaseLost, StoreError
-from clearq.models import Fence, ScalarPoint
-from clearq.scheduler import Store
+from clearq.scheduler.runlink import Point, RunFence, RunLink
 
 FLUSH_SECONDS = 1.0
 MAX_BUFFERED_LOG_PIECES = 100_000
@@ -27,18 +26,18 @@ class Reporter:
 
     def __init__(
         self,
-        store: Store,
-        fence: Fence,
+        link: RunLink,
+        fence: RunFence,
         *,
         interval: float = FLUSH_SECONDS,
         renew_lease: bool = False,
     ) -> None:
-        self._store = store
+        self._link = link
         self.fence = fence
         self._interval = interval
         self._renew = renew_lease
         self._logs: list[tuple[str, str]] = []
-        self._scalars: list[ScalarPoint] = []
+        self._scalars: list[Point] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -59,8 +58,8 @@ class Reporter:
             if len(self._logs) > MAX_BUFFERED_LOG_PIECES:
                 del self._logs[: len(self._logs) - MAX_BUFFERED_LOG_PIECES]
 
-    def scalar(self, point: ScalarPoint) -> None:
-        """Queue a reported scalar value."""
+    def scalar(self, point: Point) -> None:
+        """Queue a reported scalar value: (title, series, iteration, value)."""
         if self.lease_lost:
             return
         with self._lock:
@@ -75,8 +74,7 @@ class Reporter:
             if self.lease_lost:
                 return
             try:
-                self._store.outputs.append_logs(self.fence, logs)
-                self._store.outputs.append_scalars(self.fence, scalars)
+                self._link.append(self.fence, logs, scalars)
             except LeaseLost as e:
                 self._lose(str(e))
             except StoreError as e:
@@ -90,7 +88,7 @@ class Reporter:
         self._thread.join(timeout=30)
         self.flush()
 
-    def _requeue(self, logs: list[tuple[str, str]], scalars: list[ScalarPoint]) -> None:
+    def _requeue(self, logs: list[tuple[str, str]], scalars: list[Point]) -> None:
         with self._lock:
             self._logs[:0] = logs
             self._scalars[:0] = scalars
@@ -104,15 +102,15 @@ class Reporter:
                 self._heartbeat()
 
     def _heartbeat(self) -> None:
-        if time.monotonic() - self._last_beat < self._store.leases.lease_seconds / 3:
+        if time.monotonic() - self._last_beat < self._link.lease_seconds / 3:
             return
         try:
-            beat = self._store.leases.heartbeat(None, [self.fence])
+            beat = self._link.heartbeat(self.fence)
         except StoreError as e:
             self._warn("beat", f"clearq: cannot renew this run's lease: {e}")
             return
         self._last_beat = time.monotonic()
-        if beat.lost:
+        if not beat.held:
             self._lose(f"task {self.fence.task_id} was taken over; results are no longer kept")
         elif beat.stop_requested and not self.stop_requested:
             self.stop_requested = True

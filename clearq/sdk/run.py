@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NoReturn
 
+from clearq.enums import TaskStatus
 from clearq.errors import LeaseLost, StoreError
-from clearq.models import Fence, TaskStatus
-from clearq.scheduler import Store
+from clearq.scheduler.runlink import RunFence, RunLink
 from clearq.sdk import argparse_hook
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.reporter import Reporter
@@ -36,8 +36,8 @@ class Outcome:
 class Run:
     """This process's run of a task."""
 
-    store: Store
-    fence: Fence
+    link: RunLink
+    fence: RunFence
     reporter: Reporter
     under_agent: bool
     console: ConsoleCapture | None = None
@@ -87,10 +87,15 @@ class Run:
         argparse_hook.uninstall()
         if self._saved_hooks is not None:
             sys.excepthook, sys.exit = self._saved_hooks
-        if not record or self.under_agent or self.reporter.lease_lost:
-            return
         try:
-            self.store.leases.finish(
+            if record and not self.under_agent and not self.reporter.lease_lost:
+                self._finish(outcome)
+        finally:
+            self.link.close()
+
+    def _finish(self, outcome: Outcome) -> None:
+        try:
+            self.link.finish(
                 self.fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
             )
         except LeaseLost as e:

@@ -12,23 +12,22 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
 
+from clearq.config import Settings, load_settings
+from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
-from clearq.models import (
-    FINAL_STATUSES,
-    Artifact,
-    EnvSpec,
-    Script,
-    TaskSpec,
-    TaskStatus,
-)
-from clearq.models import Task as TaskRecord
-from clearq.scheduler import Store
-from clearq.sdk import artifacts as artifact_files
 from clearq.sdk import parameters as params
 from clearq.sdk.logger import Logger
 from clearq.sdk.run import Run
+
+if TYPE_CHECKING:
+    from clearq.models import Artifact, EnvSpec, Fence, Script
+    from clearq.models import Task as TaskRecord
+    from clearq.scheduler import Store
+
+# A training script imports this module on its way to Task.init: the Store (SQLAlchemy)
+# and the models (pydantic) are imported only when a method needs them.
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,8 +39,18 @@ def default_store() -> Store:
     """The process-wide store, opened from the settings on first use."""
     global _store
     if _store is None:
+        from clearq.scheduler.store import Store
+
         _store = Store()
     return _store
+
+
+def settings_in_use() -> Settings:
+    """The settings of the store the SDK uses (``use_store``'s, else the environment's)."""
+    if _store is None:
+        return load_settings()
+    url = _store.db.url.render_as_string(hide_password=False)
+    return _store.settings.replace(database_url=url)
 
 
 def use_store(store: Store | None) -> None:
@@ -71,10 +80,50 @@ class Task:
     _ignored_requirements: ClassVar[list[str]] = []
 
     def __init__(self, store: Store, record: TaskRecord, run: Run | None = None) -> None:
-        self._store = store
-        self._record = record
+        self._given_store: Store | None = store
+        self._loaded: TaskRecord | None = record
+        self._id = record.id
+        self._name = record.name
+        self._project = record.project
         self._run = run
+        self._run_parameters: dict[str, str] = {}
         self._logger: Logger | None = None
+
+    @classmethod
+    def _for_run(
+        cls,
+        task_id: uuid.UUID,
+        project: str,
+        name: str,
+        run: Run,
+        *,
+        parameters: dict[str, str] | None = None,
+    ) -> Task:
+        """The task of this process's run; its record is read from the store when needed."""
+        task = cls.__new__(cls)
+        task._given_store = None
+        task._loaded = None
+        task._id, task._project, task._name = task_id, project, name
+        task._run = run
+        task._run_parameters = dict(parameters or {})
+        task._logger = None
+        return task
+
+    @property
+    def _store(self) -> Store:
+        if self._given_store is None:
+            self._given_store = default_store()
+        return self._given_store
+
+    @property
+    def _record(self) -> TaskRecord:
+        if self._loaded is None:
+            self._loaded = self._store.tasks.get(self._id)
+        return self._loaded
+
+    @_record.setter
+    def _record(self, record: TaskRecord) -> None:
+        self._loaded = record
 
     # ---- creating and finding tasks -------------------------------------------------
 
@@ -207,6 +256,8 @@ class Task:
     ) -> Task:
         """A new draft with the same code, environment and parameters; ``parent`` is the source."""
         source = source_task if isinstance(source_task, Task) else cls.get_task(source_task)
+        from clearq.models import TaskSpec
+
         record = source.reload()._record
         spec = TaskSpec(
             project=record.project,
@@ -228,13 +279,13 @@ class Task:
     @_ClassOrInstance
     def enqueue(self, queue_name: str = "default", priority: int = 0) -> Task:
         """Put this draft in a queue: ``Task.enqueue(task, "q")`` or ``task.enqueue("q")``."""
-        self._record = self._store.queues.enqueue(self._record.id, queue_name, priority=priority)
+        self._record = self._store.queues.enqueue(self._id, queue_name, priority=priority)
         return self
 
     @_ClassOrInstance
     def dequeue(self) -> Task:
         """Take this task out of its queue; it is a draft again."""
-        self._record = self._store.queues.dequeue(self._record.id)
+        self._record = self._store.queues.dequeue(self._id)
         return self
 
     # ---- the task's record ----------------------------------------------------------
@@ -242,17 +293,17 @@ class Task:
     @property
     def id(self) -> str:
         """The task's id (as text, like ClearML's)."""
-        return str(self._record.id)
+        return str(self._id)
 
     @property
     def name(self) -> str:
         """The task's name."""
-        return self._record.name
+        return self._name
 
     @property
     def project(self) -> str:
         """The task's project."""
-        return self._record.project
+        return self._project
 
     @property
     def status(self) -> TaskStatus:
@@ -276,7 +327,7 @@ class Task:
 
     def reload(self) -> Task:
         """Read the record from the store again."""
-        self._record = self._store.tasks.get(self._record.id)
+        self._record = self._store.tasks.get(self._id)
         return self
 
     # ---- parameters -----------------------------------------------------------------
@@ -298,8 +349,17 @@ class Task:
         self._write_parameters(flat)
 
     def _write_parameters(self, flat: dict[str, str]) -> None:
-        fence = self._run.fence if self._run is not None else None
-        self._record = self._store.tasks.update_parameters(self._record.id, flat, fence=fence)
+        if self._run is not None:
+            self._run_parameters = self._run.link.update_parameters(self._run.fence, flat)
+            self._loaded = None  # read again when asked
+        else:
+            self._record = self._store.tasks.update_parameters(self._id, flat)
+
+    def _stored_parameters(self) -> dict[str, str]:
+        # Under an agent: the parameters read when the run attached, overrides included.
+        if self._run is not None and self._run.under_agent:
+            return self._run_parameters
+        return dict(self._record.parameters)
 
     @overload
     def connect(
@@ -328,7 +388,7 @@ class Task:
         self, values: MutableMapping[str, Any], section: str
     ) -> MutableMapping[str, Any]:
         if self._run is not None and self._run.under_agent:
-            params.apply_overrides(values, self._record.parameters, section)
+            params.apply_overrides(values, self._stored_parameters(), section)
         else:
             self._write_parameters(params.flatten(values, section))
         return values
@@ -342,8 +402,9 @@ class Task:
             return self.connect(configuration, name=section)
         path = Path(configuration)
         key = f"{section}{params.SEPARATOR}{path.name}"
-        if self._run is not None and self._run.under_agent and key in self._record.parameters:
-            return self._record.parameters[key]
+        stored = self._stored_parameters() if self._run is not None else {}
+        if self._run is not None and self._run.under_agent and key in stored:
+            return stored[key]
         text = path.read_text()
         self._write_parameters({key: text})
         return path
@@ -365,7 +426,7 @@ class Task:
         """``{title: {series: {"last", "min", "max"}}}`` of the latest attempt."""
         self.flush()
         out: dict[str, dict[str, dict[str, float]]] = {}
-        for s in self._store.outputs.summary(self._record.id):
+        for s in self._store.outputs.summary(self._id):
             out.setdefault(s.title, {})[s.series] = {"last": s.last, "min": s.min, "max": s.max}
         return out
 
@@ -373,7 +434,7 @@ class Task:
         """``{title: {series: {"x": iterations, "y": values}}}`` of the latest attempt."""
         self.flush()
         out: dict[str, dict[str, dict[str, list[float]]]] = {}
-        for p in self._store.outputs.scalars(self._record.id):
+        for p in self._store.outputs.scalars(self._id):
             series = out.setdefault(p.title, {}).setdefault(p.series, {"x": [], "y": []})
             series["x"].append(p.iteration)
             series["y"].append(p.value)
@@ -382,7 +443,7 @@ class Task:
     def get_reported_console_output(self, number_of_reports: int = 1_000_000) -> list[str]:
         """The console output, oldest first, as the pieces it was written in."""
         self.flush()
-        lines = self._store.outputs.logs(self._record.id, limit=number_of_reports)
+        lines = self._store.outputs.logs(self._id, limit=number_of_reports)
         return [line.text for line in lines]
 
     def upload_artifact(
@@ -394,12 +455,14 @@ class Task:
         allow_pickle: bool = False,
     ) -> bool:
         """Store a file or an object under the task's output URI and record it."""
+        from clearq.sdk import artifacts as artifact_files
+
         if self._run is None:
             raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
         settings = self._store.settings
         artifact = artifact_files.upload_artifact(
             self._record.output_uri or str(settings.artifacts_dir),
-            self._record.id,
+            self._id,
             name,
             artifact_object,
             staging=settings.home_dir / "staging",
@@ -407,16 +470,18 @@ class Task:
         )
         if metadata:
             artifact = artifact.model_copy(update={"metadata": dict(metadata)})
-        self._store.outputs.add_artifact(self._run.fence, artifact)
+        self._store.outputs.add_artifact(self._store_fence(), artifact)
         return True
 
     @property
     def artifacts(self) -> dict[str, Artifact]:
         """The task's artifacts by name (read them with ``load_artifact``)."""
-        return {a.name: a for a in self._store.outputs.artifacts(self._record.id)}
+        return {a.name: a for a in self._store.outputs.artifacts(self._id)}
 
     def load_artifact(self, name: str, *, allow_pickle: bool = False) -> Any:
         """An artifact's content; a pickle only with ``allow_pickle=True``."""
+        from clearq.sdk import artifacts as artifact_files
+
         found = self.artifacts.get(name)
         if found is None:
             raise InvalidInput(f"task {self.id} has no artifact {name!r}")
@@ -435,7 +500,7 @@ class Task:
             return
         queue = queue_name or "default"
         self._run.reporter.flush()
-        self._record = self._store.queues.enqueue_run(self._run.fence, queue)
+        self._record = self._store.queues.enqueue_run(self._store_fence(), queue)
         print(f"clearq: task {self.id} sent to queue {queue!r}", file=sys.__stderr__)
         self._run.end(record=False)
         if exit_process:
@@ -464,11 +529,11 @@ class Task:
 
     def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
         """Ask the run of this task to stop (an agent's, or a script's started by hand)."""
-        self._record = self._store.leases.request_stop(self._record.id)
+        self._record = self._store.leases.request_stop(self._id)
 
     def reset(self) -> Task:
         """Turn an ended task back into a draft."""
-        self._record = self._store.tasks.reset(self._record.id)
+        self._record = self._store.tasks.reset(self._id)
         return self
 
     def close(self) -> None:
@@ -478,8 +543,16 @@ class Task:
         if Task._current is self:
             Task._current = None
 
+    def _store_fence(self) -> Fence:
+        from clearq.models import Fence
+
+        assert self._run is not None
+        f = self._run.fence
+        return Fence(task_id=f.task_id, attempt=f.attempt, worker=f.worker)
+
     def __repr__(self) -> str:
-        return f"<Task {self.id} {self.project}/{self.name} {self._record.status}>"
+        status = self._loaded.status if self._loaded is not None else "running here"
+        return f"<Task {self.id} {self.project}/{self.name} {status}>"
 
 
 def _as_uuid(value: str | uuid.UUID) -> uuid.UUID:

@@ -304,3 +304,41 @@ def test_the_readme_example_runs_and_is_listed(
         check=True,
     )
     assert "linear-regression" in listed.stdout
+
+
+LIGHT = """
+import sys
+from clearq import Task
+
+task = Task.init(project_name="light", task_name="imports")
+config = task.connect({"lr": 0.1})
+print("value", config["lr"])
+task.get_logger().report_scalar("loss", "train", 0.5, 0)
+heavy = sorted(m for m in ("sqlalchemy", "pydantic", "alembic", "typer") if m in sys.modules)
+print("heavy", heavy)
+"""
+
+
+def test_a_run_reports_without_importing_sqlalchemy_or_pydantic(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    """The run's own path stays on the bare driver (what keeps Task.init cheap)."""
+    (project / "light.py").write_text(LIGHT)
+    done = subprocess.run(
+        [sys.executable, "light.py"],
+        cwd=project,
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "heavy []" in done.stdout
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.COMPLETED
+    assert task.parameters == {"General/lr": "0.1"}
+    assert task.script.entry_point == "light.py"
+    assert [u.path for u in task.script.untracked] == ["light.py"]
+    assert [(s.title, s.last) for s in db.outputs.summary(task.id)] == [("loss", 0.5)]
+    assert "value 0.1" in "".join(line.text for line in db.outputs.logs(task.id))

@@ -21,6 +21,7 @@ itself is always kept whole, with a warning when it alone is over the limit.
 
 from __future__ import annotations
 
+import base64
 import os
 import platform
 import re
@@ -29,10 +30,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from clearq.config import DEFAULT_MAX_DIFF_BYTES
 from clearq.errors import ClearqError
-from clearq.models import Script, UntrackedFile
+
+if TYPE_CHECKING:
+    from clearq.models import Script
 
 __all__ = ["CaptureError", "ScriptCapture", "capture_script", "strip_credentials"]
 
@@ -61,7 +65,8 @@ class CaptureError(ClearqError):
 class ScriptCapture:
     """A captured Script and what the user should know about it."""
 
-    script: Script
+    fields: dict[str, Any]
+    """The Script as stored (its JSON form): built without pydantic, for Task.init's speed."""
     repo_root: Path | None = None
     """The repository's top folder; None for a script outside any repository."""
     warnings: tuple[str, ...] = ()
@@ -75,6 +80,13 @@ class ScriptCapture:
     """True when the capture was over ``max_diff_bytes`` (files dropped or diff kept)."""
 
     @property
+    def script(self) -> Script:
+        """The captured code as a typed Script."""
+        from clearq.models import Script
+
+        return Script.model_validate(self.fields)
+
+    @property
     def truncated(self) -> bool:
         """True when files were left out: the agent's working tree will lack them."""
         return bool(self.dropped)
@@ -86,6 +98,20 @@ class _Candidate:
     full: Path
     size: int
     executable: bool
+
+
+@dataclass(frozen=True)
+class _File:
+    """An untracked (or carried whole) file's content."""
+
+    path: str
+    data: bytes
+    executable: bool
+
+    def fields(self) -> dict[str, Any]:
+        """The stored form of ``models.UntrackedFile`` (bytes as URL-safe base64)."""
+        data = base64.urlsafe_b64encode(self.data).decode("ascii")
+        return {"path": self.path, "data": data, "executable": self.executable}
 
 
 @dataclass(frozen=True)
@@ -150,14 +176,12 @@ def _standalone(
             f"launched as 'python -m {module}' outside a git repository: only {entry.name} "
             "is captured, and the agent runs it as a script"
         )
-    script = Script(
+    script = _script(
         entry_point=entry.name,
-        working_dir=".",
-        arguments=tuple(argv[1:]),
+        arguments=list(argv[1:]),
         source=source,
-        python_version=platform.python_version(),
     )
-    return ScriptCapture(script=script, warnings=tuple(warnings), size=len(source.encode()))
+    return ScriptCapture(fields=script, warnings=tuple(warnings), size=len(source.encode()))
 
 
 def _in_repo(
@@ -177,20 +201,19 @@ def _in_repo(
     diff_size = len(diff.encode()) + sum(len(f.data) for f in whole)
     kept, dropped = _fit(diff_size, candidates, limit, warnings)
     files = [f for c in kept if (f := _read(c, warnings)) is not None]
-    script = Script(
+    script = _script(
         repository=base.repository,
         branch=branch,
         commit=base.commit,
         entry_point=entry_point,
         module=module,
         working_dir=cwd.relative_to(root).as_posix() if cwd.is_relative_to(root) else ".",
-        arguments=tuple(argv[1:]),
+        arguments=list(argv[1:]),
         diff=diff,
-        untracked=(*whole, *files),
-        python_version=platform.python_version(),
+        untracked=[f.fields() for f in (*whole, *files)],
     )
     return ScriptCapture(
-        script=script,
+        fields=script,
         repo_root=root,
         warnings=tuple(warnings),
         unpushed_commits=base.unpushed,
@@ -198,6 +221,24 @@ def _in_repo(
         dropped=tuple(c.path for c in dropped),
         over_limit=diff_size + sum(c.size for c in candidates) > limit,
     )
+
+
+def _script(**given: Any) -> dict[str, Any]:
+    """A Script's stored form: every field, defaults as ``models.Script`` has them."""
+    return {
+        "repository": None,
+        "branch": None,
+        "commit": None,
+        "entry_point": None,
+        "module": None,
+        "working_dir": ".",
+        "arguments": [],
+        "diff": "",
+        "untracked": [],
+        "source": None,
+        "python_version": platform.python_version(),
+        **given,
+    }
 
 
 # -- git ---------------------------------------------------------------------------------
@@ -332,10 +373,10 @@ def _pushed_base(root: Path, head: str, remote: str, warnings: list[str]) -> tup
 # -- the diff ----------------------------------------------------------------------------
 
 
-def _diff(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[UntrackedFile]]:
+def _diff(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[_File]]:
     """``git diff --binary`` from ``tree`` to the working tree, as text.
 
-    Script.diff is text, so a text file that is not UTF-8 cannot travel in it: such
+    A Script's diff is text, so a text file that is not UTF-8 cannot travel in it: such
     files are left out of the diff and carried whole, as untracked files that overwrite
     the checkout.
     """
@@ -346,10 +387,10 @@ def _diff(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[Untrack
         return _diff_by_file(root, tree, warnings)
 
 
-def _diff_by_file(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[UntrackedFile]]:
+def _diff_by_file(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[_File]]:
     names = _out(root, "diff", "--name-only", "--no-renames", "-z", tree).split(b"\0")
     patches: list[str] = []
-    whole: list[UntrackedFile] = []
+    whole: list[_File] = []
     for name in filter(None, names):
         path = os.fsdecode(name)
         patch = _out(root, *_DIFF, tree, "--", f":(literal){path}")
@@ -417,7 +458,7 @@ def _refusal(root: Path, full: Path, info: os.stat_result) -> str | None:
     return None
 
 
-def _read(candidate: _Candidate | None, warnings: list[str]) -> UntrackedFile | None:
+def _read(candidate: _Candidate | None, warnings: list[str]) -> _File | None:
     if candidate is None:
         return None
     try:
@@ -428,7 +469,7 @@ def _read(candidate: _Candidate | None, warnings: list[str]) -> UntrackedFile | 
     except OSError as error:
         warnings.append(f"untracked {candidate.path} cannot be read ({error}): not captured")
         return None
-    return UntrackedFile(path=candidate.path, data=data, executable=candidate.executable)
+    return _File(candidate.path, data, candidate.executable)
 
 
 def _fit(

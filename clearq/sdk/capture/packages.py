@@ -22,10 +22,10 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from clearq.enums import EnvManager
 from clearq.errors import InvalidInput
-from clearq.models import EnvManager, EnvSpec
 from clearq.sdk.capture.packages_files import PackageList, PackageSource, find_project_packages
 from clearq.sdk.capture.packages_installed import Installed
 from clearq.sdk.capture.packages_requirements import (
@@ -54,6 +54,9 @@ CaptureMode = Literal["imports", "freeze"]
 FREEZE_EXCLUDED = frozenset({CLEARQ, "pip", "setuptools", "wheel"})
 """Canonical names a freeze leaves out: the installer's own tools, and clearq."""
 
+if TYPE_CHECKING:
+    from clearq.models import EnvSpec
+
 _INDEX_URL_SCHEMES = ("https://", "http://", "file://")
 
 
@@ -61,9 +64,17 @@ _INDEX_URL_SCHEMES = ("https://", "http://", "file://")
 class PackageCapture:
     """A captured environment, where its package list came from, and what was passed over."""
 
-    env: EnvSpec
+    fields: dict[str, Any]
+    """The EnvSpec as stored (its JSON form): built without pydantic, for Task.init's speed."""
     source: PackageSource
     warnings: tuple[str, ...] = ()
+
+    @property
+    def env(self) -> EnvSpec:
+        """The captured environment as a typed EnvSpec."""
+        from clearq.models import EnvSpec
+
+        return EnvSpec.model_validate(self.fields)
 
 
 def capture_packages(
@@ -175,15 +186,15 @@ def _finish(
     warnings.extend(
         f"{line!r} left out: the agent gives every task its own clearq" for line in dropped
     )
-    env = EnvSpec(
-        manager=found.manager,
-        python=python_version(),
-        requirements=lines,
-        lock_file=found.lock_file,
-        lock_kind=found.lock_kind,
-        index_urls=index_urls,
-    )
-    return PackageCapture(env=env, source=found.source, warnings=tuple(warnings))
+    env = {
+        "manager": found.manager.value,
+        "python": python_version(),
+        "requirements": list(lines),
+        "lock_file": found.lock_file,
+        "lock_kind": found.lock_kind,
+        "index_urls": list(index_urls),
+    }
+    return PackageCapture(fields=env, source=found.source, warnings=tuple(warnings))
 
 
 def python_version() -> str:

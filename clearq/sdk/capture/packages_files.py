@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from clearq.enums import EnvManager
 from clearq.errors import InvalidInput
-from clearq.models import EnvManager
 from clearq.sdk.capture.packages_requirements import check_requirements, parse_requirements
 
 REQUIREMENTS_TXT = "requirements.txt"

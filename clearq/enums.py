@@ -1,0 +1,48 @@
+"""The enums every layer speaks: task statuses, claim orders, environment managers.
+
+Standard library only, so the run's own path (``Task.init`` in a training script) can
+use them without importing pydantic; ``clearq.models`` re-exports them.
+"""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["FINAL_STATUSES", "ClaimOrder", "EnvManager", "TaskStatus"]
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is in its lifecycle (see ``clearq.scheduler.lifecycle``)."""
+
+    CREATED = "created"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+    @property
+    def is_final(self) -> bool:
+        """True for the statuses a run ends in."""
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
+
+
+class ClaimOrder(enum.StrEnum):
+    """How a worker picks among the queues it serves."""
+
+    STRICT = "strict"
+    """The first queue with an eligible entry wins, in the order given."""
+    ROUND_ROBIN = "round-robin"
+    """Queues take turns: the starting queue rotates after each claim."""
+
+
+class EnvManager(enum.StrEnum):
+    """The tool that builds a task's Python environment."""
+
+    UV = "uv"
+    PIP = "pip"
+    POETRY = "poetry"
+    CONDA = "conda"

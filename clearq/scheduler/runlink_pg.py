@@ -1,0 +1,76 @@
+"""The PostgreSQL driver of a RunLink: psycopg, imported only for a PostgreSQL store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from clearq.errors import StoreError
+
+
+class PgDriver:
+    """One autocommit psycopg connection; multi-statement writes in explicit transactions."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._where = _without_password(conninfo)
+        self._conn = self._open()
+
+    def _open(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as e:
+            why = " ".join(str(e).split())
+            raise StoreError(
+                f"cannot connect to {self._where} ({why}): check the database URL "
+                "(CLEARQ_DATABASE_URL) and that the server is running"
+            ) from e
+
+    def _live(self) -> psycopg.Connection[Any]:
+        # A connection the server dropped (restart, failover) is replaced on next use.
+        if self._conn.broken or self._conn.closed:
+            self._conn = self._open()
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT, rolled back on any error."""
+        self._live()
+        try:
+            with self._conn.transaction():
+                yield
+        except psycopg.Error as e:
+            raise self._error(e) from e
+
+    def execute(self, sql: str, params: dict[str, Any]) -> Any:
+        """Run one statement; the cursor to fetch from."""
+        try:
+            return self._live().execute(sql, params)
+        except psycopg.Error as e:
+            raise self._error(e) from e
+
+    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Run one statement for each row (pipelined by psycopg)."""
+        try:
+            with self._live().cursor() as cursor:
+                cursor.executemany(sql, rows)
+        except psycopg.Error as e:
+            raise self._error(e) from e
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def _error(self, e: psycopg.Error) -> StoreError:
+        return StoreError(f"the PostgreSQL store at {self._where} said: {' '.join(str(e).split())}")
+
+
+def _without_password(conninfo: str) -> str:
+    scheme, _, rest = conninfo.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
+        return conninfo
+    return f"{scheme}://{userinfo.split(':', 1)[0]}@{host}"
