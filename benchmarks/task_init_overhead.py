@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -103,7 +104,11 @@ def run_once(python: str, work: Path, variant: str, env: dict[str, str]) -> tupl
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{variant} failed ({proc.returncode}):\n{err}")
-    return wall, int(out.split("children")[-1].strip())
+    # ClearML prints its own lines after ours: read the script's count, not the last line.
+    found = re.search(r"^children (\d+)$", out, re.MULTILINE)
+    if found is None:
+        raise SystemExit(f"{variant} printed no child count:\n{out}")
+    return wall, int(found.group(1))
 
 
 def measure(
