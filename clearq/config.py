@@ -28,6 +28,11 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_GONE_SECONDS = 300.0
 DEFAULT_METRICS_RETENTION_SECONDS = 24 * 3600.0
 DEFAULT_MAX_DIFF_BYTES = 50 * 1024 * 1024
+ENVS_DIRNAME = "envs"
+DEFAULT_ENV_CACHE_MAX_ENTRIES = 32
+"""Built environments kept under ``home/envs`` before the least recently used go."""
+DEFAULT_ENV_CACHE_MAX_BYTES = 64 * 1024**3
+"""Bytes of built environments kept before the least recently used go."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +67,11 @@ class Settings:
     def home_dir(self) -> Path:
         """The home folder with ``~`` expanded."""
         return self.home.expanduser()
+
+    @property
+    def envs_dir(self) -> Path:
+        """Where built Python environments are cached (``clearq.envs.EnvCache``)."""
+        return self.home_dir / ENVS_DIRNAME
 
     @property
     def artifacts_dir(self) -> Path:

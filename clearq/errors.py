@@ -14,10 +14,14 @@ errors are translated into this tree where they enter the package::
     │   └── LeaseLost            a worker wrote about an attempt that is no longer its own
     ├── InvalidInput             a value a user gave that cannot be used
     ├── CaptureError             git could not describe the code (clearq.sdk.capture.git)
-    └── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
+    ├── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
+    └── EnvBuildError            a task's Python environment could not be built (clearq.envs);
+                                 ``failure`` says why, ``infra`` whether a retry may help
 """
 
 from __future__ import annotations
+
+import enum
 
 
 class ClearqError(Exception):
@@ -63,3 +67,53 @@ class LeaseLost(StoreError):
     stopped or reset. The worker must stop working on it: nothing it writes about that
     attempt will be kept.
     """
+
+
+class EnvFailure(enum.StrEnum):
+    """Why an environment could not be built."""
+
+    REQUIREMENT = "requirement"
+    """A package or version that cannot be had, or a line that is not a requirement."""
+    PYTHON = "python"
+    """The requested Python version cannot be found or installed."""
+    TOOL = "tool"
+    """The tool the spec needs (conda, ...) is not on this machine."""
+    NETWORK = "network"
+    """A package index or download could not be reached."""
+    SYSTEM = "system"
+    """The machine failed the build: disk full, permissions."""
+    INSTALLER = "installer"
+    """The installer failed for another reason; its message says which."""
+
+
+INFRA_FAILURES = frozenset({EnvFailure.NETWORK, EnvFailure.SYSTEM})
+
+
+class EnvBuildError(ClearqError):
+    """A task's environment could not be built.
+
+    ``failure`` says why; ``requirement`` names the line that failed when one did;
+    ``output`` keeps the installer's own message. ``infra`` is True for failures of the
+    network or the machine, which a retry (elsewhere, or later) may fix.
+    """
+
+    def __init__(
+        self,
+        failure: EnvFailure,
+        message: str,
+        *,
+        requirement: str | None = None,
+        manager: str | None = None,
+        output: str = "",
+    ) -> None:
+        self.failure = failure
+        self.requirement = requirement
+        self.manager = manager
+        self.output = output
+        text = f"{message}\n{manager or 'installer'} said:\n{output}" if output else message
+        super().__init__(text)
+
+    @property
+    def infra(self) -> bool:
+        """True when the network or the machine failed, not the spec."""
+        return self.failure in INFRA_FAILURES

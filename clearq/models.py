@@ -61,14 +61,21 @@ class Script(_Frozen):
 
 
 class EnvSpec(_Frozen):
-    """What a task's Python environment must hold."""
+    """What a task's Python environment must hold (``clearq.envs`` builds it)."""
 
     manager: EnvManager = EnvManager.UV
     python: str | None = None
+    """Python version (``3.11``); None: the agent's own major.minor."""
     requirements: tuple[str, ...] = ()
+    """Requirement lines (PEP 508); with a lock file, installed on top of it."""
     lock_file: str | None = None
+    """A lock file's text: ``poetry.lock``, ``environment.yml`` or a conda-lock file."""
     lock_kind: str | None = None
+    """The lock file's name (``poetry.lock``, ``environment.yml``, ``conda-lock.yml``)."""
+    project_file: str | None = None
+    """For poetry: the ``pyproject.toml`` beside the lock, which says what is main."""
     index_urls: tuple[str, ...] = ()
+    """Package indexes searched before the default one, in this order."""
 
 
 class Container(_Frozen):

@@ -1,0 +1,204 @@
+"""The env cache: one built environment per canonical spec, shared by every agent.
+
+``EnvCache.acquire(spec)`` returns a lease on a ready environment: a hit when the
+cache holds it (used in place, or hard-link cloned with ``clone_to``), else a miss
+that builds it first. A build goes to a temporary folder beside the cache and is
+renamed into place when complete, all under a file lock per key, so two processes that
+need the same environment build it once and neither sees half of it. A build that
+fails, or a process killed mid-build, leaves nothing that counts as an entry; its
+temporary folder is removed by the next build of that key or the next eviction pass.
+After every build the least recently used entries go while the cache holds more than
+``max_entries`` entries or ``max_bytes`` bytes, except those in use.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock
+
+from clearq.config import DEFAULT_ENV_CACHE_MAX_BYTES, DEFAULT_ENV_CACHE_MAX_ENTRIES, Settings
+from clearq.envs.builder import Builder, default_builders, env_python
+from clearq.envs.evict import evict, remove_stale_builds
+from clearq.envs.inuse import UseLock
+from clearq.envs.layout import CacheEntry, CacheLayout, hardlink_clone
+from clearq.envs.progress import BuildProgress, terminal_progress
+from clearq.envs.spec import check_spec, env_key
+from clearq.errors import EnvBuildError, EnvFailure
+from clearq.models import EnvManager, EnvSpec
+
+__all__ = ["EnvCache", "EnvLease", "ReadyEnv"]
+
+ProgressFactory = Callable[[str], AbstractContextManager[BuildProgress]]
+
+
+@dataclass(frozen=True)
+class ReadyEnv:
+    """An environment ready to run: what a task records about the one it got."""
+
+    key: str
+    """The cache key (``<manager>-py<version>-<digest>``)."""
+    path: Path
+    """The environment's folder: the cache entry, or the clone."""
+    python: Path
+    """``path/bin/python``: run the task with it."""
+    hit: bool
+    """True when the cache held it already."""
+    build_seconds: float
+    """Time spent building it for this request (0.0 on a hit)."""
+    manager: str = "uv"
+    """The spec's manager (``uv``, ``pip``, ``poetry``, ``conda``)."""
+    cloned: bool = False
+    """True when ``path`` is a hard-link clone of the entry, the task's own."""
+
+
+class EnvLease:
+    """A ready environment, kept from eviction until released (or the ``with`` ends)."""
+
+    def __init__(self, env: ReadyEnv, use: UseLock | None) -> None:
+        self.env = env
+        self._use = use
+
+    def release(self) -> None:
+        """Let the cache evict the environment again (a clone was never held)."""
+        if self._use is not None:
+            self._use.release()
+
+    def __enter__(self) -> ReadyEnv:
+        return self.env
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class EnvCache:
+    """Built environments under ``root``, one per canonical spec."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        max_entries: int = DEFAULT_ENV_CACHE_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_ENV_CACHE_MAX_BYTES,
+        builders: Mapping[EnvManager, Builder] | None = None,
+        progress: ProgressFactory = terminal_progress,
+    ) -> None:
+        self.layout = CacheLayout(root.expanduser().absolute())
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._builders = dict(default_builders() if builders is None else builders)
+        self._progress = progress
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: object) -> EnvCache:
+        """The cache under ``settings.envs_dir`` (options as for the constructor)."""
+        return cls(settings.envs_dir, **options)  # type: ignore[arg-type]
+
+    @property
+    def root(self) -> Path:
+        """The cache's folder."""
+        return self.layout.root
+
+    def key(self, spec: EnvSpec) -> str:
+        """The cache key ``spec`` builds under."""
+        return env_key(spec)
+
+    def acquire(
+        self,
+        spec: EnvSpec,
+        *,
+        clone_to: Path | None = None,
+        progress: BuildProgress | None = None,
+    ) -> EnvLease:
+        """The environment ``spec`` describes, built if the cache lacks it, held in use.
+
+        With ``clone_to`` (a folder that must not exist) the task gets a hard-link clone
+        of its own there, and the lease holds nothing. ``progress`` receives the build's
+        stages and installer output (default: the cache's, a terminal display). Raises
+        EnvBuildError when the environment cannot be built.
+        """
+        key = self.key(spec)
+        self.layout.prepare()
+        with FileLock(self.layout.build_lock(key)):
+            built = self._ensure(spec, key, progress)
+            use = UseLock.try_acquire(self.layout.use_file(key), exclusive=False)
+            assert use is not None, "only an evicter holding the build lock locks exclusively"
+        if built is not None:
+            self.evict(keep=(key,))
+        entry = self.layout.entry(key)
+        env = ReadyEnv(
+            key=key,
+            path=entry,
+            python=env_python(entry),
+            hit=built is None,
+            build_seconds=built if built is not None else 0.0,
+            manager=spec.manager.value,
+        )
+        if clone_to is None:
+            return EnvLease(env, use)
+        try:
+            hardlink_clone(entry, clone_to)
+        finally:
+            use.release()
+        clone = replace(env, path=clone_to, python=env_python(clone_to), cloned=True)
+        return EnvLease(clone, None)
+
+    def ensure(self, spec: EnvSpec) -> ReadyEnv:
+        """The environment ``spec`` describes, built if missing, without holding it."""
+        lease = self.acquire(spec)
+        lease.release()
+        return lease.env
+
+    def entries(self) -> list[CacheEntry]:
+        """The complete entries, least recently used first."""
+        return self.layout.entries()
+
+    def evict(self, *, keep: tuple[str, ...] = ()) -> list[str]:
+        """Remove least recently used entries past the limits; return their keys.
+
+        Entries in use, being built, and those in ``keep`` stay.
+        """
+        removed = evict(self.layout, self.max_entries, self.max_bytes, keep=keep)
+        remove_stale_builds(self.layout)
+        return removed
+
+    def _ensure(self, spec: EnvSpec, key: str, progress: BuildProgress | None) -> float | None:
+        """Under the key's lock: None when the entry is complete, else build it (seconds)."""
+        if self.layout.record(key) is not None:
+            return None
+        checked = check_spec(spec)
+        builder = self._builders.get(spec.manager)
+        if builder is None:
+            raise EnvBuildError(EnvFailure.TOOL, f"no builder for manager {spec.manager.value}")
+        remove_stale_builds(self.layout, key=key)
+        entry = self.layout.entry(key)
+        if entry.exists():  # an unfinished in-place build
+            self.layout.discard(entry)
+        started = time.monotonic()
+        target = entry if not builder.relocatable else self._tmp_path(key)
+        try:
+            if progress is not None:
+                builder.build(checked, target, progress)
+            else:
+                with self._progress(key) as shown:
+                    builder.build(checked, target, shown)
+            seconds = time.monotonic() - started
+            self.layout.write_record(target, key, seconds)
+            if target != entry:
+                os.rename(target, entry)
+        except BaseException:
+            self.layout.discard(target)
+            raise
+        return seconds
+
+    def _tmp_path(self, key: str) -> Path:
+        return self.layout.tmp / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"

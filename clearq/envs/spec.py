@@ -1,0 +1,150 @@
+"""An EnvSpec checked, put in canonical form, and hashed into a cache key.
+
+Two specs that build the same environment get the same key: requirement lines are
+compared as requirements (order, whitespace, duplicates and the spelling of names do
+not count), lock and project files by their text with line endings and trailing blanks
+normalised. Index URLs keep their order: it is the order the installer searches them.
+The machine's platform is part of the key, so a cache folder shared between machines of
+different kinds never hands one the other's binaries.
+
+Nothing from a spec ever reaches a shell, and nothing from it may reach an installer as
+an option: a requirement line starting with ``-`` (``--index-url``, ``-e``, ``-r``) is
+refused, and so is a line that is not a PEP 508 requirement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import sys
+from dataclasses import dataclass
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from clearq.errors import EnvBuildError, EnvFailure
+from clearq.models import EnvSpec
+
+__all__ = [
+    "KEY_VERSION",
+    "CheckedSpec",
+    "canonical_requirement",
+    "check_spec",
+    "default_python",
+    "env_key",
+]
+
+KEY_VERSION = 1
+"""Bumped when the layout of a built environment changes, so old entries are not reused."""
+
+_DIGEST_CHARS = 20
+_INDEX_SCHEMES = ("https://", "http://", "file://")
+_PYTHON_REQUEST = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]*")
+
+
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec whose every value was checked; ``python`` is the version to build with."""
+
+    spec: EnvSpec
+    python: str
+    requirements: tuple[str, ...]
+    """The spec's requirement lines, stripped, blank lines dropped (as given otherwise)."""
+    index_urls: tuple[str, ...]
+
+
+def default_python() -> str:
+    """The running interpreter's ``major.minor``: what a spec without a version gets."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def check_spec(spec: EnvSpec) -> CheckedSpec:
+    """``spec`` checked for use by an installer.
+
+    Raises EnvBuildError (failure ``requirement``) for an option among the requirement
+    lines, a line that is not a requirement, an index URL that is not a URL, or a Python
+    version that is not a version request.
+    """
+    python = (spec.python or default_python()).strip()
+    if not _PYTHON_REQUEST.fullmatch(python):
+        raise EnvBuildError(
+            EnvFailure.PYTHON,
+            f"python {spec.python!r} is not a Python version request; give one like '3.11'",
+        )
+    lines = tuple(line.strip() for line in spec.requirements if line.strip())
+    for line in lines:
+        _parse(line)
+    urls = tuple(url.strip() for url in spec.index_urls if url.strip())
+    for url in urls:
+        if not url.startswith(_INDEX_SCHEMES):
+            raise EnvBuildError(
+                EnvFailure.REQUIREMENT,
+                f"index URL {url!r} is not a URL; give one such as https://pypi.org/simple",
+            )
+    return CheckedSpec(spec=spec, python=python, requirements=lines, index_urls=urls)
+
+
+def canonical_requirement(line: str) -> str:
+    """One requirement line in canonical form: ``Six >= 1.0`` -> ``six>=1.0``.
+
+    Raises EnvBuildError (failure ``requirement``) for an option or a malformed line.
+    """
+    requirement = _parse(line.strip())
+    text: str = canonicalize_name(requirement.name)
+    if requirement.extras:
+        text += "[" + ",".join(sorted(canonicalize_name(e) for e in requirement.extras)) + "]"
+    if requirement.url:
+        text += f" @ {requirement.url}"
+    else:
+        text += ",".join(sorted(str(s) for s in requirement.specifier))
+    if requirement.marker is not None:
+        text += f"; {requirement.marker}"
+    return text
+
+
+def env_key(spec: EnvSpec) -> str:
+    """The cache key of ``spec``: ``<manager>-py<version>-<digest>``, safe as a folder name."""
+    checked = check_spec(spec)
+    canonical = {
+        "v": KEY_VERSION,
+        "platform": f"{sys.platform}-{platform.machine()}",
+        "manager": spec.manager.value,
+        "python": checked.python,
+        "requirements": sorted({canonical_requirement(line) for line in checked.requirements}),
+        "lock_kind": (spec.lock_kind or "").strip().lower(),
+        "lock_file": _normalise_text(spec.lock_file),
+        "project_file": _normalise_text(spec.project_file),
+        "index_urls": [url.rstrip("/") for url in checked.index_urls],
+    }
+    blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]
+    python = re.sub(r"[^A-Za-z0-9.]+", "_", checked.python)[:16]
+    return f"{spec.manager.value}-py{python}-{digest}"
+
+
+def _parse(line: str) -> Requirement:
+    if line.startswith("-"):
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"requirement line {line!r} is an installer option; clearq refuses options in "
+            "requirements (they could point the installer anywhere). Put index URLs in "
+            "EnvSpec.index_urls.",
+            requirement=line,
+        )
+    try:
+        return Requirement(line)
+    except InvalidRequirement as exc:
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"requirement line {line!r} is not a requirement (PEP 508): {exc}",
+            requirement=line,
+        ) from None
+
+
+def _normalise_text(text: str | None) -> str:
+    if text is None:
+        return ""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip("\n")

@@ -1,0 +1,79 @@
+"""The uv builder: ``uv venv --relocatable`` then ``uv pip install``; the fast path.
+
+uv comes with clearq (the ``uv`` package on PyPI holds the binary). The venv is made
+relocatable (entry-point scripts find their interpreter relative to themselves), so it
+can be built in a temporary folder, renamed into the cache, and hard-link cloned. uv
+finds the requested Python on the machine or installs a managed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from uv import find_uv_bin
+
+from clearq.envs.builder import env_python
+from clearq.envs.process import run_installer
+from clearq.envs.progress import BuildProgress
+from clearq.envs.spec import CheckedSpec
+
+__all__ = ["UvBuilder", "uv_create_venv", "uv_install"]
+
+
+class UvBuilder:
+    """Builds pip-style requirement lists with uv."""
+
+    relocatable = True
+
+    def build(self, spec: CheckedSpec, dest: Path, progress: BuildProgress) -> None:
+        """Create a venv in ``dest`` and install the spec's requirements into it."""
+        uv_create_venv(dest, spec.python, progress, manager="uv")
+        if spec.requirements:
+            uv_install(
+                env_python(dest),
+                spec.requirements,
+                index_urls=spec.index_urls,
+                progress=progress,
+                manager="uv",
+            )
+
+
+def uv_create_venv(dest: Path, python: str, progress: BuildProgress, *, manager: str) -> None:
+    """A relocatable venv in ``dest`` for ``python`` (a version request)."""
+    progress.stage(f"creating a Python {python} venv")
+    argv = [find_uv_bin(), "venv", "--relocatable", "--no-project", "--python", python, str(dest)]
+    run_installer(
+        argv,
+        manager=manager,
+        step=f"creating a Python {python} venv",
+        progress=progress,
+        cwd=dest.parent,
+    )
+
+
+def uv_install(
+    python: Path,
+    requirements: Sequence[str],
+    *,
+    index_urls: Sequence[str],
+    progress: BuildProgress,
+    manager: str,
+    constraints: Path | None = None,
+) -> None:
+    """Install ``requirements`` into the environment of ``python`` with uv."""
+    progress.stage(f"installing {len(requirements)} requirements")
+    argv = [find_uv_bin(), "pip", "install", "--python", str(python)]
+    for url in index_urls:
+        argv += ["--extra-index-url", url]
+    if constraints is not None:
+        argv += ["--constraint", str(constraints)]
+    argv += ["--", *requirements]
+    run_installer(
+        argv,
+        manager=manager,
+        step="installing requirements",
+        progress=progress,
+        requirements=requirements,
+        cwd=python.parent,
+    )
