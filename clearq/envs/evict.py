@@ -7,6 +7,8 @@ renamed into the trash before it is deleted, so no one ever finds half of one.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from filelock import FileLock, Timeout
 
 from clearq.envs.inuse import UseLock
@@ -36,26 +38,35 @@ def evict(
 
 
 def remove_stale_builds(layout: CacheLayout, *, key: str | None = None) -> None:
-    """Delete temporary build folders no running build owns (only ``key``'s, if given).
+    """Delete what builds that died left: temporary folders, unfinished in-place entries.
 
-    The caller holds ``key``'s build lock when it gives ``key``; other keys' folders are
-    removed only when their build lock is free.
+    With ``key`` (whose build lock the caller holds) only that key's temporary folders;
+    without, every key's whose build lock is free.
     """
     for path in layout.tmp.iterdir() if layout.tmp.is_dir() else ():
         owner = path.name.rsplit(".", 2)[0]  # <key>.<pid>.<random>
-        if key is not None:
-            if owner == key:
-                layout.discard(path)
-            continue
-        lock = FileLock(layout.build_lock(owner))
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            continue
-        try:
+        if key is None:
+            _discard_unless_building(layout, owner, path)
+        elif owner == key:
             layout.discard(path)
-        finally:
-            lock.release()
+    if key is None and layout.root.is_dir():
+        # In-place builds (conda) that never finished: an entry folder without a record.
+        for path in layout.root.iterdir():
+            if not path.name.startswith(".") and layout.record(path.name) is None:
+                _discard_unless_building(layout, path.name, path)
+
+
+def _discard_unless_building(layout: CacheLayout, key: str, path: Path) -> None:
+    lock = FileLock(layout.build_lock(key))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return
+    try:
+        if path.parent == layout.tmp or layout.record(key) is None:
+            layout.discard(path)
+    finally:
+        lock.release()
 
 
 def _remove_if_unused(layout: CacheLayout, key: str) -> bool:

@@ -6,7 +6,8 @@ the locked versions, and markers and groups mean what poetry means by them. With
 it, the lock's main-group packages are installed as pinned lines, each with the markers
 the lock records. Packages from another index (a ``legacy`` source) add that index;
 git and URL sources become direct references; a local path cannot be installed by an
-agent and is refused. ``EnvSpec.requirements`` go on top.
+agent and is refused; clearq itself is left out (the agent provides it).
+``EnvSpec.requirements`` go on top.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from poetry.core.factory import Factory
 
 from clearq.envs.builder import env_python
 from clearq.envs.progress import BuildProgress
-from clearq.envs.spec import CheckedSpec
+from clearq.envs.spec import AGENT_PROVIDED, CheckedSpec
 from clearq.envs.uv import uv_create_venv, uv_install
 from clearq.errors import EnvBuildError, EnvFailure
 
@@ -73,14 +75,18 @@ class LockedPackage:
 
 
 def read_lock(text: str) -> list[LockedPackage]:
-    """The packages of a poetry.lock's text; raises EnvBuildError when it is not one."""
+    """The packages of a poetry.lock's text but clearq (the agent provides it).
+
+    Raises EnvBuildError when the text is not a poetry.lock.
+    """
     try:
         data = tomllib.loads(text)
-        return [LockedPackage(entry) for entry in data.get("package", [])]
+        found = [LockedPackage(entry) for entry in data.get("package", [])]
     except (tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise EnvBuildError(
             EnvFailure.REQUIREMENT, f"poetry.lock cannot be read: {exc}; regenerate it"
         ) from None
+    return [p for p in found if canonicalize_name(p.name) != AGENT_PROVIDED]
 
 
 class PoetryBuilder:
@@ -131,7 +137,7 @@ def _project_requirements(text: str, scratch: Path) -> tuple[list[str], list[str
         ) from None
     lines = []
     for dependency in poetry.package.requires:
-        if dependency.is_optional():
+        if dependency.is_optional() or dependency.name == AGENT_PROVIDED:
             continue
         if dependency.source_type in ("directory", "file"):
             raise EnvBuildError(

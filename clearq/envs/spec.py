@@ -9,7 +9,8 @@ different kinds never hands one the other's binaries.
 
 Nothing from a spec ever reaches a shell, and nothing from it may reach an installer as
 an option: a requirement line starting with ``-`` (``--index-url``, ``-e``, ``-r``) is
-refused, and so is a line that is not a PEP 508 requirement.
+refused, and so is a line that is not a PEP 508 requirement. A line naming clearq
+itself is dropped: the agent provides clearq, never a package index.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from clearq.errors import EnvBuildError, EnvFailure
 from clearq.models import EnvSpec
 
 __all__ = [
+    "AGENT_PROVIDED",
     "KEY_VERSION",
     "CheckedSpec",
     "canonical_requirement",
@@ -36,6 +38,9 @@ __all__ = [
     "env_key",
 ]
 
+AGENT_PROVIDED = "clearq"
+"""Never installed from a package index (the name there may be someone else's): the
+agent gives each task its own clearq, so a requirement line naming it is dropped."""
 KEY_VERSION = 1
 """Bumped when the layout of a built environment changes, so old entries are not reused."""
 
@@ -51,7 +56,7 @@ class CheckedSpec:
     spec: EnvSpec
     python: str
     requirements: tuple[str, ...]
-    """The spec's requirement lines, stripped, blank lines dropped (as given otherwise)."""
+    """The spec's requirement lines, stripped, without blank lines and clearq itself."""
     index_urls: tuple[str, ...]
 
 
@@ -73,9 +78,11 @@ def check_spec(spec: EnvSpec) -> CheckedSpec:
             EnvFailure.PYTHON,
             f"python {spec.python!r} is not a Python version request; give one like '3.11'",
         )
-    lines = tuple(line.strip() for line in spec.requirements if line.strip())
-    for line in lines:
-        _parse(line)
+    lines = tuple(
+        line
+        for line in (raw.strip() for raw in spec.requirements)
+        if line and canonicalize_name(_parse(line).name) != AGENT_PROVIDED
+    )
     urls = tuple(url.strip() for url in spec.index_urls if url.strip())
     for url in urls:
         if not url.startswith(_INDEX_SCHEMES):

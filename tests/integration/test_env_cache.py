@@ -190,3 +190,17 @@ def test_a_renamed_env_runs_its_entry_point_scripts(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "wheel" in done.stdout
+
+
+def test_eviction_clears_what_dead_builds_left(tmp_path: Path) -> None:
+    cache = EnvCache(tmp_path / "envs")
+    assert cache.evict() == []  # nothing yet, not even the folder
+    kept = cache.ensure(_distinct(1))
+    unfinished = cache.layout.entry("conda-py3.11-0000")  # an in-place build that died
+    (unfinished / "bin").mkdir(parents=True)
+    stale = cache.layout.tmp / "uv-py3.11-1111.123.abcd"
+    stale.mkdir()
+    assert cache.evict() == []
+    assert not unfinished.exists()
+    assert not stale.exists()
+    assert kept.python.exists()

@@ -207,3 +207,9 @@ def test_the_public_face_is_complete() -> None:
 
     assert [n for n in clearq.envs.__all__ if not hasattr(clearq.envs, n)] == []
     assert sorted(clearq.envs.__all__) == clearq.envs.__all__
+
+
+def test_clearq_itself_is_never_installed_from_an_index() -> None:
+    with_clearq = EnvSpec(requirements=("six", "ClearQ==0.1.0"))
+    assert check_spec(with_clearq).requirements == ("six",)
+    assert env_key(with_clearq) == env_key(EnvSpec(requirements=("six",)))
