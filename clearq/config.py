@@ -55,11 +55,22 @@ class Settings:
     attempt: int | None = None
     worker: str | None = None
 
+    # The environment cache (clearq.envs.EnvCache), under home/envs.
+    env_cache_max_entries: int = DEFAULT_ENV_CACHE_MAX_ENTRIES
+    """Built environments kept before the least recently used (and unused) go."""
+    env_cache_max_bytes: int = DEFAULT_ENV_CACHE_MAX_BYTES
+    """Bytes of built environments kept before the least recently used (and unused) go."""
+
     def __post_init__(self) -> None:
         for name in ("lease_seconds", "worker_gone_seconds", "metrics_retention_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_env_name(name)} must be a number above 0")
-        for name in ("max_attempts", "max_diff_bytes"):
+        for name in (
+            "max_attempts",
+            "max_diff_bytes",
+            "env_cache_max_entries",
+            "env_cache_max_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
 
@@ -105,6 +116,8 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "task_id": _optional(uuid.UUID),
     "attempt": _optional(int),
     "worker": _optional(str.strip),
+    "env_cache_max_entries": int,
+    "env_cache_max_bytes": int,
 }
 
 

@@ -99,9 +99,21 @@ class EnvCache:
         self._progress = progress
 
     @classmethod
-    def from_settings(cls, settings: Settings, **options: object) -> EnvCache:
-        """The cache under ``settings.envs_dir`` (options as for the constructor)."""
-        return cls(settings.envs_dir, **options)  # type: ignore[arg-type]
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        builders: Mapping[EnvManager, Builder] | None = None,
+        progress: ProgressFactory = terminal_progress,
+    ) -> EnvCache:
+        """The cache under ``settings.envs_dir``, with the settings' limits."""
+        return cls(
+            settings.envs_dir,
+            max_entries=settings.env_cache_max_entries,
+            max_bytes=settings.env_cache_max_bytes,
+            builders=builders,
+            progress=progress,
+        )
 
     @property
     def root(self) -> Path:

@@ -43,6 +43,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_TASK_ID": "00000000-0000-0000-0000-00000000000a",
         "CLEARQ_ATTEMPT": "2",
         "CLEARQ_WORKER": "host:w",
+        "CLEARQ_ENV_CACHE_MAX_ENTRIES": "5",
+        "CLEARQ_ENV_CACHE_MAX_BYTES": "1000000",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -55,6 +57,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert str(settings.task_id).endswith("0a")
     assert settings.attempt == 2
     assert settings.worker == "host:w"
+    assert settings.env_cache_max_entries == 5
+    assert settings.env_cache_max_bytes == 1_000_000
 
 
 def test_overrides_win_over_the_environment() -> None:
