@@ -33,6 +33,23 @@ DEFAULT_ENV_CACHE_MAX_ENTRIES = 32
 """Built environments kept under ``home/envs`` before the least recently used go."""
 DEFAULT_ENV_CACHE_MAX_BYTES = 64 * 1024**3
 """Bytes of built environments kept before the least recently used go."""
+DOCKER_ENVS_DIRNAME = "docker-envs"
+DEFAULT_DOCKER_STOP_GRACE_SECONDS = 10.0
+"""How long a stopped container has between SIGTERM and SIGKILL."""
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+"""Debian's and Ubuntu's system CA bundle: carried into containers when nothing else is set."""
+PACKAGE_INDEX_VARIABLES = (
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "UV_INDEX_URL",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+)
+"""The agent's package index settings, carried into a task's container as they are."""
+CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+"""Where pip, uv, OpenSSL and requests look for a CA bundle, in the order clearq trusts them."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +78,15 @@ class Settings:
     env_cache_max_bytes: int = DEFAULT_ENV_CACHE_MAX_BYTES
     """Bytes of built environments kept before the least recently used (and unused) go."""
 
+    # Docker mode (clearq.envs.docker).
+    docker_image: str | None = None
+    """The image a task that names none runs in, when an agent runs tasks in Docker."""
+    docker_volume_roots: tuple[Path, ...] = ()
+    """Host folders under which a task's ``-v`` docker argument may mount (``:``-separated)."""
+    docker_stop_grace_seconds: float = DEFAULT_DOCKER_STOP_GRACE_SECONDS
+    ca_bundle: Path | None = None
+    """The CA bundle mounted into containers for pip and uv; default: the host's."""
+
     def __post_init__(self) -> None:
         for name in ("lease_seconds", "worker_gone_seconds", "metrics_retention_seconds"):
             if not getattr(self, name) > 0:
@@ -73,6 +99,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
+        if self.docker_stop_grace_seconds < 0:
+            raise ConfigError(f"{_env_name('docker_stop_grace_seconds')} must not be negative")
 
     @property
     def home_dir(self) -> Path:
@@ -83,6 +111,11 @@ class Settings:
     def envs_dir(self) -> Path:
         """Where built Python environments are cached (``clearq.envs.EnvCache``)."""
         return self.home_dir / ENVS_DIRNAME
+
+    @property
+    def docker_envs_dir(self) -> Path:
+        """Where environments built inside containers are cached (``clearq.envs.docker``)."""
+        return self.home_dir / DOCKER_ENVS_DIRNAME
 
     @property
     def artifacts_dir(self) -> Path:
@@ -118,6 +151,10 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "worker": _optional(str.strip),
     "env_cache_max_entries": int,
     "env_cache_max_bytes": int,
+    "docker_image": _optional(str.strip),
+    "docker_volume_roots": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
+    "docker_stop_grace_seconds": float,
+    "ca_bundle": _optional(Path),
 }
 
 
@@ -139,3 +176,25 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             raise ConfigError(f"{_env_name(name)}={text!r} cannot be used: {e}") from e
     values.update(overrides)
     return Settings(**values)
+
+
+def package_index_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The agent's package index settings (``PIP_INDEX_URL``, ``UV_INDEX_URL``, ...)."""
+    environ = os.environ if environ is None else environ
+    return {name: environ[name] for name in PACKAGE_INDEX_VARIABLES if environ.get(name)}
+
+
+def find_ca_bundle(settings: Settings, environ: Mapping[str, str] | None = None) -> Path | None:
+    """The CA bundle file pip and uv should trust: the setting, the agent's, or the host's.
+
+    ``CLEARQ_CA_BUNDLE`` first, then the first of ``PIP_CERT``, ``SSL_CERT_FILE`` and
+    ``REQUESTS_CA_BUNDLE`` that names a file, then the system bundle; None when there is
+    none of them.
+    """
+    environ = os.environ if environ is None else environ
+    named = [settings.ca_bundle] if settings.ca_bundle else []
+    named += [Path(environ[name]) for name in CA_BUNDLE_VARIABLES if environ.get(name)]
+    for path in [*named, HOST_CA_BUNDLE]:
+        if path.expanduser().is_file():
+            return path.expanduser()
+    return None

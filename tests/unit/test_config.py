@@ -45,6 +45,10 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_WORKER": "host:w",
         "CLEARQ_ENV_CACHE_MAX_ENTRIES": "5",
         "CLEARQ_ENV_CACHE_MAX_BYTES": "1000000",
+        "CLEARQ_DOCKER_IMAGE": "python:3.11",
+        "CLEARQ_DOCKER_VOLUME_ROOTS": "/data:/models",
+        "CLEARQ_DOCKER_STOP_GRACE_SECONDS": "3",
+        "CLEARQ_CA_BUNDLE": "/etc/ca.pem",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -59,6 +63,10 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.worker == "host:w"
     assert settings.env_cache_max_entries == 5
     assert settings.env_cache_max_bytes == 1_000_000
+    assert settings.docker_image == "python:3.11"
+    assert settings.docker_volume_roots == (Path("/data"), Path("/models"))
+    assert settings.docker_stop_grace_seconds == 3.0
+    assert settings.ca_bundle == Path("/etc/ca.pem")
 
 
 def test_overrides_win_over_the_environment() -> None:

@@ -1,0 +1,385 @@
+"""Docker mode: run one task's environment and process inside a container.
+
+``DockerRunner.start(DockerTask(...))`` starts a container from the task's image (or
+the agent's default) and returns a ``DockerRun`` to follow its output, wait for its exit
+code, stop it and remove it. The container runs ``clearq.envs.docker_bootstrap`` with
+the image's own ``python3``; that installs the system packages, runs the setup script,
+takes a venv from the env cache (building it once per key, under a lock) and runs the
+task's command. In the container::
+
+    /clearq/workspace   the task's code (read-write); the command runs in it
+    /clearq/control     plan.json, setup.sh, requirements.txt for this run (read-only)
+    /clearq/bootstrap.py  the bootstrap (read-only)
+    /clearq/envs        the env cache, shared by every container of this agent
+    /clearq/certs/ca-certificates.crt  the agent's CA bundle (read-only), when it has one
+    /clearq/lib/clearq  the agent's own clearq package (read-only), on PYTHONPATH
+
+The env cache key is the image's id plus the requirements (canonical: stripped, sorted,
+deduplicated), the index URLs and the clearq requirements: a new image or a new list
+builds a new venv, the same pair reuses it. Venvs see the image's site-packages, so
+what a CUDA image ships (torch, ...) is not downloaded again.
+
+The network is the host's by default, so a task reaches the database at the very URL
+the agent uses (``127.0.0.1`` included) and the package index the agent reaches. The
+agent's package index variables and its CA bundle go in, so pip and uv inside trust
+what the agent trusts. clearq itself is never installed by name from an index: the
+agent's package folder is mounted read-only and put on ``PYTHONPATH``, and only its
+dependencies are installed into the venv.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from clearq.config import Settings, find_ca_bundle, package_index_environment
+from clearq.envs import docker_bootstrap
+from clearq.envs.docker_args import (
+    check_image_name,
+    check_system_packages,
+    parse_docker_args,
+)
+from clearq.envs.docker_deps import agent_clearq, checked_requirements, index_args
+from clearq.envs.docker_spec import ContainerEngine, ContainerHandle, ContainerSpec, Mount
+from clearq.errors import ContainerError, DockerArgsRefused
+from clearq.models import Container, EnvManager, EnvSpec
+
+__all__ = [
+    "CONTAINER_CA_BUNDLE",
+    "CONTAINER_WORKSPACE",
+    "DockerConfig",
+    "DockerRun",
+    "DockerRunner",
+    "DockerTask",
+    "describe_exit",
+]
+
+CONTAINER_ROOT = "/clearq"
+CONTAINER_WORKSPACE = f"{CONTAINER_ROOT}/workspace"
+CONTAINER_CONTROL = f"{CONTAINER_ROOT}/control"
+CONTAINER_ENVS = f"{CONTAINER_ROOT}/envs"
+CONTAINER_BOOTSTRAP = f"{CONTAINER_ROOT}/bootstrap.py"
+CONTAINER_CA_BUNDLE = f"{CONTAINER_ROOT}/certs/ca-certificates.crt"
+CONTAINER_LIB = f"{CONTAINER_ROOT}/lib"
+DEFAULT_NETWORK_MODE = "host"
+_KEY_VERSION = 1
+_LONGEST_LINE = 64 * 1024
+_DROPPED_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
+"""The host's GPU numbering means nothing inside: the device requests choose the GPUs."""
+_EXIT_REASONS = {
+    docker_bootstrap.EXIT_PLAN: "the container could not read its plan",
+    docker_bootstrap.EXIT_SYSTEM_PACKAGES: "system packages could not be installed",
+    docker_bootstrap.EXIT_SETUP_SCRIPT: "the setup script failed",
+    docker_bootstrap.EXIT_ENVIRONMENT: "the Python environment could not be built",
+    docker_bootstrap.EXIT_COMMAND: "the task's command could not be started",
+}
+
+
+def describe_exit(code: int) -> str | None:
+    """What failed before the task ran, for a bootstrap exit code; None for the task's own."""
+    return _EXIT_REASONS.get(code)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerConfig:
+    """How an agent runs containers; ``from_settings`` fills it from clearq's settings."""
+
+    envs_dir: Path
+    """The env cache folder on the host, mounted at /clearq/envs."""
+    default_image: str | None = None
+    volume_roots: tuple[Path, ...] = ()
+    stop_grace_seconds: float = 10.0
+    network_mode: str = DEFAULT_NETWORK_MODE
+    pull: bool = True
+    """Pull an image that is not on the machine before giving up."""
+    carried_environment: Mapping[str, str] = field(default_factory=dict)
+    """Package index settings passed in as they are (``PIP_INDEX_URL``, ...)."""
+    ca_bundle: Path | None = None
+    clearq_package: Path | None = None
+    """The agent's ``clearq`` package folder, mounted for tasks to import; None: not."""
+    clearq_requirements: tuple[str, ...] = ()
+    """clearq's own dependencies, installed into every venv along with the task's."""
+    system_site_packages: bool = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        environ: Mapping[str, str] | None = None,
+        *,
+        with_clearq: bool = True,
+    ) -> DockerConfig:
+        """The agent's Docker settings, package index variables and CA bundle."""
+        package, requirements = agent_clearq() if with_clearq else (None, ())
+        return cls(
+            envs_dir=settings.docker_envs_dir,
+            default_image=settings.docker_image,
+            volume_roots=settings.docker_volume_roots,
+            stop_grace_seconds=settings.docker_stop_grace_seconds,
+            carried_environment=package_index_environment(environ),
+            ca_bundle=find_ca_bundle(settings, environ),
+            clearq_package=package,
+            clearq_requirements=requirements,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerTask:
+    """One task to run in a container."""
+
+    workspace: Path
+    """The task's code on the host (mounted read-write at /clearq/workspace)."""
+    command: tuple[str, ...]
+    """The argv to run in the venv, e.g. ``("python", "train.py", "--lr", "0.1")``."""
+    container: Container = field(default_factory=Container)
+    env: EnvSpec = field(default_factory=EnvSpec)
+    working_dir: str = "."
+    """Relative to the workspace."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Variables from the agent (``CLEARQ_TASK_ID``, the database URL, ...); they win."""
+    gpus: tuple[str, ...] | None = None
+    """GPU ids the agent owns for this task; None or empty: no GPU."""
+    mounts: tuple[Mount, ...] = ()
+    """Extra mounts the agent itself wants (an SQLite database, ...)."""
+    name: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+class DockerRunner:
+    """Starts tasks' containers on a ContainerEngine."""
+
+    def __init__(self, engine: ContainerEngine, config: DockerConfig) -> None:
+        """Run on ``engine`` as ``config`` says."""
+        self._engine = engine
+        self._config = config
+
+    def start(self, task: DockerTask) -> DockerRun:
+        """Start ``task``'s container; raises ContainerError (or a subclass) if it cannot."""
+        image = self._image(task.container)
+        extra = parse_docker_args(task.container.arguments, volume_roots=self._config.volume_roots)
+        packages = check_system_packages(task.container.system_packages)
+        working_dir = _working_dir(task.working_dir)
+        requirements = self._requirements(task.env)
+        image_id = self._engine.image_id(image, pull=self._config.pull)
+        key = self.env_key(image_id, requirements, task.env.index_urls)
+        control = Path(tempfile.mkdtemp(prefix="clearq-docker-"))
+        try:
+            self._write_control(control, task, packages, requirements, key, working_dir)
+            spec = ContainerSpec(
+                image=image,
+                command=("python3", "-I", CONTAINER_BOOTSTRAP, f"{CONTAINER_CONTROL}/plan.json"),
+                environment=self._environment(task, extra.environment),
+                mounts=(*self._mounts(task, control), *extra.volumes),
+                working_dir=working_dir,
+                network_mode=extra.network_mode or self._config.network_mode,
+                gpus=tuple(task.gpus) if task.gpus else None,
+                shm_size=extra.shm_size,
+                ipc_mode=extra.ipc_mode,
+                mem_limit=extra.mem_limit,
+                nano_cpus=extra.nano_cpus,
+                labels={"clearq": "task", **task.labels},
+                name=task.name,
+            )
+            self._config.envs_dir.mkdir(parents=True, exist_ok=True)
+            handle = self._engine.start(spec)
+        except BaseException:
+            shutil.rmtree(control, ignore_errors=True)
+            raise
+        return DockerRun(
+            handle,
+            control,
+            image=image,
+            image_id=image_id,
+            env_key=key,
+            grace=self._config.stop_grace_seconds,
+        )
+
+    def env_key(
+        self, image_id: str, requirements: tuple[str, ...], index_urls: tuple[str, ...] = ()
+    ) -> str:
+        """The env cache key of ``requirements`` built on the image ``image_id``."""
+        payload = {
+            "version": _KEY_VERSION,
+            "image": image_id,
+            "requirements": sorted(set(requirements)),
+            "index_urls": list(index_urls),
+            "system_site_packages": self._config.system_site_packages,
+        }
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def _image(self, container: Container) -> str:
+        image = container.image or self._config.default_image
+        if not image:
+            raise ContainerError(
+                "the task names no image and the agent has no default; set the task's "
+                "container image or CLEARQ_DOCKER_IMAGE"
+            )
+        return check_image_name(image)
+
+    def _requirements(self, env: EnvSpec) -> tuple[str, ...]:
+        if env.manager in (EnvManager.POETRY, EnvManager.CONDA) and env.lock_file:
+            raise ContainerError(
+                f"Docker mode builds pip requirements; a {env.manager.value} lock file cannot "
+                "be used in a container yet: give the task its requirements instead"
+            )
+        return checked_requirements((*env.requirements, *self._config.clearq_requirements))
+
+    def _write_control(
+        self,
+        control: Path,
+        task: DockerTask,
+        packages: tuple[str, ...],
+        requirements: tuple[str, ...],
+        key: str,
+        working_dir: str,
+    ) -> None:
+        (control / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
+        setup = None
+        if task.container.setup_script.strip():
+            (control / "setup.sh").write_text(task.container.setup_script)
+            setup = f"{CONTAINER_CONTROL}/setup.sh"
+        plan: dict[str, object] = {
+            "system_packages": list(packages),
+            "setup_script": setup,
+            "envs_dir": CONTAINER_ENVS,
+            "key": key,
+            "requirement_files": [f"{CONTAINER_CONTROL}/requirements.txt"] if requirements else [],
+            "index_args": index_args(task.env.index_urls),
+            "system_site_packages": self._config.system_site_packages,
+            "command": list(task.command),
+            "working_dir": working_dir,
+            "pythonpath": [CONTAINER_LIB] if self._config.clearq_package else [],
+        }
+        (control / "plan.json").write_text(json.dumps(plan, indent=1))
+
+    def _environment(self, task: DockerTask, from_task: Mapping[str, str]) -> dict[str, str]:
+        env = dict(self._config.carried_environment)
+        if self._config.ca_bundle is not None:
+            env.update(dict.fromkeys(_CA_VARIABLES, CONTAINER_CA_BUNDLE))
+        env.update(_FIXED_ENVIRONMENT)
+        env.update(from_task)
+        env.update(task.environment)
+        for name in _DROPPED_VARIABLES:
+            env.pop(name, None)
+        return env
+
+    def _mounts(self, task: DockerTask, control: Path) -> tuple[Mount, ...]:
+        if not task.workspace.is_dir():
+            raise ContainerError(f"the workspace {task.workspace} is not a folder")
+        mounts = [
+            Mount(task.workspace.resolve(), CONTAINER_WORKSPACE, read_only=False),
+            Mount(control, CONTAINER_CONTROL),
+            Mount(Path(docker_bootstrap.__file__).resolve(), CONTAINER_BOOTSTRAP),
+            Mount(self._config.envs_dir.resolve(), CONTAINER_ENVS, read_only=False),
+        ]
+        if self._config.ca_bundle is not None:
+            mounts.append(Mount(self._config.ca_bundle.resolve(), CONTAINER_CA_BUNDLE))
+        if self._config.clearq_package is not None:
+            mounts.append(Mount(self._config.clearq_package.resolve(), f"{CONTAINER_LIB}/clearq"))
+        return (*mounts, *task.mounts)
+
+
+_CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
+_FIXED_ENVIRONMENT = {
+    # Without it a Python task's prints sit in a block buffer: no live log.
+    "PYTHONUNBUFFERED": "1",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    "PIP_NO_INPUT": "1",
+}
+
+
+def _working_dir(relative: str) -> str:
+    parts = [p for p in relative.replace("\\", "/").split("/") if p not in ("", ".")]
+    if relative.startswith("/") or ".." in parts or "\0" in relative:
+        raise DockerArgsRefused(f"working folder {relative!r} must stay inside the workspace")
+    return "/".join([CONTAINER_WORKSPACE, *parts])
+
+
+class DockerRun:
+    """A task's running container: follow its output, wait, stop, remove."""
+
+    def __init__(
+        self,
+        handle: ContainerHandle,
+        control: Path,
+        *,
+        image: str,
+        image_id: str,
+        env_key: str,
+        grace: float,
+    ) -> None:
+        self.handle = handle
+        self.image = image
+        self.image_id = image_id
+        self.env_key = env_key
+        """The env cache key this run's venv has (``ENVS/<env_key>`` on the host)."""
+        self._control = control
+        self._grace = grace
+
+    @property
+    def container_id(self) -> str:
+        """The engine's id of the container."""
+        return self.handle.id
+
+    def logs(self) -> Iterator[tuple[str, str]]:
+        """``(stream, text)`` pieces as written, line by line, until the container ends."""
+        decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in _STREAMS}
+        pending = dict.fromkeys(_STREAMS, "")
+        for stream, data in self.handle.output():
+            text = pending[stream] + decoders[stream].decode(data)
+            *lines, rest = text.split("\n")
+            for line in lines:
+                yield stream, line + "\n"
+            if len(rest) > _LONGEST_LINE:
+                yield stream, rest
+                rest = ""
+            pending[stream] = rest
+        for stream in _STREAMS:
+            tail = pending[stream] + decoders[stream].decode(b"", final=True)
+            if tail:
+                yield stream, tail
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        """The exit code once the container ends; None if ``timeout`` seconds pass first."""
+        return self.handle.wait(timeout)
+
+    def stop(self, grace: float | None = None) -> None:
+        """SIGTERM the task, SIGKILL it after ``grace`` seconds (default: the config's)."""
+        self.handle.stop(self._grace if grace is None else grace)
+
+    def close(self) -> None:
+        """Remove the container (killing it if it still runs) and this run's files."""
+        try:
+            self.handle.remove()
+        finally:
+            shutil.rmtree(self._control, ignore_errors=True)
+
+    def follow(self, on_output: Callable[[str, str], None]) -> int:
+        """Hand every piece of output to ``on_output`` until the end; return the exit code."""
+        for stream, text in self.logs():
+            on_output(stream, text)
+        code = self.wait()
+        assert code is not None
+        return code
+
+    def __enter__(self) -> DockerRun:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+_STREAMS = ("stdout", "stderr")

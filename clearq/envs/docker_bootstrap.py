@@ -1,0 +1,185 @@
+"""Runs inside a task's container: packages, setup script, cached venv, then the task.
+
+The runner (``clearq.envs.docker``) mounts this file read-only at ``/clearq/bootstrap.py``
+and starts the container with ``python3 -I /clearq/bootstrap.py /clearq/control/plan.json``,
+so it runs with the image's own Python and the standard library only. It reads the plan
+(JSON, written by the runner) and does, in order:
+
+1. ``apt-get update`` and ``apt-get install -y`` the system packages, as argv;
+2. the task's setup script, run as a file (``bash FILE``, or ``sh FILE`` without bash);
+3. the environment: ``ENVS/<key>`` is reused when present; otherwise, holding an
+   exclusive ``flock`` on ``ENVS/.locks/<key>.lock`` (so concurrent containers and
+   agents on the machine build a key once), a venv is built in ``ENVS/.builds/<key>-<random>``
+   (its final place: venvs do not survive a move) and published by atomically renaming a
+   relative symlink to ``ENVS/<key>``. A failed or killed build is never published, and
+   its folder is removed by the next builder of that key;
+4. the task's command, in its own process group, with the venv first on ``PATH``;
+   SIGTERM and SIGINT are passed on to that group. The exit code is the task's.
+
+Nothing else from the plan is executed: requirements go to pip as a requirements file,
+package names as arguments. A step that fails exits with its own code (see ``EXIT_*``),
+after a line on stderr that starts with ``clearq-docker:``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+EXIT_PLAN = 249
+"""The plan could not be read."""
+EXIT_SYSTEM_PACKAGES = 250
+"""``apt-get`` failed or is missing."""
+EXIT_SETUP_SCRIPT = 251
+"""The task's setup script exited non-zero."""
+EXIT_ENVIRONMENT = 252
+"""The venv could not be built (no ``venv`` module, a requirement pip could not install)."""
+EXIT_COMMAND = 253
+"""The task's command could not be started (not found, not executable)."""
+
+READY_MARKER = ".clearq-ready"
+"""Written into a venv as the last step of its build."""
+
+
+def say(message: str) -> None:
+    """A line of the bootstrap's own on stderr, where the agent's log shows it."""
+    print(f"clearq-docker: {message}", file=sys.stderr, flush=True)
+
+
+class StepFailed(Exception):
+    """A step failed; ``code`` is the exit code that says which."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def install_system_packages(packages: list[str]) -> None:
+    """``apt-get install`` the (already checked) package names."""
+    if not packages:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise StepFailed(EXIT_SYSTEM_PACKAGES, "system packages need apt-get; the image has none")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    say(f"installing system packages: {' '.join(packages)}")
+    for argv in ([apt, "update"], [apt, "install", "-y", "--no-install-recommends", *packages]):
+        if subprocess.run(argv, env=env, check=False).returncode != 0:
+            raise StepFailed(EXIT_SYSTEM_PACKAGES, f"{' '.join(argv[:2])} failed (see above)")
+
+
+def run_setup_script(script: str | None, cwd: str) -> None:
+    """Run the task's setup script file with bash (or sh)."""
+    if not script:
+        return
+    shell = shutil.which("bash") or shutil.which("sh") or "sh"
+    say("running the setup script")
+    code = subprocess.run([shell, script], cwd=cwd, check=False).returncode
+    if code != 0:
+        raise StepFailed(EXIT_SETUP_SCRIPT, f"the setup script exited with code {code}")
+
+
+def prepare_environment(plan: dict[str, Any]) -> Path:
+    """The venv for ``plan['key']``: the cached one, or one built now under the lock."""
+    envs = Path(plan["envs_dir"])
+    key = str(plan["key"])
+    published = envs / key
+    if (published / READY_MARKER).is_file():
+        say(f"environment {key} reused")
+        return published
+    for folder in (envs / ".locks", envs / ".builds"):
+        folder.mkdir(parents=True, exist_ok=True)
+    with open(envs / ".locks" / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (published / READY_MARKER).is_file():
+            say(f"environment {key} reused (built by another run meanwhile)")
+            return published
+        for stale in (envs / ".builds").glob(f"{key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        build = envs / ".builds" / f"{key}-{uuid.uuid4().hex[:8]}"
+        started = time.monotonic()
+        try:
+            _build_venv(build, plan)
+        except BaseException:
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+        link = envs / f".link-{key}-{uuid.uuid4().hex[:8]}"
+        os.symlink(os.path.relpath(build, envs), link)
+        os.replace(link, published)
+        say(f"environment {key} built in {time.monotonic() - started:.1f} s")
+        return published
+
+
+def _build_venv(build: Path, plan: dict[str, Any]) -> None:
+    argv = [sys.executable, "-m", "venv"]
+    if plan.get("system_site_packages"):
+        argv.append("--system-site-packages")
+    say(f"building environment {plan['key']}")
+    if subprocess.run([*argv, str(build)], check=False).returncode != 0:
+        raise StepFailed(
+            EXIT_ENVIRONMENT,
+            "python3 -m venv failed: the image needs the venv module (python3-venv)",
+        )
+    python = str(build / "bin" / "python")
+    for requirements in plan.get("requirement_files", []):
+        pip = [python, "-m", "pip", "install", "--no-input", *plan.get("index_args", [])]
+        if subprocess.run([*pip, "-r", requirements], check=False).returncode != 0:
+            raise StepFailed(EXIT_ENVIRONMENT, "pip could not install the requirements (see above)")
+    (build / READY_MARKER).write_text(str(plan["key"]))
+
+
+def run_command(plan: dict[str, Any], venv: Path | None) -> int:
+    """Run the task's command in its own process group; return its exit code."""
+    env = dict(os.environ)
+    if venv is not None:
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
+        env["VIRTUAL_ENV"] = str(venv)
+    paths = [*plan.get("pythonpath", []), *filter(None, [env.get("PYTHONPATH")])]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    try:
+        child = subprocess.Popen(
+            plan["command"], cwd=plan["working_dir"], env=env, start_new_session=True
+        )
+    except OSError as e:
+        raise StepFailed(EXIT_COMMAND, f"cannot start {plan['command'][0]!r}: {e}") from e
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    code = child.wait()
+    return 128 - code if code < 0 else code
+
+
+def main(argv: list[str]) -> int:
+    """Carry out the plan at ``argv[1]``; return the exit code for the container."""
+    try:
+        plan = json.loads(Path(argv[1]).read_text())
+    except (IndexError, OSError, ValueError) as e:
+        say(f"cannot read the plan: {e}")
+        return EXIT_PLAN
+    try:
+        install_system_packages(list(plan.get("system_packages", [])))
+        run_setup_script(plan.get("setup_script"), plan["working_dir"])
+        venv = prepare_environment(plan) if plan.get("key") else None
+        return run_command(plan, venv)
+    except StepFailed as e:
+        say(str(e))
+        return e.code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
