@@ -16,13 +16,13 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from clearq.config import DEFAULT_ENV_CACHE_MAX_BYTES, DEFAULT_ENV_CACHE_MAX_ENTRIES, Settings
 from clearq.envs.builder import Builder, default_builders, env_python
@@ -140,7 +140,7 @@ class EnvCache:
         """
         key = self.key(spec)
         self.layout.prepare()
-        with FileLock(self.layout.build_lock(key)):
+        with self._key_lock(key, progress):
             built = self._ensure(spec, key, progress)
             use = UseLock.try_acquire(self.layout.use_file(key), exclusive=False)
             assert use is not None, "only an evicter holding the build lock locks exclusively"
@@ -164,9 +164,9 @@ class EnvCache:
         clone = replace(env, path=clone_to, python=env_python(clone_to), cloned=True)
         return EnvLease(clone, None)
 
-    def ensure(self, spec: EnvSpec) -> ReadyEnv:
+    def ensure(self, spec: EnvSpec, *, progress: BuildProgress | None = None) -> ReadyEnv:
         """The environment ``spec`` describes, built if missing, without holding it."""
-        lease = self.acquire(spec)
+        lease = self.acquire(spec, progress=progress)
         lease.release()
         return lease.env
 
@@ -207,10 +207,30 @@ class EnvCache:
             self.layout.write_record(target, key, seconds)
             if target != entry:
                 os.rename(target, entry)
+        except OSError as exc:
+            self.layout.discard(target)
+            raise EnvBuildError(
+                EnvFailure.SYSTEM, f"building {key} under {self.root} failed: {exc}"
+            ) from exc
         except BaseException:
             self.layout.discard(target)
             raise
         return seconds
+
+    @contextmanager
+    def _key_lock(self, key: str, progress: BuildProgress | None) -> Iterator[None]:
+        """Hold ``key``'s build lock; say so when another process holds it first."""
+        lock = FileLock(self.layout.build_lock(key))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            if progress is not None:
+                progress.stage(f"waiting: another process is building {key}")
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     def _tmp_path(self, key: str) -> Path:
         return self.layout.tmp / f"{key}.{os.getpid()}.{secrets.token_hex(4)}"

@@ -8,8 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+
+from filelock import FileLock
 
 from clearq.envs import EnvCache, ReadyEnv
 from clearq.models import EnvSpec
@@ -204,3 +207,34 @@ def test_eviction_clears_what_dead_builds_left(tmp_path: Path) -> None:
     assert not unfinished.exists()
     assert not stale.exists()
     assert kept.python.exists()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+
+    def stage(self, text: str) -> None:
+        self.stages.append(text)
+
+    def output(self, line: str) -> None:
+        pass
+
+
+def test_a_request_waiting_on_another_build_says_so(tmp_path: Path) -> None:
+    cache = EnvCache(tmp_path / "envs")
+    spec = _distinct(1)
+    cache.layout.prepare()
+    other = FileLock(cache.layout.build_lock(cache.key(spec)))  # another agent's build
+    other.acquire()
+    recorder = _Recorder()
+    got: list[ReadyEnv] = []
+    waiter = threading.Thread(target=lambda: got.append(cache.ensure(spec, progress=recorder)))
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not recorder.stages and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recorder.stages == [f"waiting: another process is building {cache.key(spec)}"]
+    other.release()
+    waiter.join(timeout=30)
+    assert got
+    assert not got[0].hit

@@ -147,6 +147,10 @@ def test_the_failed_requirement_is_named() -> None:
     assert error.requirement == "nonexistent-pkg>=1"
     assert "nonexistent-pkg>=1" in str(error)
     assert "was not found in the package registry" in str(error)
+    assert (
+        error.summary
+        == "installing requirements: requirement 'nonexistent-pkg>=1' cannot be installed"
+    )
 
 
 def test_network_failures_are_infra() -> None:
