@@ -15,8 +15,12 @@ errors are translated into this tree where they enter the package::
     ├── InvalidInput             a value a user gave that cannot be used
     ├── CaptureError             git could not describe the code (clearq.sdk.capture.git)
     ├── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
-    └── EnvBuildError            a task's Python environment could not be built (clearq.envs);
-                                 ``failure`` says why, ``infra`` whether a retry may help
+    ├── EnvBuildError            a task's Python environment could not be built (clearq.envs);
+    │                            ``failure`` says why, ``infra`` whether a retry may help
+    └── ContainerError           Docker mode could not run a task's container (clearq.envs.docker)
+        ├── EngineUnavailable    no Docker engine answers
+        ├── ImageNotFound        the image is not on this machine and cannot be pulled
+        └── DockerArgsRefused    extra docker arguments or packages outside the allowed subset
 """
 
 from __future__ import annotations
@@ -119,3 +123,19 @@ class EnvBuildError(ClearqError):
     def infra(self) -> bool:
         """True when the network or the machine failed, not the spec."""
         return self.failure in INFRA_FAILURES
+
+
+class ContainerError(ClearqError):
+    """Docker mode could not prepare, start or follow a task's container."""
+
+
+class EngineUnavailable(ContainerError):
+    """No Docker engine answers on this machine."""
+
+
+class ImageNotFound(ContainerError):
+    """A task's image is neither on this machine nor pullable from a registry."""
+
+
+class DockerArgsRefused(ContainerError):
+    """A task asked for docker arguments or packages outside the allowed subset."""
