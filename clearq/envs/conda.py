@@ -60,7 +60,9 @@ class CondaBuilder:
                 f"is on this machine's PATH: {_INSTALL_HINT}",
                 manager="conda",
             )
-        with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
+        # Scratch files stay outside the cache: an eviction pass would take them for a
+        # dead build.
+        with tempfile.TemporaryDirectory(prefix="clearq-env-") as scratch:
             file = Path(scratch) / _file_name(spec.spec.lock_kind)
             file.write_text(text)
             progress.stage(f"creating a conda environment with {tool.name}")

@@ -102,7 +102,9 @@ class PoetryBuilder:
         locked = read_lock(spec.spec.lock_file)
         urls = [*spec.index_urls, *_unique(p.index_url for p in locked if p.index_url)]
         uv_create_venv(dest, spec.python, progress, manager="poetry")
-        with tempfile.TemporaryDirectory(dir=dest.parent) as scratch:
+        # Scratch files stay outside the cache: an eviction pass would take them for a
+        # dead build.
+        with tempfile.TemporaryDirectory(prefix="clearq-env-") as scratch:
             if spec.spec.project_file is not None:
                 wanted, sources = _project_requirements(spec.spec.project_file, Path(scratch))
                 urls += [u for u in sources if u not in urls]
