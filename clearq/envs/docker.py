@@ -16,7 +16,8 @@ task's command. In the container::
 
 The env cache key is the image's id plus the requirements (canonical: stripped, sorted,
 deduplicated), the index URLs and the clearq requirements: a new image or a new list
-builds a new venv, the same pair reuses it. Venvs see the image's site-packages, so
+builds a new venv, the same pair reuses it; with nothing to install there is no venv
+and the command runs with the image's own Python. Venvs see the image's site-packages, so
 what a CUDA image ships (torch, ...) is not downloaded again.
 
 The network is the host's by default, so a task reaches the database at the very URL
@@ -29,15 +30,13 @@ dependencies are installed into the venv.
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from clearq.config import Settings, find_ca_bundle, package_index_environment
 from clearq.envs import docker_bootstrap
@@ -47,7 +46,8 @@ from clearq.envs.docker_args import (
     parse_docker_args,
 )
 from clearq.envs.docker_deps import agent_clearq, checked_requirements, index_args
-from clearq.envs.docker_spec import ContainerEngine, ContainerHandle, ContainerSpec, Mount
+from clearq.envs.docker_run import DockerRun
+from clearq.envs.docker_spec import ContainerEngine, ContainerSpec, Mount
 from clearq.errors import ContainerError, DockerArgsRefused
 from clearq.models import Container, EnvManager, EnvSpec
 
@@ -58,6 +58,7 @@ __all__ = [
     "DockerRun",
     "DockerRunner",
     "DockerTask",
+    "connect_engine",
     "describe_exit",
 ]
 
@@ -70,7 +71,6 @@ CONTAINER_CA_BUNDLE = f"{CONTAINER_ROOT}/certs/ca-certificates.crt"
 CONTAINER_LIB = f"{CONTAINER_ROOT}/lib"
 DEFAULT_NETWORK_MODE = "host"
 _KEY_VERSION = 1
-_LONGEST_LINE = 64 * 1024
 _DROPPED_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 """The host's GPU numbering means nothing inside: the device requests choose the GPUs."""
 _EXIT_REASONS = {
@@ -168,7 +168,7 @@ class DockerRunner:
         working_dir = _working_dir(task.working_dir)
         requirements = self._requirements(task.env)
         image_id = self._engine.image_id(image, pull=self._config.pull)
-        key = self.env_key(image_id, requirements, task.env.index_urls)
+        key = self.env_key(image_id, requirements, task.env.index_urls) if requirements else None
         control = Path(tempfile.mkdtemp(prefix="clearq-docker-"))
         try:
             self._write_control(control, task, packages, requirements, key, working_dir)
@@ -238,7 +238,7 @@ class DockerRunner:
         task: DockerTask,
         packages: tuple[str, ...],
         requirements: tuple[str, ...],
-        key: str,
+        key: str | None,
         working_dir: str,
     ) -> None:
         (control / "requirements.txt").write_text("".join(f"{r}\n" for r in requirements))
@@ -303,83 +303,11 @@ def _working_dir(relative: str) -> str:
     return "/".join([CONTAINER_WORKSPACE, *parts])
 
 
-class DockerRun:
-    """A task's running container: follow its output, wait, stop, remove."""
+def connect_engine(environment: Mapping[str, str] | None = None) -> ContainerEngine:
+    """The Docker daemon ``DOCKER_HOST`` names (or the default socket), through the SDK.
 
-    def __init__(
-        self,
-        handle: ContainerHandle,
-        control: Path,
-        *,
-        image: str,
-        image_id: str,
-        env_key: str,
-        grace: float,
-    ) -> None:
-        self.handle = handle
-        self.image = image
-        self.image_id = image_id
-        self.env_key = env_key
-        """The env cache key this run's venv has (``ENVS/<env_key>`` on the host)."""
-        self._control = control
-        self._grace = grace
+    Raises EngineUnavailable when none answers. The SDK is imported only here.
+    """
+    from clearq.envs.docker_engine import DockerEngine
 
-    @property
-    def container_id(self) -> str:
-        """The engine's id of the container."""
-        return self.handle.id
-
-    def logs(self) -> Iterator[tuple[str, str]]:
-        """``(stream, text)`` pieces as written, line by line, until the container ends."""
-        decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in _STREAMS}
-        pending = dict.fromkeys(_STREAMS, "")
-        for stream, data in self.handle.output():
-            text = pending[stream] + decoders[stream].decode(data)
-            *lines, rest = text.split("\n")
-            for line in lines:
-                yield stream, line + "\n"
-            if len(rest) > _LONGEST_LINE:
-                yield stream, rest
-                rest = ""
-            pending[stream] = rest
-        for stream in _STREAMS:
-            tail = pending[stream] + decoders[stream].decode(b"", final=True)
-            if tail:
-                yield stream, tail
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        """The exit code once the container ends; None if ``timeout`` seconds pass first."""
-        return self.handle.wait(timeout)
-
-    def stop(self, grace: float | None = None) -> None:
-        """SIGTERM the task, SIGKILL it after ``grace`` seconds (default: the config's)."""
-        self.handle.stop(self._grace if grace is None else grace)
-
-    def close(self) -> None:
-        """Remove the container (killing it if it still runs) and this run's files."""
-        try:
-            self.handle.remove()
-        finally:
-            shutil.rmtree(self._control, ignore_errors=True)
-
-    def follow(self, on_output: Callable[[str, str], None]) -> int:
-        """Hand every piece of output to ``on_output`` until the end; return the exit code."""
-        for stream, text in self.logs():
-            on_output(stream, text)
-        code = self.wait()
-        assert code is not None
-        return code
-
-    def __enter__(self) -> DockerRun:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-_STREAMS = ("stdout", "stderr")
+    return DockerEngine(environment)

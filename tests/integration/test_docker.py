@@ -1,0 +1,237 @@
+"""Docker mode end to end, on a real engine with the locally built test image."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import docker.errors
+import pytest
+
+from clearq.config import Settings
+from clearq.envs.docker import DockerConfig, DockerRunner, DockerTask, describe_exit
+from clearq.envs.docker_bootstrap import EXIT_SETUP_SCRIPT
+from clearq.envs.docker_engine import DockerEngine
+from clearq.envs.docker_run import DockerRun
+from clearq.errors import DockerArgsRefused, ImageNotFound
+from clearq.models import Container, EnvSpec
+from tests.integration.conftest import DOCKER_TEST_IMAGE
+
+IMAGE = Container(image=DOCKER_TEST_IMAGE)
+SIX = EnvSpec(requirements=("six==1.16.0",))
+
+SCRIPT = """\
+import os, sys
+import six
+print("six", six.__version__, "from", sys.executable)
+print("task", os.environ["CLEARQ_TASK_ID"], "url", os.environ["CLEARQ_DATABASE_URL"])
+print("from the task's -e:", os.environ["GREETING"])
+print("setup wrote:", open("setup-ran.txt").read().strip())
+print("a warning", file=sys.stderr)
+sys.exit(3)
+"""
+
+
+@pytest.fixture(scope="module")
+def docker_client(docker_engine: DockerEngine) -> Iterator[docker.DockerClient]:
+    """A plain SDK client, to check what the runner left on the engine."""
+    client = docker.from_env(version="auto")
+    yield client
+    client.close()
+
+
+def _runner(engine: DockerEngine, tmp_path: Path, **config: object) -> DockerRunner:
+    base = DockerConfig.from_settings(Settings(home=tmp_path / "home"), with_clearq=False)
+    return DockerRunner(engine, dataclasses.replace(base, **config))
+
+
+def _workspace(tmp_path: Path, name: str = "ws", script: str = SCRIPT) -> Path:
+    workspace = tmp_path / name
+    workspace.mkdir()
+    (workspace / "main.py").write_text(script)
+    return workspace
+
+
+def _collect(run: DockerRun) -> tuple[list[tuple[str, str]], int]:
+    lines: list[tuple[str, str]] = []
+    code = run.follow(lambda stream, text: lines.append((stream, text)))
+    return lines, code
+
+
+def test_a_task_runs_in_its_container_with_its_requirements(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    runner = _runner(docker_engine, tmp_path)
+    task = DockerTask(
+        workspace=_workspace(tmp_path),
+        command=("python", "main.py"),
+        container=Container(
+            image=DOCKER_TEST_IMAGE,
+            arguments=("-e", "GREETING=hello; $(rm -rf /)", "--shm-size=256m"),
+            setup_script='echo "made by $0" > setup-ran.txt\n',
+        ),
+        env=SIX,
+        environment={"CLEARQ_TASK_ID": "t-123", "CLEARQ_DATABASE_URL": "postgresql://x/y"},
+    )
+    with runner.start(task) as run:
+        lines, code = _collect(run)
+    out = "".join(text for stream, text in lines if stream == "stdout")
+    assert code == 3
+    assert f"six 1.16.0 from /clearq/envs/{run.env_key}/bin/python" in out
+    assert "task t-123 url postgresql://x/y" in out
+    assert "from the task's -e: hello; $(rm -rf /)" in out
+    assert "setup wrote: made by /clearq/control/setup.sh" in out
+    assert ("stderr", "a warning\n") in lines
+    assert any(f"environment {run.env_key} built" in text for _, text in lines)
+    assert (tmp_path / "home" / "docker-envs" / str(run.env_key) / "bin" / "python").exists()
+
+
+def test_the_same_requirements_on_the_same_image_reuse_the_env(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    runner = _runner(docker_engine, tmp_path)
+    script = "import six; print('six', six.__version__)\n"
+    logs = []
+    for name in ("first", "second"):
+        task = DockerTask(
+            workspace=_workspace(tmp_path, name, script),
+            command=("python", "main.py"),
+            container=IMAGE,
+            env=EnvSpec(requirements=(" six==1.16.0", "")),
+            environment={"CLEARQ_TASK_ID": name},
+        )
+        with runner.start(task) as run:
+            lines, code = _collect(run)
+        assert code == 0
+        assert ("stdout", "six 1.16.0\n") in lines
+        logs.append("".join(text for _, text in lines))
+    assert f"environment {run.env_key} built" in logs[0]
+    assert f"environment {run.env_key} reused" in logs[1]
+    assert "Collecting six" not in logs[1]
+
+
+def test_a_failing_setup_script_is_reported_and_the_task_does_not_run(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    task = DockerTask(
+        workspace=_workspace(tmp_path, script="print('ran')\n"),
+        command=("python3", "main.py"),
+        container=Container(image=DOCKER_TEST_IMAGE, setup_script="echo broken >&2\nexit 7\n"),
+    )
+    with _runner(docker_engine, tmp_path).start(task) as run:
+        lines, code = _collect(run)
+    assert code == EXIT_SETUP_SCRIPT
+    assert describe_exit(code) == "the setup script failed"
+    assert ("stdout", "ran\n") not in lines
+    assert ("stderr", "clearq-docker: the setup script exited with code 7\n") in lines
+
+
+def test_the_task_reaches_the_agents_localhost(docker_engine: DockerEngine, tmp_path: Path) -> None:
+    """Host networking: a database on 127.0.0.1 is reached at the agent's own URL."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def answer() -> None:
+            connection, _ = server.accept()
+            with connection:
+                connection.sendall(b"db says hi")
+
+        threading.Thread(target=answer, daemon=True).start()
+        script = (
+            "import socket\n"
+            f"print(socket.create_connection(('127.0.0.1', {port})).recv(64).decode())\n"
+        )
+        task = DockerTask(
+            workspace=_workspace(tmp_path, script=script),
+            command=("python3", "main.py"),
+            container=IMAGE,
+        )
+        with _runner(docker_engine, tmp_path).start(task) as run:
+            lines, code = _collect(run)
+    assert (code, lines) == (0, [("stdout", "db says hi\n")])
+
+
+@pytest.mark.parametrize(
+    ("script", "grace", "expected_code"),
+    [
+        ("", 10.0, 128 + 15),
+        ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n", 1.0, 128 + 9),
+    ],
+    ids=["sigterm", "sigkill-after-grace"],
+)
+def test_stop_ends_the_task_and_close_removes_the_container(
+    docker_engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    script: str,
+    grace: float,
+    expected_code: int,
+) -> None:
+    script += "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+    task = DockerTask(
+        workspace=_workspace(tmp_path, script=script),
+        command=("python3", "main.py"),
+        container=IMAGE,
+    )
+    run = _runner(docker_engine, tmp_path).start(task)
+    started = threading.Event()
+    lines: list[str] = []
+
+    def read() -> None:
+        for _, text in run.logs():
+            lines.append(text)
+            if text == "started\n":
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(60), lines
+        began = time.monotonic()
+        run.stop(grace=grace)
+        assert run.wait(timeout=30) == expected_code
+        assert time.monotonic() - began < grace + 5
+        reader.join(10)
+        assert not reader.is_alive()
+    finally:
+        run.close()
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(run.container_id)
+
+
+def test_a_missing_image_says_so(docker_engine: DockerEngine, tmp_path: Path) -> None:
+    task = DockerTask(
+        workspace=_workspace(tmp_path),
+        command=("python3", "main.py"),
+        container=Container(image="clearq-no-such-image:never"),
+    )
+    with pytest.raises(ImageNotFound, match="'clearq-no-such-image:never' is not on this machine"):
+        _runner(docker_engine, tmp_path).start(task)
+    with pytest.raises(ImageNotFound, match="pulling is off"):
+        _runner(docker_engine, tmp_path, pull=False).start(task)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [("--privileged",), ("-v", "/etc:/host-etc"), ("--network=container:db",), ("-e", "PATH")],
+)
+def test_unsafe_docker_arguments_are_refused_before_any_container_starts(
+    docker_engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
+    arguments: tuple[str, ...],
+) -> None:
+    task = DockerTask(
+        workspace=_workspace(tmp_path),
+        command=("python3", "main.py"),
+        container=Container(image=DOCKER_TEST_IMAGE, arguments=arguments),
+        name=f"clearq-refused-{tmp_path.name}",
+    )
+    with pytest.raises(DockerArgsRefused):
+        _runner(docker_engine, tmp_path).start(task)
+    assert docker_client.containers.list(all=True, filters={"name": task.name}) == []
