@@ -12,6 +12,8 @@ may print nothing for hours. The SDK's own attach stream would give up after its
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -27,6 +29,9 @@ from clearq.errors import ContainerError, EngineUnavailable, ImageNotFound
 __all__ = ["DockerEngine", "run_kwargs"]
 
 _POLL_SECONDS = 0.2
+_DEFAULT_HOST = "unix:///var/run/docker.sock"
+_UNIX = "unix://"
+_PROBE_SECONDS = 5.0
 _HEADER_SIZE = 8
 _STDERR = 2
 _GONE = 404
@@ -77,9 +82,10 @@ class DockerEngine:
         """Connect to the daemon; raises EngineUnavailable when none answers."""
         self._environment = environment
         try:
+            _probe_socket(environment)
             self._client = docker.from_env(environment=environment, version="auto")
-            self._client.ping()
-        except docker.errors.DockerException as e:
+        except (docker.errors.DockerException, OSError) as e:
+            # requests' connection errors are OSErrors.
             raise EngineUnavailable(
                 f"no Docker engine answers ({e}); start dockerd or set DOCKER_HOST"
             ) from e
@@ -217,6 +223,19 @@ class DockerContainer:
             if "already in progress" in str(e):
                 return
             raise ContainerError(f"cannot remove container {self._id[:12]}: {_explain(e)}") from e
+
+
+def _probe_socket(environment: Mapping[str, str] | None) -> None:
+    """Connect to a local daemon's socket once, so that a missing daemon is an OSError.
+
+    The SDK, asked to connect to a socket nobody listens on, leaves its socket unclosed.
+    """
+    host = (os.environ if environment is None else environment).get("DOCKER_HOST") or ""
+    host = host or _DEFAULT_HOST
+    if host.startswith(_UNIX):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(_PROBE_SECONDS)
+            probe.connect(host.removeprefix(_UNIX))
 
 
 def _frames(raw: Any) -> Iterator[tuple[Stream, bytes]]:
