@@ -95,6 +95,7 @@ def prepare_environment(plan: dict[str, Any]) -> Path:
     key = str(plan["key"])
     published = envs / key
     if (published / READY_MARKER).is_file():
+        _touch(published)
         say(f"environment {key} reused")
         return published
     for folder in (envs / ".locks", envs / ".builds"):
@@ -118,6 +119,12 @@ def prepare_environment(plan: dict[str, Any]) -> Path:
         os.replace(link, published)
         say(f"environment {key} built in {time.monotonic() - started:.1f} s")
         return published
+
+
+def _touch(published: Path) -> None:
+    """Mark the env as just used (its link's mtime), for whoever evicts old ones."""
+    with contextlib.suppress(OSError):
+        os.utime(published, follow_symlinks=False)
 
 
 def _build_venv(build: Path, plan: dict[str, Any]) -> None:

@@ -32,6 +32,7 @@ print("six", six.__version__, "from", sys.executable)
 print("task", os.environ["CLEARQ_TASK_ID"], "url", os.environ["CLEARQ_DATABASE_URL"])
 print("from the task's -e:", os.environ["GREETING"])
 print("setup wrote:", open("setup-ran.txt").read().strip())
+print("cert", os.environ["PIP_CERT"], os.environ["SSL_CERT_FILE"])
 print("a warning", file=sys.stderr)
 sys.exit(3)
 """
@@ -86,6 +87,7 @@ def test_a_task_runs_in_its_container_with_its_requirements(
     assert "task t-123 url postgresql://x/y" in out
     assert "from the task's -e: hello; $(rm -rf /)" in out
     assert "setup wrote: made by /clearq/control/setup.sh" in out
+    assert "cert /clearq/certs/ca-certificates.crt /clearq/certs/ca-certificates.crt" in out
     assert ("stderr", "a warning\n") in lines
     assert any(f"environment {run.env_key} built" in text for _, text in lines)
     assert (tmp_path / "home" / "docker-envs" / str(run.env_key) / "bin" / "python").exists()
@@ -113,6 +115,39 @@ def test_the_same_requirements_on_the_same_image_reuse_the_env(
     assert f"environment {run.env_key} built" in logs[0]
     assert f"environment {run.env_key} reused" in logs[1]
     assert "Collecting six" not in logs[1]
+
+
+def test_two_containers_needing_one_env_build_it_once(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    runner = _runner(docker_engine, tmp_path)
+    script = "import six; print('six', six.__version__)\n"
+    runs = [
+        runner.start(
+            DockerTask(
+                workspace=_workspace(tmp_path, name, script),
+                command=("python", "main.py"),
+                container=IMAGE,
+                env=SIX,
+            )
+        )
+        for name in ("a", "b")
+    ]
+    results: list[tuple[list[tuple[str, str]], int]] = []
+    try:
+        threads = [threading.Thread(target=lambda r=r: results.append(_collect(r))) for r in runs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        for run in runs:
+            run.close()
+    assert [code for _, code in results] == [0, 0]
+    logs = "".join(text for lines, _ in results for _, text in lines)
+    assert logs.count(f"environment {runs[0].env_key} built") == 1
+    assert logs.count(f"environment {runs[0].env_key} reused") == 1
+    assert logs.count("six 1.16.0") == 2
 
 
 def test_a_failing_setup_script_is_reported_and_the_task_does_not_run(
