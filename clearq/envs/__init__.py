@@ -10,19 +10,37 @@
 
 Builders (uv, pip, poetry, conda) share one interface, ``Builder``; a failed build
 raises ``EnvBuildError`` whose ``failure`` says why and ``infra`` whether a retry may
-help. Docker mode lives beside them (``clearq.envs.docker``).
+help. Docker mode lives beside them (``clearq.envs.docker``): ``DockerRunner`` runs a
+task's env and process in a container on a ``ContainerEngine`` (``connect_engine()``
+is the Docker daemon, through the ``docker`` SDK, imported only then).
 """
 
 from clearq.envs.builder import Builder, default_builders, env_python
 from clearq.envs.cache import EnvCache, EnvLease, ReadyEnv
 from clearq.envs.conda import CondaBuilder
+from clearq.envs.docker import (
+    DockerConfig,
+    DockerRunner,
+    DockerTask,
+    connect_engine,
+    describe_exit,
+)
+from clearq.envs.docker_run import DockerRun
+from clearq.envs.docker_spec import ContainerEngine, ContainerHandle, ContainerSpec, Mount
 from clearq.envs.layout import CacheEntry
 from clearq.envs.pip import PipBuilder
 from clearq.envs.poetry import PoetryBuilder
 from clearq.envs.progress import BuildProgress, NullProgress, RichProgress, terminal_progress
 from clearq.envs.spec import CheckedSpec, canonical_requirement, check_spec, env_key
 from clearq.envs.uv import UvBuilder
-from clearq.errors import EnvBuildError, EnvFailure
+from clearq.errors import (
+    ContainerError,
+    DockerArgsRefused,
+    EngineUnavailable,
+    EnvBuildError,
+    EnvFailure,
+    ImageNotFound,
+)
 
 __all__ = [
     "BuildProgress",
@@ -30,10 +48,22 @@ __all__ = [
     "CacheEntry",
     "CheckedSpec",
     "CondaBuilder",
+    "ContainerEngine",
+    "ContainerError",
+    "ContainerHandle",
+    "ContainerSpec",
+    "DockerArgsRefused",
+    "DockerConfig",
+    "DockerRun",
+    "DockerRunner",
+    "DockerTask",
+    "EngineUnavailable",
     "EnvBuildError",
     "EnvCache",
     "EnvFailure",
     "EnvLease",
+    "ImageNotFound",
+    "Mount",
     "NullProgress",
     "PipBuilder",
     "PoetryBuilder",
@@ -42,7 +72,9 @@ __all__ = [
     "UvBuilder",
     "canonical_requirement",
     "check_spec",
+    "connect_engine",
     "default_builders",
+    "describe_exit",
     "env_key",
     "env_python",
     "terminal_progress",
