@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-PACKAGES = ["clearq", "clearq.scheduler", "clearq.sdk", "clearq.runtime"]
+PACKAGES = ["clearq", "clearq.scheduler", "clearq.sdk", "clearq.runtime", "clearq.envs"]
 
 
 @pytest.mark.parametrize("name", PACKAGES)

@@ -1,0 +1,336 @@
+"""The agent: a worker that claims tasks from its queues and runs them.
+
+One main thread waits for work (LISTEN on PostgreSQL, a short poll on SQLite) and claims
+into free slots; each claimed task runs in a thread of its own through the
+:class:`Executor`; a heartbeat thread renews the leases of running tasks, passes stop
+requests and lost leases to them, reaps the expired leases of other workers and records
+this machine's metrics. The agent's own lifecycle is an explicit enum.
+
+Slots: one by default; ``services`` runs up to N tasks at once, each under a sub-worker
+of its own (``host:name:1`` ...); with dynamic GPUs a task is claimed only from queues
+whose per-task GPU need fits the devices free now, and gets distinct devices.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from clearq.errors import ClearqError, LeaseLost, StoreError
+from clearq.models import Claim, ClaimOrder, TaskStatus
+from clearq.runtime.executor import Control, Executor, Outcome
+from clearq.runtime.gpus import GpuPool
+from clearq.runtime.monitor import MachineMonitor
+from clearq.scheduler import Store
+from clearq.scheduler.claim import Claimer
+from clearq.scheduler.notify import Listener
+
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
+SQLITE_POLL_SECONDS = 0.25
+PG_WAIT_SECONDS = 1.0
+BUSY_BEAT_SECONDS = 1.0
+METRICS_SECONDS = 5.0
+
+
+class AgentState(enum.StrEnum):
+    """Where the agent is in its life."""
+
+    STARTING = "starting"
+    SERVING = "serving"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+def worker_id(name: str | None) -> str:
+    """``host:NAME``; without a name, ``host:agent-<pid>`` (unique on the machine)."""
+    return f"{socket.gethostname()}:{name or f'agent-{os.getpid()}'}"
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an agent serves (the ``clearq agent`` flags)."""
+
+    queues: tuple[str, ...]
+    order: ClaimOrder = ClaimOrder.STRICT
+    name: str | None = None
+    gpus: tuple[str, ...] | None = None
+    """Devices this agent owns; None: no binding (the process's own view)."""
+    dynamic_gpus: bool = False
+    services: int = 0
+    """Up to this many tasks at once (0: one at a time)."""
+    once: bool = False
+    idle_exit: float | None = None
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+
+
+@dataclass
+class _Slot:
+    worker: str
+    claimer: Claimer
+    claim: Claim | None = None
+    control: Control = field(default_factory=Control)
+    gpus: tuple[str, ...] | None = None
+    thread: threading.Thread | None = None
+
+
+class Agent:
+    """Serves queues until told to stop (or ``once`` / ``idle_exit``)."""
+
+    def __init__(self, store: Store, executor: Executor, options: AgentOptions) -> None:
+        if not options.queues:
+            raise ClearqError("an agent needs at least one queue: give --queue")
+        self._store = store
+        self._executor = executor
+        self._options = options
+        self.host = socket.gethostname()
+        self.worker = worker_id(options.name)
+        self.state = AgentState.STARTING
+        self._pool = GpuPool(options.gpus or (), dynamic=options.dynamic_gpus)
+        count = options.services or (len(self._pool.devices) if options.dynamic_gpus else 1)
+        self._slots = [self._slot(i, max(count, 1)) for i in range(max(count, 1))]
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._stopping = threading.Event()
+        self._served = 0
+        self._monitor = MachineMonitor(
+            disk_path=store.settings.home_dir,
+            gpus=[int(d) for d in options.gpus or () if d.isdigit()] or None,
+        )
+
+    def _slot(self, index: int, count: int) -> _Slot:
+        worker = self.worker if count == 1 else f"{self.worker}:{index + 1}"
+        claimer = self._store.claimer(worker, self._options.queues, order=self._options.order)
+        return _Slot(worker=worker, claimer=claimer)
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; let running tasks finish within the grace period (signal-safe)."""
+        self._stopping.set()
+        self._changed.set()
+
+    def run(self) -> int:
+        """Serve until stopped; the process exit code."""
+        self._register()
+        beat = threading.Thread(target=self._beat_loop, name="clearq-heartbeat", daemon=True)
+        beat.start()
+        self.state = AgentState.SERVING
+        self._say(f"serving {', '.join(self._options.queues)} as {self.worker}")
+        try:
+            self._serve()
+        finally:
+            self.state = AgentState.DRAINING
+            self._drain()
+            self.state = AgentState.STOPPED
+            beat.join(timeout=5)
+            self._unregister()
+            self._monitor.close()
+        return 0
+
+    def _register(self) -> None:
+        gpus = list(self._options.gpus or ())
+        workers = {s.worker for s in self._slots}
+        for worker in sorted(workers):
+            self._store.workers.register(
+                worker, host=self.host, pid=os.getpid(), queues=self._options.queues, gpus=gpus
+            )
+
+    def _unregister(self) -> None:
+        for worker in sorted({s.worker for s in self._slots}):
+            try:
+                self._store.workers.unregister(worker)
+            except StoreError as e:
+                self._say(f"could not unregister {worker}: {e}")
+
+    # ---- claiming -----------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        listener = self._store.listen()
+        idle_since = time.monotonic()
+        try:
+            while not self._stopping.is_set():
+                if self._options.once and self._served >= 1:
+                    break
+                claimed = self._claim_into_free_slots()
+                if claimed or self._busy():
+                    idle_since = time.monotonic()
+                elif self._idle_for_too_long(idle_since):
+                    self._say(f"idle for {self._options.idle_exit:g} s: exiting")
+                    break
+                if claimed:
+                    continue
+                self._wait(listener)
+        finally:
+            listener.close()
+
+    def _claim_into_free_slots(self) -> int:
+        claimed = 0
+        for slot in self._slots:
+            if slot.claim is not None or self._stopping.is_set():
+                continue
+            if self._options.once and self._served + claimed >= 1:
+                break
+            among = self._pool.claimable_queues(self._queue_needs())
+            if not among:
+                break
+            try:
+                claims = slot.claimer.claim(1, among=among)
+            except StoreError as e:
+                self._say(f"cannot claim: {e}")
+                break
+            if not claims:
+                break
+            self._start(slot, claims[0])
+            claimed += 1
+        return claimed
+
+    def _queue_needs(self) -> dict[str, int]:
+        if not self._options.dynamic_gpus:
+            return dict.fromkeys(self._options.queues, 0)
+        needs = {}
+        for info in self._store.queues.list():
+            if info.name in self._options.queues:
+                needs[info.name] = info.gpus
+        return {q: needs.get(q, 0) for q in self._options.queues}
+
+    def _start(self, slot: _Slot, claim: Claim) -> None:
+        need = self._queue_needs().get(claim.queue, 0) if self._options.dynamic_gpus else 0
+        devices = self._pool.take(need)
+        if devices is None:  # cannot happen: the claim was among queues that fit
+            self._store.leases.requeue(claim.fence, reason="no free GPU for it on this agent")
+            return
+        with self._lock:
+            slot.claim = claim
+            slot.control = Control()
+            slot.gpus = devices if self._options.gpus is not None else None
+            self._served += 1
+        self._say(f"running task {claim.task_id} (attempt {claim.attempt}) from {claim.queue}")
+        slot.thread = threading.Thread(
+            target=self._run_slot, args=(slot,), name=f"clearq-task-{claim.task_id}", daemon=True
+        )
+        slot.thread.start()
+
+    def _run_slot(self, slot: _Slot) -> None:
+        assert slot.claim is not None
+        claim = slot.claim
+        try:
+            outcome = self._executor.run(claim, slot.control, slot.gpus)
+        except Exception as e:  # noqa: BLE001 - the agent must outlive any one task
+            outcome = Outcome(TaskStatus.FAILED, None, f"agent error: {type(e).__name__}: {e}")
+        try:
+            self._record(claim, outcome)
+        finally:
+            with self._lock:
+                self._pool.give_back(slot.gpus or ())
+                slot.claim = None
+                slot.gpus = None
+            self._changed.set()
+
+    def _record(self, claim: Claim, outcome: Outcome) -> None:
+        fence = claim.fence
+        try:
+            if outcome.requeue:
+                self._store.leases.requeue(fence, reason=outcome.reason)
+                self._say(f"task {claim.task_id} requeued: {outcome.reason}")
+            elif outcome.status is not None:
+                self._store.leases.finish(
+                    fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
+                )
+                detail = f": {outcome.reason}" if outcome.reason else ""
+                self._say(f"task {claim.task_id} {outcome.status}{detail}")
+            else:
+                self._say(f"task {claim.task_id} is no longer this agent's: {outcome.reason}")
+        except LeaseLost as e:
+            self._say(f"task {claim.task_id}: {e}")
+        except StoreError as e:
+            self._say(f"could not record how task {claim.task_id} ended: {e}")
+
+    def _busy(self) -> bool:
+        return any(s.claim is not None for s in self._slots)
+
+    def _idle_for_too_long(self, since: float) -> bool:
+        limit = self._options.idle_exit
+        return limit is not None and time.monotonic() - since >= limit
+
+    def _wait(self, listener: Listener) -> None:
+        full = all(s.claim is not None for s in self._slots)
+        if full or not self._store.db.is_postgres:
+            self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
+            self._changed.clear()
+            return
+        listener.wait(PG_WAIT_SECONDS)
+
+    def _drain(self) -> None:
+        deadline = time.monotonic() + self._options.shutdown_grace
+        while self._busy() and time.monotonic() < deadline:
+            self._changed.wait(0.2)
+            self._changed.clear()
+        for slot in self._slots:
+            if slot.claim is not None:
+                slot.control.requeue("the agent is shutting down")
+        for slot in self._slots:
+            if slot.thread is not None:
+                slot.thread.join()
+
+    # ---- heartbeat ----------------------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        lease = self._store.settings.lease_seconds
+        next_reap = next_metrics = next_idle_beat = 0.0
+        while self.state is not AgentState.STOPPED:
+            now = time.monotonic()
+            running = self._running()
+            if running or now >= next_idle_beat:
+                self._beat(running)
+                next_idle_beat = now + lease / 3
+            if now >= next_reap:
+                self._reap()
+                next_reap = now + lease
+            if now >= next_metrics:
+                self._metrics()
+                next_metrics = now + METRICS_SECONDS
+            time.sleep(min(BUSY_BEAT_SECONDS, lease / 3))
+
+    def _running(self) -> list[_Slot]:
+        with self._lock:
+            return [s for s in self._slots if s.claim is not None]
+
+    def _beat(self, running: Sequence[_Slot]) -> None:
+        fences = [s.claim.fence for s in running if s.claim is not None]
+        try:
+            beat = self._store.leases.heartbeat(self.worker, fences)
+        except StoreError as e:
+            self._say(f"cannot renew leases: {e}")
+            return
+        for slot in running:
+            claim = slot.claim
+            if claim is None:
+                continue
+            if claim.task_id in beat.lost:
+                slot.control.lose()
+            elif claim.task_id in beat.stop_requested:
+                slot.control.stop("stop requested")
+
+    def _reap(self) -> None:
+        try:
+            report = self._store.leases.reap()
+        except StoreError as e:
+            self._say(f"cannot reap expired leases: {e}")
+            return
+        for task_id in (*report.requeued, *report.failed):
+            self._say(f"reaped the expired lease of task {task_id}")
+
+    def _metrics(self) -> None:
+        try:
+            self._store.workers.record_metrics(self.worker, self._monitor.sample())
+        except StoreError as e:
+            self._say(f"cannot record machine metrics: {e}")
+
+    def _say(self, text: str) -> None:
+        print(f"clearq agent: {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,364 @@
+"""One claimed task, run by an agent: workspace -> setup script -> environment -> process.
+
+Each step that fails ends the task failed, with a reason naming the step and keeping
+the tool's own words (git's, the installer's, the script's exit); the agent goes on to
+the next task. While the process runs, the executor watches its :class:`Control` (a stop
+request, a lost lease, the agent shutting down), its maximum run time, and samples its
+process tree's CPU and memory as the task's ``monitor`` scalars.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clearq.errors import ClearqError, EnvBuildError, LeaseLost, StoreError
+from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
+from clearq.runtime.logsink import LogSink
+from clearq.runtime.monitor import ProcessTreeMonitor
+from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
+from clearq.runtime.taskenv import (
+    EnvProvider,
+    PreparedEnv,
+    clearq_path_entry,
+    task_environment,
+    with_sdk_requirements,
+)
+from clearq.runtime.workspace import WorkspaceError, build_workspace
+from clearq.scheduler import Store
+
+DEFAULT_STOP_GRACE_SECONDS = 10.0
+TASK_MONITOR_SECONDS = 5.0
+MONITOR_TITLE = "monitor"
+_WATCH_SECONDS = 0.2
+
+
+class Step(enum.StrEnum):
+    """A step of running a task, named in the reason when it fails."""
+
+    WORKSPACE = "workspace"
+    SETUP = "setup script"
+    ENVIRONMENT = "environment"
+    START = "start"
+
+
+class StepFailed(ClearqError):
+    """A step of running a task failed; the task fails with this as its reason."""
+
+    def __init__(self, step: Step, message: str) -> None:
+        self.step = step
+        super().__init__(f"{step.value} failed: {message}")
+
+
+@dataclass
+class Control:
+    """How the agent tells a running task what to do; set from other threads."""
+
+    stop_reason: str | None = None
+    lost: bool = False
+    requeue_reason: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def stop(self, reason: str) -> None:
+        """Stop the task; it ends ``stopped`` with ``reason``."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.wake.set()
+
+    def lose(self) -> None:
+        """The attempt is no longer ours: kill the process, record nothing."""
+        self.lost = True
+        self.wake.set()
+
+    def requeue(self, reason: str) -> None:
+        """Stop the task and give it back to the front of its queue."""
+        self.requeue_reason = reason
+        self.wake.set()
+
+    @property
+    def interrupted(self) -> bool:
+        """True once the task must stop running for any reason."""
+        return self.lost or self.stop_reason is not None or self.requeue_reason is not None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended. ``status`` None: requeued (``requeue``) or lost (nothing to record)."""
+
+    status: TaskStatus | None
+    exit_code: int | None = None
+    reason: str = ""
+    requeue: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """What every run of an agent shares."""
+
+    home: Path
+    database_url: str
+    worker: str
+    stop_grace: float = DEFAULT_STOP_GRACE_SECONDS
+    monitor_seconds: float = TASK_MONITOR_SECONDS
+    keep_workspaces: bool = False
+
+
+class Executor:
+    """Runs claimed tasks on this machine, with environments from ``envs``."""
+
+    def __init__(self, store: Store, envs: EnvProvider, config: ExecutorConfig) -> None:
+        self._store = store
+        self._envs = envs
+        self._config = config
+        self._clearq_path = clearq_path_entry(config.home)
+
+    def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
+        """Run the claimed attempt to its end and say how it ended (the caller records it)."""
+        fence = claim.fence
+        sink = LogSink(self._store, fence)
+        folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}"
+        try:
+            task = self._store.tasks.get(claim.task_id)
+            sink.agent(
+                f"clearq agent {self._config.worker}: attempt {claim.attempt} of task "
+                f"{task.id} from queue {claim.queue}"
+            )
+            outcome = self._run(task, fence, control, gpus, sink, folder)
+        except StepFailed as e:
+            sink.agent(str(e))
+            outcome = Outcome(TaskStatus.FAILED, None, str(e))
+        finally:
+            sink.close()
+            if not self._config.keep_workspaces:
+                _remove(folder)
+        if sink.lost:
+            return Outcome(None, reason="lease lost")
+        return outcome
+
+    def _run(
+        self,
+        task: Task,
+        fence: Fence,
+        control: Control,
+        gpus: Sequence[str] | None,
+        sink: LogSink,
+        folder: Path,
+    ) -> Outcome:
+        code_dir = folder / "code"
+        run_dir = self._workspace(task, code_dir)
+        if (early := _before_start(control)) is not None:
+            return early
+        if task.container.setup_script.strip():
+            self._setup(task, folder, run_dir, gpus, sink, control)
+        spec = with_sdk_requirements(task.env)
+        try:
+            with self._envs.prepare(spec, log=sink.agent) as env:
+                self._record_runtime(fence, env, gpus, control)
+                if (early := _before_start(control)) is not None:
+                    return early
+                argv = _command(task, env.python, code_dir)
+                environ = self._environ(fence, env.python, gpus)
+                return self._supervise(task, fence, argv, run_dir, environ, sink, control)
+        except EnvBuildError as e:
+            sink.agent(str(e))  # the installer's own words, whole, in the task's log
+            raise StepFailed(Step.ENVIRONMENT, e.summary) from e
+
+    def _workspace(self, task: Task, dest: Path) -> Path:
+        if dest.exists():
+            shutil.rmtree(dest)  # left by an earlier agent on this machine for this attempt
+        try:
+            return build_workspace(
+                task.script, dest, mirror_cache=self._config.home / "git-mirrors"
+            )
+        except WorkspaceError as e:
+            raise StepFailed(Step.WORKSPACE, str(e)) from e
+
+    def _setup(
+        self,
+        task: Task,
+        folder: Path,
+        run_dir: Path,
+        gpus: Sequence[str] | None,
+        sink: LogSink,
+        control: Control,
+    ) -> None:
+        # Run as a file by bash, never pasted into a command line.
+        script = folder / "setup.sh"
+        script.write_text(task.container.setup_script)
+        sink.agent("running the task's setup script")
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+        if gpus is not None:
+            environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        try:
+            proc = TaskProcess(["bash", str(script)], cwd=run_dir, env=environ, sink=sink)
+        except ProcessStartError as e:
+            raise StepFailed(Step.SETUP, str(e)) from e
+        code = _wait_or_stop(proc, control, self._config.stop_grace)
+        if control.interrupted:
+            return  # the caller's next check ends the run
+        if code != 0:
+            raise StepFailed(Step.SETUP, describe_exit(code))
+
+    def _record_runtime(
+        self, fence: Fence, env: PreparedEnv, gpus: Sequence[str] | None, control: Control
+    ) -> None:
+        facts = {
+            "env": env.facts(),
+            "host": socket.gethostname(),
+            "worker": self._config.worker,
+            "gpus": list(gpus) if gpus is not None else None,
+        }
+        try:
+            self._store.tasks.update_runtime(fence, facts)
+        except LeaseLost:
+            control.lose()
+
+    def _environ(self, fence: Fence, python: Path, gpus: Sequence[str] | None) -> dict[str, str]:
+        clearq_vars = {
+            "CLEARQ_TASK_ID": str(fence.task_id),
+            "CLEARQ_ATTEMPT": str(fence.attempt),
+            "CLEARQ_WORKER": fence.worker or "",
+            "CLEARQ_DATABASE_URL": self._config.database_url,
+            "CLEARQ_HOME": str(self._config.home),
+        }
+        return task_environment(
+            os.environ,
+            python=python,
+            clearq_path=self._clearq_path,
+            settings=clearq_vars,
+            gpus=gpus,
+        )
+
+    def _supervise(
+        self,
+        task: Task,
+        fence: Fence,
+        argv: list[str],
+        run_dir: Path,
+        environ: dict[str, str],
+        sink: LogSink,
+        control: Control,
+    ) -> Outcome:
+        try:
+            proc = TaskProcess(argv, cwd=run_dir, env=environ, sink=sink)
+        except ProcessStartError as e:
+            raise StepFailed(Step.START, str(e)) from e
+        watch = _Watch(proc, task.max_run_seconds, self._resource_writer(fence, control))
+        while (code := proc.poll()) is None:
+            control.wake.wait(_WATCH_SECONDS)
+            control.wake.clear()
+            if control.lost:
+                proc.kill()
+                return Outcome(None, reason="lease lost")
+            if control.requeue_reason is not None:
+                proc.stop(self._config.stop_grace)
+                return Outcome(None, reason=control.requeue_reason, requeue=True)
+            if control.stop_reason is None and watch.over_time():
+                control.stop(f"ran longer than its maximum of {task.max_run_seconds:g} s")
+            if control.stop_reason is not None:
+                code = proc.stop(self._config.stop_grace)
+                return Outcome(TaskStatus.STOPPED, code, control.stop_reason)
+            watch.sample()
+        proc.wait()
+        if code == 0:
+            return Outcome(TaskStatus.COMPLETED, 0, "")
+        return Outcome(TaskStatus.FAILED, code, describe_exit(code))
+
+    def _resource_writer(
+        self, fence: Fence, control: Control
+    ) -> Callable[[list[ScalarPoint]], None]:
+        def write(points: list[ScalarPoint]) -> None:
+            try:
+                self._store.outputs.append_scalars(fence, points)
+            except LeaseLost:
+                control.lose()
+            except StoreError as e:
+                print(f"clearq agent: cannot write task resources: {e}", flush=True)
+
+        return write
+
+
+class _Watch:
+    """A running process's clock and its periodic resource samples."""
+
+    def __init__(
+        self,
+        proc: TaskProcess,
+        max_seconds: float | None,
+        write: Callable[[list[ScalarPoint]], None],
+        every: float = TASK_MONITOR_SECONDS,
+    ) -> None:
+        self._started = time.monotonic()
+        self._max = max_seconds
+        self._write = write
+        self._every = every
+        self._next = self._started + every
+        self._tree = ProcessTreeMonitor(proc.pid)
+
+    def over_time(self) -> bool:
+        return self._max is not None and time.monotonic() - self._started > self._max
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every
+        figures = self._tree.sample()
+        if figures is None:
+            return
+        cpu, rss = figures
+        second = int(now - self._started)
+        self._write(
+            [
+                ScalarPoint(title=MONITOR_TITLE, series="cpu_percent", iteration=second, value=cpu),
+                ScalarPoint(
+                    title=MONITOR_TITLE, series="memory_mb", iteration=second, value=rss / 2**20
+                ),
+            ]
+        )
+
+
+def _before_start(control: Control) -> Outcome | None:
+    """The outcome when the run was interrupted before its process started."""
+    if control.lost:
+        return Outcome(None, reason="lease lost")
+    if control.requeue_reason is not None:
+        return Outcome(None, reason=control.requeue_reason, requeue=True)
+    if control.stop_reason is not None:
+        return Outcome(TaskStatus.STOPPED, None, control.stop_reason)
+    return None
+
+
+def _wait_or_stop(proc: TaskProcess, control: Control, grace: float) -> int:
+    while proc.poll() is None:
+        control.wake.wait(_WATCH_SECONDS)
+        control.wake.clear()
+        if control.interrupted:
+            return proc.stop(grace)
+    return proc.wait()
+
+
+def _command(task: Task, python: Path, code_dir: Path) -> list[str]:
+    script = task.script
+    if script.module:
+        return [str(python), "-m", script.module, *script.arguments]
+    if script.entry_point is None:
+        raise StepFailed(Step.START, "the task names no entry point and no module to run")
+    return [str(python), str(code_dir / script.entry_point), *script.arguments]
+
+
+def _remove(folder: Path) -> None:
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        # A run folder that cannot be removed costs disk, not correctness: say so, go on.
+        print(f"clearq agent: could not remove {folder}: {e}", flush=True)

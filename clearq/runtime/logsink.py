@@ -1,0 +1,72 @@
+"""A running task's console, written to its log in batches, fenced like every write."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from clearq.errors import LeaseLost, StoreError
+from clearq.models import Fence
+from clearq.scheduler import Store
+
+LOG_FLUSH_SECONDS = 0.5
+MAX_PENDING_PIECES = 100_000
+"""Past this many unwritten pieces (the store is unreachable) the oldest are dropped."""
+
+
+class LogSink:
+    """Collects (stream, text) pieces and writes them every ``interval`` seconds."""
+
+    def __init__(self, store: Store, fence: Fence, *, interval: float = LOG_FLUSH_SECONDS) -> None:
+        self._store = store
+        self._fence = fence
+        self._interval = interval
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = threading.Event()
+        self.lost = False
+        self._warned = False
+        self._thread = threading.Thread(target=self._loop, name="clearq-logs", daemon=True)
+        self._thread.start()
+
+    def __call__(self, stream: str, text: str) -> None:
+        """Queue a piece of output."""
+        if self.lost or not text:
+            return
+        with self._lock:
+            self._pending.append((stream, text))
+            if len(self._pending) > MAX_PENDING_PIECES:
+                del self._pending[: len(self._pending) - MAX_PENDING_PIECES]
+
+    def agent(self, line: str) -> None:
+        """Queue a line from the agent itself (what it is doing for the task)."""
+        self("agent", line if line.endswith("\n") else f"{line}\n")
+
+    def flush(self) -> None:
+        """Write what is queued now."""
+        with self._write_lock:
+            with self._lock:
+                pieces, self._pending = self._pending, []
+            if not pieces or self.lost:
+                return
+            try:
+                self._store.outputs.append_logs(self._fence, pieces)
+            except LeaseLost:
+                self.lost = True
+            except StoreError as e:
+                with self._lock:
+                    self._pending[:0] = pieces
+                if not self._warned:
+                    self._warned = True
+                    print(f"clearq agent: cannot write task logs yet: {e}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Stop the thread after a last write."""
+        self._closed.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self._interval):
+            self.flush()

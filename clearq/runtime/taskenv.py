@@ -1,0 +1,132 @@
+"""What a task's process gets from the agent: its interpreter, clearq, its variables.
+
+The environment itself comes from an :class:`EnvProvider` (``clearq.envs`` on the host,
+or Docker mode). Its requirements are the task's own plus the SDK's dependencies pinned
+to the agent's versions; clearq itself is never installed from a package index (the
+name there may belong to someone else): the task imports the agent's own copy through a
+folder on ``PYTHONPATH`` that holds nothing but a link to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Protocol
+
+import clearq
+from clearq.models import EnvSpec
+
+SDK_DEPENDENCIES = ("sqlalchemy", "pydantic", "psycopg", "psycopg-binary", "packaging")
+"""What the SDK imports inside a task (Task.init's own path needs none of them on SQLite;
+the rest of the Task API does)."""
+
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+@dataclass(frozen=True)
+class PreparedEnv:
+    """An interpreter ready for a task, and how it was had."""
+
+    python: Path
+    key: str
+    hit: bool
+    build_seconds: float
+    manager: str
+
+    def facts(self) -> dict[str, object]:
+        """What the task's record keeps about its environment."""
+        return {
+            "key": self.key,
+            "hit": self.hit,
+            "build_seconds": round(self.build_seconds, 3),
+            "manager": self.manager,
+            "python": str(self.python),
+        }
+
+
+class EnvProvider(Protocol):
+    """Gives a task an environment for its EnvSpec, held while the task uses it."""
+
+    def prepare(
+        self, spec: EnvSpec, *, log: Callable[[str], None]
+    ) -> AbstractContextManager[PreparedEnv]: ...
+
+
+def with_sdk_requirements(spec: EnvSpec) -> EnvSpec:
+    """``spec`` plus the SDK's dependencies at the agent's versions, unless the task names them."""
+    named = {_canonical(m.group(1)) for line in spec.requirements if (m := _NAME.match(line))}
+    added = []
+    for name in SDK_DEPENDENCIES:
+        if _canonical(name) in named:
+            continue
+        try:
+            added.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue  # not installed beside the agent (psycopg-binary is optional)
+    return spec.model_copy(update={"requirements": (*spec.requirements, *added)})
+
+
+def clearq_path_entry(home: Path) -> Path:
+    """A folder holding only a link to this agent's clearq package, for ``PYTHONPATH``."""
+    package = Path(clearq.__file__).resolve().parent
+    folder = home / "agent-lib" / _slug(str(package))
+    link = folder / "clearq"
+    if link.is_symlink() and link.resolve() == package:
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".clearq-{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(package, target_is_directory=True)
+    temporary.replace(link)  # atomic: another agent may be doing the same
+    return folder
+
+
+def task_environment(
+    base: Mapping[str, str],
+    *,
+    python: Path,
+    clearq_path: Path,
+    settings: Mapping[str, str],
+    gpus: Sequence[str] | None,
+) -> dict[str, str]:
+    """The task process's variables: the agent's, minus its clearq ones, plus the task's."""
+    env = {k: v for k, v in base.items() if not k.startswith("CLEARQ_")}
+    env.pop("PYTHONHOME", None)
+    env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", os.defpath)])
+    env["PYTHONPATH"] = str(clearq_path)
+    env["PYTHONUNBUFFERED"] = "1"  # output reaches the log as it is printed
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+    env.update(settings)
+    return env
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _slug(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class SystemInterpreter:
+    """Runs every task with the agent's own interpreter, installing nothing.
+
+    For images and machines prepared by hand (``clearq agent --skip-env``): the task's
+    requirements must already be there.
+    """
+
+    @contextmanager
+    def prepare(self, spec: EnvSpec, *, log: Callable[[str], None]) -> Iterator[PreparedEnv]:
+        """The agent's interpreter, as is."""
+        log(f"using the agent's own Python ({sys.executable}): nothing is installed")
+        yield PreparedEnv(
+            python=Path(sys.executable), key="system", hit=True, build_seconds=0.0, manager="none"
+        )

@@ -1,0 +1,51 @@
+"""GPU allotment: a dynamic pool never hands one device to two tasks."""
+
+from __future__ import annotations
+
+import pytest
+
+from clearq.errors import InvalidInput
+from clearq.runtime.gpus import GpuPool, parse_gpus
+
+
+def test_a_static_pool_gives_every_task_all_devices() -> None:
+    pool = GpuPool(("0", "1"), dynamic=False)
+    assert pool.take(1) == ("0", "1")
+    assert pool.take(2) == ("0", "1")
+    assert pool.claimable_queues({"a": 5, "b": 0}) == ["a", "b"]
+
+
+def test_a_dynamic_pool_hands_out_distinct_devices_and_takes_them_back() -> None:
+    pool = GpuPool(("0", "1", "2"), dynamic=True)
+    first = pool.take(2)
+    assert first == ("0", "1")
+    assert pool.claimable_queues({"two": 2, "one": 1, "none": 0}) == ["one", "none"]
+    assert pool.take(2) is None
+    second = pool.take(1)
+    assert second == ("2",)
+    assert set(first) & set(second) == set()
+    assert pool.free == ()
+    pool.give_back(first)
+    assert pool.free == ("0", "1")
+    with pytest.raises(InvalidInput, match="not taken"):
+        pool.give_back(("0",))
+
+
+@pytest.mark.parametrize(
+    ("text", "cpu_only", "expected"),
+    [
+        (None, False, None),
+        ("0,1", False, ("0", "1")),
+        (" 2 ", False, ("2",)),
+        ("all", False, ("0", "1", "2")),
+        (None, True, ()),
+    ],
+)
+def test_parse_gpus(text: str | None, cpu_only: bool, expected: tuple[str, ...] | None) -> None:
+    assert parse_gpus(text, cpu_only=cpu_only, detected=3) == expected
+
+
+@pytest.mark.parametrize(("text", "cpu_only"), [("0,x", False), ("", False), ("0", True)])
+def test_bad_gpu_flags_say_what_to_give(text: str, cpu_only: bool) -> None:
+    with pytest.raises(InvalidInput):
+        parse_gpus(text, cpu_only=cpu_only, detected=0)
