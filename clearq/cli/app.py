@@ -8,9 +8,11 @@ import typer
 
 from clearq import __version__
 from clearq.cli import db, queue, task
+from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
 from clearq.cli.output import error, say
 from clearq.cli.reap import reap_command
+from clearq.cli.workers import workers_command
 from clearq.errors import ClearqError
 
 app = typer.Typer(
@@ -23,6 +25,8 @@ app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
 app.add_typer(task.app, name="task")
 app.command("reap")(reap_command)
+app.command("agent")(agent_command)
+app.command("workers")(workers_command)
 
 
 def _print_version(value: bool) -> None:

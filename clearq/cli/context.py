@@ -7,10 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import typer
-from pydantic import ValidationError
 
 from clearq.config import Settings, load_settings
-from clearq.errors import ConfigError
 from clearq.scheduler import Database, Store
 
 
@@ -22,10 +20,7 @@ class CliContext:
 
     def settings(self) -> Settings:
         """The settings from the environment, the ``--database-url`` option applied."""
-        try:
-            settings = load_settings()
-        except ValidationError as e:
-            raise ConfigError(f"invalid clearq settings in the environment: {_explain(e)}") from e
+        settings = load_settings()  # ConfigError names the variable that is wrong
         if self.database_url:
             return settings.replace(database_url=self.database_url)
         return settings
@@ -45,14 +40,6 @@ class CliContext:
             yield db
         finally:
             db.dispose()
-
-
-def _explain(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        name = "CLEARQ_" + "_".join(str(part) for part in item["loc"]).upper()
-        parts.append(f"{name}: {item['msg']}")
-    return "; ".join(parts)
 
 
 def cli_context(ctx: typer.Context) -> CliContext:

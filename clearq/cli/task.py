@@ -1,7 +1,9 @@
-"""``clearq task``: list and show tasks; enqueue, dequeue and reset them."""
+"""``clearq task``: list and show tasks; enqueue, dequeue, reset, abort; read their logs."""
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Annotated
 
 import typer
@@ -21,11 +23,14 @@ from clearq.cli.output import (
     table,
 )
 from clearq.cli.task_view import task_view
-from clearq.models import Task, TaskStatus
+from clearq.errors import InvalidInput
+from clearq.models import FINAL_STATUSES, Task, TaskStatus
 
 DEFAULT_LIST_LIMIT = 50
 
-app = typer.Typer(help="Tasks: list, show, enqueue, dequeue, reset.", no_args_is_help=True)
+app = typer.Typer(
+    help="Tasks: list, show, enqueue, dequeue, reset, abort, logs.", no_args_is_help=True
+)
 
 IdArg = Annotated[
     str,
@@ -115,3 +120,51 @@ def reset_command(ctx: typer.Context, task_id: IdArg) -> None:
     with cli_context(ctx).store() as store:
         task = store.tasks.reset(resolve_task_id(store, task_id))
     say(f"task {task.id} reset: it is {task.status} again (attempts so far: {task.attempt})")
+
+
+FOLLOW_POLL_SECONDS = 0.5
+
+
+@app.command("logs")
+def logs_command(
+    ctx: typer.Context,
+    task_id: IdArg,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the task ends.")
+    ] = False,
+    attempt: Annotated[int | None, typer.Option(help="Only this attempt's output.")] = None,
+) -> None:
+    """Print a task's console output (and the agent's lines about it), oldest first."""
+    with cli_context(ctx).store() as store:
+        found = resolve_task_id(store, task_id)
+        after = 0
+        while True:
+            lines = store.outputs.logs(found, after=after, attempt=attempt)
+            for line in lines:
+                sys.stdout.write(line.text)
+            sys.stdout.flush()
+            if lines:
+                after = lines[-1].seq
+                continue
+            if not follow or store.tasks.get(found).status in FINAL_STATUSES:
+                # One more read: lines written just before the end are not lost.
+                rest = store.outputs.logs(found, after=after, attempt=attempt)
+                sys.stdout.write("".join(line.text for line in rest))
+                return
+            time.sleep(FOLLOW_POLL_SECONDS)
+
+
+@app.command("abort")
+def abort_command(ctx: typer.Context, task_id: IdArg) -> None:
+    """Stop a running task (its agent stops it), or take a queued one out of its queue."""
+    with cli_context(ctx).store() as store:
+        found = resolve_task_id(store, task_id)
+        task = store.tasks.get(found)
+        if task.status is TaskStatus.QUEUED:
+            store.queues.dequeue(found)
+            say(f"task {found} was queued: taken out of {task.queue}, it is a draft again")
+        elif task.status is TaskStatus.RUNNING:
+            store.leases.request_stop(found)
+            say(f"task {found}: stop requested; {task.worker or 'its run'} stops it")
+        else:
+            raise InvalidInput(f"task {found} is {task.status}: there is nothing to abort")

@@ -275,7 +275,7 @@ def test_a_script_outside_any_repository_stores_its_own_text(
     assert task.status is TaskStatus.COMPLETED
 
 
-def test_the_readme_example_runs_and_is_listed(
+def test_the_train_example_runs_and_is_listed(
     tmp_path: Path, script_env: dict[str, str], db: Store
 ) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "train.py"

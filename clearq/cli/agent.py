@@ -1,0 +1,115 @@
+"""``clearq agent``: turn this machine into capacity for some queues."""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from clearq.cli.context import cli_context
+from clearq.config import Settings
+from clearq.models import ClaimOrder
+from clearq.runtime import Agent, AgentOptions, Executor, ExecutorConfig, SystemInterpreter
+from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
+from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
+from clearq.runtime.gpu_metrics import GpuReader
+from clearq.runtime.gpus import parse_gpus
+from clearq.runtime.taskenv import EnvProvider
+
+
+def agent_command(
+    ctx: typer.Context,
+    queue: Annotated[
+        list[str],
+        typer.Option("--queue", "-q", help="A queue to serve (repeatable; order matters)."),
+    ],
+    order: Annotated[
+        ClaimOrder, typer.Option(help="strict: earlier queues first; round-robin: take turns.")
+    ] = ClaimOrder.STRICT,
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (host:NAME); default agent-<pid>.")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="GPUs this agent owns: 0,1 or all.", show_default=False)
+    ] = None,
+    cpu_only: Annotated[bool, typer.Option("--cpu-only", help="Hide every GPU.")] = False,
+    dynamic_gpus: Annotated[
+        bool,
+        typer.Option(
+            "--dynamic-gpus", help="Hand each task distinct GPUs as its queue asks (--gpus)."
+        ),
+    ] = False,
+    services_mode: Annotated[
+        int, typer.Option("--services-mode", min=0, help="Run up to N tasks at once.")
+    ] = 0,
+    once: Annotated[bool, typer.Option("--once", help="Run one task, then exit.")] = False,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(help="Exit after this many seconds with nothing to do.", min=0),
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds running tasks get to end when the agent stops.")
+    ] = DEFAULT_SHUTDOWN_GRACE_SECONDS,
+    stop_grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL when stopping a task.")
+    ] = DEFAULT_STOP_GRACE_SECONDS,
+    skip_env: Annotated[
+        bool,
+        typer.Option("--skip-env", help="Run tasks with this agent's own Python; install nothing."),
+    ] = False,
+    keep_workspaces: Annotated[
+        bool, typer.Option("--keep-workspaces", help="Keep each run's folder (debugging).")
+    ] = False,
+) -> None:
+    """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
+    devices = parse_gpus(gpus, cpu_only=cpu_only, detected=_detected(gpus))
+    if dynamic_gpus and not devices:
+        raise typer.BadParameter("--dynamic-gpus needs the devices to share: give --gpus")
+    options = AgentOptions(
+        queues=tuple(queue),
+        order=order,
+        name=name,
+        gpus=devices,
+        dynamic_gpus=dynamic_gpus,
+        services=services_mode,
+        once=once,
+        idle_exit=idle_exit,
+        shutdown_grace=grace,
+    )
+    context = cli_context(ctx)
+    settings = context.settings()
+    with context.store() as store:
+        executor = Executor(
+            store,
+            SystemInterpreter() if skip_env else _host_envs(settings),
+            ExecutorConfig(
+                home=settings.home_dir,
+                database_url=settings.resolved_database_url,
+                worker=worker_id(name),
+                stop_grace=stop_grace,
+                keep_workspaces=keep_workspaces,
+            ),
+        )
+        agent = Agent(store, executor, options)
+        _stop_on_signals(agent)
+        raise typer.Exit(agent.run())
+
+
+def _host_envs(settings: Settings) -> EnvProvider:
+    from clearq.runtime.hostenvs import HostEnvs
+
+    return HostEnvs.from_settings(settings)
+
+
+def _detected(gpus: str | None) -> int:
+    return GpuReader.device_count() if gpus is not None and gpus.strip() == "all" else 0
+
+
+def _stop_on_signals(agent: Agent) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        agent.request_stop()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)

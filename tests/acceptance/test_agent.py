@@ -1,0 +1,385 @@
+"""``clearq agent`` as a user runs it: real processes, real git, a real store.
+
+These tests use ``--skip-env`` (the agent's own Python) so that they prove the agent's
+mechanics quickly; ``test_agent_envs.py`` runs tasks in real, cached environments.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from clearq.errors import LeaseLost
+from clearq.models import Fence, Script, TaskSpec, TaskStatus
+from clearq.scheduler import Store
+from clearq.scheduler.schema import task_scalars
+from tests.acceptance.conftest import CLEARQ, Cli
+
+JOB = """
+import json, os, sys, time
+from clearq import Task
+
+task = Task.init()
+params = task.connect({"sleep": 0.0, "marks": "", "fail": 0})
+mark = {
+    "name": task.name,
+    "attempt": int(os.environ["CLEARQ_ATTEMPT"]),
+    "pid": os.getpid(),
+    "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "start": time.time(),
+}
+print(f"{task.name} starts", flush=True)
+time.sleep(params["sleep"])
+mark["end"] = time.time()
+if params["marks"]:
+    with open(params["marks"], "a") as f:
+        f.write(json.dumps(mark) + "\\n")
+task.get_logger().report_scalar("phase", "end", mark["attempt"], 0)
+task.flush()
+print(f"{task.name} ends", flush=True)
+sys.exit(params["fail"])
+"""
+
+WAIT_SECONDS = 60
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, str]:
+    """A bare origin holding job.py; returns (origin, commit)."""
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "job.py").write_text(JOB)
+    _git(work, "add", ".")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "job")
+    _git(work, "push", "-q", "origin", "HEAD")
+    return origin, _git(work, "rev-parse", "HEAD")
+
+
+def job(
+    store: Store,
+    repo: tuple[Path, str],
+    name: str,
+    queue: str | None = None,
+    *,
+    marks: Path | None = None,
+    sleep: float = 0.0,
+    fail: int = 0,
+    **script: object,
+) -> uuid.UUID:
+    """Create (and enqueue) a task running job.py from the repo."""
+    origin, commit = repo
+    fields: dict[str, object] = {"entry_point": "job.py", **script}
+    code = Script(repository=str(origin), commit=commit, **fields)  # type: ignore[arg-type]
+    parameters = {
+        "General/sleep": str(sleep),
+        "General/marks": str(marks or ""),
+        "General/fail": str(fail),
+    }
+    task_id = store.tasks.create(
+        TaskSpec(project="agent", name=name, script=code, parameters=parameters)
+    ).id
+    if queue is not None:
+        store.queues.enqueue(task_id, queue)
+    return task_id
+
+
+class Agents:
+    """``clearq agent`` processes started by a test, stopped at its end."""
+
+    def __init__(self, cli: Cli, logs: Path) -> None:
+        self._cli = cli
+        self._logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with (self._logs / f"agent-{len(self.started)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [str(CLEARQ), "agent", "--skip-env", *args],
+                env={**self._cli.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append(proc)
+        return proc
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run an agent to its end (give --once or --idle-exit); its output."""
+        proc = self.start(*args, env=env)
+        assert proc.wait(timeout=WAIT_SECONDS * 2) == 0, self.output(len(self.started) - 1)
+        return self.output(len(self.started) - 1)
+
+    def output(self, index: int) -> str:
+        return (self._logs / f"agent-{index}.log").read_text()
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def agents(cli: Cli, tmp_path: Path) -> Iterator[Agents]:
+    running = Agents(cli, tmp_path)
+    yield running
+    running.stop_all()
+
+
+def wait_for(store: Store, task_id: uuid.UUID, statuses: Sequence[TaskStatus]) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (status := store.tasks.get(task_id).status) not in statuses:
+        assert time.monotonic() < deadline, f"task {task_id} is still {status}"
+        time.sleep(0.1)
+
+
+def wait_for_log(store: Store, task_id: uuid.UUID, text: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while text not in logs_of(store, task_id):
+        assert time.monotonic() < deadline, f"task {task_id} never logged {text!r}"
+        time.sleep(0.1)
+
+
+def read_marks(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def started_order(store: Store, ids: Sequence[uuid.UUID]) -> list[str]:
+    """Task names in the order their runs started."""
+    tasks = [store.tasks.get(i) for i in ids]
+    assert all(t.started_at is not None for t in tasks)
+    return [t.name for t in sorted(tasks, key=lambda t: (t.started_at, t.name))]
+
+
+def logs_of(store: Store, task_id: uuid.UUID) -> str:
+    return "".join(line.text for line in store.outputs.logs(task_id))
+
+
+def test_strict_order_drains_the_first_queue_first(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    for q in ("a", "b"):
+        store.queues.create(q)
+    ids = [job(store, repo, n, n[0]) for n in ("a1", "b1", "a2", "b2")]
+    agents.run("-q", "a", "-q", "b", "--order", "strict", "--idle-exit", "1")
+    assert started_order(store, ids) == ["a1", "a2", "b1", "b2"]
+    assert all(store.tasks.get(i).status is TaskStatus.COMPLETED for i in ids)
+
+
+def test_round_robin_takes_turns(store: Store, repo: tuple[Path, str], agents: Agents) -> None:
+    for q in ("a", "b"):
+        store.queues.create(q)
+    ids = [job(store, repo, n, n[0]) for n in ("a1", "a2", "b1", "b2")]
+    agents.run("-q", "a", "-q", "b", "--order", "round-robin", "--idle-exit", "1")
+    assert started_order(store, ids) == ["a1", "b1", "a2", "b2"]
+
+
+def test_a_run_reports_its_logs_scalars_and_runtime(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "reporter", "q")
+    out = agents.run("-q", "q", "--once")
+    assert f"task {task_id} completed" in out
+    task = store.tasks.get(task_id)
+    assert (task.status, task.exit_code, task.attempt) == (TaskStatus.COMPLETED, 0, 1)
+    log = logs_of(store, task_id)
+    assert "reporter starts\nreporter ends\n" in log
+    assert "attempt 1 of task" in log  # the agent's own line
+    assert [(s.title, s.series, s.last) for s in store.outputs.summary(task_id)] == [
+        ("phase", "end", 1.0)
+    ]
+    assert task.runtime["env"]["key"] == "system"
+    assert task.runtime["worker"] == task.worker
+
+
+def test_abort_stops_a_running_task(
+    cli: Cli, store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "long", "q", sleep=120)
+    agent = agents.start("-q", "q", "--idle-exit", "3", "--stop-grace", "2")
+    wait_for_log(store, task_id, "long starts")
+    assert "stop requested" in cli.run("task", "abort", str(task_id)).stdout
+    wait_for(store, task_id, [TaskStatus.STOPPED])
+    task = store.tasks.get(task_id)
+    assert task.status_reason == "stop requested"
+    assert agent.wait(timeout=WAIT_SECONDS) == 0  # the agent went on, then idled out
+
+
+def test_sigterm_requeues_the_running_task_at_the_front(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    running = job(store, repo, "long", "q", sleep=120)
+    agent = agents.start("-q", "q", "--grace", "0.5", "--stop-grace", "2")
+    wait_for(store, running, [TaskStatus.RUNNING])
+    waiting = job(store, repo, "next", "q")
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=WAIT_SECONDS) == 0
+    task = store.tasks.get(running)
+    assert task.status is TaskStatus.QUEUED
+    assert task.finished_at is None
+    assert [e.task_id for e in store.queues.entries("q")] == [running, waiting]
+    assert store.workers.list() == []
+
+
+def test_a_killed_agents_task_is_completed_once_by_another(
+    store: Store, repo: tuple[Path, str], agents: Agents, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    marks = tmp_path / "marks.jsonl"
+    task_id = job(store, repo, "survivor", "q", marks=marks, sleep=4)
+    short = {"CLEARQ_LEASE_SECONDS": "1.5"}
+    first = agents.start("-q", "q", "--name", "first", env=short)
+    wait_for_log(store, task_id, "survivor starts")
+    old = store.tasks.get(task_id)
+    first.kill()  # SIGKILL: no chance to requeue or finish anything
+    first.wait()
+    out = agents.run("-q", "q", "--name", "second", "--once", env=short)
+    assert f"task {task_id} completed" in out
+    task = store.tasks.get(task_id)
+    assert (task.status, task.attempt, task.worker) == (TaskStatus.COMPLETED, 2, task.worker)
+    assert task.worker is not None
+    assert task.worker.endswith(":second")
+    # The first attempt's orphaned process ends on its own; what it writes is refused.
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(read_marks(marks) if marks.exists() else []) < 2:
+        assert time.monotonic() < deadline, "the orphaned first attempt never ended"
+        time.sleep(0.2)
+    time.sleep(1.5)  # its last (refused) writes
+    with store.db.read() as conn:
+        ends = (
+            conn.execute(sa.select(task_scalars.c.attempt).where(task_scalars.c.task_id == task_id))
+            .scalars()
+            .all()
+        )
+    assert ends == [2]
+    assert store.tasks.get(task_id).status is TaskStatus.COMPLETED
+    with pytest.raises(LeaseLost):  # the first agent's fence, were it to write now
+        store.outputs.append_logs(
+            Fence(task_id=task_id, attempt=old.attempt, worker=old.worker), [("stdout", "late")]
+        )
+
+
+def test_services_mode_runs_tasks_at_once_as_sub_workers(
+    store: Store, repo: tuple[Path, str], agents: Agents, tmp_path: Path
+) -> None:
+    store.queues.create("services")
+    marks = tmp_path / "marks.jsonl"
+    ids = [job(store, repo, f"s{i}", "services", marks=marks, sleep=2) for i in range(3)]
+    agents.run("-q", "services", "--services-mode", "3", "--idle-exit", "1")
+    runs = read_marks(marks)
+    assert len(runs) == 3
+    assert max(r["start"] for r in runs) < min(r["end"] for r in runs)  # type: ignore[type-var]
+    workers = {store.tasks.get(i).worker for i in ids}
+    assert len(workers) == 3
+
+
+def test_dynamic_gpus_never_hand_one_device_to_two_tasks(
+    store: Store, repo: tuple[Path, str], agents: Agents, tmp_path: Path
+) -> None:
+    store.queues.create("two", gpus=2)
+    store.queues.create("one", gpus=1)
+    marks = tmp_path / "marks.jsonl"
+    for i in range(2):
+        job(store, repo, f"two{i}", "two", marks=marks, sleep=1)
+    for i in range(3):
+        job(store, repo, f"one{i}", "one", marks=marks, sleep=1)
+    agents.run(
+        "-q",
+        "two",
+        "-q",
+        "one",
+        "--gpus",
+        "0,1,2",
+        "--dynamic-gpus",
+        "--services-mode",
+        "3",
+        "--idle-exit",
+        "1",
+    )
+    runs = read_marks(marks)
+    assert len(runs) == 5
+    for run in runs:
+        devices = str(run["gpus"]).split(",")
+        assert len(devices) == (2 if str(run["name"]).startswith("two") else 1)
+    for a in runs:
+        for b in runs:
+            overlap = a["start"] < b["end"] and b["start"] < a["end"]  # type: ignore[operator]
+            if a is not b and overlap:
+                assert not set(str(a["gpus"]).split(",")) & set(str(b["gpus"]).split(","))
+
+
+def test_bad_tasks_fail_with_their_reason_and_the_agent_goes_on(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    bad_diff = job(
+        store, repo, "bad diff", "q", diff="--- a/nope.py\n+++ b/nope.py\n@@ -1 +1 @@\n-x\n+y\n"
+    )
+    no_entry = job(store, repo, "no entry", "q", entry_point="missing.py")
+    commit = repo[1]
+    unreachable = store.tasks.create(
+        TaskSpec(
+            project="agent",
+            name="unreachable",
+            script=Script(
+                repository="https://127.0.0.1:9/nobody/nothing.git",
+                commit=commit,
+                entry_point="job.py",
+            ),
+        )
+    ).id
+    store.queues.enqueue(unreachable, "q")
+    failing = job(store, repo, "exits 3", "q", fail=3)
+    good = job(store, repo, "good", "q")
+    agents.run("-q", "q", "--idle-exit", "1")
+    reasons = {
+        i: store.tasks.get(i).status_reason for i in (bad_diff, no_entry, unreachable, failing)
+    }
+    assert all(store.tasks.get(i).status is TaskStatus.FAILED for i in reasons)
+    assert reasons[bad_diff].startswith("workspace failed: workspace diff failed")
+    assert "missing.py" in reasons[no_entry]
+    assert reasons[unreachable].startswith("workspace failed: workspace clone failed")
+    assert reasons[failing] == "exited with code 3"
+    assert store.tasks.get(good).status is TaskStatus.COMPLETED
+    assert "workspace diff failed" in logs_of(store, bad_diff)
+
+
+def test_workers_and_logs_commands(
+    cli: Cli, store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "watched", "q", sleep=3)
+    agent = agents.start("-q", "q", "--name", "w1", "--idle-exit", "2")
+    wait_for(store, task_id, [TaskStatus.RUNNING])
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        [worker] = cli.json("workers")
+        if worker["metrics"] is not None:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert worker["id"].endswith(":w1")
+    assert worker["queues"] == ["q"]
+    assert worker["tasks"] == [str(task_id)]
+    assert worker["metrics"]["metrics"]["memory_total"] > 0
+    followed = cli.run("task", "logs", str(task_id), "--follow").stdout
+    assert "watched starts\n" in followed
+    assert "watched ends\n" in followed
+    assert agent.wait(timeout=WAIT_SECONDS) == 0
+    assert cli.json("workers") == []

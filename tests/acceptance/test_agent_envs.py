@@ -1,0 +1,185 @@
+"""The quick start's flow end to end, in real environments built from the package index.
+
+A script with an uncommitted edit, an untracked module and a third-party requirement
+runs by hand (``Task.init`` captures it), is cloned with overridden parameters and
+enqueued; ``clearq agent`` rebuilds its code and a fresh venv and runs it; the second
+clone reuses that venv from the cache.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
+from clearq.scheduler import Store
+from tests.acceptance.conftest import CLEARQ, Cli
+
+TRAIN = """
+import argparse
+import yaml
+from clearq import Task
+from helper import describe
+
+task = Task.init(project_name="quick", task_name="train")
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+args = parser.parse_args()
+config = task.connect({"epochs": 2})
+print(describe(args.lr, config["epochs"]), "yaml from", yaml.__file__)
+for epoch in range(config["epochs"]):
+    task.get_logger().report_scalar("loss", "train", args.lr / (epoch + 1), epoch)
+"""
+CLONE = """
+import sys
+from clearq import Task
+
+base = Task.get_task(project_name="quick", task_name="train")
+child = Task.clone(base, name=sys.argv[1])
+child.set_parameters({"Args/lr": 0.7, "General/epochs": 3})
+Task.enqueue(child, "default")
+print(child.id)
+"""
+AGENT_TIMEOUT = 600
+EDIT = "# edited after the commit"
+HELPER = "def describe(lr, epochs):\n    return f'lr={lr} epochs={epochs}'\n"
+YAML = f"PyYAML=={metadata.version('PyYAML')}"
+"""A third-party requirement the test's own interpreter has, to run the script by hand."""
+
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "requirements.txt").write_text(f"{YAML}\n")
+    (work / "train.py").write_text(TRAIN)
+    _git(work, "add", ".")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
+    _git(work, "push", "-q", "origin", "HEAD")
+    # An uncommitted edit and an untracked module the script imports.
+    (work / "train.py").write_text(
+        TRAIN.replace("config = ", "# edited after the commit\nconfig = ")
+    )
+    (work / "helper.py").write_text(
+        "def describe(lr, epochs):\n    return f'lr={lr} epochs={epochs}'\n"
+    )
+    return work
+
+
+def _python(cli: Cli, work: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=work,
+        env=dict(cli.env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _agent(cli: Cli, *args: str) -> str:
+    done = subprocess.run(
+        [str(CLEARQ), "agent", *args],
+        env=dict(cli.env),
+        capture_output=True,
+        text=True,
+        timeout=AGENT_TIMEOUT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_quick_start_flow_runs_a_clone_in_a_cached_venv(
+    cli: Cli, store: Store, project: Path
+) -> None:
+    store.queues.create("default")
+    _python(cli, project, "train.py", "--lr", "0.2")
+    [captured] = store.tasks.list()
+    assert captured.status is TaskStatus.COMPLETED
+    assert "edited after the commit" in captured.script.diff
+    assert [f.path for f in captured.script.untracked] == ["helper.py"]
+    assert captured.env.requirements == (YAML,)
+
+    first = uuid.UUID(_python(cli, project, "-c", CLONE, "first").strip())
+    out = _agent(cli, "-q", "default", "--once")
+    assert f"task {first} completed" in out
+    task = store.tasks.get(first)
+    assert task.status is TaskStatus.COMPLETED, task.status_reason
+    log = "".join(line.text for line in store.outputs.logs(first))
+    assert "lr=0.7 epochs=3" in log  # the overrides, argparse and connect() alike
+    env_folder = str(Path(cli.env["CLEARQ_HOME"]) / "envs")
+    assert f"yaml from {env_folder}" in log  # from the task's own venv, not the agent's
+    assert [p.value for p in store.outputs.scalars(first, title="loss")] == pytest.approx(
+        [0.7, 0.35, 0.7 / 3]
+    )
+    assert task.runtime["env"]["hit"] is False
+    assert task.runtime["env"]["build_seconds"] > 0
+
+    second = uuid.UUID(_python(cli, project, "-c", CLONE, "second").strip())
+    _agent(cli, "-q", "default", "--once")
+    again = store.tasks.get(second)
+    assert again.status is TaskStatus.COMPLETED, again.status_reason
+    assert again.runtime["env"]["hit"] is True
+    assert again.runtime["env"]["key"] == task.runtime["env"]["key"]
+
+
+def test_a_package_that_does_not_exist_fails_the_task_and_the_agent_goes_on(
+    cli: Cli, store: Store, tmp_path: Path
+) -> None:
+    store.queues.create("default")
+    script = tmp_path / "job.py"
+    script.write_text("print('ran')\n")
+    code = Script(source=script.read_text(), entry_point="job.py")
+    bad = store.tasks.create(
+        TaskSpec(
+            project="p",
+            name="bad",
+            script=code,
+            env=EnvSpec(requirements=("clearq-no-such-package-zz==1.0",)),
+        )
+    ).id
+    good = store.tasks.create(TaskSpec(project="p", name="good", script=code)).id
+    store.queues.enqueue(bad, "default")
+    store.queues.enqueue(good, "default")
+    _agent(cli, "-q", "default", "--idle-exit", "1")
+    failed = store.tasks.get(bad)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.status_reason.startswith("environment failed:")
+    assert "clearq-no-such-package-zz" in failed.status_reason
+    assert store.tasks.get(good).status is TaskStatus.COMPLETED
+    assert "ran\n" in "".join(line.text for line in store.outputs.logs(good))
+
+
+def test_the_readme_quickstart_demo(cli: Cli, store: Store) -> None:
+    """The README's first command, after its install step: ``python examples/quickstart.py``."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
+    for attempt in ("first", "second"):
+        done = subprocess.run(
+            [sys.executable, str(demo)],
+            env=dict(cli.env),
+            capture_output=True,
+            text=True,
+            timeout=AGENT_TIMEOUT,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "status: completed" in done.stdout, attempt
+        assert "lr=0.2 epochs=40" in done.stdout
+        assert ("reused from the cache" in done.stdout) is (attempt == "second")
+    clones = store.tasks.list(project="quickstart", name="lr=0.2")
+    assert [t.status for t in clones] == [TaskStatus.COMPLETED] * 2
+    assert clones[0].parameters["Args/lr"] == "0.2"
