@@ -220,6 +220,19 @@ def test_abort_stops_a_running_task(
     assert agent.wait(timeout=WAIT_SECONDS) == 0  # the agent went on, then idled out
 
 
+def test_a_task_past_its_maximum_run_time_is_stopped(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "slow", sleep=120)
+    store.tasks.edit(task_id, max_run_seconds=1.5)
+    store.queues.enqueue(task_id, "q")
+    agents.run("-q", "q", "--once", "--stop-grace", "2")
+    task = store.tasks.get(task_id)
+    assert task.status is TaskStatus.STOPPED
+    assert task.status_reason == "ran longer than its maximum of 1.5 s"
+
+
 def test_sigterm_requeues_the_running_task_at_the_front(
     store: Store, repo: tuple[Path, str], agents: Agents
 ) -> None:
@@ -364,7 +377,7 @@ def test_workers_and_logs_commands(
     cli: Cli, store: Store, repo: tuple[Path, str], agents: Agents
 ) -> None:
     store.queues.create("q")
-    task_id = job(store, repo, "watched", "q", sleep=3)
+    task_id = job(store, repo, "watched", "q", sleep=6)
     agent = agents.start("-q", "q", "--name", "w1", "--idle-exit", "2")
     wait_for(store, task_id, [TaskStatus.RUNNING])
     deadline = time.monotonic() + WAIT_SECONDS
@@ -381,5 +394,9 @@ def test_workers_and_logs_commands(
     followed = cli.run("task", "logs", str(task_id), "--follow").stdout
     assert "watched starts\n" in followed
     assert "watched ends\n" in followed
+    # The task's own process tree, sampled while it ran (every 5 s).
+    monitor = store.outputs.scalars(task_id, title="monitor")
+    assert {p.series for p in monitor} == {"cpu_percent", "memory_mb"}
+    assert all(p.value > 0 for p in monitor if p.series == "memory_mb")
     assert agent.wait(timeout=WAIT_SECONDS) == 0
     assert cli.json("workers") == []

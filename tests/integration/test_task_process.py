@@ -88,3 +88,23 @@ def _alive(pid: int) -> bool:
             return f.read().split(") ")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_machine_metrics_without_a_gpu_library_have_no_gpu_fields_and_no_error(
+    tmp_path: Path,
+) -> None:
+    from clearq.runtime.gpu_metrics import GpuReader
+    from clearq.runtime.monitor import MachineMonitor
+
+    monitor = MachineMonitor(disk_path=tmp_path)
+    first = monitor.sample()
+    time.sleep(0.2)
+    second = monitor.sample()
+    monitor.close()
+    assert first.disk_read_bps is None  # a rate needs two samples
+    assert second.disk_read_bps is not None
+    assert second.memory_total is not None
+    assert second.memory_used is not None
+    assert 0 < second.memory_used <= second.memory_total
+    assert second.disk_free is not None
+    assert len(second.gpus) == GpuReader.device_count()  # none on a machine without NVML
