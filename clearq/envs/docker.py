@@ -35,17 +35,16 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from clearq.config import Settings, find_ca_bundle, package_index_environment
 from clearq.envs import docker_bootstrap
 from clearq.envs.docker_args import (
     check_image_name,
     check_system_packages,
     parse_docker_args,
 )
-from clearq.envs.docker_deps import agent_clearq, checked_requirements, index_args
+from clearq.envs.docker_config import DockerConfig, DockerTask
+from clearq.envs.docker_deps import checked_requirements, index_args
 from clearq.envs.docker_run import DockerRun
 from clearq.envs.docker_spec import ContainerEngine, ContainerSpec, Mount
 from clearq.errors import ContainerError, DockerArgsRefused
@@ -69,8 +68,9 @@ CONTAINER_ENVS = f"{CONTAINER_ROOT}/envs"
 CONTAINER_BOOTSTRAP = f"{CONTAINER_ROOT}/bootstrap.py"
 CONTAINER_CA_BUNDLE = f"{CONTAINER_ROOT}/certs/ca-certificates.crt"
 CONTAINER_LIB = f"{CONTAINER_ROOT}/lib"
-DEFAULT_NETWORK_MODE = "host"
 _KEY_VERSION = 1
+_PYTHON_PROBE = "import sys; sys.exit(sys.version_info < (3, 7))"
+_PROBE_SECONDS = 60.0
 _DROPPED_VARIABLES = ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")
 """The host's GPU numbering means nothing inside: the device requests choose the GPUs."""
 _EXIT_REASONS = {
@@ -87,71 +87,6 @@ def describe_exit(code: int) -> str | None:
     return _EXIT_REASONS.get(code)
 
 
-@dataclass(frozen=True, kw_only=True)
-class DockerConfig:
-    """How an agent runs containers; ``from_settings`` fills it from clearq's settings."""
-
-    envs_dir: Path
-    """The env cache folder on the host, mounted at /clearq/envs."""
-    default_image: str | None = None
-    volume_roots: tuple[Path, ...] = ()
-    stop_grace_seconds: float = 10.0
-    network_mode: str = DEFAULT_NETWORK_MODE
-    pull: bool = True
-    """Pull an image that is not on the machine before giving up."""
-    carried_environment: Mapping[str, str] = field(default_factory=dict)
-    """Package index settings passed in as they are (``PIP_INDEX_URL``, ...)."""
-    ca_bundle: Path | None = None
-    clearq_package: Path | None = None
-    """The agent's ``clearq`` package folder, mounted for tasks to import; None: not."""
-    clearq_requirements: tuple[str, ...] = ()
-    """clearq's own dependencies, installed into every venv along with the task's."""
-    system_site_packages: bool = True
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        environ: Mapping[str, str] | None = None,
-        *,
-        with_clearq: bool = True,
-    ) -> DockerConfig:
-        """The agent's Docker settings, package index variables and CA bundle."""
-        package, requirements = agent_clearq() if with_clearq else (None, ())
-        return cls(
-            envs_dir=settings.docker_envs_dir,
-            default_image=settings.docker_image,
-            volume_roots=settings.docker_volume_roots,
-            stop_grace_seconds=settings.docker_stop_grace_seconds,
-            carried_environment=package_index_environment(environ),
-            ca_bundle=find_ca_bundle(settings, environ),
-            clearq_package=package,
-            clearq_requirements=requirements,
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class DockerTask:
-    """One task to run in a container."""
-
-    workspace: Path
-    """The task's code on the host (mounted read-write at /clearq/workspace)."""
-    command: tuple[str, ...]
-    """The argv to run in the venv, e.g. ``("python", "train.py", "--lr", "0.1")``."""
-    container: Container = field(default_factory=Container)
-    env: EnvSpec = field(default_factory=EnvSpec)
-    working_dir: str = "."
-    """Relative to the workspace."""
-    environment: Mapping[str, str] = field(default_factory=dict)
-    """Variables from the agent (``CLEARQ_TASK_ID``, the database URL, ...); they win."""
-    gpus: tuple[str, ...] | None = None
-    """GPU ids the agent owns for this task; None or empty: no GPU."""
-    mounts: tuple[Mount, ...] = ()
-    """Extra mounts the agent itself wants (an SQLite database, ...)."""
-    name: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
 class DockerRunner:
     """Starts tasks' containers on a ContainerEngine."""
 
@@ -159,15 +94,19 @@ class DockerRunner:
         """Run on ``engine`` as ``config`` says."""
         self._engine = engine
         self._config = config
+        self._python_checked: set[str] = set()
 
     def start(self, task: DockerTask) -> DockerRun:
         """Start ``task``'s container; raises ContainerError (or a subclass) if it cannot."""
+        if not task.command:
+            raise ContainerError("the task has no command to run in its container")
         image = self._image(task.container)
         extra = parse_docker_args(task.container.arguments, volume_roots=self._config.volume_roots)
         packages = check_system_packages(task.container.system_packages)
         working_dir = _working_dir(task.working_dir)
         requirements = self._requirements(task.env)
         image_id = self._engine.image_id(image, pull=self._config.pull)
+        self._check_python(image, image_id)
         key = self.env_key(image_id, requirements, task.env.index_urls) if requirements else None
         control = Path(tempfile.mkdtemp(prefix="clearq-docker-"))
         try:
@@ -214,6 +153,29 @@ class DockerRunner:
         }
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def _check_python(self, image: str, image_id: str) -> None:
+        """Once per image: the bootstrap runs with the image's python3, 3.7 or later."""
+        if image_id in self._python_checked:
+            return
+        probe = ContainerSpec(
+            image=image,
+            command=("python3", "-I", "-c", _PYTHON_PROBE),
+            network_mode="none",
+            labels={"clearq": "probe"},
+        )
+        handle = self._engine.start(probe)
+        try:
+            said = b"".join(data for _, data in handle.output()).decode(errors="replace")
+            code = handle.wait(_PROBE_SECONDS)
+        finally:
+            handle.remove()
+        if code != 0:
+            raise ContainerError(
+                f"image {image!r} has no usable python3: Docker mode needs python3 (3.7 or "
+                f"later) on the image's PATH to prepare and run the task ({said.strip()})"
+            )
+        self._python_checked.add(image_id)
 
     def _image(self, container: Container) -> str:
         image = container.image or self._config.default_image

@@ -47,6 +47,8 @@ EXIT_ENVIRONMENT = 252
 EXIT_COMMAND = 253
 """The task's command could not be started (not found, not executable)."""
 
+CLEARQ_PYTHON = (3, 11)
+"""The oldest Python the agent's clearq (put on PYTHONPATH) imports on."""
 READY_MARKER = ".clearq-ready"
 """Written into a venv as the last step of its build."""
 
@@ -182,6 +184,8 @@ def main(argv: list[str]) -> int:
         install_system_packages(list(plan.get("system_packages", [])))
         run_setup_script(plan.get("setup_script"), plan["working_dir"])
         venv = prepare_environment(plan) if plan.get("key") else None
+        if plan.get("pythonpath") and sys.version_info < CLEARQ_PYTHON:
+            say(f"warning: clearq needs Python 3.11 or later and this image has {sys.version}")
         return run_command(plan, venv)
     except StepFailed as e:
         say(str(e))

@@ -49,7 +49,10 @@ class DockerRun:
         return self.handle.id
 
     def logs(self) -> Iterator[tuple[str, str]]:
-        """``(stream, text)`` pieces as written, line by line, until the container ends."""
+        """``(stream, text)`` pieces as written, line by line, until the container ends.
+
+        Each call follows the output from the container's start again.
+        """
         decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in _STREAMS}
         pending = dict.fromkeys(_STREAMS, "")
         for stream, data in self.handle.output():

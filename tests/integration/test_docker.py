@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import socket
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from clearq.envs.docker import DockerConfig, DockerRunner, DockerTask, describe_
 from clearq.envs.docker_bootstrap import EXIT_SETUP_SCRIPT
 from clearq.envs.docker_engine import DockerEngine
 from clearq.envs.docker_run import DockerRun
-from clearq.errors import DockerArgsRefused, ImageNotFound
+from clearq.errors import ContainerError, DockerArgsRefused, ImageNotFound
 from clearq.models import Container, EnvSpec
 from tests.integration.conftest import DOCKER_TEST_IMAGE
 
@@ -270,3 +272,28 @@ def test_unsafe_docker_arguments_are_refused_before_any_container_starts(
     with pytest.raises(DockerArgsRefused):
         _runner(docker_engine, tmp_path).start(task)
     assert docker_client.containers.list(all=True, filters={"name": task.name}) == []
+
+
+def test_an_image_without_python_says_what_it_needs(
+    docker_engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("README")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"empty"))
+    docker_client.api.import_image_from_data(
+        archive.getvalue(), repository="clearq-test-no-python", tag="latest"
+    )
+    task = DockerTask(
+        workspace=_workspace(tmp_path),
+        command=("python3", "main.py"),
+        container=Container(image="clearq-test-no-python:latest"),
+        name=f"clearq-no-python-{tmp_path.name}",
+    )
+    try:
+        with pytest.raises(ContainerError, match="has no usable python3"):
+            _runner(docker_engine, tmp_path).start(task)
+        assert docker_client.containers.list(all=True, filters={"name": task.name}) == []
+    finally:
+        docker_client.images.remove("clearq-test-no-python:latest", force=True)
