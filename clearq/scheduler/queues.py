@@ -242,6 +242,52 @@ class QueueOps:
                 front=front,
             )
 
+    def move_to_queue(self, task_id: uuid.UUID, queue: str) -> Task:
+        """Move a queued task to the back of another queue (its priority kept)."""
+        with self._db.write() as conn:
+            target = queue_row(conn, queue)
+            entry = conn.execute(
+                sa.select(queue_entries).where(queue_entries.c.task_id == task_id).with_for_update()
+            ).first()
+            if entry is None:
+                current = fetch_task(conn, task_id)
+                raise InvalidInput(
+                    f"task {task_id} is {current.status}, not queued: only a queued task moves"
+                )
+            conn.execute(queue_entries.delete().where(queue_entries.c.id == entry.id))
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == task_id)
+                .values(queue_id=target.id, updated_at=db_now())
+            )
+            insert_entry(
+                conn, self._db, queue_id=target.id, task_id=task_id, priority=entry.priority
+            )
+            return fetch_task(conn, task_id)
+
+    def clear(self, queue: str) -> builtins.list[uuid.UUID]:
+        """Take every task out of a queue (each becomes a draft again); their ids."""
+        with self._db.write() as conn:
+            row = queue_row(conn, queue)
+            ids = list(
+                conn.execute(
+                    sa.select(queue_entries.c.task_id)
+                    .where(queue_entries.c.queue_id == row.id)
+                    .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
+                ).scalars()
+            )
+            for task_id in ids:
+                transition(
+                    conn,
+                    task_id,
+                    TaskStatus.CREATED,
+                    expect=TaskStatus.QUEUED,
+                    queued_at=None,
+                    status_reason=f"taken out of {queue!r} when it was cleared",
+                )
+            conn.execute(queue_entries.delete().where(queue_entries.c.queue_id == row.id))
+        return ids
+
     def entries(self, queue: str, *, limit: int = 1000) -> builtins.list[QueueEntry]:
         """The tasks waiting in a queue, in the order they will be claimed."""
         with self._db.read() as conn:

@@ -217,3 +217,31 @@ def test_list_limit_counts_only_tasks_with_the_tags(store: Store) -> None:
         new_task(store, f"plain{i}")
     assert [t.id for t in store.tasks.list(tags=["gpu"], limit=1)] == [tagged]
     assert len(store.tasks.list(limit=2)) == 2
+
+
+def test_move_to_another_queue_keeps_priority_and_goes_last(store: Store) -> None:
+    store.queues.create("a")
+    store.queues.create("b")
+    waiting = queued(store, "b", "waiting", priority=1)
+    moved = queued(store, "a", "moved", priority=1)
+    task = store.queues.move_to_queue(moved, "b")
+    assert (task.status, task.queue) == (TaskStatus.QUEUED, "b")
+    assert [e.task_id for e in store.queues.entries("b")] == [waiting, moved]
+    assert store.queues.entries("a") == []
+    assert store.claimer("w", ["b"]).claim(2)[1].task_id == moved
+    with pytest.raises(NotFound):
+        store.queues.move_to_queue(queued(store, "a"), "nowhere")
+    with pytest.raises(InvalidInput, match="not queued"):
+        store.queues.move_to_queue(new_task(store), "b")
+
+
+def test_clear_turns_every_entry_back_into_a_draft(store: Store) -> None:
+    store.queues.create("a")
+    store.queues.create("b")
+    ids = [queued(store, "a", f"t{i}") for i in range(3)]
+    kept = queued(store, "b")
+    assert store.queues.clear("a") == ids
+    assert store.queues.entries("a") == []
+    assert all(store.tasks.get(i).status is TaskStatus.CREATED for i in ids)
+    assert store.tasks.get(ids[0]).status_reason == "taken out of 'a' when it was cleared"
+    assert [e.task_id for e in store.queues.entries("b")] == [kept]
