@@ -43,7 +43,7 @@ from clearq.envs.docker_args import (
     check_system_packages,
     parse_docker_args,
 )
-from clearq.envs.docker_config import DockerConfig, DockerTask
+from clearq.envs.docker_config import DockerConfig, DockerTask, database_mounts
 from clearq.envs.docker_deps import checked_requirements, index_args
 from clearq.envs.docker_run import DockerRun
 from clearq.envs.docker_spec import ContainerEngine, ContainerSpec, Mount
@@ -58,6 +58,7 @@ __all__ = [
     "DockerRunner",
     "DockerTask",
     "connect_engine",
+    "database_mounts",
     "describe_exit",
 ]
 

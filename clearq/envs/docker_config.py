@@ -11,7 +11,7 @@ from clearq.envs.docker_deps import agent_clearq
 from clearq.envs.docker_spec import Mount
 from clearq.models import Container, EnvSpec
 
-__all__ = ["DEFAULT_NETWORK_MODE", "DockerConfig", "DockerTask"]
+__all__ = ["DEFAULT_NETWORK_MODE", "DockerConfig", "DockerTask", "database_mounts"]
 
 DEFAULT_NETWORK_MODE = "host"
 """The host's network: a task reaches the database at the agent's own URL."""
@@ -80,3 +80,22 @@ class DockerTask:
     """Extra mounts the agent itself wants (an SQLite database, ...)."""
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def database_mounts(database_url: str) -> tuple[Mount, ...]:
+    """Mounts that let a task reach an SQLite database at the agent's own URL.
+
+    The database file's folder is bound read-write at the same path (SQLite writes its
+    journal beside the file). Other databases are reached over the host's network and
+    need none.
+    """
+    if not database_url.startswith(_SQLITE_FILE_PREFIX):
+        return ()
+    path = database_url.removeprefix(_SQLITE_FILE_PREFIX).split("?", 1)[0]
+    if not path or path == ":memory:":
+        return ()
+    folder = Path(path).expanduser().resolve().parent
+    return (Mount(folder, str(folder), read_only=False),)
+
+
+_SQLITE_FILE_PREFIX = "sqlite:///"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
+import sqlite3
 import tarfile
 import threading
 import time
@@ -16,7 +17,13 @@ import docker.errors
 import pytest
 
 from clearq.config import Settings
-from clearq.envs.docker import DockerConfig, DockerRunner, DockerTask, describe_exit
+from clearq.envs.docker import (
+    DockerConfig,
+    DockerRunner,
+    DockerTask,
+    database_mounts,
+    describe_exit,
+)
 from clearq.envs.docker_bootstrap import EXIT_SETUP_SCRIPT
 from clearq.envs.docker_engine import DockerEngine
 from clearq.envs.docker_run import DockerRun
@@ -297,3 +304,32 @@ def test_an_image_without_python_says_what_it_needs(
         assert docker_client.containers.list(all=True, filters={"name": task.name}) == []
     finally:
         docker_client.images.remove("clearq-test-no-python:latest", force=True)
+
+
+def test_the_task_writes_to_the_agents_sqlite_database(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'home' / 'clearq.db'}"
+    (tmp_path / "home").mkdir()
+    with sqlite3.connect(tmp_path / "home" / "clearq.db") as db:
+        db.execute("create table t (x text)")
+    db.close()
+    script = (
+        "import os, sqlite3\n"
+        "path = os.environ['CLEARQ_DATABASE_URL'].removeprefix('sqlite:///')\n"
+        "with sqlite3.connect(path) as db:\n"
+        "    db.execute(\"insert into t values ('from the container')\")\n"
+    )
+    task = DockerTask(
+        workspace=_workspace(tmp_path, script=script),
+        command=("python3", "main.py"),
+        container=IMAGE,
+        environment={"CLEARQ_DATABASE_URL": url},
+        mounts=database_mounts(url),
+    )
+    with _runner(docker_engine, tmp_path).start(task) as run:
+        lines, code = _collect(run)
+    assert code == 0, lines
+    with sqlite3.connect(tmp_path / "home" / "clearq.db") as db:
+        assert db.execute("select x from t").fetchall() == [("from the container",)]
+    db.close()

@@ -11,6 +11,7 @@ from clearq.envs.docker_args import (
     check_system_packages,
     parse_docker_args,
 )
+from clearq.envs.docker_config import database_mounts
 from clearq.envs.docker_deps import checked_requirements, index_args
 from clearq.envs.docker_engine import run_kwargs
 from clearq.envs.docker_spec import ContainerSpec, Mount
@@ -190,3 +191,10 @@ def test_run_kwargs_pass_gpus_as_device_requests_and_nothing_through_a_shell() -
 
 def test_run_kwargs_without_gpus_ask_for_none() -> None:
     assert "device_requests" not in run_kwargs(ContainerSpec(image="img", command=("true",)))
+
+
+def test_an_sqlite_database_folder_is_mounted_at_the_same_path(tmp_path: Path) -> None:
+    [mount] = database_mounts(f"sqlite:///{tmp_path}/db/clearq.db")
+    assert mount == Mount(tmp_path / "db", str(tmp_path / "db"), read_only=False)
+    assert database_mounts("postgresql://u@127.0.0.1/x") == ()
+    assert database_mounts("sqlite://") == ()
