@@ -23,6 +23,7 @@ from clearq.envs.docker import (
     DockerRunner,
     DockerTask,
     connect_engine,
+    database_mounts,
     describe_exit,
 )
 from clearq.envs.docker_run import DockerRun
@@ -73,6 +74,7 @@ __all__ = [
     "canonical_requirement",
     "check_spec",
     "connect_engine",
+    "database_mounts",
     "default_builders",
     "describe_exit",
     "env_key",
