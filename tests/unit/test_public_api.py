@@ -6,7 +6,14 @@ import importlib
 
 import pytest
 
-PACKAGES = ["clearq", "clearq.scheduler", "clearq.sdk", "clearq.runtime", "clearq.envs"]
+PACKAGES = [
+    "clearq",
+    "clearq.scheduler",
+    "clearq.sdk",
+    "clearq.runtime",
+    "clearq.envs",
+    "clearq.automation",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES)
@@ -42,6 +49,7 @@ def test_layers_do_not_import_upwards() -> None:
         "sdk": ("clearq.runtime", "clearq.cli"),
         "envs": ("clearq.scheduler", "clearq.sdk", "clearq.runtime", "clearq.cli"),
         "runtime": ("clearq.cli",),
+        "automation": ("clearq.runtime", "clearq.cli", "clearq.ui"),
     }
     found = []
     for layer, banned in forbidden.items():
