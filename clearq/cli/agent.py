@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from contextlib import ExitStack
 from types import FrameType
 from typing import Annotated
 
@@ -13,10 +14,11 @@ from clearq.config import Settings
 from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, Executor, ExecutorConfig, SystemInterpreter
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
-from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
+from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS, AfterWorkspace
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
 from clearq.runtime.taskenv import EnvProvider
+from clearq.scheduler import Store
 
 
 def agent_command(
@@ -62,6 +64,16 @@ def agent_command(
     keep_workspaces: Annotated[
         bool, typer.Option("--keep-workspaces", help="Keep each run's folder (debugging).")
     ] = False,
+    docker: Annotated[
+        str | None,
+        typer.Option(
+            "--docker",
+            metavar="IMAGE",
+            help="Run every task in a container: the task's image, else IMAGE "
+            "('': CLEARQ_DOCKER_IMAGE).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
     devices = parse_gpus(gpus, cpu_only=cpu_only, detected=_detected(gpus))
@@ -80,18 +92,17 @@ def agent_command(
     )
     context = cli_context(ctx)
     settings = context.settings()
-    with context.store() as store:
-        executor = Executor(
-            store,
-            SystemInterpreter() if skip_env else _host_envs(settings),
-            ExecutorConfig(
-                home=settings.home_dir,
-                database_url=settings.resolved_database_url,
-                worker=worker_id(name),
-                stop_grace=stop_grace,
-                keep_workspaces=keep_workspaces,
-            ),
-        )
+    config = ExecutorConfig(
+        home=settings.home_dir,
+        database_url=settings.resolved_database_url,
+        worker=worker_id(name),
+        stop_grace=stop_grace,
+        keep_workspaces=keep_workspaces,
+    )
+    with context.store() as store, ExitStack() as stack:
+        in_docker = None if docker is None else _docker(store, settings, config, docker, stack)
+        envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
+        executor = Executor(store, envs, config, after_workspace=in_docker)
         agent = Agent(store, executor, options)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
@@ -101,6 +112,17 @@ def _host_envs(settings: Settings) -> EnvProvider:
     from clearq.runtime.hostenvs import HostEnvs
 
     return HostEnvs.from_settings(settings)
+
+
+def _docker(
+    store: Store, settings: Settings, config: ExecutorConfig, image: str, stack: ExitStack
+) -> AfterWorkspace:
+    """Docker mode, checked now: no engine fails the agent's start with the reason."""
+    from clearq.runtime.dockerexec import DockerExecution
+
+    execution = DockerExecution.connect(store, settings, config, image=image.strip() or None)
+    stack.callback(execution.close)
+    return execution
 
 
 def _detected(gpus: str | None) -> int:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from clearq.errors import ClearqError, EnvBuildError, LeaseLost, StoreError
 from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
@@ -47,6 +48,8 @@ class Step(enum.StrEnum):
     SETUP = "setup script"
     ENVIRONMENT = "environment"
     START = "start"
+    CONTAINER = "container"
+    SYSTEM_PACKAGES = "system packages"
 
 
 class StepFailed(ClearqError):
@@ -110,13 +113,43 @@ class ExecutorConfig:
     keep_workspaces: bool = False
 
 
-class Executor:
-    """Runs claimed tasks on this machine, with environments from ``envs``."""
+@dataclass(frozen=True)
+class ReadyTask:
+    """An attempt whose code is rebuilt on the host: what comes after the workspace needs."""
 
-    def __init__(self, store: Store, envs: EnvProvider, config: ExecutorConfig) -> None:
+    task: Task
+    fence: Fence
+    code_dir: Path
+    run_dir: Path
+    gpus: tuple[str, ...] | None
+
+
+class AfterWorkspace(Protocol):
+    """Runs a task past its workspace instead of the host's steps (Docker mode)."""
+
+    def run(self, ready: ReadyTask, control: Control, sink: LogSink) -> Outcome:
+        """Run the task to its end; raise StepFailed for a step that failed."""
+        ...
+
+
+class Executor:
+    """Runs claimed tasks on this machine, with environments from ``envs``.
+
+    With ``after_workspace`` every step after the workspace is handed to it instead.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        envs: EnvProvider,
+        config: ExecutorConfig,
+        *,
+        after_workspace: AfterWorkspace | None = None,
+    ) -> None:
         self._store = store
         self._envs = envs
         self._config = config
+        self._after_workspace = after_workspace
         self._clearq_path = clearq_path_entry(config.home)
 
     def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
@@ -155,6 +188,10 @@ class Executor:
         run_dir = self._workspace(task, code_dir)
         if (early := _before_start(control)) is not None:
             return early
+        if self._after_workspace is not None:
+            devices = tuple(gpus) if gpus is not None else None
+            ready = ReadyTask(task, fence, code_dir, run_dir, devices)
+            return self._after_workspace.run(ready, control, sink)
         if task.container.setup_script.strip():
             self._setup(task, folder, run_dir, gpus, sink, control)
         spec = with_sdk_requirements(task.env)

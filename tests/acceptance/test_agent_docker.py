@@ -1,0 +1,226 @@
+"""``clearq agent --docker IMAGE`` as a user runs it: tasks in containers on a real engine.
+
+A real agent subprocess serves a real store (SQLite and PostgreSQL); each task's code is
+rebuilt on the host and run in a container from the locally built test image (see
+``tests/integration/conftest.py``: without an engine or the image these tests skip, and
+fail under ``CLEARQ_REQUIRE_DOCKER=1``). Every task here asks for the same requirement,
+and the tests share one env cache, so the container venv is built once per session.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from clearq.envs.docker_engine import DockerEngine
+from clearq.models import Container, EnvSpec, Script, TaskSpec, TaskStatus
+from clearq.scheduler import Store
+from tests.acceptance.conftest import CLEARQ, Cli
+from tests.acceptance.test_agent import WAIT_SECONDS, logs_of, wait_for, wait_for_log
+from tests.integration.conftest import DOCKER_TEST_IMAGE
+from tests.integration.conftest import docker_engine as docker_engine  # the shared fixture
+
+TRAIN = """
+import os, sys, time
+import six
+from clearq import Task
+
+task = Task.init()
+params = task.connect({"lr": 0.01, "sleep": 0.0})
+inside = os.path.exists("/.dockerenv") and os.getcwd().startswith("/clearq/workspace")
+print(f"lr={params['lr']} six={six.__version__} in a container: {inside}", flush=True)
+print(f"python {sys.executable}", flush=True)
+task.get_logger().report_scalar("loss", "train", value=params["lr"] * 2, iteration=1)
+task.flush()
+time.sleep(params["sleep"])
+print("train ends", flush=True)
+"""
+
+REQUIREMENTS = EnvSpec(requirements=("six==1.16.0",))
+
+
+def _git(cwd: Path, *args: str) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, str]:
+    """A bare origin holding src/train.py; returns (origin, commit)."""
+    origin, work = tmp_path / "origin.git", tmp_path / "work"
+    _git(tmp_path, "init", "-q", "--bare", str(origin))
+    _git(tmp_path, "clone", "-q", str(origin), str(work))
+    (work / "src").mkdir()
+    (work / "src" / "train.py").write_text(TRAIN)
+    _git(work, "add", ".")
+    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
+    _git(work, "push", "-q", "origin", "HEAD")
+    return origin, _git(work, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One CLEARQ_HOME for the module: the container venv is built once, then reused."""
+    return tmp_path_factory.mktemp("docker-home")
+
+
+@pytest.fixture
+def home_cli(store_url: str, shared_home: Path) -> Cli:
+    """The command on this test's database, with the shared home."""
+    return Cli.for_database(store_url, shared_home)
+
+
+@pytest.fixture
+def containers(docker_engine: DockerEngine) -> Iterator[docker.DockerClient]:
+    """A plain SDK client, to see which containers the agent left behind."""
+    client = docker.from_env(version="auto")
+    yield client
+    client.close()
+
+
+def _task(
+    store: Store,
+    repo: tuple[Path, str],
+    name: str,
+    *,
+    parameters: dict[str, str] | None = None,
+    container: Container | None = None,
+) -> uuid.UUID:
+    origin, commit = repo
+    script = Script(
+        repository=str(origin), commit=commit, entry_point="src/train.py", working_dir="src"
+    )
+    spec = TaskSpec(
+        project="docker",
+        name=name,
+        script=script,
+        env=REQUIREMENTS,
+        container=container or Container(),
+        parameters=parameters or {},
+    )
+    task_id = store.tasks.create(spec).id
+    store.queues.enqueue(task_id, "q")
+    return task_id
+
+
+def _agent(cli: Cli, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [str(CLEARQ), "agent", "-q", "q", "--docker", DOCKER_TEST_IMAGE, *args],
+            env=dict(cli.env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _serve_once(cli: Cli, log: Path) -> str:
+    agent = _agent(cli, log, "--once")
+    try:
+        code = agent.wait(timeout=WAIT_SECONDS * 2)
+    finally:
+        agent.kill()
+        agent.wait()
+    output = log.read_text()
+    assert code == 0, output
+    return output
+
+
+def _left_behind(client: docker.DockerClient, task_id: uuid.UUID) -> list[str]:
+    found = client.containers.list(all=True, filters={"label": f"clearq.task={task_id}"})
+    return [c.id for c in found]
+
+
+def test_a_task_runs_in_its_container_with_its_parameters_and_requirements(
+    home_cli: Cli,
+    store: Store,
+    repo: tuple[Path, str],
+    containers: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    store.queues.create("q")
+    task_id = _task(store, repo, "train", parameters={"General/lr": "0.5"})
+    output = _serve_once(home_cli, tmp_path / "agent.log")
+    assert f"task {task_id} completed" in output
+    task = store.tasks.get(task_id)
+    assert (task.status, task.exit_code) == (TaskStatus.COMPLETED, 0)
+    log = logs_of(store, task_id)
+    assert "lr=0.5 six=1.16.0 in a container: True" in log
+    key = task.runtime["env"]["key"]
+    assert f"python /clearq/envs/{key}/bin/python" in log
+    assert [(s.title, s.series, s.last) for s in store.outputs.summary(task_id)] == [
+        ("loss", "train", 1.0)
+    ]
+    assert task.runtime["docker"]["image"] == DOCKER_TEST_IMAGE
+    assert task.runtime["env"]["hit"] in (True, False)  # the bootstrap's own word
+    assert task.runtime["worker"] == task.worker
+    assert _left_behind(containers, task_id) == []
+
+
+def test_abort_stops_the_container(
+    home_cli: Cli,
+    store: Store,
+    repo: tuple[Path, str],
+    containers: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    store.queues.create("q")
+    task_id = _task(store, repo, "long", parameters={"General/sleep": "120"})
+    agent = _agent(home_cli, tmp_path / "agent.log", "--idle-exit", "2", "--stop-grace", "2")
+    try:
+        wait_for_log(store, task_id, "in a container: True")
+        assert _left_behind(containers, task_id) != []
+        assert "stop requested" in home_cli.run("task", "abort", str(task_id)).stdout
+        wait_for(store, task_id, [TaskStatus.STOPPED])
+        assert agent.wait(timeout=WAIT_SECONDS) == 0
+    finally:
+        agent.kill()
+        agent.wait()
+    assert store.tasks.get(task_id).status_reason == "stop requested"
+    assert "train ends" not in logs_of(store, task_id)
+    assert _left_behind(containers, task_id) == []
+
+
+def test_a_failing_setup_script_fails_the_task_naming_the_step(
+    home_cli: Cli,
+    store: Store,
+    repo: tuple[Path, str],
+    containers: docker.DockerClient,
+    tmp_path: Path,
+) -> None:
+    store.queues.create("q")
+    broken = Container(setup_script="echo preparing the box\nexit 3\n")
+    task_id = _task(store, repo, "broken", container=broken)
+    output = _serve_once(home_cli, tmp_path / "agent.log")
+    assert f"task {task_id} failed" in output
+    task = store.tasks.get(task_id)
+    assert task.status is TaskStatus.FAILED
+    assert task.status_reason.startswith("setup script failed: ")
+    assert "exited with code 3" in task.status_reason
+    assert "preparing the box" in logs_of(store, task_id)
+    assert _left_behind(containers, task_id) == []
+
+
+def test_a_missing_image_fails_the_task_and_the_agent_goes_on(
+    home_cli: Cli, store: Store, repo: tuple[Path, str], docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    missing = Container(image="clearq-test-no-such-image:none")
+    task_id = _task(store, repo, "nowhere", container=missing)
+    _serve_once(home_cli, tmp_path / "agent.log")
+    task = store.tasks.get(task_id)
+    assert task.status is TaskStatus.FAILED
+    assert task.status_reason.startswith("container failed: ")
+    assert "clearq-test-no-such-image:none" in task.status_reason
+
+
+def test_no_engine_fails_the_agent_at_start(home_cli: Cli, tmp_path: Path) -> None:
+    gone = {"DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
+    result = home_cli.run("agent", "-q", "q", "--docker", "x", "--once", check=False, env=gone)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no Docker engine answers")
+    assert "Traceback" not in result.stderr
