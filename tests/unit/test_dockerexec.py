@@ -1,0 +1,230 @@
+"""The agent's Docker mode over a fake container engine: what it starts, how runs end."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clearq.envs.docker import DockerConfig, DockerRunner
+from clearq.envs.docker_spec import ContainerSpec, Mount
+from clearq.errors import ImageNotFound
+from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskStatus
+from clearq.runtime.dockerexec import DockerExecution
+from clearq.runtime.executor import Control, ExecutorConfig, ReadyTask, Step, StepFailed
+
+EXIT_SETUP_SCRIPT = 251
+
+
+class FakeHandle:
+    """A container that writes ``output`` and exits with ``code``, or runs until stopped."""
+
+    def __init__(self, output: list[tuple[str, bytes]], code: int | None) -> None:
+        self.id = "c0ffee" * 8
+        self._output = output
+        self._code = code
+        self._ended = threading.Event()
+        if code is not None:
+            self._ended.set()
+        self.stops: list[float] = []
+        self.removed = False
+
+    def output(self) -> Iterator[tuple[str, bytes]]:
+        yield from self._output
+        self._ended.wait(5)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self._code if self._ended.wait(timeout) else None
+
+    def stop(self, grace: float) -> None:
+        self.stops.append(grace)
+        if self._code is None:
+            self._code = 143
+        self._ended.set()
+
+    def remove(self) -> None:
+        self.removed = True
+        self._ended.set()
+
+
+class FakeEngine:
+    """Starts the probe (python3 is fine) and then the task's one container."""
+
+    def __init__(self, code: int | None, *lines: tuple[str, str]) -> None:
+        self._code = code
+        self._lines = lines
+        self.spec: ContainerSpec | None = None
+        self.plan: dict[str, Any] = {}
+        self.requirements = ""
+        self.handle: FakeHandle | None = None
+
+    def image_id(self, image: str, *, pull: bool) -> str:
+        if image == "missing":
+            raise ImageNotFound(f"image {image!r} is not on this machine and could not be pulled")
+        return "sha256:" + "a" * 64
+
+    def start(self, spec: ContainerSpec) -> FakeHandle:
+        if spec.labels.get("clearq") == "probe":
+            return FakeHandle([], 0)
+        self.spec = spec
+        control = next(m.source for m in spec.mounts if m.target == "/clearq/control")
+        self.plan = json.loads((control / "plan.json").read_text())
+        self.requirements = (control / "requirements.txt").read_text()
+        output = [(s, t.replace("KEY", str(self.plan["key"])).encode()) for s, t in self._lines]
+        self.handle = FakeHandle(output, self._code)
+        return self.handle
+
+
+class FakeTasks:
+    def __init__(self) -> None:
+        self.runtime: dict[str, Any] = {}
+
+    def update_runtime(self, fence: Fence, facts: dict[str, Any]) -> None:
+        self.runtime.update(facts)
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.tasks = FakeTasks()
+
+
+class FakeSink:
+    def __init__(self) -> None:
+        self.pieces: list[tuple[str, str]] = []
+
+    def __call__(self, stream: str, text: str) -> None:
+        self.pieces.append((stream, text))
+
+    def agent(self, line: str) -> None:
+        self.pieces.append(("agent", line))
+
+
+FENCE = Fence(task_id=uuid.uuid4(), attempt=2, worker="box:a")
+
+
+def _ready(tmp_path: Path, container: Container | None = None) -> ReadyTask:
+    code = tmp_path / "code"
+    (code / "src").mkdir(parents=True)
+    task = Task.model_construct(
+        script=Script(entry_point="src/train.py", working_dir="src", arguments=("--lr", "1")),
+        env=EnvSpec(requirements=("six==1.16.0",)),
+        container=container or Container(),
+    )
+    return ReadyTask(task, FENCE, code, code / "src", ("1",))
+
+
+def _execution(tmp_path: Path, engine: FakeEngine, store: FakeStore) -> DockerExecution:
+    docker = DockerConfig(envs_dir=tmp_path / "docker-envs", default_image="img")
+    config = ExecutorConfig(
+        home=tmp_path / "home",
+        database_url=f"sqlite:///{tmp_path / 'db' / 'clearq.db'}",
+        worker="box:a",
+        stop_grace=2.0,
+    )
+    runner = DockerRunner(engine, docker)
+    return DockerExecution(store, runner, config, artifacts_dir=tmp_path / "artifacts")  # type: ignore[arg-type]
+
+
+def _run(tmp_path: Path, engine: FakeEngine, control: Control | None = None) -> Any:
+    store, sink = FakeStore(), FakeSink()
+    execution = _execution(tmp_path, engine, store)
+    outcome = execution.run(_ready(tmp_path), control or Control(), sink)  # type: ignore[arg-type]
+    return outcome, store, sink
+
+
+def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: Path) -> None:
+    engine = FakeEngine(
+        0, ("stderr", "clearq-docker: environment KEY reused\n"), ("stdout", "hello\n")
+    )
+    outcome, store, sink = _run(tmp_path, engine)
+    assert (outcome.status, outcome.exit_code) == (TaskStatus.COMPLETED, 0)
+    assert engine.plan["command"] == ["python3", "/clearq/workspace/src/train.py", "--lr", "1"]
+    assert engine.plan["working_dir"] == "/clearq/workspace/src"
+    assert "six==1.16.0\n" in engine.requirements
+    assert "sqlalchemy==" in engine.requirements  # the SDK's, at the agent's versions
+    spec = engine.spec
+    assert spec is not None
+    assert spec.gpus == ("1",)
+    assert spec.name == f"clearq-{FENCE.task_id}-2"
+    assert spec.labels["clearq.task"] == str(FENCE.task_id)
+    assert {k: spec.environment[k] for k in ("CLEARQ_TASK_ID", "CLEARQ_ATTEMPT")} == {
+        "CLEARQ_TASK_ID": str(FENCE.task_id),
+        "CLEARQ_ATTEMPT": "2",
+    }
+    assert spec.environment["CLEARQ_WORKER"] == "box:a"
+    assert spec.environment["CLEARQ_HOME"] == str(tmp_path / "home")
+    database = (tmp_path / "db").resolve()
+    assert Mount(database, str(database), read_only=False) in spec.mounts
+    artifacts = (tmp_path / "artifacts").resolve()
+    assert Mount(artifacts, str(artifacts), read_only=False) in spec.mounts
+    assert ("stdout", "hello\n") in sink.pieces
+    assert store.tasks.runtime["env"]["hit"] is True
+    assert store.tasks.runtime["env"]["key"] == engine.plan["key"]
+    assert store.tasks.runtime["docker"]["container_id"] == engine.handle.id
+    assert engine.handle.removed
+
+
+def test_a_failed_bootstrap_step_fails_the_task_naming_it(tmp_path: Path) -> None:
+    said = ("stderr", "clearq-docker: the setup script exited with code 3\n")
+    engine = FakeEngine(EXIT_SETUP_SCRIPT, said)
+    with pytest.raises(StepFailed) as failed:
+        _run(tmp_path, engine)
+    assert failed.value.step is Step.SETUP
+    assert str(failed.value).startswith("setup script failed: the setup script exited with code 3")
+    assert engine.handle is not None
+    assert engine.handle.removed
+
+
+def test_the_tasks_own_failure_keeps_its_exit_code(tmp_path: Path) -> None:
+    outcome, _, _ = _run(tmp_path, FakeEngine(3, ("stderr", "Traceback ...\n")))
+    assert (outcome.status, outcome.exit_code, outcome.reason) == (
+        TaskStatus.FAILED,
+        3,
+        "exited with code 3",
+    )
+
+
+def test_a_lost_lease_stops_the_container_at_once(tmp_path: Path) -> None:
+    control = Control()
+    control.lose()
+    engine = FakeEngine(None)
+    outcome, _, _ = _run(tmp_path, engine, control)
+    assert (outcome.status, outcome.reason, outcome.requeue) == (None, "lease lost", False)
+    assert engine.handle is not None
+    assert (engine.handle.stops, engine.handle.removed) == ([0], True)
+
+
+def test_the_agent_shutting_down_stops_and_requeues(tmp_path: Path) -> None:
+    control = Control()
+    engine = FakeEngine(None)
+    threading.Timer(0.3, control.requeue, args=("the agent is shutting down",)).start()
+    outcome, _, _ = _run(tmp_path, engine, control)
+    assert (outcome.status, outcome.requeue) == (None, True)
+    assert outcome.reason == "the agent is shutting down"
+    assert engine.handle is not None
+    assert (engine.handle.stops, engine.handle.removed) == ([2.0], True)
+
+
+def test_a_stop_request_stops_the_container(tmp_path: Path) -> None:
+    control = Control()
+    control.stop("stop requested")
+    engine = FakeEngine(None)
+    outcome, _, _ = _run(tmp_path, engine, control)
+    assert (outcome.status, outcome.exit_code) == (TaskStatus.STOPPED, 143)
+    assert outcome.reason == "stop requested"
+
+
+def test_a_missing_image_fails_the_container_step(tmp_path: Path) -> None:
+    store, engine = FakeStore(), FakeEngine(0)
+    execution = _execution(tmp_path, engine, store)
+    ready = _ready(tmp_path, Container(image="missing"))
+    with pytest.raises(StepFailed) as failed:
+        execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
+    assert failed.value.step is Step.CONTAINER
+    assert "image 'missing' is not on this machine" in str(failed.value)
+    assert engine.spec is None
