@@ -265,7 +265,7 @@ class _LogPump(threading.Thread):
                 self._sink(stream, text)
                 if stream == "stderr" and text.startswith(_BOOTSTRAP):
                     self._note(text.strip())
-        except ContainerError as e:
+        except (ContainerError, OSError) as e:  # OSError: the SDK's connection errors
             self._sink.agent(f"the container's output could not be read to its end: {e}")
 
     def _note(self, line: str) -> None:
