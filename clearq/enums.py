@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FINAL_STATUSES", "ClaimOrder", "EnvManager", "TaskStatus"]
+__all__ = ["FINAL_STATUSES", "RUN_END_STATUSES", "ClaimOrder", "EnvManager", "TaskStatus"]
 
 
 class TaskStatus(enum.StrEnum):
@@ -20,14 +20,19 @@ class TaskStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     STOPPED = "stopped"
+    SKIPPED = "skipped"
+    """Never ran: a task it depends on failed or was stopped (``status_reason`` says which)."""
 
     @property
     def is_final(self) -> bool:
-        """True for the statuses a run ends in."""
+        """True for the statuses nothing follows but a reset (a run's end, or skipped)."""
         return self in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
+RUN_END_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.STOPPED})
+"""The statuses a run ends in."""
+FINAL_STATUSES = RUN_END_STATUSES | {TaskStatus.SKIPPED}
+"""The statuses nothing follows but a reset."""
 
 
 class ClaimOrder(enum.StrEnum):

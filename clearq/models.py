@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 # Re-exported: every layer names them through clearq.models.
 from clearq.enums import FINAL_STATUSES as FINAL_STATUSES
+from clearq.enums import RUN_END_STATUSES as RUN_END_STATUSES
 from clearq.enums import ClaimOrder as ClaimOrder
 from clearq.enums import EnvManager as EnvManager
 from clearq.enums import TaskStatus as TaskStatus
@@ -103,6 +104,10 @@ class TaskSpec(_Frozen):
     max_attempts: int | None = Field(default=None, ge=1)
     max_run_seconds: float | None = Field(default=None, gt=0)
     output_uri: str | None = None
+    max_retries: int = Field(default=0, ge=0)
+    """How many times a failing run (the code's own failure) is retried."""
+    retry_delay_seconds: float | None = Field(default=None, ge=0)
+    """The first retry's delay; each next one doubles it."""
 
 
 class Task(_Frozen):
@@ -137,6 +142,19 @@ class Task(_Frozen):
     lease_expires_at: datetime | None
     stop_requested_at: datetime | None
     exit_code: int | None
+    max_retries: int = 0
+    retries: int = 0
+    retry_delay_seconds: float | None = None
+
+
+class TaskEvent(_Frozen):
+    """One change of a task's status or attempt, as the database recorded it."""
+
+    at: datetime
+    status: TaskStatus
+    attempt: int
+    worker: str | None
+    reason: str
 
 
 class Fence(_Frozen):
@@ -182,6 +200,8 @@ class QueueInfo(_Frozen):
     created_at: datetime
     length: int = 0
     oldest_enqueued_at: datetime | None = None
+    max_running: int | None = None
+    """At most this many of its tasks run at once (None: no cap)."""
 
 
 class QueueEntry(_Frozen):
@@ -297,6 +317,8 @@ class Heartbeat(_Frozen):
     """Tasks the worker must stop: their attempt is no longer its own."""
     stop_requested: frozenset[uuid.UUID] = frozenset()
     """Held tasks someone asked to stop."""
+    overtime: frozenset[uuid.UUID] = frozenset()
+    """Held tasks running longer than their ``max_run_seconds``, on the database's clock."""
 
 
 class ReapReport(_Frozen):

@@ -1,4 +1,4 @@
-"""Automation on the SDK's public surface: hyperparameter optimisation (and pipelines).
+"""Automation on the SDK's public surface: pipelines and hyperparameter optimisation.
 
 Nothing here imports the agent (``clearq.runtime``): automation clones, enqueues and
 watches tasks through ``clearq.Task`` and the store, like any user's script. Optuna is
@@ -6,7 +6,7 @@ an optional extra, imported only when an ``OptimizerOptuna`` search starts.
 """
 
 from clearq.automation.hpo import HyperParameterOptimizer
-from clearq.automation.hpo_optuna import OptimizerOptuna
+from clearq.automation.hpo_optuna import OptimizerOptuna, optuna_storage
 from clearq.automation.hpo_params import (
     DiscreteParameterRange,
     LogUniformParameterRange,
@@ -16,6 +16,7 @@ from clearq.automation.hpo_params import (
 )
 from clearq.automation.hpo_strategies import GridSearch, RandomSearch, SearchStrategy
 from clearq.automation.hpo_trials import Objective, TrialResult, TrialState
+from clearq.automation.pipeline import Pipeline
 
 __all__ = [
     "DiscreteParameterRange",
@@ -25,10 +26,12 @@ __all__ = [
     "Objective",
     "OptimizerOptuna",
     "Parameter",
+    "Pipeline",
     "RandomSearch",
     "SearchStrategy",
     "TrialResult",
     "TrialState",
     "UniformIntegerParameterRange",
     "UniformParameterRange",
+    "optuna_storage",
 ]

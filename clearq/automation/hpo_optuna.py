@@ -84,7 +84,7 @@ class OptimizerOptuna(SearchStrategy):
         super().__init__(context)
         self._optuna = _optuna()
         self._skip_duplicates = skip_duplicates
-        storage = self._storage(context.database_url)
+        storage = optuna_storage(context.database_url)
         self._storage_handle = storage
         sampler = optuna_sampler or self._default_sampler(storage, context)
         self.study: optuna.Study = self._optuna.create_study(
@@ -98,17 +98,6 @@ class OptimizerOptuna(SearchStrategy):
         self._live: dict[int, optuna.Trial] = {}
         self._reported: dict[int, set[int]] = {}
         self._ended: dict[Key, optuna.trial.FrozenTrial] = {}
-
-    def _storage(self, url: str) -> optuna.storages.RDBStorage:
-        # clearq owns the database's alembic_version row: Optuna's schema check would read
-        # clearq's revision as its own, so it is skipped; Optuna's tables are created as usual.
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
-        if url.startswith("sqlite"):
-            kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
-        storage: optuna.storages.RDBStorage = self._optuna.storages.RDBStorage(
-            url, engine_kwargs=kwargs, skip_compatibility_check=True
-        )
-        return storage
 
     def _default_sampler(
         self, storage: optuna.storages.RDBStorage, context: SearchContext
@@ -221,6 +210,23 @@ class OptimizerOptuna(SearchStrategy):
         )
 
 
+def optuna_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's storage over clearq's database at ``url`` (to open a search's study).
+
+    ``optuna.load_study(study_name=optimizer.name, storage=optuna_storage(url))``. A
+    plain URL would not do: clearq owns the database's ``alembic_version`` row, which
+    Optuna's schema check would take for its own, so that check is skipped here
+    (Optuna's tables are still created as usual).
+    """
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_SECONDS}}
+    storage: optuna.storages.RDBStorage = _optuna().storages.RDBStorage(
+        url, engine_kwargs=kwargs, skip_compatibility_check=True
+    )
+    return storage
+
+
 def _suggest(trial: optuna.Trial, p: Parameter) -> Any:
     """The trial's value for one range, through the matching ``suggest_*``."""
     if isinstance(p, DiscreteParameterRange):
@@ -239,4 +245,4 @@ def _suggest(trial: optuna.Trial, p: Parameter) -> Any:
     return trial.suggest_categorical(p.name, [v[p.name] for v in p.to_list()])
 
 
-__all__ = ["OptimizerOptuna"]
+__all__ = ["OptimizerOptuna", "optuna_storage"]

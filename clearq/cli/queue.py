@@ -23,11 +23,33 @@ def create_command(
     ctx: typer.Context,
     name: NameArg,
     gpus: Annotated[int, typer.Option(help="GPUs each task of this queue needs.")] = 0,
+    max_running: Annotated[
+        int | None, typer.Option(min=1, help="At most this many of its tasks run at once.")
+    ] = None,
 ) -> None:
     """Create a queue."""
     with cli_context(ctx).store() as store:
-        queue = store.queues.create(name, gpus=gpus)
-    say(f"created queue {queue.name} ({queue.gpus} GPU(s) per task)")
+        queue = store.queues.create(name, gpus=gpus, max_running=max_running)
+    cap = "" if queue.max_running is None else f", at most {queue.max_running} running"
+    say(f"created queue {queue.name} ({queue.gpus} GPU(s) per task{cap})")
+
+
+@app.command("cap")
+def cap_command(
+    ctx: typer.Context,
+    name: NameArg,
+    max_running: Annotated[
+        int | None,
+        typer.Argument(min=1, help="At most this many running at once; omit to lift the cap."),
+    ] = None,
+) -> None:
+    """Cap (or uncap) how many of a queue's tasks run at once."""
+    with cli_context(ctx).store() as store:
+        queue = store.queues.set_max_running(name, max_running)
+    if queue.max_running is None:
+        say(f"queue {queue.name} has no cap on running tasks")
+    else:
+        say(f"queue {queue.name}: at most {queue.max_running} tasks run at once")
 
 
 @app.command("list")

@@ -236,7 +236,7 @@ class Agent:
         fence = claim.fence
         try:
             if outcome.requeue:
-                self._store.leases.requeue(fence, reason=outcome.reason)
+                self._store.leases.requeue(fence, reason=outcome.reason, infra=outcome.infra)
                 self._say(f"task {claim.task_id} requeued: {outcome.reason}")
             elif outcome.status is not None:
                 self._store.leases.finish(
@@ -316,6 +316,15 @@ class Agent:
                 slot.control.lose()
             elif claim.task_id in beat.stop_requested:
                 slot.control.stop("stop requested")
+            elif claim.task_id in beat.overtime:
+                limit = self._max_run_seconds(claim)
+                slot.control.stop(f"ran longer than its maximum of {limit:g} s")
+
+    def _max_run_seconds(self, claim: Claim) -> float:
+        try:
+            return self._store.tasks.get(claim.task_id).max_run_seconds or 0.0
+        except StoreError:
+            return 0.0
 
     def _reap(self) -> None:
         try:

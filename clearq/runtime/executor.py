@@ -3,8 +3,9 @@
 Each step that fails ends the task failed, with a reason naming the step and keeping
 the tool's own words (git's, the installer's, the script's exit); the agent goes on to
 the next task. While the process runs, the executor watches its :class:`Control` (a stop
-request, a lost lease, the agent shutting down), its maximum run time, and samples its
-process tree's CPU and memory as the task's ``monitor`` scalars.
+request, a run past its maximum time on the database's clock, a lost lease, the agent
+shutting down) and samples its process tree's CPU and memory as the task's ``monitor``
+scalars.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from clearq.errors import ClearqError, EnvBuildError, LeaseLost, StoreError
+from clearq.errors import ClearqError, EnvBuildError, InvalidInput, LeaseLost, StoreError
 from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
@@ -44,6 +45,7 @@ _WATCH_SECONDS = 0.2
 class Step(enum.StrEnum):
     """A step of running a task, named in the reason when it fails."""
 
+    PARAMETERS = "parameters"
     WORKSPACE = "workspace"
     SETUP = "setup script"
     ENVIRONMENT = "environment"
@@ -55,8 +57,9 @@ class Step(enum.StrEnum):
 class StepFailed(ClearqError):
     """A step of running a task failed; the task fails with this as its reason."""
 
-    def __init__(self, step: Step, message: str) -> None:
+    def __init__(self, step: Step, message: str, *, infra: bool = False) -> None:
         self.step = step
+        self.infra = infra
         super().__init__(f"{step.value} failed: {message}")
 
 
@@ -99,6 +102,8 @@ class Outcome:
     exit_code: int | None = None
     reason: str = ""
     requeue: bool = False
+    infra: bool = False
+    """A requeue for a failure of the machine or network: it spends one of max_attempts."""
 
 
 @dataclass(frozen=True)
@@ -164,9 +169,14 @@ class Executor:
                 f"{task.id} from queue {claim.queue}"
             )
             outcome = self._run(task, fence, control, gpus, sink, folder)
+        except LeaseLost:
+            outcome = Outcome(None, reason="lease lost")
         except StepFailed as e:
             sink.agent(str(e))
-            outcome = Outcome(TaskStatus.FAILED, None, str(e))
+            if e.infra:  # the network or the machine failed, not the task: try again
+                outcome = Outcome(None, reason=str(e), requeue=True, infra=True)
+            else:
+                outcome = Outcome(TaskStatus.FAILED, None, str(e))
         finally:
             sink.close()
             if not self._config.keep_workspaces:
@@ -184,6 +194,7 @@ class Executor:
         sink: LogSink,
         folder: Path,
     ) -> Outcome:
+        self._resolve_references(fence)
         code_dir = folder / "code"
         run_dir = self._workspace(task, code_dir)
         if (early := _before_start(control)) is not None:
@@ -205,7 +216,14 @@ class Executor:
                 return self._supervise(task, fence, argv, run_dir, environ, sink, control)
         except EnvBuildError as e:
             sink.agent(str(e))  # the installer's own words, whole, in the task's log
-            raise StepFailed(Step.ENVIRONMENT, e.summary) from e
+            raise StepFailed(Step.ENVIRONMENT, e.summary, infra=e.infra) from e
+
+    def _resolve_references(self, fence: Fence) -> None:
+        # A pipeline step's ${step.…} parameters: its parents have completed by now.
+        try:
+            self._store.tasks.resolve_references(fence)
+        except InvalidInput as e:
+            raise StepFailed(Step.PARAMETERS, str(e)) from e
 
     def _workspace(self, task: Task, dest: Path) -> Path:
         if dest.exists():
@@ -287,7 +305,7 @@ class Executor:
             proc = TaskProcess(argv, cwd=run_dir, env=environ, sink=sink)
         except ProcessStartError as e:
             raise StepFailed(Step.START, str(e)) from e
-        watch = _Watch(proc, task.max_run_seconds, self._resource_writer(fence, control))
+        watch = _Watch(proc, self._resource_writer(fence, control))
         while (code := proc.poll()) is None:
             control.wake.wait(_WATCH_SECONDS)
             control.wake.clear()
@@ -297,8 +315,6 @@ class Executor:
             if control.requeue_reason is not None:
                 proc.stop(self._config.stop_grace)
                 return Outcome(None, reason=control.requeue_reason, requeue=True)
-            if control.stop_reason is None and watch.over_time():
-                control.stop(f"ran longer than its maximum of {task.max_run_seconds:g} s")
             if control.stop_reason is not None:
                 code = proc.stop(self._config.stop_grace)
                 return Outcome(TaskStatus.STOPPED, code, control.stop_reason)
@@ -328,19 +344,14 @@ class _Watch:
     def __init__(
         self,
         proc: TaskProcess,
-        max_seconds: float | None,
         write: Callable[[list[ScalarPoint]], None],
         every: float = TASK_MONITOR_SECONDS,
     ) -> None:
         self._started = time.monotonic()
-        self._max = max_seconds
         self._write = write
         self._every = every
         self._next = self._started + every
         self._tree = ProcessTreeMonitor(proc.pid)
-
-    def over_time(self) -> bool:
-        return self._max is not None and time.monotonic() - self._started > self._max
 
     def sample(self) -> None:
         now = time.monotonic()

@@ -8,11 +8,20 @@ Claim order within a queue is (priority desc, entry id). Across queues the calle
 gives a ranked list; ``interleave=False`` is strict priority (rank first), ``True``
 takes the first entry of each queue in rank order before the second of any (round
 robin within one batch). :class:`Claimer` keeps a worker's rotation between claims.
+
+An entry is eligible when its delay (a retry's ``not_before``) is over and every task it
+depends on has completed (or ended otherwise on an edge that continues on failure):
+both are conditions of the same statement, not of a polling controller. A queue with a
+cap (``max_running``) hands out only as many tasks as it has room for. On PostgreSQL the
+claim of a capped queue holds that queue's advisory lock for its transaction and counts
+its running tasks in a statement after taking it, so concurrent claimers never overrun
+the cap; uncapped queues keep the single lock-free statement.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -21,9 +30,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
-from clearq.models import Claim, ClaimOrder
+from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.scheduler.engine import Database
-from clearq.scheduler.schema import queue_entries, queues
+from clearq.scheduler.schema import db_now, queue_entries, queues, task_dependencies, tasks
+
+CAPS_REFRESH_SECONDS = 5.0
+"""How often a Claimer on PostgreSQL re-reads which of its queues are capped."""
 
 # PostgreSQL: the picked entries are fenced in a MATERIALIZED CTE so the planner cannot
 # re-evaluate the SKIP LOCKED scan. Each queue is scanned through the claim-order index
@@ -34,13 +46,19 @@ WITH ranks(name, rank) AS (VALUES {ranks}),
 picked AS MATERIALIZED (
     SELECT c.id, c.task_id, c.priority, r.name AS queue_name
     FROM ranks r
-    JOIN queues q ON q.name = r.name
+    JOIN queues q ON q.name = r.name{queue_filter}
     CROSS JOIN LATERAL (
         SELECT e.id, e.task_id, e.priority
         FROM queue_entries e
         WHERE e.queue_id = q.id
+          AND (e.not_before IS NULL OR e.not_before <= now())
+          AND NOT EXISTS (
+              SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
+              WHERE d.child_id = e.task_id AND p.status <> 'completed'
+                AND NOT (d.continue_on_failure AND p.status IN ('failed', 'stopped', 'skipped'))
+          )
         ORDER BY e.priority DESC, e.id
-        LIMIT :n
+        LIMIT {limit}
         FOR UPDATE OF e SKIP LOCKED
     ) c
     ORDER BY {order}
@@ -65,6 +83,13 @@ FROM picked p
 WHERE t.id = p.task_id
 RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id
 """
+_PG_UNCAPPED = "\n    AND q.max_running IS NULL"
+_PG_ROOM = (
+    "GREATEST(0, LEAST(:n, COALESCE(q.max_running - (SELECT count(*) FROM tasks rt "
+    "WHERE rt.queue_id = q.id AND rt.status = 'running'), :n)))"
+)
+# Any fixed number: the first key of a capped queue's advisory lock (the second: its id).
+_PG_CAP_LOCK = 0x636C7163
 _PG_STRICT_ORDER = "r.rank, c.priority DESC, c.id"
 _PG_INTERLEAVED_ORDER = (
     "row_number() OVER (PARTITION BY r.rank ORDER BY c.priority DESC, c.id), r.rank"
@@ -73,11 +98,32 @@ _PG_INTERLEAVED_ORDER = (
 # SQLite: the transaction began IMMEDIATE, so this writer is alone; each queue is read
 # through the claim-order index, then the picked entries are deleted and their tasks
 # updated, all before anyone else may write.
+_parent = tasks.alias("parent")
+_BLOCKED = (
+    sa.select(sa.literal(1))
+    .select_from(task_dependencies.join(_parent, _parent.c.id == task_dependencies.c.parent_id))
+    .where(
+        task_dependencies.c.child_id == queue_entries.c.task_id,
+        _parent.c.status != TaskStatus.COMPLETED.value,
+        ~sa.and_(
+            task_dependencies.c.continue_on_failure,
+            _parent.c.status.in_(["failed", "stopped", "skipped"]),
+        ),
+    )
+    .exists()
+)
 _SQLITE_PICK = (
     sa.select(queue_entries.c.id, queue_entries.c.task_id)
-    .where(queue_entries.c.queue_id == sa.bindparam("queue_id"))
+    .where(
+        queue_entries.c.queue_id == sa.bindparam("queue_id"),
+        sa.or_(queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()),
+        ~_BLOCKED,
+    )
     .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
     .limit(sa.bindparam("n"))
+)
+_SQLITE_RUNNING = sa.select(sa.func.count()).where(
+    tasks.c.queue_id == sa.bindparam("queue_id"), tasks.c.status == TaskStatus.RUNNING.value
 )
 _SQLITE_UPDATE = """
 UPDATE tasks
@@ -105,16 +151,32 @@ def claim(
     limit: int = 1,
     interleave: bool = False,
     lease_seconds: float,
+    capped: dict[str, int] | None = None,
 ) -> list[Claim]:
-    """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction."""
+    """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction.
+
+    ``capped``: the queues among them known to have a cap, by name -> id (PostgreSQL
+    takes their locks; a queue capped since is skipped by the lock-free statement).
+    """
     if limit < 1:
         raise InvalidInput(f"a claim takes at least one task, not {limit}")
     if not queues_ranked:
         return []
-    if db.is_postgres:
+    capped = capped or {}
+    if db.is_postgres and not capped:
         # One statement: its own transaction, without BEGIN/COMMIT round trips.
         with db.write_one() as conn:
             return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+    if db.is_postgres:
+        with db.write() as conn:
+            for queue_id in sorted(capped.values()):
+                conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:k, :id)"),
+                    {"k": _PG_CAP_LOCK, "id": queue_id},
+                )
+            return _claim_pg(
+                conn, worker, queues_ranked, limit, interleave, lease_seconds, capped=True
+            )
     with db.write() as conn:
         return _claim_sqlite(conn, worker, queues_ranked, limit, interleave, lease_seconds)
 
@@ -126,21 +188,31 @@ def _claim_pg(
     limit: int,
     interleave: bool,
     lease_seconds: float,
+    *,
+    capped: bool = False,
 ) -> list[Claim]:
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
-    rows = conn.execute(_pg_claim_statement(len(names), interleave), params).all()
+    rows = conn.execute(_pg_claim_statement(len(names), interleave, capped), params).all()
     picked = [_Picked(r.id, r.attempt, r.queue_name, r.priority, r.entry_id) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
 
 
 @functools.cache
-def _pg_claim_statement(n_queues: int, interleave: bool) -> sa.TextClause:
+def _pg_claim_statement(n_queues: int, interleave: bool, capped: bool) -> sa.TextClause:
     # One statement object per shape, so SQLAlchemy neither re-parses the text nor
-    # re-keys its cache on every claim.
+    # re-keys its cache on every claim. Lock-free: capped queues are left out; under
+    # their locks: each queue takes at most the room its cap leaves.
     ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(n_queues))
     order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
-    return sa.text(_PG_CLAIM.format(ranks=ranks, order=order))
+    return sa.text(
+        _PG_CLAIM.format(
+            ranks=ranks,
+            order=order,
+            queue_filter="" if capped else _PG_UNCAPPED,
+            limit=_PG_ROOM if capped else ":n",
+        )
+    )
 
 
 def _claim_sqlite(
@@ -151,14 +223,22 @@ def _claim_sqlite(
     interleave: bool,
     lease_seconds: float,
 ) -> list[Claim]:
-    ids = dict(
-        conn.execute(sa.select(queues.c.name, queues.c.id).where(queues.c.name.in_(names))).all()
-    )
+    found = conn.execute(
+        sa.select(queues.c.name, queues.c.id, queues.c.max_running).where(queues.c.name.in_(names))
+    ).all()
+    ids = {r.name: r.id for r in found}
+    caps = {r.name: r.max_running for r in found if r.max_running is not None}
     per_queue: list[list[tuple[int, uuid.UUID, str]]] = []
     for name in names:
         if name not in ids:
             continue
-        rows = conn.execute(_SQLITE_PICK, {"queue_id": ids[name], "n": limit}).all()
+        room = limit
+        if name in caps:  # this writer is alone (BEGIN IMMEDIATE): the count holds
+            running = conn.execute(_SQLITE_RUNNING, {"queue_id": ids[name]}).scalar_one()
+            room = min(limit, caps[name] - running)
+            if room <= 0:
+                continue
+        rows = conn.execute(_SQLITE_PICK, {"queue_id": ids[name], "n": room}).all()
         per_queue.append([(r.id, r.task_id, name) for r in rows])
         if not interleave and sum(map(len, per_queue)) >= limit:
             break
@@ -240,6 +320,23 @@ class Claimer:
         self.order = order
         self._lease_seconds = lease_seconds
         self._start = 0
+        self._capped: dict[str, int] = {}
+        self._capped_read_at = -CAPS_REFRESH_SECONDS
+
+    def _capped_queues(self) -> dict[str, int]:
+        # PostgreSQL only (SQLite reads caps inside its claim). A cap set since the last
+        # read only makes the lock-free statement skip that queue until the next read.
+        if not self._db.is_postgres:
+            return {}
+        now = time.monotonic()
+        if now - self._capped_read_at >= CAPS_REFRESH_SECONDS:
+            query = sa.select(queues.c.name, queues.c.id).where(
+                queues.c.name.in_(self.queues), queues.c.max_running.is_not(None)
+            )
+            with self._db.read() as conn:
+                self._capped = {r.name: r.id for r in conn.execute(query)}
+            self._capped_read_at = now
+        return self._capped
 
     def ranked(self, among: Sequence[str] | None = None) -> list[str]:
         """The queues in the order the next claim will try them (``among`` filters)."""
@@ -249,13 +346,15 @@ class Claimer:
     def claim(self, limit: int = 1, *, among: Sequence[str] | None = None) -> list[Claim]:
         """Claim up to ``limit`` tasks; ``among`` restricts this claim to some queues."""
         robin = self.order is ClaimOrder.ROUND_ROBIN
+        ranked = self.ranked(among)
         claims = claim(
             self._db,
             worker=self.worker,
-            queues_ranked=self.ranked(among),
+            queues_ranked=ranked,
             limit=limit,
             interleave=robin,
             lease_seconds=self._lease_seconds,
+            capped={q: i for q, i in self._capped_queues().items() if q in ranked},
         )
         if robin and claims:
             # The first claim of a batch came from the first queue in rotation that had

@@ -11,20 +11,39 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
-from clearq.models import FINAL_STATUSES, Fence, Heartbeat, ReapReport, RunResult, Task, TaskStatus
+from clearq.models import (
+    RUN_END_STATUSES,
+    Fence,
+    Heartbeat,
+    ReapReport,
+    RunResult,
+    Task,
+    TaskStatus,
+)
+from clearq.scheduler.dependencies import skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.lifecycle import check_transition
-from clearq.scheduler.notify import STOP_CHANNEL, notify
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
 from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
-from clearq.scheduler.schema import db_now, tasks, workers
+from clearq.scheduler.schema import db_now, task_dependencies, tasks, workers
 
 REAP_BATCH = 500
+
+
+# Whether a finished task has children waiting on it: they may be claimable now.
+_HAS_CHILDREN = (
+    sa.select(sa.literal(1))
+    .where(task_dependencies.c.parent_id == tasks.c.id)
+    .exists()
+    .label("has_children")
+)
 
 
 def _finish_statement(local_run: bool) -> sa.Update:
@@ -53,7 +72,7 @@ def _finish_statement(local_run: bool) -> sa.Update:
             updated_at=db_now(),
             lease_expires_at=None,
         )
-        .returning(tasks.c.id)
+        .returning(tasks.c.id, _HAS_CHILDREN)
     )
 
 
@@ -83,8 +102,13 @@ def _finish_values(
     }
 
 
+def _over_time(started: datetime | None, limit: float | None, now: datetime) -> bool:
+    """True when a run that started at ``started`` is past ``limit`` seconds at ``now``."""
+    return started is not None and limit is not None and now - started > timedelta(seconds=limit)
+
+
 def _check_final(status: TaskStatus) -> None:
-    if status not in FINAL_STATUSES:
+    if status not in RUN_END_STATUSES:
         raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
 
 
@@ -107,6 +131,7 @@ class Leases:
         which of the held ones someone asked to stop.
         """
         held: dict[uuid.UUID, bool] = {}
+        overtime: set[uuid.UUID] = set()
         with self._db.write() as conn:
             names = {f.worker for f in fences if f.worker is not None}
             if worker is not None:
@@ -122,13 +147,23 @@ class Leases:
                     tasks.update()
                     .where(sa.or_(*(fence_clause(f) for f in fences)))
                     .values(lease_expires_at=db_now(self.lease_seconds))
-                    .returning(tasks.c.id, tasks.c.stop_requested_at)
+                    .returning(
+                        tasks.c.id,
+                        tasks.c.stop_requested_at,
+                        tasks.c.started_at,
+                        tasks.c.max_run_seconds,
+                        db_now().label("now"),
+                    )
                 ).all()
                 held = {r.id: r.stop_requested_at is not None for r in rows}
+                overtime = {
+                    r.id for r in rows if _over_time(r.started_at, r.max_run_seconds, r.now)
+                }
         return Heartbeat(
             held=frozenset(held),
             lost=frozenset(f.task_id for f in fences if f.task_id not in held),
             stop_requested=frozenset(t for t, stop in held.items() if stop),
+            overtime=frozenset(overtime),
         )
 
     def finish(
@@ -141,12 +176,77 @@ class Leases:
     ) -> None:
         """Record how an attempt ended; LeaseLost when the attempt is no longer ``fence``'s."""
         _check_final(status)
+        if status is TaskStatus.FAILED and self._retry(fence, exit_code, reason):
+            return
         # One fenced UPDATE: on PostgreSQL no BEGIN/COMMIT round trips either (the
         # statement is its own transaction). Read the task back with tasks.get if needed.
         values = _finish_values(fence, status, exit_code, reason)
         with self._db.write_one() as conn:
-            if conn.execute(_FINISH[fence.worker is None], values).first() is None:
+            row = conn.execute(_FINISH[fence.worker is None], values).first()
+            if row is None:
                 raise lost(conn, fence)
+            if row.has_children and status is TaskStatus.COMPLETED:
+                # Wake idle agents now: a child of this task may have become claimable.
+                notify(conn, self._db, ENQUEUE_CHANNEL, str(fence.task_id))
+        if status is not TaskStatus.COMPLETED:
+            self.skip_blocked()
+
+    def skip_blocked(self) -> list[uuid.UUID]:
+        """Mark queued tasks whose parent failed or was stopped ``skipped``; their ids."""
+        with self._db.write() as conn:
+            return skip_blocked(conn)
+
+    def _retry(self, fence: Fence, exit_code: int | None, reason: str) -> bool:
+        """Send a failed attempt back to its queue after its delay, if it has retries left.
+
+        A retry is for the code failing (the attempt ran and exited badly): it spends one
+        of ``max_retries``, not one of the ``max_attempts`` kept for lost workers.
+        """
+        with self._db.write() as conn:
+            hold(conn, fence)
+            row = conn.execute(
+                sa.select(
+                    tasks.c.queue_id,
+                    tasks.c.max_retries,
+                    tasks.c.retries,
+                    tasks.c.retry_delay_seconds,
+                    tasks.c.tries,
+                    tasks.c.attempt,
+                ).where(tasks.c.id == fence.task_id)
+            ).one()
+            if row.queue_id is None or row.retries >= row.max_retries:
+                return False
+            check_transition(fence.task_id, TaskStatus.RUNNING, TaskStatus.QUEUED)
+            delay = (row.retry_delay_seconds or 0.0) * 2**row.retries
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == fence.task_id)
+                .values(
+                    status=TaskStatus.QUEUED.value,
+                    status_reason=(
+                        f"retry {row.retries + 1} of {row.max_retries} after attempt "
+                        f"{row.attempt}: {reason}" + (f" (waits {delay:g} s)" if delay else "")
+                    ),
+                    exit_code=exit_code,
+                    retries=row.retries + 1,
+                    tries=row.tries - 1,
+                    worker=None,
+                    lease_expires_at=None,
+                    stop_requested_at=None,
+                    queued_at=db_now(),
+                    updated_at=db_now(),
+                )
+            )
+            insert_entry(
+                conn,
+                self._db,
+                queue_id=row.queue_id,
+                task_id=fence.task_id,
+                priority=0,
+                front=True,
+                delay_seconds=delay,
+            )
+        return True
 
     def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
         """Record several ended attempts in one statement; return the tasks whose fence lost.
@@ -184,16 +284,21 @@ class Leases:
                     lost_ids.add(r.fence.task_id)
         return frozenset(lost_ids)
 
-    def requeue(self, fence: Fence, *, reason: str) -> Task:
+    def requeue(self, fence: Fence, *, reason: str, infra: bool = False) -> Task:
         """Give a running attempt back: its task goes to the front of its queue.
 
-        For an agent shutting down: the attempt does not count against max_attempts.
-        A task with no queue (started by hand) cannot go back and fails instead.
+        For an agent shutting down the attempt does not count against max_attempts; for
+        a failure of the machine or the network (``infra``: an environment that could
+        not be downloaded) it does, and the task fails once they are spent. A task with
+        no queue (started by hand) cannot go back and fails instead.
         """
         with self._db.write() as conn:
             hold(conn, fence)
-            self._back_to_queue_or_fail(conn, fence.task_id, reason=reason, count_try=False)
-            return fetch_task(conn, fence.task_id)
+            self._back_to_queue_or_fail(conn, fence.task_id, reason=reason, count_try=infra)
+            task = fetch_task(conn, fence.task_id)
+        if task.status is TaskStatus.FAILED:
+            self.skip_blocked()
+        return task
 
     def request_stop(self, task_id: uuid.UUID) -> Task:
         """Ask the worker running a task to stop it (it records ``stopped``)."""
@@ -246,6 +351,7 @@ class Leases:
                 .returning(workers.c.id)
             ).scalars()
             workers_gone = tuple(sorted(gone))
+            skip_blocked(conn)  # whichever path ended a parent, its children learn it
         return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=workers_gone)
 
     def _back_to_queue_or_fail(

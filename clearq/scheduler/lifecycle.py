@@ -7,7 +7,10 @@
        │  └────dequeue─────┘                  │ └─requeue (lease lost, agent shutdown)─> queued
        │                                      │
        ├──────────── start (a script run by hand) ──────────────┘
-       └──────────── reset ──── completed | failed | stopped
+       └──────────── reset ──── completed | failed | stopped | skipped
+
+    created | queued ──> skipped    a task it depends on failed or was stopped
+    running ──> queued              a retry (after a delay), or a lease lost
 
 Every status change in the store goes through :func:`check_transition`, inside the same
 transaction as the change and conditioned on the status it read, so an illegal or
@@ -25,12 +28,13 @@ from clearq.models import TaskStatus
 S = TaskStatus
 
 TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
-    S.CREATED: frozenset({S.QUEUED, S.RUNNING}),
-    S.QUEUED: frozenset({S.CREATED, S.RUNNING}),
+    S.CREATED: frozenset({S.QUEUED, S.RUNNING, S.SKIPPED}),
+    S.QUEUED: frozenset({S.CREATED, S.RUNNING, S.SKIPPED}),
     S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.STOPPED, S.QUEUED}),
     S.COMPLETED: frozenset({S.CREATED}),
     S.FAILED: frozenset({S.CREATED}),
     S.STOPPED: frozenset({S.CREATED}),
+    S.SKIPPED: frozenset({S.CREATED}),
 }
 
 _HINTS: Mapping[TaskStatus, str] = {
@@ -40,6 +44,7 @@ _HINTS: Mapping[TaskStatus, str] = {
     S.COMPLETED: "reset it first (`clearq task reset`) or clone it",
     S.FAILED: "reset it first (`clearq task reset`) or clone it",
     S.STOPPED: "reset it first (`clearq task reset`) or clone it",
+    S.SKIPPED: "reset it first (`clearq task reset`) or clone it",
 }
 
 

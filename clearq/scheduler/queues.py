@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import AlreadyExists, InvalidInput, NotFound, QueueNotEmpty
 from clearq.models import Fence, QueueEntry, QueueInfo, Task, TaskStatus
+from clearq.scheduler.dependencies import add_parents, skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
 from clearq.scheduler.rows import fetch_task, hold, transition
@@ -40,6 +42,7 @@ def insert_entry(
     task_id: uuid.UUID,
     priority: int,
     front: bool = False,
+    delay_seconds: float | None = None,
 ) -> None:
     """Add a task's entry to a queue, last in its priority or first of the whole queue.
 
@@ -47,6 +50,8 @@ def insert_entry(
     queue's highest priority and an id below every other, so it is claimed next.
     """
     values: dict[str, Any] = {"queue_id": queue_id, "task_id": task_id, "priority": priority}
+    if delay_seconds:
+        values["not_before"] = db_now(delay_seconds)  # a retry waits out its delay
     if front:
         if db.is_postgres:
             conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_FRONT_LOCK})
@@ -64,23 +69,43 @@ def insert_entry(
     notify(conn, db, ENQUEUE_CHANNEL, str(queue_id))
 
 
+def _check_cap(max_running: int | None) -> None:
+    if max_running is not None and max_running < 1:
+        raise InvalidInput(f"a queue's cap on running tasks must be at least 1, not {max_running}")
+
+
 class QueueOps:
     """Named queues of tasks waiting for a worker."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, name: str, *, gpus: int = 0) -> QueueInfo:
-        """Create a queue whose tasks each need ``gpus`` GPUs."""
+    def create(self, name: str, *, gpus: int = 0, max_running: int | None = None) -> QueueInfo:
+        """Create a queue whose tasks each need ``gpus`` GPUs, at most ``max_running`` at once."""
         if not name or name != name.strip():
             raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
         if gpus < 0:
             raise InvalidInput(f"a queue's GPUs per task cannot be negative ({gpus})")
+        _check_cap(max_running)
         with self._db.write() as conn:
             exists = conn.execute(sa.select(queues.c.id).where(queues.c.name == name)).first()
             if exists is not None:
                 raise AlreadyExists(f"a queue named {name!r} exists already")
-            conn.execute(queues.insert().values(name=name, gpus=gpus, created_at=db_now()))
+            conn.execute(
+                queues.insert().values(
+                    name=name, gpus=gpus, max_running=max_running, created_at=db_now()
+                )
+            )
+        return self.get(name)
+
+    def set_max_running(self, name: str, max_running: int | None) -> QueueInfo:
+        """Cap (or, with None, uncap) how many of a queue's tasks run at once."""
+        _check_cap(max_running)
+        with self._db.write() as conn:
+            queue_row(conn, name)
+            conn.execute(
+                queues.update().where(queues.c.name == name).values(max_running=max_running)
+            )
         return self.get(name)
 
     def get(self, name: str) -> QueueInfo:
@@ -116,6 +141,7 @@ class QueueOps:
                 created_at=r.created_at,
                 length=r.length,
                 oldest_enqueued_at=r.oldest,
+                max_running=r.max_running,
             )
             for r in rows
         ]
@@ -151,10 +177,25 @@ class QueueOps:
             conn.execute(queues.delete().where(queues.c.id == queue.id))
         return waiting
 
-    def enqueue(self, task_id: uuid.UUID, queue: str, *, priority: int = 0) -> Task:
-        """Put a draft in a queue; higher ``priority`` is claimed first, then FIFO."""
+    def enqueue(
+        self,
+        task_id: uuid.UUID,
+        queue: str,
+        *,
+        priority: int = 0,
+        depends_on: Sequence[uuid.UUID] = (),
+        continue_on_failure: bool = False,
+    ) -> Task:
+        """Put a draft in a queue; higher ``priority`` is claimed first, then FIFO.
+
+        With ``depends_on`` the task is claimed only once every one of those tasks has
+        completed; if one fails or is stopped it is skipped instead, unless
+        ``continue_on_failure`` (then it runs once they have all ended).
+        """
         with self._db.write() as conn:
             row = queue_row(conn, queue)
+            if depends_on:
+                add_parents(conn, task_id, depends_on, continue_on_failure=continue_on_failure)
             transition(
                 conn,
                 task_id,
@@ -165,6 +206,8 @@ class QueueOps:
                 status_reason="",
             )
             insert_entry(conn, self._db, queue_id=row.id, task_id=task_id, priority=priority)
+            if depends_on:
+                skip_blocked(conn)  # a parent that already failed
             return fetch_task(conn, task_id)
 
     def enqueue_run(self, fence: Fence, queue: str, *, priority: int = 0) -> Task:

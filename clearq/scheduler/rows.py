@@ -55,6 +55,9 @@ def task_from_row(row: Row[Any]) -> Task:
         lease_expires_at=m["lease_expires_at"],
         stop_requested_at=m["stop_requested_at"],
         exit_code=m["exit_code"],
+        max_retries=m["max_retries"],
+        retries=m["retries"],
+        retry_delay_seconds=m["retry_delay_seconds"],
     )
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from clearq.enums import FINAL_STATUSES, TaskStatus
+from clearq.enums import RUN_END_STATUSES, TaskStatus
 from clearq.errors import ConfigError, InvalidInput, LeaseLost, NotFound, SchemaError, StoreError
 from clearq.scheduler.revision import SCHEMA_REVISION
 
@@ -272,7 +272,7 @@ class RunLink:
         self, fence: RunFence, status: TaskStatus, *, exit_code: int | None, reason: str
     ) -> None:
         """Record how the run ended; LeaseLost when the attempt is no longer its own."""
-        if status not in FINAL_STATUSES:
+        if status not in RUN_END_STATUSES:
             raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
         values = {**self._fence(fence), "status": status.value}
         values.update(exit_code=exit_code, reason=reason)

@@ -111,6 +111,10 @@ tasks = sa.Table(
     sa.Column("lease_expires_at", UtcDateTime()),
     sa.Column("stop_requested_at", UtcDateTime()),
     sa.Column("exit_code", sa.Integer()),
+    # Retries of the user's code failing (tries/max_attempts count lost infrastructure).
+    sa.Column("max_retries", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("retries", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("retry_delay_seconds", sa.Float()),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
 )
@@ -122,6 +126,7 @@ queues = sa.Table(
     sa.Column("name", sa.String(255), nullable=False, unique=True),
     sa.Column("gpus", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("max_running", sa.Integer()),
 )
 
 # Narrow on purpose: the claim reads and deletes only these rows.
@@ -141,7 +146,37 @@ queue_entries = sa.Table(
     ),
     sa.Column("priority", sa.Integer(), nullable=False),
     sa.Column("enqueued_at", UtcDateTime(), nullable=False),
+    sa.Column("not_before", UtcDateTime()),
     sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
+)
+
+# A child is claimable once every parent completed (unless the edge continues on failure).
+task_dependencies = sa.Table(
+    "task_dependencies",
+    metadata,
+    sa.Column(
+        "child_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "parent_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("continue_on_failure", sa.Boolean(), nullable=False),
+    sa.Index("ix_task_dependencies_parent_id", "parent_id"),
+)
+
+# Written by the database itself (triggers, migration 0002) on every change of a task's
+# status or attempt, whichever path made it.
+task_events = sa.Table(
+    "task_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("worker", sa.String(255)),
+    sa.Column("reason", sa.Text(), nullable=False),
+    sa.Index("ix_task_events_task_id_id", "task_id", "id"),
 )
 
 workers = sa.Table(

@@ -17,15 +17,18 @@ from clearq.models import (
     Fence,
     Script,
     Task,
+    TaskEvent,
     TaskSpec,
     TaskStatus,
 )
 from clearq.scheduler.engine import Database
+from clearq.scheduler.references import has_references, resolve
 from clearq.scheduler.rows import fetch_task, hold, task_from_row, task_select, transition
 from clearq.scheduler.schema import (
     db_now,
     queues,
     task_artifacts,
+    task_events,
     task_logs,
     task_scalar_summary,
     task_scalars,
@@ -70,6 +73,9 @@ class TaskRepo:
                     tries=0,
                     max_attempts=spec.max_attempts or self._max_attempts,
                     max_run_seconds=spec.max_run_seconds,
+                    max_retries=spec.max_retries,
+                    retries=0,
+                    retry_delay_seconds=spec.retry_delay_seconds,
                 )
             )
             return fetch_task(conn, task_id)
@@ -147,6 +153,8 @@ class TaskRepo:
         max_attempts: int | None = None,
         max_run_seconds: float | None = None,
         output_uri: str | None = None,
+        max_retries: int | None = None,
+        retry_delay_seconds: float | None = None,
     ) -> Task:
         """Change a draft. Only a task in status created can be edited."""
         values: dict[str, Any] = {
@@ -160,8 +168,12 @@ class TaskRepo:
             "max_attempts": max_attempts,
             "max_run_seconds": max_run_seconds,
             "output_uri": output_uri,
+            "max_retries": max_retries,
+            "retry_delay_seconds": retry_delay_seconds,
         }
         values = {k: v for k, v in values.items() if v is not None}
+        if max_retries is not None and max_retries < 0:
+            raise InvalidInput(f"max_retries cannot be negative ({max_retries})")
         if max_attempts is not None and max_attempts < 1:
             raise InvalidInput(f"max_attempts must be at least 1, not {max_attempts}")
         with self._db.write() as conn:
@@ -220,6 +232,44 @@ class TaskRepo:
                 .where(tasks.c.id == fence.task_id)
                 .values(runtime={**current.runtime, **info}, updated_at=db_now())
             )
+
+    def resolve_references(self, fence: Fence) -> dict[str, str]:
+        """Fill in a running step's ``${step.…}`` parameters from its pipeline; return them all.
+
+        Raises InvalidInput naming a reference that cannot be resolved.
+        """
+        with self._db.write() as conn:
+            hold(conn, fence)
+            current = fetch_task(conn, fence.task_id).parameters
+            if not has_references(current):
+                return dict(current)
+            resolved = resolve(conn, fence.task_id, current)
+            conn.execute(
+                tasks.update()
+                .where(tasks.c.id == fence.task_id)
+                .values(parameters=resolved, updated_at=db_now())
+            )
+        return resolved
+
+    def history(self, task_id: uuid.UUID) -> builtins.list[TaskEvent]:
+        """Every change of the task's status or attempt, oldest first."""
+        with self._db.read() as conn:
+            fetch_task(conn, task_id)  # NotFound for an unknown id
+            rows = conn.execute(
+                sa.select(task_events)
+                .where(task_events.c.task_id == task_id)
+                .order_by(task_events.c.id)
+            ).all()
+        return [
+            TaskEvent(
+                at=r.at,
+                status=TaskStatus(r.status),
+                attempt=r.attempt,
+                worker=r.worker,
+                reason=r.reason,
+            )
+            for r in rows
+        ]
 
     def start(self, task_id: uuid.UUID, *, worker: str | None = None) -> Fence:
         """Mark a draft running without a queue: a script started by hand.

@@ -273,13 +273,33 @@ class Task:
             max_attempts=record.max_attempts,
             max_run_seconds=record.max_run_seconds,
             output_uri=record.output_uri,
+            max_retries=record.max_retries,
+            retry_delay_seconds=record.retry_delay_seconds,
         )
         return cls(source._store, source._store.tasks.create(spec))
 
     @_ClassOrInstance
-    def enqueue(self, queue_name: str = "default", priority: int = 0) -> Task:
-        """Put this draft in a queue: ``Task.enqueue(task, "q")`` or ``task.enqueue("q")``."""
-        self._record = self._store.queues.enqueue(self._id, queue_name, priority=priority)
+    def enqueue(
+        self,
+        queue_name: str = "default",
+        priority: int = 0,
+        depends_on: Sequence[Task | str | uuid.UUID] = (),
+        continue_on_failure: bool = False,
+    ) -> Task:
+        """Put this draft in a queue: ``Task.enqueue(task, "q")`` or ``task.enqueue("q")``.
+
+        ``depends_on``: tasks that must complete first; the task waits in its queue
+        until then (the claim checks it), and is skipped if one fails or is stopped,
+        unless ``continue_on_failure``.
+        """
+        parents = [p._id if isinstance(p, Task) else _as_uuid(p) for p in depends_on]
+        self._record = self._store.queues.enqueue(
+            self._id,
+            queue_name,
+            priority=priority,
+            depends_on=parents,
+            continue_on_failure=continue_on_failure,
+        )
         return self
 
     @_ClassOrInstance

@@ -83,3 +83,52 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     url = server.create_database(name)
     yield url
     server.drop_database(name)
+
+
+AGENT_WAIT_SECONDS = 120
+
+
+class Agents:
+    """``clearq agent`` processes started by a test, stopped at its end."""
+
+    def __init__(self, cli: Cli, logs: Path) -> None:
+        self._cli = cli
+        self._logs = logs
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with (self._logs / f"agent-{len(self.started)}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [str(CLEARQ), "agent", "--skip-env", *args],
+                env={**self._cli.env, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append(proc)
+        return proc
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run an agent to its end (give --once or --idle-exit); its output."""
+        proc = self.start(*args, env=env)
+        assert proc.wait(timeout=AGENT_WAIT_SECONDS) == 0, self.output(len(self.started) - 1)
+        return self.output(len(self.started) - 1)
+
+    def output(self, index: int) -> str:
+        return (self._logs / f"agent-{index}.log").read_text()
+
+    def stop_all(self) -> None:
+        for proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def agents(cli: Cli, tmp_path: Path) -> Iterator[Agents]:
+    running = Agents(cli, tmp_path)
+    yield running
+    running.stop_all()
+
+
+def read_marks(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -6,12 +6,11 @@ mechanics quickly; ``test_agent_envs.py`` runs tasks in real, cached environment
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from clearq.errors import LeaseLost
 from clearq.models import Fence, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler.schema import task_scalars
-from tests.acceptance.conftest import CLEARQ, Cli
+from tests.acceptance.conftest import Agents, Cli, read_marks
 
 JOB = """
 import json, os, sys, time
@@ -97,48 +96,6 @@ def job(
     return task_id
 
 
-class Agents:
-    """``clearq agent`` processes started by a test, stopped at its end."""
-
-    def __init__(self, cli: Cli, logs: Path) -> None:
-        self._cli = cli
-        self._logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
-
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with (self._logs / f"agent-{len(self.started)}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [str(CLEARQ), "agent", "--skip-env", *args],
-                env={**self._cli.env, **(env or {})},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.started.append(proc)
-        return proc
-
-    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """Run an agent to its end (give --once or --idle-exit); its output."""
-        proc = self.start(*args, env=env)
-        assert proc.wait(timeout=WAIT_SECONDS * 2) == 0, self.output(len(self.started) - 1)
-        return self.output(len(self.started) - 1)
-
-    def output(self, index: int) -> str:
-        return (self._logs / f"agent-{index}.log").read_text()
-
-    def stop_all(self) -> None:
-        for proc in self.started:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-
-
-@pytest.fixture
-def agents(cli: Cli, tmp_path: Path) -> Iterator[Agents]:
-    running = Agents(cli, tmp_path)
-    yield running
-    running.stop_all()
-
-
 def wait_for(store: Store, task_id: uuid.UUID, statuses: Sequence[TaskStatus]) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while (status := store.tasks.get(task_id).status) not in statuses:
@@ -151,10 +108,6 @@ def wait_for_log(store: Store, task_id: uuid.UUID, text: str) -> None:
     while text not in logs_of(store, task_id):
         assert time.monotonic() < deadline, f"task {task_id} never logged {text!r}"
         time.sleep(0.1)
-
-
-def read_marks(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def started_order(store: Store, ids: Sequence[uuid.UUID]) -> list[str]:

@@ -48,3 +48,13 @@ def test_delete_is_refused_while_tasks_wait_unless_forced(cli: Cli, store: Store
     back = store.tasks.get(task.id)
     assert back.status is TaskStatus.CREATED
     assert "queue 'q' was deleted" in back.status_reason
+
+
+def test_queue_caps_from_the_command_line(cli: Cli, store: Store) -> None:
+    out = cli.run("queue", "create", "gpu", "--max-running", "2").stdout
+    assert "at most 2 running" in out
+    assert store.queues.get("gpu").max_running == 2
+    cli.run("queue", "cap", "gpu", "5")
+    assert store.queues.get("gpu").max_running == 5
+    assert "no cap" in cli.run("queue", "cap", "gpu").stdout
+    assert store.queues.get("gpu").max_running is None

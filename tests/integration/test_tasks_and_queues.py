@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 
 import pytest
@@ -245,3 +246,28 @@ def test_clear_turns_every_entry_back_into_a_draft(store: Store) -> None:
     assert all(store.tasks.get(i).status is TaskStatus.CREATED for i in ids)
     assert store.tasks.get(ids[0]).status_reason == "taken out of 'a' when it was cleared"
     assert [e.task_id for e in store.queues.entries("b")] == [kept]
+
+
+def test_history_records_every_status_and_attempt_change_by_any_path(store: Store) -> None:
+    store.queues.create("q")
+    task_id = queued(store, "q")
+    [claim] = store.claimer("w1", ["q"]).claim()
+    store.leases.requeue(claim.fence, reason="agent shutting down")
+    [again] = store.claimer("w2", ["q"]).claim()
+    store.leases.finish(again.fence, TaskStatus.FAILED, exit_code=2, reason="exited with 2")
+    store.tasks.reset(task_id)
+    events = store.tasks.history(task_id)
+    assert [(e.status, e.attempt, e.worker) for e in events] == [
+        (TaskStatus.CREATED, 0, None),
+        (TaskStatus.QUEUED, 0, None),
+        (TaskStatus.RUNNING, 1, "w1"),
+        (TaskStatus.QUEUED, 1, None),
+        (TaskStatus.RUNNING, 2, "w2"),
+        (TaskStatus.FAILED, 2, "w2"),
+        (TaskStatus.CREATED, 2, None),
+    ]
+    assert events[5].reason == "exited with 2"
+    assert events[3].reason == "requeued after attempt 1: agent shutting down"
+    assert all(a.at <= b.at for a, b in itertools.pairwise(events))
+    with pytest.raises(NotFound):
+        store.tasks.history(uuid.uuid4())

@@ -22,8 +22,15 @@ REQUIRED = {
     (S.FAILED, S.CREATED),
     (S.STOPPED, S.CREATED),
 }
-# Beyond the required ones: requeue of a lost or given-back run, and a script run by hand.
-EXTRA = {(S.RUNNING, S.QUEUED), (S.CREATED, S.RUNNING)}
+# Beyond the required ones: requeue of a lost or given-back run, and a script run by hand;
+# a task waiting on a parent that failed is skipped, and can be reset.
+EXTRA = {
+    (S.RUNNING, S.QUEUED),
+    (S.CREATED, S.RUNNING),
+    (S.CREATED, S.SKIPPED),
+    (S.QUEUED, S.SKIPPED),
+    (S.SKIPPED, S.CREATED),
+}
 
 
 def test_every_status_has_an_entry() -> None:
@@ -53,4 +60,4 @@ def test_error_names_the_task_the_states_and_what_to_do() -> None:
 
 
 def test_final_statuses() -> None:
-    assert {s for s in S if s.is_final} == {S.COMPLETED, S.FAILED, S.STOPPED}
+    assert {s for s in S if s.is_final} == {S.COMPLETED, S.FAILED, S.STOPPED, S.SKIPPED}
