@@ -15,7 +15,6 @@ building the optimizer; an agent started with ``--services-mode`` runs it).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -30,7 +29,7 @@ from clearq.automation.hpo_strategies import (
     SearchContext,
     SearchStrategy,
 )
-from clearq.automation.hpo_trials import Objective, TrialResult, TrialState
+from clearq.automation.hpo_trials import Objective, TrialResult, TrialState, search_name
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
 from clearq.sdk.task import Task, default_store
@@ -229,14 +228,14 @@ class HyperParameterOptimizer:
     def _watch(self, strategy: SearchStrategy, job: TrialJob) -> None:
         status = job.status()
         if status is TaskStatus.CREATED:  # dequeued by someone else
-            self._end(strategy, job, _aborted(job, "its task was taken out of the queue"))
+            self._end(strategy, job, job.aborted("its task was taken out of the queue"))
             return
         if strategy.wants_steps and status is not TaskStatus.QUEUED:
             for step, value in job.new_steps():
                 prune = strategy.report_step(job.suggestion, step, value)
                 if prune and status is TaskStatus.RUNNING:
                     job.halt()
-                    self._end(strategy, job, _pruned(job, step, value))
+                    self._end(strategy, job, job.pruned(step, value))
                     return
         if status.is_final:
             self._end(strategy, job, job.result(status))
@@ -251,7 +250,7 @@ class HyperParameterOptimizer:
     def _abort(self, strategy: SearchStrategy) -> None:
         for job in list(self._jobs.values()):
             job.halt()
-            self._end(strategy, job, _aborted(job, "the optimizer was stopped"))
+            self._end(strategy, job, job.aborted("the optimizer was stopped"))
 
     def _add(self, job: TrialJob) -> None:
         with self._lock:
@@ -274,17 +273,6 @@ class HyperParameterOptimizer:
         _report_to_controller(result)
 
 
-def search_name(
-    base_id: str,
-    ranges: Sequence[Parameter],
-    objective: Objective,
-    strategy: type[SearchStrategy],
-) -> str:
-    """A stable name for a search: the same arguments give the same name."""
-    described = repr((base_id, tuple(ranges), objective, strategy.__qualname__))
-    return f"hpo-{base_id}-{hashlib.sha256(described.encode()).hexdigest()[:12]}"
-
-
 def _check_limits(concurrency: int, total: int | None, period: float) -> None:
     if concurrency < 1:
         raise InvalidInput(f"max_number_of_concurrent_tasks must be at least 1, not {concurrency}")
@@ -292,23 +280,6 @@ def _check_limits(concurrency: int, total: int | None, period: float) -> None:
         raise InvalidInput(f"total_max_jobs must be at least 1, not {total}")
     if not period > 0:
         raise InvalidInput(f"pool_period_sec must be positive, not {period}")
-
-
-def _aborted(job: TrialJob, reason: str) -> TrialResult:
-    s = job.suggestion
-    return TrialResult(s.number, s.parameters, TrialState.ABORTED, job.task_id, reason=reason)
-
-
-def _pruned(job: TrialJob, step: int, value: float) -> TrialResult:
-    s = job.suggestion
-    return TrialResult(
-        s.number,
-        s.parameters,
-        TrialState.PRUNED,
-        job.task_id,
-        iteration=step,
-        reason=f"pruned at iteration {step} (value {value})",
-    )
 
 
 def _report_to_controller(result: TrialResult) -> None:

@@ -118,6 +118,23 @@ class TrialJob:
             reason=reason,
         )
 
+    def aborted(self, reason: str) -> TrialResult:
+        """The result of a trial the optimizer gave up on (it does not count)."""
+        s = self.suggestion
+        return TrialResult(s.number, s.parameters, TrialState.ABORTED, self.task_id, reason=reason)
+
+    def pruned(self, step: int, value: float) -> TrialResult:
+        """The result of a trial the strategy pruned at ``step``."""
+        s = self.suggestion
+        return TrialResult(
+            s.number,
+            s.parameters,
+            TrialState.PRUNED,
+            self.task_id,
+            iteration=step,
+            reason=f"pruned at iteration {step} (value {value})",
+        )
+
     def halt(self) -> None:
         """Stop the task: dequeue it when queued, ask its run to stop when running."""
         for _ in range(HALT_TRIES):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,4 +105,23 @@ class TrialResult:
         return self.state is not TrialState.ABORTED
 
 
-__all__ = ["SIGNS", "Objective", "Suggestion", "TrialResult", "TrialState", "parameters_key"]
+def search_name(
+    base_id: str,
+    ranges: Sequence[Any],
+    objective: Objective,
+    strategy: type,
+) -> str:
+    """A stable name for a search: the same arguments give the same name."""
+    described = repr((base_id, tuple(ranges), objective, strategy.__qualname__))
+    return f"hpo-{base_id}-{hashlib.sha256(described.encode()).hexdigest()[:12]}"
+
+
+__all__ = [
+    "SIGNS",
+    "Objective",
+    "Suggestion",
+    "TrialResult",
+    "TrialState",
+    "parameters_key",
+    "search_name",
+]

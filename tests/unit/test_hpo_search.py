@@ -15,9 +15,8 @@ from clearq.automation import (
     UniformIntegerParameterRange,
     UniformParameterRange,
 )
-from clearq.automation.hpo import search_name
 from clearq.automation.hpo_strategies import SearchContext, SearchStrategy
-from clearq.automation.hpo_trials import Suggestion
+from clearq.automation.hpo_trials import Suggestion, search_name
 from clearq.errors import InvalidInput
 from clearq.models import ScalarSummary
 
