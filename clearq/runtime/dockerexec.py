@@ -34,6 +34,7 @@ from clearq.envs import (
     DockerRun,
     DockerRunner,
     DockerTask,
+    EngineUnavailable,
     Mount,
     connect_engine,
     database_mounts,
@@ -133,7 +134,7 @@ class DockerExecution:
             return self._follow(ready, run, control, sink)
         except (ContainerError, OSError) as e:  # OSError: the SDK's connection errors
             message = f"the container could not be followed to its end: {e}"
-            raise StepFailed(Step.CONTAINER, message) from e
+            raise StepFailed(Step.CONTAINER, message, infra=_infra(e)) from e
         finally:
             _close(run, sink)
 
@@ -143,9 +144,10 @@ class DockerExecution:
         try:
             return self._runner.start(task)
         except ContainerError as e:
-            raise StepFailed(Step.CONTAINER, str(e)) from e
+            raise StepFailed(Step.CONTAINER, str(e), infra=_infra(e)) from e
         except OSError as e:  # the docker SDK's connection errors, untranslated below
-            raise StepFailed(Step.CONTAINER, f"the Docker engine failed: {e}") from e
+            message = f"the Docker engine failed: {e}"
+            raise StepFailed(Step.CONTAINER, message, infra=True) from e
 
     def _follow(self, ready: ReadyTask, run: DockerRun, control: Control, sink: LogSink) -> Outcome:
         sink.agent(
@@ -322,3 +324,8 @@ def _close(run: DockerRun, sink: LogSink) -> None:
 
 def _warn(text: str) -> None:
     print(f"clearq agent: {text}", file=sys.stderr, flush=True)
+
+
+def _infra(error: Exception) -> bool:
+    """True for a failure of the machine (the engine gone), not of the task's own request."""
+    return isinstance(error, EngineUnavailable | OSError)
