@@ -263,12 +263,9 @@ class HyperParameterOptimizer:
             self._results.append(result)
         if not result.counts:
             self._launched -= 1
+        because = f" ({result.reason})" if result.reason else ""
         log.info(
-            "trial %d %s: objective %s %s",
-            result.number,
-            result.state,
-            result.objective,
-            result.reason,
+            "trial %d %s: objective %s%s", result.number, result.state, result.objective, because
         )
         _report_to_controller(result)
 
