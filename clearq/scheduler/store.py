@@ -15,6 +15,7 @@ from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, lis
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
 from clearq.scheduler.tasks import TaskRepo
+from clearq.scheduler.views import Views
 from clearq.scheduler.workers import Workers
 
 
@@ -47,6 +48,7 @@ class Store:
         )
         self.outputs = Outputs(self.db)
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
+        self.views = Views(self.db)
 
     @property
     def url(self) -> str:
