@@ -1,0 +1,243 @@
+// clearq UI: keeps the server-rendered page live by polling its JSON.
+// Every string from the database reaches the page through textContent or an
+// attribute, never as HTML (no innerHTML anywhere in this file).
+"use strict";
+
+(function () {
+  const POLL_MS = Number(document.body.dataset.pollMs) || 2000;
+  const CHART_POLL_MS = POLL_MS * 3;
+  const MAX_CONSOLE_PIECES = 5000;
+  const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#4b5563"];
+  const liveBadge = document.getElementById("live");
+
+  function setLive(ok, why) {
+    if (!liveBadge) return;
+    liveBadge.textContent = ok ? "live" : "stale";
+    liveBadge.className = ok ? "live" : "live stale";
+    liveBadge.title = ok ? "figures follow the database" : String(why);
+  }
+
+  async function getJson(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(url + ": " + response.status);
+    return response.json();
+  }
+
+  // Run fn now and then every ms, one call at a time, paused while the tab is hidden.
+  function every(ms, fn) {
+    let running = false;
+    const tick = async function () {
+      if (running || document.hidden) return;
+      running = true;
+      try {
+        await fn();
+        setLive(true);
+      } catch (e) {
+        setLive(false, e);
+      } finally {
+        running = false;
+      }
+    };
+    tick();
+    return setInterval(tick, ms);
+  }
+
+  // ---- tables ---------------------------------------------------------------------------
+
+  function cell(c, checked) {
+    const td = document.createElement("td");
+    if (c.cls) td.className = c.cls;
+    if (c.check !== undefined) {
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.name = "task";
+      box.value = c.check;
+      box.checked = checked.has(c.check);
+      box.setAttribute("aria-label", "select");
+      td.appendChild(box);
+    } else if (c.href) {
+      const a = document.createElement("a");
+      a.href = c.href;
+      a.textContent = c.text;
+      td.appendChild(a);
+    } else {
+      td.textContent = c.text;
+    }
+    return td;
+  }
+
+  function fillTable(table, rows) {
+    const body = table.tBodies[0];
+    const checked = new Set(Array.from(body.querySelectorAll("input[type=checkbox]:checked"), (b) => b.value));
+    const fresh = document.createElement("tbody");
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      tr.dataset.id = row.id;
+      for (const c of row.cells) tr.appendChild(cell(c, checked));
+      fresh.appendChild(tr);
+    }
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      const td = document.createElement("td");
+      td.colSpan = table.tHead.rows[0].cells.length;
+      td.textContent = table.dataset.empty || "nothing here";
+      tr.appendChild(td);
+      fresh.appendChild(tr);
+    }
+    table.replaceChild(fresh, body);
+  }
+
+  document.querySelectorAll("table[data-live]").forEach(function (table) {
+    every(POLL_MS, async function () {
+      fillTable(table, await getJson(table.dataset.live));
+    });
+  });
+
+  // ---- charts (uPlot) ---------------------------------------------------------------------
+
+  function dataOf(panel) {
+    return [panel.x].concat(panel.series.map((s) => s.values));
+  }
+
+  function pointsOf(panel) {
+    return panel.series.reduce((n, s) => n + s.values.filter((v) => v !== null).length, 0);
+  }
+
+  function makeChart(box, panel) {
+    const wrap = document.createElement("div");
+    wrap.className = "chart";
+    wrap.dataset.panel = panel.id;
+    const title = document.createElement("h3");
+    title.textContent = panel.title;
+    wrap.appendChild(title);
+    box.appendChild(wrap);
+    const chart = { wrap: wrap, plot: null, key: keyOf(panel), xRange: panel.x_range };
+    if (panel.series.length === 0) {
+      const none = document.createElement("p");
+      none.className = "hint";
+      none.textContent = "nothing reported";
+      wrap.appendChild(none);
+      return chart;
+    }
+    const options = {
+      width: Math.max(wrap.clientWidth - 12, 320),
+      height: 180,
+      scales: { x: { time: panel.time, range: (u, min, max) => chart.xRange || [min, max] } },
+      series: [{}].concat(
+        panel.series.map((s, i) => ({
+          label: s.label,
+          stroke: COLORS[i % COLORS.length],
+          width: 1.5,
+          spanGaps: panel.span_gaps,
+        }))
+      ),
+    };
+    chart.plot = new uPlot(options, dataOf(panel), wrap);
+    return chart;
+  }
+
+  function dropChart(chart) {
+    if (chart.plot) chart.plot.destroy();
+    chart.wrap.remove();
+  }
+
+  function keyOf(panel) {
+    return JSON.stringify(panel.series.map((s) => s.label));
+  }
+
+  function renderPanels(box, charts, panels) {
+    const seen = new Set();
+    for (const panel of panels) {
+      seen.add(panel.id);
+      let chart = charts.get(panel.id);
+      if (chart && chart.key !== keyOf(panel)) {
+        dropChart(chart);
+        chart = undefined;
+      }
+      if (!chart) charts.set(panel.id, (chart = makeChart(box, panel)));
+      else if (chart.plot) {
+        chart.xRange = panel.x_range;
+        chart.plot.setData(dataOf(panel));
+      }
+      chart.wrap.dataset.points = String(pointsOf(panel));
+    }
+    for (const [id, chart] of charts) {
+      if (!seen.has(id)) {
+        dropChart(chart);
+        charts.delete(id);
+      }
+    }
+  }
+
+  document.querySelectorAll("[data-charts]").forEach(function (box) {
+    const charts = new Map();
+    every(CHART_POLL_MS, async function () {
+      renderPanels(box, charts, await getJson(box.dataset.charts));
+    });
+  });
+
+  // ---- a task: its state, its actions, its console ------------------------------------------
+
+  function showActions(status) {
+    document.querySelectorAll("[data-when]").forEach(function (el) {
+      el.hidden = !el.dataset.when.split(" ").includes(status);
+    });
+  }
+
+  const state = document.querySelector("[data-state]");
+  if (state) {
+    const statusBadge = state.querySelector("[data-field=status]");
+    showActions(statusBadge.textContent);
+    every(POLL_MS, async function () {
+      const fields = await getJson(state.dataset.state);
+      for (const [name, value] of Object.entries(fields)) {
+        const el = state.querySelector('[data-field="' + name + '"]');
+        if (el) el.textContent = value;
+      }
+      statusBadge.className = "status status-" + fields.status;
+      showActions(fields.status);
+    });
+  }
+
+  const consoleBox = document.getElementById("console");
+  if (consoleBox) {
+    let after = 0;
+    const follow = async function () {
+      for (;;) {
+        const atBottom = consoleBox.scrollTop + consoleBox.clientHeight >= consoleBox.scrollHeight - 4;
+        const batch = await getJson(consoleBox.dataset.logs + "?after=" + after);
+        for (const line of batch.lines) {
+          const piece = document.createElement("span");
+          piece.className = "stream-" + line.stream;
+          piece.textContent = line.text;
+          consoleBox.appendChild(piece);
+        }
+        while (consoleBox.childNodes.length > MAX_CONSOLE_PIECES) consoleBox.removeChild(consoleBox.firstChild);
+        after = batch.after;
+        consoleBox.dataset.after = String(after);
+        if (atBottom && batch.lines.length) consoleBox.scrollTop = consoleBox.scrollHeight;
+        if (!batch.more) return;
+      }
+    };
+    every(POLL_MS, follow);
+  }
+
+  // ---- forms --------------------------------------------------------------------------------
+
+  document.querySelectorAll("[data-confirm]").forEach(function (el) {
+    const trigger = el.tagName === "FORM" ? "submit" : "click";
+    el.addEventListener(trigger, function (event) {
+      if (!window.confirm(el.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  document.querySelectorAll("a[data-back]").forEach(function (a) {
+    a.addEventListener("click", function (event) {
+      if (window.history.length > 1) {
+        event.preventDefault();
+        window.history.back();
+      }
+    });
+  });
+})();
