@@ -25,9 +25,11 @@ from typing import Any
 from clearq.automation.hpo_jobs import JobSpec, TrialJob
 from clearq.automation.hpo_params import Parameter
 from clearq.automation.hpo_strategies import (
+    GridSearch,
     RandomSearch,
     SearchContext,
     SearchStrategy,
+    space_size,
 )
 from clearq.automation.hpo_trials import Objective, TrialResult, TrialState, search_name
 from clearq.enums import TaskStatus
@@ -51,6 +53,8 @@ class HyperParameterOptimizer:
     ``optuna_sampler``, ``optuna_pruner``, ``skip_duplicates``). ``name`` names the
     search; by default it is derived from the base task, the ranges, the objective and
     the strategy, so that building the same optimizer again continues a stored search.
+    A grid ends with its last combination; a random or Optuna search over a continuous
+    range ends at ``total_max_jobs`` or ``optimization_time_limit`` (give one of them).
     """
 
     def __init__(
@@ -73,14 +77,13 @@ class HyperParameterOptimizer:
         **optimizer_kwargs: Any,
     ) -> None:
         _check_limits(max_number_of_concurrent_tasks, total_max_jobs, pool_period_sec)
-        if not hyper_parameters:
-            raise InvalidInput("hyper_parameters is empty: give at least one parameter range")
+        ranges = tuple(hyper_parameters)
+        _check_ending(ranges, optimizer_class, total_max_jobs, optimization_time_limit)
         base = base_task_id if isinstance(base_task_id, Task) else Task.get_task(base_task_id)
         self.base_task = base
         self.objective = Objective(
             objective_metric_title, objective_metric_series, objective_metric_sign
         )
-        ranges = tuple(hyper_parameters)
         self.name = name or search_name(base.id, ranges, self.objective, optimizer_class)
         url = default_store().db.url.render_as_string(hide_password=False)
         self._context = SearchContext(ranges, self.objective, self.name, url, seed)
@@ -268,6 +271,21 @@ class HyperParameterOptimizer:
             "trial %d %s: objective %s%s", result.number, result.state, result.objective, because
         )
         _report_to_controller(result)
+
+
+def _check_ending(
+    ranges: tuple[Parameter, ...],
+    strategy: type[SearchStrategy],
+    total: int | None,
+    time_limit: float | None,
+) -> None:
+    if not ranges:
+        raise InvalidInput("hyper_parameters is empty: give at least one parameter range")
+    endless = space_size(ranges) is None and strategy is not GridSearch
+    if endless and total is None and time_limit is None:
+        raise InvalidInput(
+            "this search would never end: give total_max_jobs or optimization_time_limit"
+        )
 
 
 def _check_limits(concurrency: int, total: int | None, period: float) -> None:

@@ -107,7 +107,7 @@ class RandomSearch(SearchStrategy):
         super().__init__(context)
         self._rng = random.Random(context.seed)  # noqa: S311 - not for secrets
         self._seen: set[tuple[tuple[str, str], ...]] = set()
-        self._space = _space_size(context.hyper_parameters)
+        self._space = space_size(context.hyper_parameters)
         self._number = 0
 
     def suggest(self) -> Suggestion | None:
@@ -126,7 +126,8 @@ class RandomSearch(SearchStrategy):
         return None
 
 
-def _space_size(ranges: tuple[Parameter, ...]) -> int | None:
+def space_size(ranges: tuple[Parameter, ...]) -> int | None:
+    """How many combinations the ranges make; None when one of them is continuous."""
     total = 1
     for p in ranges:
         size = p.size()
@@ -136,4 +137,11 @@ def _space_size(ranges: tuple[Parameter, ...]) -> int | None:
     return total
 
 
-__all__ = ["GridSearch", "RandomSearch", "Resumed", "SearchContext", "SearchStrategy"]
+__all__ = [
+    "GridSearch",
+    "RandomSearch",
+    "Resumed",
+    "SearchContext",
+    "SearchStrategy",
+    "space_size",
+]

@@ -37,8 +37,6 @@ from tests.acceptance import hpo_toy
 from tests.acceptance.conftest import Cli
 from tests.acceptance.test_agent import Agents
 
-pytest.importorskip("optuna")  # the test extra installs it; a bare install may not
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60
 
@@ -121,7 +119,7 @@ def test_a_trial_past_max_iteration_is_stopped_and_keeps_its_objective(
 def test_optuna_finds_the_optimum_and_prunes_on_reported_steps(
     store: Store, hpo_agents: Agents, tmp_path: Path
 ) -> None:
-    import optuna
+    optuna = pytest.importorskip("optuna")  # the test extra installs it
 
     base = hpo_toy.base_task(store, tmp_path, steps=6, sleep=0.3)
     # Prune any trial whose loss is past 4 at a step: the worst points never finish.
@@ -156,6 +154,7 @@ def test_optuna_finds_the_optimum_and_prunes_on_reported_steps(
 def test_an_optuna_search_is_paused_and_resumed_without_running_a_trial_twice(
     store: Store, cli: Cli, hpo_agents: Agents, tmp_path: Path
 ) -> None:
+    pytest.importorskip("optuna")
     base = hpo_toy.base_task(store, tmp_path, steps=3, sleep=0.4)
     name = hpo_toy.optimizer(base, OptimizerOptuna).name
     with (tmp_path / "driver.log").open("wb") as log:

@@ -9,6 +9,7 @@ import pytest
 from clearq.automation import (
     DiscreteParameterRange,
     GridSearch,
+    HyperParameterOptimizer,
     LogUniformParameterRange,
     Objective,
     RandomSearch,
@@ -132,3 +133,27 @@ def test_a_search_name_is_stable_and_changes_with_its_arguments() -> None:
     assert name != search_name("t1", (X,), OBJECTIVE, GridSearch)
     assert name != search_name("t1", (X, Y), OBJECTIVE, RandomSearch)
     assert name.startswith("hpo-t1-")
+
+
+@pytest.mark.parametrize(
+    ("ranges", "kwargs", "message"),
+    [
+        ((), {}, "hyper_parameters is empty"),
+        ((UniformParameterRange("a/b", 0.0, 1.0),), {}, "never end"),
+        ((X,), {"max_number_of_concurrent_tasks": 0}, "at least 1"),
+        ((X,), {"total_max_jobs": 0}, "at least 1"),
+        ((X,), {"pool_period_sec": 0}, "positive"),
+    ],
+)
+def test_an_optimizer_that_cannot_work_is_refused_before_it_touches_the_store(
+    ranges: tuple[object, ...], kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        HyperParameterOptimizer(
+            "not-a-task",
+            hyper_parameters=ranges,  # type: ignore[arg-type]
+            objective_metric_title="loss",
+            objective_metric_series="total",
+            optimizer_class=RandomSearch,
+            **kwargs,  # type: ignore[arg-type]
+        )
