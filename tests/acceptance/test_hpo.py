@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -116,6 +117,29 @@ def test_a_trial_past_max_iteration_is_stopped_and_keeps_its_objective(
         assert (task.status, task.max_run_seconds) == (TaskStatus.STOPPED, 120)
 
 
+def test_stop_aborts_the_running_trials_and_wait_returns(
+    store: Store, hpo_agents: Agents, tmp_path: Path
+) -> None:
+    base = hpo_toy.base_task(store, tmp_path, steps=1, sleep=120)
+    search = hpo_toy.optimizer(base, GridSearch)
+    loop = threading.Thread(target=search.start)
+    loop.start()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while sum(t.status is TaskStatus.RUNNING for t in search.get_active_experiments()) < 2:
+        assert time.monotonic() < deadline, "two trials never started"
+        time.sleep(0.1)
+    search.stop(timeout=WAIT_SECONDS)
+    assert search.wait(timeout=WAIT_SECONDS)
+    loop.join(timeout=WAIT_SECONDS)
+    results = search.results
+    assert len(results) == 4  # the 4 trials launched, none ended by itself
+    assert {r.state for r in results} == {TrialState.ABORTED}
+    assert search.get_num_active_experiments() == 0
+    statuses = {wait_final_or_draft(store, uuid.UUID(r.task_id or "")) for r in results}
+    assert statuses <= {TaskStatus.STOPPED, TaskStatus.CREATED}  # stopped, or dequeued
+    assert TaskStatus.STOPPED in statuses
+
+
 def test_optuna_finds_the_optimum_and_prunes_on_reported_steps(
     store: Store, hpo_agents: Agents, tmp_path: Path
 ) -> None:
@@ -202,3 +226,11 @@ def wait_final(store: Store, task_id: uuid.UUID) -> TaskRecord:
         assert time.monotonic() < deadline, f"task {task_id} is still {task.status}"
         time.sleep(0.1)
     return task
+
+
+def wait_final_or_draft(store: Store, task_id: uuid.UUID) -> TaskStatus:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while (status := store.tasks.get(task_id).status) not in {*FINAL_STATUSES, TaskStatus.CREATED}:
+        assert time.monotonic() < deadline, f"task {task_id} is still {status}"
+        time.sleep(0.1)
+    return status
