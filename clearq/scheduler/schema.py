@@ -177,6 +177,7 @@ task_events = sa.Table(
     sa.Column("worker", sa.String(255)),
     sa.Column("reason", sa.Text(), nullable=False),
     sa.Index("ix_task_events_task_id_id", "task_id", "id"),
+    sa.Index("ix_task_events_at", "at"),
 )
 
 workers = sa.Table(
