@@ -7,7 +7,6 @@ mechanics quickly; ``test_agent_envs.py`` runs tasks in real, cached environment
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from clearq.models import Fence, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler.schema import task_scalars
 from tests.acceptance.conftest import Agents, Cli, read_marks
+from tests.gitrepo import published
 
 JOB = """
 import json, os, sys, time
@@ -50,22 +50,11 @@ sys.exit(params["fail"])
 WAIT_SECONDS = 60
 
 
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str]:
     """A bare origin holding job.py; returns (origin, commit)."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "job.py").write_text(JOB)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "job")
-    _git(work, "push", "-q", "origin", "HEAD")
-    return origin, _git(work, "rev-parse", "HEAD")
+    repository = published(tmp_path, {"job.py": JOB}, message="job")
+    return repository.origin, repository.commit
 
 
 def job(

@@ -22,6 +22,7 @@ from clearq.models import Container, EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_agent import WAIT_SECONDS, logs_of, wait_for, wait_for_log
+from tests.gitrepo import published
 from tests.integration.conftest import DOCKER_TEST_IMAGE
 from tests.integration.conftest import docker_engine as docker_engine  # the shared fixture
 
@@ -44,23 +45,11 @@ print("train ends", flush=True)
 REQUIREMENTS = EnvSpec(requirements=("six==1.16.0",))
 
 
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str]:
     """A bare origin holding src/train.py; returns (origin, commit)."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "src").mkdir()
-    (work / "src" / "train.py").write_text(TRAIN)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
-    _git(work, "push", "-q", "origin", "HEAD")
-    return origin, _git(work, "rev-parse", "HEAD")
+    repository = published(tmp_path, {"src/train.py": TRAIN}, message="train")
+    return repository.origin, repository.commit
 
 
 @pytest.fixture(scope="module")

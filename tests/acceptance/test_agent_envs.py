@@ -19,6 +19,7 @@ import pytest
 from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import CLEARQ, Cli
+from tests.gitrepo import published
 
 TRAIN = """
 import argparse
@@ -52,20 +53,10 @@ YAML = f"PyYAML=={metadata.version('PyYAML')}"
 """A third-party requirement the test's own interpreter has, to run the script by hand."""
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "requirements.txt").write_text(f"{YAML}\n")
-    (work / "train.py").write_text(TRAIN)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
-    _git(work, "push", "-q", "origin", "HEAD")
+    files = {"requirements.txt": f"{YAML}\n", "train.py": TRAIN}
+    work = published(tmp_path, files, message="train").work
     # An uncommitted edit and an untracked module the script imports.
     (work / "train.py").write_text(
         TRAIN.replace("config = ", "# edited after the commit\nconfig = ")

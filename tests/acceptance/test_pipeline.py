@@ -16,6 +16,7 @@ from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.sdk.task import Task, use_store
 from tests.acceptance.conftest import Agents, Cli, read_marks
+from tests.gitrepo import published
 
 STEP = """
 import json, os, sys, time
@@ -38,23 +39,12 @@ def merge(a_id: str, out_url: str) -> dict[str, str]:
     return {"a": a_id, "b_out": out_url}
 
 
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def base(store: Store, tmp_path: Path) -> Iterator[Task]:
     """A draft task running step.py from a repository with a local bare origin."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "step.py").write_text(STEP)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "step")
-    _git(work, "push", "-q", "origin", "HEAD")
+    repository = published(tmp_path, {"step.py": STEP}, message="step")
     script = Script(
-        repository=str(origin), commit=_git(work, "rev-parse", "HEAD"), entry_point="step.py"
+        repository=str(repository.origin), commit=repository.commit, entry_point="step.py"
     )
     spec = TaskSpec(project="pipes", name="step", script=script)
     use_store(store)

@@ -20,6 +20,7 @@ import pytest
 from clearq.config import Settings
 from clearq.models import TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests.gitrepo import published
 
 TRAIN = """
 import argparse
@@ -58,23 +59,11 @@ print("finished")
 """
 
 
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A git clone whose origin is a local bare repository, holding train.py."""
-    origin = tmp_path / "origin.git"
-    work = tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "train.py").write_text(TRAIN)
-    (work / ".gitignore").write_text("outputs/\n")
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "train")
-    _git(work, "push", "-q", "origin", "HEAD")
-    return work
+    files = {"train.py": TRAIN, ".gitignore": "outputs/\n"}
+    return published(tmp_path, files, message="train").work
 
 
 @pytest.fixture

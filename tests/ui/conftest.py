@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.acceptance.conftest import CLEARQ, Cli
+from tests.gitrepo import published
 from tests.ui.helpers import UiProcess
 
 REQUIRE_BROWSER = os.environ.get("CLEARQ_REQUIRE_BROWSER", "") not in ("", "0", "false")
@@ -65,22 +66,11 @@ def ui_process(cli: Cli, tmp_path: Path) -> Iterator[UiProcess]:
         ui.stop()
 
 
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> tuple[Path, str]:
     """A bare origin holding job.py (prints, reports a scalar, sleeps); (origin, commit)."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "job.py").write_text(JOB)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "job")
-    _git(work, "push", "-q", "origin", "HEAD")
-    return origin, _git(work, "rev-parse", "HEAD")
+    repository = published(tmp_path, {"job.py": JOB}, message="job")
+    return repository.origin, repository.commit
 
 
 @pytest.fixture
