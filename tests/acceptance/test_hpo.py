@@ -35,8 +35,7 @@ from clearq.models import TaskStatus
 from clearq.scheduler import Store
 from clearq.sdk.task import use_store
 from tests.acceptance import hpo_toy
-from tests.acceptance.conftest import Cli
-from tests.acceptance.test_agent import Agents
+from tests.acceptance.conftest import Agents, Cli
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60
