@@ -66,11 +66,17 @@ class Window:
         return (sa.func.julianday(column) - _UNIX_EPOCH_JULIAN_DAY) * 86400.0
 
     def bucket(self, seconds: Any) -> sa.ColumnElement[int]:
-        """The bucket number of an epoch-seconds expression at or after the start."""
+        """The bucket number of an epoch-seconds expression at or after the start.
+
+        A time a hair past the window's end (SQLite's millisecond rounding, see
+        ``SLACK_SECONDS``) counts in the last bucket rather than in none.
+        """
         offset = (seconds - self.first) / self.step
         if self.postgres:
-            return sa.cast(sa.func.floor(offset), sa.Integer)
-        return sa.cast(offset, sa.Integer)  # truncates, which is floor here (offset >= 0)
+            number: sa.ColumnElement[int] = sa.cast(sa.func.floor(offset), sa.Integer)
+        else:
+            number = sa.cast(offset, sa.Integer)  # truncates, which is floor here (offset >= 0)
+        return sa.case((number >= self.buckets, self.buckets - 1), else_=number)
 
     def grid(self) -> sa.CTE:
         """Bucket numbers ``0 .. buckets-1``, as rows of column ``i``."""
