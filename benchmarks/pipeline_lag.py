@@ -32,11 +32,11 @@ from clearq.sdk.task import Task, use_store
 CLEARQ = Path(sys.executable).with_name("clearq")
 
 
-def base_task(store: Store, folder: Path) -> Task:
+def base_task(store: Store) -> Task:
+    """A draft that prints one line, standing alone (no repository)."""
     script = Script(source="print('step')\n", entry_point="step.py")
-    return Task.get_task(
-        task_id=store.tasks.create(TaskSpec(project="b", name="step", script=script)).id
-    )
+    made = store.tasks.create(TaskSpec(project="b", name="step", script=script))
+    return Task.get_task(task_id=made.id)
 
 
 def wait_ended(store: Store, task_id: object) -> None:

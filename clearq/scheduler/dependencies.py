@@ -52,6 +52,7 @@ def add_parents(
     ]
     if rows:
         conn.execute(task_dependencies.insert(), rows)
+        conn.execute(tasks.update().where(tasks.c.id.in_(wanted)).values(has_children=True))
 
 
 def ancestors(conn: Connection, start: Iterable[uuid.UUID]) -> set[uuid.UUID]:

@@ -32,18 +32,9 @@ from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
 from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
-from clearq.scheduler.schema import db_now, task_dependencies, tasks, workers
+from clearq.scheduler.schema import db_now, tasks, workers
 
 REAP_BATCH = 500
-
-
-# Whether a finished task has children waiting on it: they may be claimable now.
-_HAS_CHILDREN = (
-    sa.select(sa.literal(1))
-    .where(task_dependencies.c.parent_id == tasks.c.id)
-    .exists()
-    .label("has_children")
-)
 
 
 def _finish_statement(local_run: bool) -> sa.Update:
@@ -72,7 +63,7 @@ def _finish_statement(local_run: bool) -> sa.Update:
             updated_at=db_now(),
             lease_expires_at=None,
         )
-        .returning(tasks.c.id, _HAS_CHILDREN)
+        .returning(tasks.c.id, tasks.c.has_children)
     )
 
 

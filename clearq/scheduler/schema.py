@@ -115,6 +115,8 @@ tasks = sa.Table(
     sa.Column("max_retries", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("retries", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("retry_delay_seconds", sa.Float()),
+    # Another task depends on this one: its finish wakes idle agents.
+    sa.Column("has_children", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
 )
