@@ -106,3 +106,17 @@ def test_store_refuses_a_schema_from_a_newer_clearq(empty_db: Database) -> None:
         conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'fromthefuture'")
     with pytest.raises(SchemaError, match="newer clearq"):
         Store(empty_db.url.render_as_string(hide_password=False))
+
+
+def test_the_history_triggers_survive_every_migration(empty_db: Database) -> None:
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        if empty_db.dialect == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tasks'"
+        else:
+            query = (
+                "SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks'::regclass "
+                "AND NOT tgisinternal"
+            )
+        names = set(conn.exec_driver_sql(query).scalars())
+    assert names == {"task_events_on_insert", "task_events_on_update"}

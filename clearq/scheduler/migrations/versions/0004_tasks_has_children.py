@@ -21,15 +21,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tasks") as batch:
-        batch.add_column(
-            sa.Column("has_children", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # A plain ADD COLUMN, not a batch operation: on SQLite a batch may rebuild the table,
+    # which drops the task_events triggers of migration 0002.
+    op.add_column(
+        "tasks", sa.Column("has_children", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
     op.execute(
         "UPDATE tasks SET has_children = true WHERE id IN (SELECT parent_id FROM task_dependencies)"
     )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tasks") as batch:
-        batch.drop_column("has_children")
+    op.drop_column("tasks", "has_children")
