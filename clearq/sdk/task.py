@@ -256,27 +256,10 @@ class Task:
     ) -> Task:
         """A new draft with the same code, environment and parameters; ``parent`` is the source."""
         source = source_task if isinstance(source_task, Task) else cls.get_task(source_task)
-        from clearq.models import TaskSpec
-
-        record = source.reload()._record
-        spec = TaskSpec(
-            project=record.project,
-            name=name or f"{record.name} (clone)",
-            type=record.type,
-            script=record.script,
-            env=record.env,
-            container=record.container,
-            parameters=dict(record.parameters),
-            tags=record.tags,
-            comment=record.comment,
-            parent_id=_as_uuid(parent) if parent else record.id,
-            max_attempts=record.max_attempts,
-            max_run_seconds=record.max_run_seconds,
-            output_uri=record.output_uri,
-            max_retries=record.max_retries,
-            retry_delay_seconds=record.retry_delay_seconds,
+        made = source._store.tasks.clone(
+            source._id, name=name, parent=_as_uuid(parent) if parent else None
         )
-        return cls(source._store, source._store.tasks.create(spec))
+        return cls(source._store, made)
 
     @_ClassOrInstance
     def enqueue(

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from clearq.errors import InvalidInput
-from clearq.models import TaskSpec, TaskStatus
+from clearq.models import TaskStatus
 from clearq.scheduler import Store
 from clearq.ui.security import CSRF_FIELD, Guard
 from clearq.ui.tables import link, task_href
@@ -116,25 +116,7 @@ async def task_action(request: Request) -> Response:
 
 
 def _clone(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
-    source = store.tasks.get(task_id)
-    spec = TaskSpec(
-        project=source.project,
-        name=_text(form, "name") or f"{source.name} (clone)",
-        type=source.type,
-        script=source.script,
-        env=source.env,
-        container=source.container,
-        parameters=dict(source.parameters),
-        tags=source.tags,
-        comment=source.comment,
-        parent_id=source.id,
-        max_attempts=source.max_attempts,
-        max_run_seconds=source.max_run_seconds,
-        output_uri=source.output_uri,
-        max_retries=source.max_retries,
-        retry_delay_seconds=source.retry_delay_seconds,
-    )
-    return store.tasks.create(spec).id
+    return store.tasks.clone(task_id, name=_text(form, "name") or None).id
 
 
 def _enqueue(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:

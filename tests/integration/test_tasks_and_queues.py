@@ -271,3 +271,29 @@ def test_history_records_every_status_and_attempt_change_by_any_path(store: Stor
     assert all(a.at <= b.at for a, b in itertools.pairwise(events))
     with pytest.raises(NotFound):
         store.tasks.history(uuid.uuid4())
+
+
+def test_clone_copies_code_environment_parameters_and_limits(store: Store) -> None:
+    source = new_task(
+        store,
+        "base",
+        script=Script(entry_point="train.py", diff="d"),
+        env=EnvSpec(requirements=("six==1.16.0",)),
+        parameters={"General/lr": "0.1"},
+        max_retries=2,
+        retry_delay_seconds=1.5,
+        max_run_seconds=60,
+    )
+    clone = store.tasks.clone(source)
+    original = store.tasks.get(source)
+    assert clone.id != source
+    assert clone.status is TaskStatus.CREATED
+    assert (clone.name, clone.parent_id) == ("base (clone)", source)
+    assert (clone.script, clone.env, clone.parameters) == (
+        original.script,
+        original.env,
+        original.parameters,
+    )
+    assert (clone.max_retries, clone.retry_delay_seconds, clone.max_run_seconds) == (2, 1.5, 60)
+    named = store.tasks.clone(source, name="lr=1", parent=clone.id)
+    assert (named.name, named.parent_id) == ("lr=1", clone.id)
