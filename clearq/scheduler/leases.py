@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clearq.errors import InvalidInput
+from clearq.errors import InvalidInput, LeaseLost
 from clearq.models import (
     RUN_END_STATUSES,
     Fence,
@@ -75,7 +75,7 @@ SET status = v.status, exit_code = v.exit_code, status_reason = v.reason,
 FROM v
 WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
   AND t.worker IS NOT DISTINCT FROM v.worker
-RETURNING t.id
+RETURNING t.id, t.has_children
 """
 
 
@@ -240,18 +240,48 @@ class Leases:
         return True
 
     def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
-        """Record several ended attempts in one statement; return the tasks whose fence lost.
+        """Record several ended attempts; return the tasks whose fence lost.
 
         For a worker finishing many short tasks (services mode, a batch consumer): each
         result is fenced exactly like :meth:`finish`; the ones whose attempt is no longer
-        the worker's change nothing and come back in the returned set.
+        the worker's change nothing and come back in the returned set. Completed and
+        stopped attempts go in one statement; a failed one goes through :meth:`finish`,
+        which decides whether it is retried.
         """
         for result in results:
             _check_final(result.status)
-        if not results:
-            return frozenset()
-        if not self._db.is_postgres:
-            return self._finish_each(results)
+        lost: set[uuid.UUID] = set()
+        batch = []
+        for r in results:
+            if r.status is not TaskStatus.FAILED:
+                batch.append(r)
+                continue
+            try:
+                self.finish(r.fence, r.status, exit_code=r.exit_code, reason=r.reason)
+            except LeaseLost:
+                lost.add(r.fence.task_id)
+        if batch:
+            lost |= self._finish_batch(batch)
+        return frozenset(lost)
+
+    def _finish_batch(self, results: Sequence[RunResult]) -> set[uuid.UUID]:
+        with self._db.write_one() as conn:
+            if self._db.is_postgres:
+                rows = self._finish_pg(conn, results)
+            else:
+                rows = self._finish_each(conn, results)
+            done = {task_id for task_id, _ in rows}
+            woken = {task_id for task_id, has_children in rows if has_children}
+            completed = {r.fence.task_id for r in results if r.status is TaskStatus.COMPLETED}
+            if woken & completed:  # a child of one of them may be claimable now
+                notify(conn, self._db, ENQUEUE_CHANNEL, str(min(woken & completed)))
+        if any(r.status is not TaskStatus.COMPLETED for r in results):
+            self.skip_blocked()
+        return {r.fence.task_id for r in results if r.fence.task_id not in done}
+
+    def _finish_pg(
+        self, conn: Connection, results: Sequence[RunResult]
+    ) -> list[tuple[uuid.UUID, bool]]:
         rows = ", ".join(
             f"(CAST(:id{i} AS uuid), :a{i}, CAST(:w{i} AS varchar), :s{i}, "
             f"CAST(:e{i} AS integer), :r{i})"
@@ -262,18 +292,19 @@ class Leases:
             f = r.fence
             params.update({f"id{i}": f.task_id, f"a{i}": f.attempt, f"w{i}": f.worker})
             params.update({f"s{i}": r.status.value, f"e{i}": r.exit_code, f"r{i}": r.reason})
-        with self._db.write_one() as conn:
-            done = set(conn.execute(sa.text(_PG_FINISH_MANY.format(rows=rows)), params).scalars())
-        return frozenset(r.fence.task_id for r in results if r.fence.task_id not in done)
+        found = conn.execute(sa.text(_PG_FINISH_MANY.format(rows=rows)), params).all()
+        return [(row.id, row.has_children) for row in found]
 
-    def _finish_each(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
-        lost_ids = set()
-        with self._db.write() as conn:
-            for r in results:
-                values = _finish_values(r.fence, r.status, r.exit_code, r.reason)
-                if conn.execute(_FINISH[r.fence.worker is None], values).first() is None:
-                    lost_ids.add(r.fence.task_id)
-        return frozenset(lost_ids)
+    def _finish_each(
+        self, conn: Connection, results: Sequence[RunResult]
+    ) -> list[tuple[uuid.UUID, bool]]:
+        done = []
+        for r in results:
+            values = _finish_values(r.fence, r.status, r.exit_code, r.reason)
+            row = conn.execute(_FINISH[r.fence.worker is None], values).first()
+            if row is not None:
+                done.append((r.fence.task_id, bool(row.has_children)))
+        return done
 
     def requeue(self, fence: Fence, *, reason: str, infra: bool = False) -> Task:
         """Give a running attempt back: its task goes to the front of its queue.

@@ -12,7 +12,7 @@ import pytest
 
 from clearq.config import Settings
 from clearq.errors import InvalidInput, NotFound
-from clearq.models import Fence, TaskStatus
+from clearq.models import Fence, RunResult, TaskStatus
 from clearq.scheduler import Store
 from tests.integration.helpers import new_task
 
@@ -167,3 +167,20 @@ def test_a_queue_cap_holds_against_racing_claimers(
         p.join(timeout=30)
     running = store.tasks.list(status=TaskStatus.RUNNING, limit=100)
     assert got == len(running) == 3
+
+
+def test_finish_many_retries_failures_and_skips_the_children_of_stopped_tasks(q: Store) -> None:
+    flaky = new_task(q, "flaky", max_retries=1)
+    stopped, done = new_task(q, "stopped"), new_task(q, "done")
+    for task_id in (flaky, stopped, done):
+        q.queues.enqueue(task_id, "q")
+    child = new_task(q, "child")
+    q.queues.enqueue(child, "q", depends_on=[stopped])
+    claims = q.claimer("w", ["q"]).claim(3)
+    status = {flaky: TaskStatus.FAILED, stopped: TaskStatus.STOPPED, done: TaskStatus.COMPLETED}
+    results = [RunResult(fence=c.fence, status=status[c.task_id], reason="r") for c in claims]
+    assert q.leases.finish_many(results) == frozenset()
+    assert q.tasks.get(flaky).status is TaskStatus.QUEUED  # retried, not failed
+    assert q.tasks.get(flaky).retries == 1
+    assert q.tasks.get(done).status is TaskStatus.COMPLETED
+    assert q.tasks.get(child).status is TaskStatus.SKIPPED
