@@ -6,7 +6,6 @@ x = 3, y = -1 (loss 0), one of the 12 combinations of ``RANGES``.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -20,6 +19,7 @@ from clearq.automation import (
 )
 from clearq.models import Script, TaskSpec
 from clearq.scheduler import Store
+from tests.gitrepo import published
 
 JOB = """
 import time
@@ -46,21 +46,10 @@ QUEUE = "hpo"
 TOTAL_JOBS = 12
 
 
-def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
-
-
 def base_task(store: Store, tmp_path: Path, **parameters: object) -> uuid.UUID:
     """A draft running the toy job from a fresh git repository; ``parameters`` override."""
-    origin, work = tmp_path / "origin.git", tmp_path / "work"
-    _git(tmp_path, "init", "-q", "--bare", str(origin))
-    _git(tmp_path, "clone", "-q", str(origin), str(work))
-    (work / "toy.py").write_text(JOB)
-    _git(work, "add", ".")
-    _git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "toy")
-    _git(work, "push", "-q", "origin", "HEAD")
-    commit = _git(work, "rev-parse", "HEAD")
+    repository = published(tmp_path, {"toy.py": JOB}, message="toy")
+    origin, commit = repository.origin, repository.commit
     values = {"x": 0.0, "y": 0.0, "steps": 3, "sleep": 0.0, "crash_at_x": -100.0, **parameters}
     spec = TaskSpec(
         project="hpo",
