@@ -90,7 +90,7 @@ def agent(url: str, home: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
     env.update(CLEARQ_DATABASE_URL=url, CLEARQ_HOME=str(home))
     proc = subprocess.Popen(
-        [str(CLEARQ), "agent", "-q", "bench"],
+        [str(CLEARQ), "agent", "-q", "bench", "--allow-local-repositories"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -87,6 +87,10 @@ class Settings:
     ca_bundle: Path | None = None
     """The CA bundle mounted into containers for pip and uv; default: the host's."""
 
+    allow_local_repositories: bool = False
+    """An agent clones a task's repository from a path or ``file://`` URL on its own
+    machine only when its operator says so; https, ssh and git URLs always work."""
+
     def __post_init__(self) -> None:
         for name in ("lease_seconds", "worker_gone_seconds", "metrics_retention_seconds"):
             if not getattr(self, name) > 0:
@@ -138,6 +142,15 @@ def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
     return lambda text: convert(text) if text.strip() else None
 
 
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ValueError("give 1 or 0")
+
+
 _READERS: dict[str, Callable[[str], Any]] = {
     "home": Path,
     "database_url": _optional(str.strip),
@@ -155,6 +168,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "docker_volume_roots": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
     "docker_stop_grace_seconds": float,
     "ca_bundle": _optional(Path),
+    "allow_local_repositories": _flag,
 }
 
 

@@ -99,7 +99,7 @@ def main() -> None:
 
     step("3. an agent takes it, rebuilds its code and a cached venv, and runs it")
     clearq = shutil.which("clearq") or str(Path(sys.executable).with_name("clearq"))
-    run(clearq, "agent", "--queue", "default", "--once")
+    run(clearq, "agent", "--queue", "default", "--once", "--allow-local-repositories")
 
     step("4. the result")
     clone.reload()

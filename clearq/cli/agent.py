@@ -64,6 +64,13 @@ def agent_command(
     keep_workspaces: Annotated[
         bool, typer.Option("--keep-workspaces", help="Keep each run's folder (debugging).")
     ] = False,
+    allow_local_repositories: Annotated[
+        bool,
+        typer.Option(
+            "--allow-local-repositories",
+            help="Clone tasks' repositories from paths and file:// URLs on this machine.",
+        ),
+    ] = False,
     docker: Annotated[
         str | None,
         typer.Option(
@@ -98,6 +105,7 @@ def agent_command(
         worker=worker_id(name),
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,
+        allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
     )
     with context.store() as store, ExitStack() as stack:
         in_docker = None if docker is None else _docker(store, settings, config, docker, stack)

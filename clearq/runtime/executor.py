@@ -116,6 +116,8 @@ class ExecutorConfig:
     stop_grace: float = DEFAULT_STOP_GRACE_SECONDS
     monitor_seconds: float = TASK_MONITOR_SECONDS
     keep_workspaces: bool = False
+    allow_local_repositories: bool = False
+    """Clone a task's repository from a path or ``file://`` URL on this machine."""
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,10 @@ class Executor:
             shutil.rmtree(dest)  # left by an earlier agent on this machine for this attempt
         try:
             return build_workspace(
-                task.script, dest, mirror_cache=self._config.home / "git-mirrors"
+                task.script,
+                dest,
+                mirror_cache=self._config.home / "git-mirrors",
+                allow_local=self._config.allow_local_repositories,
             )
         except WorkspaceError as e:
             raise StepFailed(Step.WORKSPACE, str(e)) from e

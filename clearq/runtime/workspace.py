@@ -13,6 +13,11 @@ link as it is reached, and files are opened without following links. ``git apply
 runs inside ``dest`` without ``--unsafe-paths``, so it refuses ``..`` paths, ``.git``
 and writes beyond a symbolic link itself.
 
+git itself runs with a configuration no task can change (``clearq.runtime.gitsafe``):
+transports allow-listed, hooks off, no system or global config, and each mirror's config
+rewritten by the agent before it is used. A local repository (a path or ``file://``) is
+refused unless the operator allows local repositories (``allow_local``).
+
 Every failure is a WorkspaceError naming its step and keeping git's message::
 
     ClearqError
@@ -35,11 +40,15 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from clearq.errors import ClearqError
 from clearq.models import Script
+from clearq.runtime.gitsafe import git_argv, git_environment, reset_mirror_config
 
 __all__ = ["WorkspaceError", "WorkspaceStep", "build_workspace", "checked_path"]
 
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
-"""An agent has no one to type a password: fail instead of waiting for one."""
+_REMOTE_URL = re.compile(
+    r"(?:https|ssh|git)://|(?:[A-Za-z0-9._-]+@[A-Za-z0-9.-]+|[A-Za-z0-9-]+\.[A-Za-z0-9.-]+):(?!:)"
+)
+"""A URL the remote transports take (``user@host:path`` is ssh); anything else is local,
+or a transport the agent's git refuses."""
 
 _COMMIT = re.compile(r"[0-9a-fA-F]{4,64}")
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -94,19 +103,24 @@ def _unsafe(value: str, *, allow_root: bool) -> str | None:
     return None
 
 
-def build_workspace(script: Script, dest: Path, *, mirror_cache: Path | None = None) -> Path:
+def build_workspace(
+    script: Script, dest: Path, *, mirror_cache: Path | None = None, allow_local: bool = False
+) -> Path:
     """Rebuild ``script``'s working tree in ``dest`` and return the folder to run in.
 
     ``dest`` must be missing or empty. With ``mirror_cache`` the repository is fetched
     into a bare mirror there (one per URL, shared by later tasks) and cloned from it.
+    A repository on this machine (a path, ``file://``) is used only with ``allow_local``.
     Raises WorkspaceError naming the step that failed.
     """
     _check_paths(script)
+    if script.repository is not None:
+        _check_repository(script.repository, allow_local=allow_local)
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise WorkspaceError(WorkspaceStep.PATHS, f"{dest} is not empty")
     if script.repository is not None:
-        _clone(script, dest, mirror_cache)
+        _clone(script, dest, mirror_cache, allow_local=allow_local)
     elif script.commit is not None:
         raise WorkspaceError(
             WorkspaceStep.CLONE,
@@ -137,6 +151,19 @@ def _check_paths(script: Script) -> None:
         raise WorkspaceError(WorkspaceStep.PATHS, f"commit {script.commit!r} is not a hash")
 
 
+def _check_repository(url: str, *, allow_local: bool) -> None:
+    if url.startswith("-") or any(c in url for c in '\0\n\r"\\'):
+        raise WorkspaceError(WorkspaceStep.CLONE, f"repository {url!r} is not a URL: refused")
+    if allow_local or _REMOTE_URL.match(url):
+        return
+    raise WorkspaceError(
+        WorkspaceStep.CLONE,
+        f"repository {url!r} is not an https, ssh or git URL; this agent does not use "
+        "local repositories (its operator allows them with clearq agent "
+        "--allow-local-repositories or CLEARQ_ALLOW_LOCAL_REPOSITORIES=1)",
+    )
+
+
 def _write_source(script: Script, dest: Path) -> None:
     if script.entry_point is None:
         raise WorkspaceError(WorkspaceStep.SOURCE, "the task has a source but no entry point")
@@ -162,16 +189,26 @@ def _run_folder(script: Script, dest: Path) -> Path:
 # -- git ---------------------------------------------------------------------------------
 
 
-def _git(step: WorkspaceStep, cwd: Path | None, *args: str, stdin: bytes = b"") -> str:
-    """Run git; WorkspaceError for ``step``, with git's message, when it fails."""
+def _git(
+    step: WorkspaceStep,
+    cwd: Path | None,
+    *args: str,
+    stdin: bytes = b"",
+    allow_local: bool = True,
+) -> str:
+    """Run git; WorkspaceError for ``step``, with git's message, when it fails.
+
+    ``allow_local`` False where git reaches the task's own URL; True where it reaches
+    only the agent's folders (the workspace, a mirror).
+    """
     try:
         done = subprocess.run(
-            ["git", *args],
+            git_argv(*args),
             cwd=cwd,
             input=stdin,
             capture_output=True,
             check=False,
-            env={**os.environ, **_GIT_ENV},
+            env=git_environment(os.environ, allow_local=allow_local),
         )
     except OSError as error:
         raise WorkspaceError(step, f"cannot run git ({error}); is git installed?") from error
@@ -185,22 +222,25 @@ def _git(step: WorkspaceStep, cwd: Path | None, *args: str, stdin: bytes = b"") 
 
 def _has_commit(repo: Path, commit: str) -> bool:
     done = subprocess.run(
-        ["git", "cat-file", "-e", f"{commit}^{{commit}}"],
+        git_argv("cat-file", "-e", f"{commit}^{{commit}}"),
         cwd=repo,
         input=b"",
         capture_output=True,
         check=False,
+        env=git_environment(os.environ, allow_local=False),
     )
     return done.returncode == 0
 
 
-def _clone(script: Script, dest: Path, mirror_cache: Path | None) -> None:
+def _clone(script: Script, dest: Path, mirror_cache: Path | None, *, allow_local: bool) -> None:
     assert script.repository is not None
-    source = script.repository
+    source, local = script.repository, allow_local
     if mirror_cache is not None:
-        source = str(_mirror(script.repository, mirror_cache, script.commit))
-    _git(WorkspaceStep.CLONE, None, "clone", "--quiet", "--no-checkout", "--", source, str(dest))
-    revision = _revision(script, dest)
+        source = str(_mirror(script.repository, mirror_cache, script.commit, allow_local))
+        local = True  # the agent's own mirror
+    clone = ("clone", "--quiet", "--no-checkout", "--", source, str(dest))
+    _git(WorkspaceStep.CLONE, None, *clone, allow_local=local)
+    revision = _revision(script, dest, allow_local=local)
     _git(
         WorkspaceStep.CHECKOUT,
         dest,
@@ -208,18 +248,21 @@ def _clone(script: Script, dest: Path, mirror_cache: Path | None) -> None:
     )
 
 
-def _revision(script: Script, dest: Path) -> str:
+def _revision(script: Script, dest: Path, *, allow_local: bool) -> str:
     """The commit to check out: the captured one, else the branch's tip, else HEAD's."""
     if script.commit is not None:
-        _fetch_commit(dest, script.commit, script.repository)
+        _fetch_commit(dest, script.commit, script.repository, allow_local=allow_local)
         return script.commit
     # A full ref name cannot be read as an option, whatever the branch is called.
     ref = f"refs/remotes/origin/{script.branch}" if script.branch else "HEAD"
     return _git(WorkspaceStep.CHECKOUT, dest, "rev-parse", "--verify", f"{ref}^{{commit}}")
 
 
-def _mirror(url: str, cache: Path, commit: str | None) -> Path:
-    """The bare mirror of ``url`` in ``cache``, cloned once and fetched when it lacks ``commit``."""
+def _mirror(url: str, cache: Path, commit: str | None, allow_local: bool) -> Path:
+    """The bare mirror of ``url`` in ``cache``, cloned once and fetched when it lacks ``commit``.
+
+    The mirror's config is the agent's: rewritten before every fetch, whatever is there.
+    """
     cache.mkdir(parents=True, exist_ok=True)
     tail = _SLUG.sub("-", url.rstrip("/").rsplit("/", 1)[-1])[-40:]
     mirror = cache / f"{tail}-{hashlib.sha256(url.encode()).hexdigest()[:16]}.git"
@@ -228,22 +271,26 @@ def _mirror(url: str, cache: Path, commit: str | None) -> Path:
             # Clone aside and rename: a clone killed halfway never looks like a mirror.
             partial = mirror.with_name(mirror.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
-            _git(WorkspaceStep.CLONE, None, "clone", "--quiet", "--mirror", "--", url, str(partial))
+            clone = ("clone", "--quiet", "--mirror", "--", url, str(partial))
+            _git(WorkspaceStep.CLONE, None, *clone, allow_local=allow_local)
             partial.rename(mirror)
-        elif commit is None or not _has_commit(mirror, commit):
-            _git(WorkspaceStep.FETCH, mirror, "fetch", "--quiet", "--prune", "origin")
+        reset_mirror_config(mirror, url)
+        if commit is None or not _has_commit(mirror, commit):
+            fetch = ("fetch", "--quiet", "--prune", "origin")
+            _git(WorkspaceStep.FETCH, mirror, *fetch, allow_local=allow_local)
         if commit is not None:
-            _fetch_commit(mirror, commit, url)
+            _fetch_commit(mirror, commit, url, allow_local=allow_local)
     return mirror
 
 
-def _fetch_commit(repo: Path, commit: str, url: str | None) -> None:
+def _fetch_commit(repo: Path, commit: str, url: str | None, *, allow_local: bool) -> None:
     """Make sure ``repo`` has ``commit``: fetch it by hash when no branch brought it."""
     if _has_commit(repo, commit):
         return
     said = ""
     try:
-        _git(WorkspaceStep.FETCH, repo, "fetch", "--quiet", "origin", commit)
+        fetch = ("fetch", "--quiet", "origin", commit)
+        _git(WorkspaceStep.FETCH, repo, *fetch, allow_local=allow_local)
     except WorkspaceError as error:
         said = error.git_output
     if not _has_commit(repo, commit):

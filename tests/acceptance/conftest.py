@@ -31,7 +31,10 @@ class Cli:
         """A Cli whose environment names only this database and home (no user settings)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
         env.pop("FORCE_COLOR", None)
-        env.update(CLEARQ_DATABASE_URL=url, CLEARQ_HOME=str(home))
+        # The tests' repositories are local bare ones: their agents allow those.
+        env.update(
+            CLEARQ_DATABASE_URL=url, CLEARQ_HOME=str(home), CLEARQ_ALLOW_LOCAL_REPOSITORIES="1"
+        )
         return cls(env=env)
 
     def run(

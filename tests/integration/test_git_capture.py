@@ -244,7 +244,7 @@ def test_no_remote_names_the_local_clone(repo: Repo, tmp_path: Path) -> None:
     assert captured.script.repository == repo.work.resolve().as_posix()
     assert captured.script.commit == repo.head()
     assert any("no remote" in w and "other machines" in w for w in captured.warnings)
-    run_in = build_workspace(captured.script, tmp_path / "ws")
+    run_in = build_workspace(captured.script, tmp_path / "ws", allow_local=True)
     assert (run_in / "train.py").read_text() == TRAIN + "print('local')\n"
 
 
@@ -256,7 +256,7 @@ def test_no_repository_captures_the_script_text(tmp_path: Path) -> None:
     assert script.repository is None
     assert script.arguments == ("-v",)
     assert captured.repo_root is None
-    run_in = build_workspace(script, tmp_path / "ws")
+    run_in = build_workspace(script, tmp_path / "ws", allow_local=True)
     assert (run_in / "job.py").read_text() == TRAIN
 
 
@@ -269,7 +269,7 @@ def test_a_repository_without_commits_stores_the_whole_tree(tmp_path: Path) -> N
     captured = capture_script(entry, argv=["train.py"], cwd=work)
     assert (captured.script.repository, captured.script.commit) == (None, None)
     assert any("no commit yet" in w for w in captured.warnings)
-    run_in = build_workspace(captured.script, tmp_path / "ws")
+    run_in = build_workspace(captured.script, tmp_path / "ws", allow_local=True)
     assert snapshot(run_in) == snapshot(work)
 
 
@@ -357,7 +357,9 @@ def test_the_workspace_reproduces_the_working_tree_byte_for_byte(
     captured = capture(repo, cwd=repo.work / "lib")
     assert captured.script.commit == git(repo.origin, "rev-parse", "main")
     assert any("latin.txt is not UTF-8" in w for w in captured.warnings)
-    run_in = build_workspace(captured.script, tmp_path / "ws", mirror_cache=tmp_path / "mirrors")
+    run_in = build_workspace(
+        captured.script, tmp_path / "ws", mirror_cache=tmp_path / "mirrors", allow_local=True
+    )
     assert run_in == tmp_path / "ws" / "lib"
     expected = snapshot(repo.work)
     assert "blob.dat" in expected
@@ -367,20 +369,20 @@ def test_the_workspace_reproduces_the_working_tree_byte_for_byte(
 
 def test_the_mirror_is_reused_and_fetched_for_new_commits(repo: Repo, tmp_path: Path) -> None:
     mirrors = tmp_path / "mirrors"
-    build_workspace(capture(repo).script, tmp_path / "one", mirror_cache=mirrors)
+    build_workspace(capture(repo).script, tmp_path / "one", mirror_cache=mirrors, allow_local=True)
     write(repo.work / "train.py", TRAIN + "print('pushed later')\n")
     git(repo.work, "commit", "--quiet", "-am", "later")
     git(repo.work, "push", "--quiet")
     script = capture(repo).script
     assert script.diff == ""
-    run_in = build_workspace(script, tmp_path / "two", mirror_cache=mirrors)
+    run_in = build_workspace(script, tmp_path / "two", mirror_cache=mirrors, allow_local=True)
     assert "pushed later" in (run_in / "train.py").read_text()
     assert len(list(mirrors.glob("*.git"))) == 1
 
 
 def test_a_branch_without_a_commit_checks_out_its_tip(repo: Repo, tmp_path: Path) -> None:
     script = Script(repository=str(repo.origin), branch="main", entry_point="train.py")
-    run_in = build_workspace(script, tmp_path / "ws")
+    run_in = build_workspace(script, tmp_path / "ws", allow_local=True)
     assert git(run_in, "rev-parse", "HEAD") == repo.head()
 
 
@@ -391,7 +393,7 @@ def test_a_diff_that_does_not_apply_names_the_step(repo: Repo, tmp_path: Path) -
     diff = "--- a/train.py\n+++ b/train.py\n@@ -1 +1 @@\n-not there\n+x\n"
     script = Script(repository=str(repo.origin), commit=repo.head(), diff=diff)
     with pytest.raises(WorkspaceError, match="diff failed") as caught:
-        build_workspace(script, tmp_path / "ws")
+        build_workspace(script, tmp_path / "ws", allow_local=True)
     assert caught.value.step is WorkspaceStep.DIFF
     assert "train.py" in caught.value.git_output
 
@@ -399,14 +401,16 @@ def test_a_diff_that_does_not_apply_names_the_step(repo: Repo, tmp_path: Path) -
 def test_a_commit_the_remote_lacks_names_the_step(repo: Repo, tmp_path: Path) -> None:
     script = Script(repository=str(repo.origin), commit="ab" * 20)
     with pytest.raises(WorkspaceError, match="was it pushed") as caught:
-        build_workspace(script, tmp_path / "ws")
+        build_workspace(script, tmp_path / "ws", allow_local=True)
     assert caught.value.step is WorkspaceStep.FETCH
 
 
 def test_an_unreachable_repository_names_the_step(tmp_path: Path) -> None:
     script = Script(repository=str(tmp_path / "missing.git"), commit="ab" * 20)
     with pytest.raises(WorkspaceError, match="clone failed") as caught:
-        build_workspace(script, tmp_path / "ws", mirror_cache=tmp_path / "mirrors")
+        build_workspace(
+            script, tmp_path / "ws", mirror_cache=tmp_path / "mirrors", allow_local=True
+        )
     assert caught.value.step is WorkspaceStep.CLONE
     assert caught.value.git_output
 
@@ -432,7 +436,7 @@ def test_unsafe_untracked_paths_are_refused_before_any_write(
     bad = UntrackedFile(path=path, data=b"#!/bin/sh\n", executable=True)
     script = Script(repository=str(repo.origin), commit=repo.head(), untracked=(bad,))
     with pytest.raises(WorkspaceError, match="refused") as caught:
-        build_workspace(script, tmp_path / "ws")
+        build_workspace(script, tmp_path / "ws", allow_local=True)
     assert caught.value.step is WorkspaceStep.PATHS
     assert not (tmp_path / "ws").exists()
     assert not (tmp_path / "escape.txt").exists()
@@ -448,7 +452,7 @@ def test_unsafe_untracked_paths_are_refused_before_any_write(
 )
 def test_unsafe_entry_points_and_folders_are_refused(tmp_path: Path, script: Script) -> None:
     with pytest.raises(WorkspaceError, match="refused"):
-        build_workspace(script, tmp_path / "a" / "ws")
+        build_workspace(script, tmp_path / "a" / "ws", allow_local=True)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -468,7 +472,7 @@ def test_nothing_is_written_through_a_checked_out_symlink(
         )
         dest = tmp_path / f"ws-{path.replace('/', '-')}"
         with pytest.raises(WorkspaceError, match=r"symbolic link|refused") as caught:
-            build_workspace(script, dest)
+            build_workspace(script, dest, allow_local=True)
         assert caught.value.step is WorkspaceStep.UNTRACKED
     assert list(outside.iterdir()) == []
     assert not (tmp_path / "pwned.txt").exists()
@@ -487,7 +491,7 @@ def test_nothing_is_written_through_a_symlink_the_diff_makes(
         untracked=(UntrackedFile(path="made/pwned.txt", data=b"pwned"),),
     )
     with pytest.raises(WorkspaceError, match="symbolic link"):
-        build_workspace(script, tmp_path / "ws")
+        build_workspace(script, tmp_path / "ws", allow_local=True)
     assert list(outside.iterdir()) == []
 
 
@@ -503,7 +507,7 @@ def test_a_diff_outside_the_tree_is_refused_by_git_apply(
     )
     script = Script(repository=str(repo.origin), commit=repo.head(), diff=diff)
     with pytest.raises(WorkspaceError) as caught:
-        build_workspace(script, tmp_path / "ws")
+        build_workspace(script, tmp_path / "ws", allow_local=True)
     assert caught.value.step is WorkspaceStep.DIFF
     assert not (tmp_path / "escape.txt").exists()
     assert not (tmp_path / "ws" / ".git" / "hooks" / "post-checkout").exists()

@@ -49,6 +49,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_DOCKER_VOLUME_ROOTS": "/data:/models",
         "CLEARQ_DOCKER_STOP_GRACE_SECONDS": "3",
         "CLEARQ_CA_BUNDLE": "/etc/ca.pem",
+        "CLEARQ_ALLOW_LOCAL_REPOSITORIES": "yes",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -67,6 +68,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.docker_volume_roots == (Path("/data"), Path("/models"))
     assert settings.docker_stop_grace_seconds == 3.0
     assert settings.ca_bundle == Path("/etc/ca.pem")
+    assert settings.allow_local_repositories is True
 
 
 def test_overrides_win_over_the_environment() -> None:
