@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FINAL_STATUSES", "RUN_END_STATUSES", "ClaimOrder", "EnvManager", "TaskStatus"]
+__all__ = [
+    "FINAL_STATUSES",
+    "RUN_END_STATUSES",
+    "ClaimOrder",
+    "EnvManager",
+    "HistoryMark",
+    "TaskStatus",
+]
 
 
 class TaskStatus(enum.StrEnum):
@@ -33,6 +40,14 @@ RUN_END_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatu
 """The statuses a run ends in."""
 FINAL_STATUSES = RUN_END_STATUSES | {TaskStatus.SKIPPED}
 """The statuses nothing follows but a reset."""
+
+
+class HistoryMark(enum.StrEnum):
+    """An entry of a task's status history that is not a status the task can be in."""
+
+    PREEMPTED = "preempted"
+    """The attempt was interrupted from outside (its agent drained, a spot notice, Slurm
+    taking the node back): it spends none of max_attempts and the task is queued again."""
 
 
 class ClaimOrder(enum.StrEnum):

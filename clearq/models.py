@@ -19,6 +19,7 @@ from clearq.enums import FINAL_STATUSES as FINAL_STATUSES
 from clearq.enums import RUN_END_STATUSES as RUN_END_STATUSES
 from clearq.enums import ClaimOrder as ClaimOrder
 from clearq.enums import EnvManager as EnvManager
+from clearq.enums import HistoryMark as HistoryMark
 from clearq.enums import TaskStatus as TaskStatus
 
 
@@ -151,7 +152,9 @@ class TaskEvent(_Frozen):
     """One change of a task's status or attempt, as the database recorded it."""
 
     at: datetime
-    status: TaskStatus
+    status: TaskStatus | HistoryMark
+    """The status it changed to, or a mark such as ``preempted`` (then the next entry is
+    the status that followed)."""
     attempt: int
     worker: str | None
     reason: str

@@ -10,15 +10,13 @@ from typing import Annotated
 import typer
 
 from clearq.cli.context import cli_context
-from clearq.config import Settings
+from clearq.cli.execution import build_executor
 from clearq.models import ClaimOrder
-from clearq.runtime import Agent, AgentOptions, Executor, ExecutorConfig, SystemInterpreter
+from clearq.runtime import Agent, AgentOptions, ExecutorConfig
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
-from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS, AfterWorkspace
+from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
-from clearq.runtime.taskenv import EnvProvider
-from clearq.scheduler import Store
 
 
 def agent_command(
@@ -108,29 +106,12 @@ def agent_command(
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
     )
     with context.store() as store, ExitStack() as stack:
-        in_docker = None if docker is None else _docker(store, settings, config, docker, stack)
-        envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
-        executor = Executor(store, envs, config, after_workspace=in_docker)
+        executor = build_executor(
+            store, settings, config, docker=docker, skip_env=skip_env, stack=stack
+        )
         agent = Agent(store, executor, options)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
-
-
-def _host_envs(settings: Settings) -> EnvProvider:
-    from clearq.runtime.hostenvs import HostEnvs
-
-    return HostEnvs.from_settings(settings)
-
-
-def _docker(
-    store: Store, settings: Settings, config: ExecutorConfig, image: str, stack: ExitStack
-) -> AfterWorkspace:
-    """Docker mode, checked now: no engine fails the agent's start with the reason."""
-    from clearq.runtime.dockerexec import DockerExecution
-
-    execution = DockerExecution.connect(store, settings, config, image=image.strip() or None)
-    stack.callback(execution.close)
-    return execution
 
 
 def _detected(gpus: str | None) -> int:

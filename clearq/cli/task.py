@@ -22,6 +22,7 @@ from clearq.cli.output import (
     status_text,
     table,
 )
+from clearq.cli.task_run import run_command
 from clearq.cli.task_view import task_view
 from clearq.errors import InvalidInput
 from clearq.models import FINAL_STATUSES, Task, TaskStatus
@@ -29,7 +30,7 @@ from clearq.models import FINAL_STATUSES, Task, TaskStatus
 DEFAULT_LIST_LIMIT = 50
 
 app = typer.Typer(
-    help="Tasks: list, show, enqueue, dequeue, reset, abort, logs.", no_args_is_help=True
+    help="Tasks: list, show, enqueue, dequeue, reset, abort, logs, run.", no_args_is_help=True
 )
 
 IdArg = Annotated[
@@ -168,3 +169,6 @@ def abort_command(ctx: typer.Context, task_id: IdArg) -> None:
             say(f"task {found}: stop requested; {task.worker or 'its run'} stops it")
         else:
             raise InvalidInput(f"task {found} is {task.status}: there is nothing to abort")
+
+
+app.command("run")(run_command)

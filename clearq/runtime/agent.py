@@ -236,7 +236,9 @@ class Agent:
         fence = claim.fence
         try:
             if outcome.requeue:
-                self._store.leases.requeue(fence, reason=outcome.reason, infra=outcome.infra)
+                self._store.leases.requeue(
+                    fence, reason=outcome.reason, infra=outcome.infra, preempted=outcome.preempted
+                )
                 self._say(f"task {claim.task_id} requeued: {outcome.reason}")
             elif outcome.status is not None:
                 self._store.leases.finish(

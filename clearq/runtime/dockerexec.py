@@ -207,7 +207,9 @@ class DockerExecution:
                 return None, Outcome(None, reason="lease lost")
             if control.requeue_reason is not None:
                 run.stop(grace)
-                return None, Outcome(None, reason=control.requeue_reason, requeue=True)
+                return None, Outcome(
+                    None, reason=control.requeue_reason, requeue=True, preempted=True
+                )
             if control.stop_reason is not None:
                 run.stop(grace)
                 code = run.wait(_END_SECONDS)

@@ -84,7 +84,8 @@ class Control:
         self.wake.set()
 
     def requeue(self, reason: str) -> None:
-        """Stop the task and give it back to the front of its queue."""
+        """Preempt the task: stop it (SIGTERM, its grace, SIGKILL) and give it back to the
+        front of its queue, without spending an attempt; its history says ``preempted``."""
         self.requeue_reason = reason
         self.wake.set()
 
@@ -104,6 +105,8 @@ class Outcome:
     requeue: bool = False
     infra: bool = False
     """A requeue for a failure of the machine or network: it spends one of max_attempts."""
+    preempted: bool = False
+    """A requeue because the run was interrupted from outside (recorded as preempted)."""
 
 
 @dataclass(frozen=True)
@@ -319,7 +322,7 @@ class Executor:
                 return Outcome(None, reason="lease lost")
             if control.requeue_reason is not None:
                 proc.stop(self._config.stop_grace)
-                return Outcome(None, reason=control.requeue_reason, requeue=True)
+                return Outcome(None, reason=control.requeue_reason, requeue=True, preempted=True)
             if control.stop_reason is not None:
                 code = proc.stop(self._config.stop_grace)
                 return Outcome(TaskStatus.STOPPED, code, control.stop_reason)
@@ -383,7 +386,7 @@ def _before_start(control: Control) -> Outcome | None:
     if control.lost:
         return Outcome(None, reason="lease lost")
     if control.requeue_reason is not None:
-        return Outcome(None, reason=control.requeue_reason, requeue=True)
+        return Outcome(None, reason=control.requeue_reason, requeue=True, preempted=True)
     if control.stop_reason is not None:
         return Outcome(TaskStatus.STOPPED, None, control.stop_reason)
     return None

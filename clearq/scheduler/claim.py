@@ -64,7 +64,10 @@ picked AS MATERIALIZED (
     ORDER BY {order}
     LIMIT :n
 ),
-taken AS (
+{take_and_run}"""
+# The tail of every PostgreSQL claim, of the queues' next entries or of one named task:
+# delete the picked entries and turn their tasks running, reading the fenced rows.
+PG_TAKE_AND_RUN = """taken AS (
     DELETE FROM queue_entries e USING picked p WHERE e.id = p.id
 )
 UPDATE tasks t
@@ -99,7 +102,7 @@ _PG_INTERLEAVED_ORDER = (
 # through the claim-order index, then the picked entries are deleted and their tasks
 # updated, all before anyone else may write.
 _parent = tasks.alias("parent")
-_BLOCKED = (
+BLOCKED = (
     sa.select(sa.literal(1))
     .select_from(task_dependencies.join(_parent, _parent.c.id == task_dependencies.c.parent_id))
     .where(
@@ -117,7 +120,7 @@ _SQLITE_PICK = (
     .where(
         queue_entries.c.queue_id == sa.bindparam("queue_id"),
         sa.or_(queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()),
-        ~_BLOCKED,
+        ~BLOCKED,
     )
     .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
     .limit(sa.bindparam("n"))
@@ -125,7 +128,7 @@ _SQLITE_PICK = (
 _SQLITE_RUNNING = sa.select(sa.func.count()).where(
     tasks.c.queue_id == sa.bindparam("queue_id"), tasks.c.status == TaskStatus.RUNNING.value
 )
-_SQLITE_UPDATE = """
+SQLITE_RUN = """
 UPDATE tasks
 SET status = 'running',
     worker = :worker,
@@ -211,6 +214,7 @@ def _pg_claim_statement(n_queues: int, interleave: bool, capped: bool) -> sa.Tex
             order=order,
             queue_filter="" if capped else _PG_UNCAPPED,
             limit=_PG_ROOM if capped else ":n",
+            take_and_run=PG_TAKE_AND_RUN,
         )
     )
 
@@ -250,7 +254,7 @@ def _claim_sqlite(
     claimed = []
     for _entry_id, task_id, name in picked:  # already in claim order
         attempt = conn.execute(
-            sa.text(_SQLITE_UPDATE),
+            sa.text(SQLITE_RUN),
             {"worker": worker, "lease": float(lease_seconds), "task_id": task_id.hex},
         ).scalar_one()
         claimed.append(Claim(task_id=task_id, attempt=attempt, worker=worker, queue=name))

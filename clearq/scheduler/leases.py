@@ -28,6 +28,7 @@ from clearq.models import (
 )
 from clearq.scheduler.dependencies import skip_blocked
 from clearq.scheduler.engine import Database
+from clearq.scheduler.history import mark_preempted
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, notify
 from clearq.scheduler.queues import insert_entry
@@ -306,16 +307,22 @@ class Leases:
                 done.append((r.fence.task_id, bool(row.has_children)))
         return done
 
-    def requeue(self, fence: Fence, *, reason: str, infra: bool = False) -> Task:
+    def requeue(
+        self, fence: Fence, *, reason: str, infra: bool = False, preempted: bool = False
+    ) -> Task:
         """Give a running attempt back: its task goes to the front of its queue.
 
         For an agent shutting down the attempt does not count against max_attempts; for
         a failure of the machine or the network (``infra``: an environment that could
         not be downloaded) it does, and the task fails once they are spent. A task with
-        no queue (started by hand) cannot go back and fails instead.
+        no queue (started by hand) cannot go back and fails instead. ``preempted``: the
+        attempt was interrupted from outside; the history says so (a ``preempted`` entry
+        before the ``queued`` one) and so does the reason.
         """
         with self._db.write() as conn:
             hold(conn, fence)
+            if preempted:
+                reason = mark_preempted(conn, fence, reason)
             self._back_to_queue_or_fail(conn, fence.task_id, reason=reason, count_try=infra)
             task = fetch_task(conn, fence.task_id)
         if task.status is TaskStatus.FAILED:

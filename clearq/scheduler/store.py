@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from types import TracebackType
 
 from clearq.config import Settings, load_settings
-from clearq.models import ClaimOrder
+from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
+from clearq.scheduler.claim_task import claim_task
 from clearq.scheduler.engine import Database
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.migrate import ensure_schema
@@ -65,6 +67,12 @@ class Store:
             queues=queues,
             order=order,
             lease_seconds=self.settings.lease_seconds,
+        )
+
+    def claim_task(self, worker: str, task_id: uuid.UUID) -> Claim:
+        """Claim one named queued task for ``worker`` out of its queue (``clearq task run``)."""
+        return claim_task(
+            self.db, worker=worker, task_id=task_id, lease_seconds=self.settings.lease_seconds
         )
 
     def listen(self, channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL)) -> Listener:

@@ -15,6 +15,7 @@ from clearq.models import (
     Container,
     EnvSpec,
     Fence,
+    HistoryMark,
     Script,
     Task,
     TaskEvent,
@@ -290,7 +291,7 @@ class TaskRepo:
         return [
             TaskEvent(
                 at=r.at,
-                status=TaskStatus(r.status),
+                status=_event_status(r.status),
                 attempt=r.attempt,
                 worker=r.worker,
                 reason=r.reason,
@@ -348,3 +349,11 @@ class TaskRepo:
             for table in (task_logs, task_scalars, task_scalar_summary, task_artifacts):
                 conn.execute(table.delete().where(table.c.task_id == task_id))
             return fetch_task(conn, task_id)
+
+
+def _event_status(value: str) -> TaskStatus | HistoryMark:
+    """A history entry's status: a task status, or a mark such as ``preempted``."""
+    try:
+        return TaskStatus(value)
+    except ValueError:
+        return HistoryMark(value)

@@ -20,6 +20,7 @@ from clearq.errors import LeaseLost, StoreError
 from clearq.scheduler.runlink import RunFence, RunLink
 from clearq.sdk import argparse_hook
 from clearq.sdk.console import ConsoleCapture
+from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
 from clearq.sdk.reporter import Reporter
 
 
@@ -43,6 +44,8 @@ class Run:
     console: ConsoleCapture | None = None
     outcome: Outcome = field(default_factory=Outcome)
     ended: bool = False
+    abort: AbortHandler | None = None
+    """The SIGTERM handler running the task's abort callback, once one is registered."""
     _saved_hooks: tuple[Any, Any] | None = None
 
     def install_exit_hooks(self) -> None:
@@ -70,6 +73,14 @@ class Run:
             number = code if isinstance(code, int) else 1
             self.outcome = Outcome(TaskStatus.FAILED, number, f"exited with {code!r}")
         raise SystemExit(code)
+
+    def on_sigterm(self) -> None:
+        """The process is ending on SIGTERM after its abort callback: note why.
+
+        Nothing is flushed here (the interrupted code may hold the reporter's lock): the
+        exit's own :meth:`end` flushes once the stack has unwound.
+        """
+        self.outcome = Outcome(TaskStatus.STOPPED, SIGTERM_EXIT_CODE, "stopped by SIGTERM")
 
     def end(self, outcome: Outcome | None = None, *, record: bool = True) -> None:
         """Flush, record the end (for a run started by hand) and undo the hooks. Once.

@@ -19,6 +19,11 @@ from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
 from clearq.sdk import parameters as params
 from clearq.sdk.logger import Logger
+from clearq.sdk.preemption import (
+    CHECKPOINT_ARTIFACT,
+    DEFAULT_CALLBACK_TIMEOUT_SECONDS,
+    AbortHandler,
+)
 from clearq.sdk.run import Run
 
 if TYPE_CHECKING:
@@ -492,6 +497,40 @@ class Task:
             found, cache=self._store.settings.home_dir / "cache" / "artifacts"
         )
         return artifact_files.load_artifact(local, allow_pickle=allow_pickle)
+
+    # ---- preemption: abort callbacks and checkpoints ---------------------------------
+
+    def register_abort_callback(
+        self,
+        callback_function: Callable[[], object] | None,
+        callback_execution_timeout: float = DEFAULT_CALLBACK_TIMEOUT_SECONDS,
+    ) -> None:
+        """Call ``callback_function`` when this run is stopped from outside (SIGTERM).
+
+        An abort, a preemption (its agent draining, Slurm, a spot notice) all send
+        SIGTERM first and SIGKILL after the grace period: the callback runs in between,
+        for at most ``callback_execution_timeout`` seconds, typically to
+        ``save_checkpoint``; then the process exits. None removes the callback.
+        """
+        if self._run is None:
+            raise InvalidInput("abort callbacks are for the task this process runs")
+        if self._run.abort is None:
+            self._run.abort = AbortHandler(self._run.on_sigterm)
+        self._run.abort.register(callback_function, callback_execution_timeout)
+
+    def save_checkpoint(self, checkpoint: Any, *, allow_pickle: bool = False) -> None:
+        """Keep ``checkpoint`` (a file path or an object) as the artifact ``checkpoint``.
+
+        Each save replaces the last; the next attempt of this task (after a preemption, a
+        lost machine or a retry) reads it with :meth:`get_checkpoint`.
+        """
+        self.upload_artifact(CHECKPOINT_ARTIFACT, checkpoint, allow_pickle=allow_pickle)
+
+    def get_checkpoint(self, *, allow_pickle: bool = False) -> Any:
+        """The last checkpoint saved by this task's attempts (a Path for a file), else None."""
+        if CHECKPOINT_ARTIFACT not in self.artifacts:
+            return None
+        return self.load_artifact(CHECKPOINT_ARTIFACT, allow_pickle=allow_pickle)
 
     # ---- control --------------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+"""How the commands that run tasks here (``clearq agent``, ``clearq task run``) build
+their executor: the host's cached environments, this Python (``--skip-env``), or Docker."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+from clearq.config import Settings
+from clearq.runtime import Executor, ExecutorConfig, SystemInterpreter
+from clearq.runtime.executor import AfterWorkspace
+from clearq.runtime.taskenv import EnvProvider
+from clearq.scheduler import Store
+
+
+def build_executor(
+    store: Store,
+    settings: Settings,
+    config: ExecutorConfig,
+    *,
+    docker: str | None,
+    skip_env: bool,
+    stack: ExitStack,
+) -> Executor:
+    """The executor the flags ask for; Docker mode is checked now (no engine: an error)."""
+    in_docker = None if docker is None else _docker(store, settings, config, docker, stack)
+    envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
+    return Executor(store, envs, config, after_workspace=in_docker)
+
+
+def _host_envs(settings: Settings) -> EnvProvider:
+    from clearq.runtime.hostenvs import HostEnvs
+
+    return HostEnvs.from_settings(settings)
+
+
+def _docker(
+    store: Store, settings: Settings, config: ExecutorConfig, image: str, stack: ExitStack
+) -> AfterWorkspace:
+    """Docker mode, checked now: no engine fails the start with the reason."""
+    from clearq.runtime.dockerexec import DockerExecution
+
+    execution = DockerExecution.connect(store, settings, config, image=image.strip() or None)
+    stack.callback(execution.close)
+    return execution

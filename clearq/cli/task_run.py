@@ -1,0 +1,110 @@
+"""``clearq task run ID``: run one named queued task here, now, and exit with its outcome.
+
+The hook of every outside launcher (``clearq slurm``, a Kubernetes Job): the task is
+claimed out of its queue with the agents' fenced claim, attempt and lease, and runs with
+the options an agent gives its tasks (workspace, environment or Docker). SIGTERM or
+SIGINT preempts it: the task gets SIGTERM and its grace period, then goes back to the
+front of its queue without spending an attempt.
+"""
+
+from __future__ import annotations
+
+import signal
+from contextlib import ExitStack
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from clearq.cli.context import cli_context
+from clearq.cli.execution import build_executor
+from clearq.cli.ids import resolve_task_id
+from clearq.cli.output import say
+from clearq.runtime import ExecutorConfig
+from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
+from clearq.runtime.gpus import parse_gpus
+from clearq.runtime.runone import RunEnd, TaskRunner, run_worker_id
+
+
+def run_command(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help="The queued task's id, or a unique prefix of it.", show_default=False
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option(help="Worker name (host:NAME); default run-<pid>.")
+    ] = None,
+    gpus: Annotated[
+        str | None, typer.Option(help="GPUs the task may use: 0,1.", show_default=False)
+    ] = None,
+    cpu_only: Annotated[bool, typer.Option("--cpu-only", help="Hide every GPU.")] = False,
+    stop_grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL when stopping the task.")
+    ] = DEFAULT_STOP_GRACE_SECONDS,
+    skip_env: Annotated[
+        bool,
+        typer.Option("--skip-env", help="Run the task with this Python; install nothing."),
+    ] = False,
+    keep_workspaces: Annotated[
+        bool, typer.Option("--keep-workspaces", help="Keep the run's folder (debugging).")
+    ] = False,
+    docker: Annotated[
+        str | None,
+        typer.Option(
+            "--docker",
+            metavar="IMAGE",
+            help="Run the task in a container: its image, else IMAGE ('': CLEARQ_DOCKER_IMAGE).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Run a queued task here and now (claimed out of its queue); exit with its outcome.
+
+    Exit codes: 0 completed, 1 failed (or the task could not be claimed: the error says
+    why), 3 stopped, 4 back in its queue (preempted), 5 its attempt was lost.
+    """
+    devices = parse_gpus(gpus, cpu_only=cpu_only, detected=0)
+    context = cli_context(ctx)
+    settings = context.settings()
+    worker = run_worker_id(name)
+    config = ExecutorConfig(
+        home=settings.home_dir,
+        database_url=settings.resolved_database_url,
+        worker=worker,
+        stop_grace=stop_grace,
+        keep_workspaces=keep_workspaces,
+    )
+    with context.store() as store, ExitStack() as stack:
+        found = resolve_task_id(store, task_id)
+        executor = build_executor(
+            store, settings, config, docker=docker, skip_env=skip_env, stack=stack
+        )
+        runner = TaskRunner(store, executor, worker=worker, gpus=devices)
+        _preempt_on_signals(runner)
+        end = runner.run(found)
+    say(_summary(end))
+    raise typer.Exit(end.exit_code)
+
+
+def _summary(end: RunEnd) -> str:
+    task, outcome = end.claim.task_id, end.outcome
+    if not end.recorded:
+        return (
+            f"task {task}: attempt {end.claim.attempt} is no longer this run's ({outcome.reason})"
+        )
+    if outcome.requeue:
+        why = f"preempted: {outcome.reason}" if outcome.preempted else outcome.reason
+        return f"task {task} is queued again: {why}"
+    detail = f": {outcome.reason}" if outcome.reason else ""
+    return f"task {task} {outcome.status}{detail}"
+
+
+def _preempt_on_signals(runner: TaskRunner) -> None:
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        runner.preempt(f"{signal.Signals(signum).name} received by `clearq task run`")
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
