@@ -51,6 +51,13 @@ def run_command(
     keep_workspaces: Annotated[
         bool, typer.Option("--keep-workspaces", help="Keep the run's folder (debugging).")
     ] = False,
+    allow_local_repositories: Annotated[
+        bool,
+        typer.Option(
+            "--allow-local-repositories",
+            help="Clone the task's repository from a path or file:// URL on this machine.",
+        ),
+    ] = False,
     docker: Annotated[
         str | None,
         typer.Option(
@@ -76,6 +83,7 @@ def run_command(
         worker=worker,
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,
+        allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
     )
     with context.store() as store, ExitStack() as stack:
         found = resolve_task_id(store, task_id)
