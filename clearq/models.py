@@ -311,6 +311,34 @@ class Artifact(_Frozen):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class ReportedPlot(_Frozen):
+    """A plot a task reported: a plotly figure (``{"data": [...], "layout": {...}}``)."""
+
+    id: int
+    attempt: int
+    title: str
+    series: str
+    iteration: int
+    kind: str
+    figure: dict[str, Any]
+    at: datetime
+
+
+class DebugSample(_Frozen):
+    """A debug sample a task reported: an image, audio, video, HTML or other file."""
+
+    id: int
+    attempt: int
+    title: str
+    series: str
+    iteration: int
+    kind: str
+    uri: str
+    content_type: str
+    size: int | None
+    at: datetime
+
+
 class Heartbeat(_Frozen):
     """What a heartbeat learned about the attempts a worker holds."""
 

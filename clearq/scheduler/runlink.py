@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 from clearq.enums import RUN_END_STATUSES, TaskStatus
 from clearq.errors import ConfigError, InvalidInput, LeaseLost, NotFound, SchemaError, StoreError
+from clearq.scheduler import runlink_results as results
 from clearq.scheduler.revision import SCHEMA_REVISION
+from clearq.scheduler.runlink_results import PlotRow, SampleRow
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 LOG_STREAMS = frozenset({"stdout", "stderr", "agent"})
@@ -66,6 +68,7 @@ class RunTask:
     attempt: int
     worker: str | None
     parameters: dict[str, str]
+    output_uri: str | None = None
 
 
 def summarise(points: Iterable[Point]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -123,7 +126,10 @@ _FENCE = (
     "(worker = :worker OR (worker IS NULL AND :worker_null = 1))"
 )
 _HOLD = "SELECT id FROM tasks WHERE " + _FENCE + "{share}"
-_READ = "SELECT project, name, status, attempt, worker, parameters FROM tasks WHERE id = :task_id"
+_READ = (
+    "SELECT project, name, status, attempt, worker, parameters, output_uri FROM tasks "
+    "WHERE id = :task_id"
+)
 _SET_PARAMETERS = (
     "UPDATE tasks SET parameters = {json_parameters}, updated_at = {now} WHERE id = :task_id"
 )
@@ -214,7 +220,7 @@ class RunLink:
             row = self._run(_READ, {"task_id": self._uid(task_id)}).fetchone()
         if row is None:
             raise NotFound(f"no task with id {task_id}: check CLEARQ_TASK_ID")
-        project, name, status, attempt, worker, parameters = row
+        project, name, status, attempt, worker, parameters, output_uri = row
         return RunTask(
             id=task_id,
             project=project,
@@ -223,6 +229,7 @@ class RunLink:
             attempt=attempt,
             worker=worker,
             parameters=dict(_json(parameters)),
+            output_uri=output_uri,
         )
 
     def update_parameters(self, fence: RunFence, values: dict[str, str]) -> dict[str, str]:
@@ -238,14 +245,22 @@ class RunLink:
         return merged
 
     def append(
-        self, fence: RunFence, logs: Sequence[tuple[str, str]], points: Sequence[Point]
+        self,
+        fence: RunFence,
+        logs: Sequence[tuple[str, str]],
+        points: Sequence[Point],
+        *,
+        plots: Sequence[PlotRow] = (),
+        samples: Sequence[SampleRow] = (),
     ) -> None:
-        """Write a batch of (stream, text) log pieces and scalar points in one transaction."""
-        if not logs and not points:
+        """Write a batch of (stream, text) log pieces, scalar points, plots and debug
+        samples in one transaction."""
+        if not logs and not points and not plots and not samples:
             return
         bad = {stream for stream, _ in logs} - LOG_STREAMS
         if bad:
             raise InvalidInput(f"unknown log streams {sorted(bad)}; use {sorted(LOG_STREAMS)}")
+        results.check_rows(plots, samples)
         task = {"task_id": self._uid(fence.task_id), "attempt": fence.attempt}
         with self._write():
             self._hold(fence)
@@ -261,6 +276,12 @@ class RunLink:
                 folded = summarise(points)
                 summary = [{**task, "title": t, "series": s, **v} for (t, s), v in folded.items()]
                 self._run_many(_UPSERT_SUMMARY, summary)
+            if plots:
+                self._run_many(results.INSERT_PLOT, results.plot_params(task, plots))
+            if samples:
+                rows = results.sample_params(task, samples)
+                self._run_many(results.FORGET_SAMPLE, rows)
+                self._run_many(results.INSERT_SAMPLE, rows)
 
     def heartbeat(self, fence: RunFence) -> Beat:
         """Extend the run's lease; say whether it is still held and if a stop was asked."""

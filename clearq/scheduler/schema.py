@@ -276,3 +276,39 @@ task_artifacts = sa.Table(
     sa.Column("metadata", sa.JSON(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
 )
+
+# Plots a run reported (plotly figures as JSON: the page draws them as they are).
+task_plots = sa.Table(
+    "task_plots",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("series", sa.String(255), nullable=False),
+    sa.Column("iteration", sa.BigInteger(), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("figure", sa.JSON(), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index("ix_task_plots_task_id_title_series", "task_id", "title", "series"),
+)
+
+# Debug samples (images, audio, video, HTML, any file): the file lives under the task's
+# output location, the row says where and what it is. A sample slot overwritten by a
+# newer iteration (max_image_history) keeps one row: the newest.
+task_samples = sa.Table(
+    "task_samples",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("title", sa.String(255), nullable=False),
+    sa.Column("series", sa.String(255), nullable=False),
+    sa.Column("iteration", sa.BigInteger(), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("uri", sa.Text(), nullable=False),
+    sa.Column("content_type", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger()),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index("ix_task_samples_task_id_title_series", "task_id", "title", "series"),
+)

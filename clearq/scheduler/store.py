@@ -16,6 +16,7 @@ from clearq.scheduler.migrate import ensure_schema
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, listen
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
+from clearq.scheduler.reported import Reported
 from clearq.scheduler.tasks import TaskRepo
 from clearq.scheduler.views import Views
 from clearq.scheduler.workers import Workers
@@ -49,6 +50,7 @@ class Store:
             self.db, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
         )
         self.outputs = Outputs(self.db)
+        self.reported = Reported(self.db)
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
         self.views = Views(self.db)
 

@@ -31,12 +31,23 @@ from clearq.scheduler.schema import (
     task_artifacts,
     task_events,
     task_logs,
+    task_plots,
+    task_samples,
     task_scalar_summary,
     task_scalars,
     tasks,
 )
 
 DEFAULT_LIST_LIMIT = 100
+RESET_TABLES = (
+    task_logs,
+    task_scalars,
+    task_scalar_summary,
+    task_artifacts,
+    task_plots,
+    task_samples,
+)
+"""What a reset deletes: everything a run of the task reported."""
 
 
 class TaskRepo:
@@ -346,7 +357,7 @@ class TaskRepo:
                 exit_code=None,
                 runtime={},
             )
-            for table in (task_logs, task_scalars, task_scalar_summary, task_artifacts):
+            for table in RESET_TABLES:
                 conn.execute(table.delete().where(table.c.task_id == task_id))
             return fetch_task(conn, task_id)
 

@@ -46,7 +46,8 @@ def local_root(output_uri: str) -> Path:
     return Path(parsed.path if parsed.scheme else output_uri).expanduser()
 
 
-def _filesystem(uri: str) -> tuple[Any, str]:
+def remote_filesystem(uri: str) -> tuple[Any, str]:
+    """The fsspec filesystem of a URL and the path in it."""
     try:
         import fsspec
     except ImportError as e:
@@ -74,7 +75,7 @@ def upload_artifact(
     fsspec can write (written locally under ``staging`` first, then uploaded)."""
     if is_local(output_uri):
         return store_artifact(local_root(output_uri), task_id, name, obj, allow_pickle=allow_pickle)
-    fs, root = _filesystem(output_uri)
+    fs, root = remote_filesystem(output_uri)
     staged = store_artifact(staging, task_id, name, obj, allow_pickle=allow_pickle)
     source = local_path(staged)
     remote = f"{root.rstrip('/')}/{task_id}/{name}/{source.name}"
@@ -88,7 +89,7 @@ def fetch_artifact(artifact: Artifact, *, cache: Path) -> Artifact:
     """The artifact with a local file: a remote one is downloaded into ``cache`` once."""
     if is_local(artifact.uri):
         return artifact
-    fs, remote = _filesystem(artifact.uri)
+    fs, remote = remote_filesystem(artifact.uri)
     key = artifact.sha256 or hashlib.sha256(artifact.uri.encode()).hexdigest()
     target = cache / key / Path(remote).name
     if not target.is_file():

@@ -69,7 +69,13 @@ def attach_or_capture(
     except BaseException:
         link.close()
         raise
-    run = Run(link, fence, Reporter(link, fence, renew_lease=True), under_agent=False)
+    run = Run(
+        link,
+        fence,
+        Reporter(link, fence, renew_lease=True),
+        under_agent=False,
+        output_root=output_uri or str(settings.artifacts_dir),
+    )
     if capture_console:
         run.console = ConsoleCapture(run.reporter)
         run.console.start()
@@ -90,7 +96,13 @@ def _attach(cls: type[Task], link: RunLink, settings: Settings, connect_args: bo
         worker=settings.worker,
     )
     # The agent renews the lease and streams the console; this run reports results.
-    run = Run(link, fence, Reporter(link, fence, renew_lease=False), under_agent=True)
+    run = Run(
+        link,
+        fence,
+        Reporter(link, fence, renew_lease=False),
+        under_agent=True,
+        output_root=stored.output_uri or str(settings.artifacts_dir),
+    )
     run.install_exit_hooks()
     if connect_args:
         hook = argparse_hook.ArgparseHook(overrides=stored.parameters, record=lambda _: None)

@@ -1,9 +1,12 @@
-"""Batched writes of one run's console output and scalars, from a background thread.
+"""Batched writes of one run's console output, scalars, plots and debug samples, from a
+background thread.
 
 The training loop only appends to in-memory buffers; a daemon thread writes them every
-``interval`` seconds (and renews the lease of a run started by hand). Every write is
-fenced: once the store says the attempt is no longer this run's, buffers are dropped
-and nothing more is written.
+``interval`` seconds (and renews the lease of a run started by hand). A debug sample is
+queued as a job that encodes and writes its file: the thread runs it just before the batch
+that records its row, so the loop pays neither for encoding nor for the write. Every write
+is fenced: once the store says the attempt is no longer this run's, buffers are dropped and
+nothing more is written.
 """
 
 from __future__ import annotations
@@ -12,13 +15,20 @@ import _thread
 import sys
 import threading
 import time
+from collections.abc import Callable
 
-from clearq.errors import LeaseLost, StoreError
+from clearq.errors import ClearqError, LeaseLost, StoreError
 from clearq.scheduler.runlink import Point, RunFence, RunLink
+from clearq.scheduler.runlink_results import PlotRow, SampleRow
 
 FLUSH_SECONDS = 1.0
 MAX_BUFFERED_LOG_PIECES = 100_000
 """Past this many unwritten pieces (the store is unreachable) the oldest are dropped."""
+SAMPLES_BEFORE_EARLY_FLUSH = 32
+"""Queued samples that wake the writer before its interval (they hold encoded images)."""
+
+SampleJob = Callable[[], SampleRow]
+"""Writes a debug sample's file (in the writer thread) and describes it."""
 
 
 class Reporter:
@@ -38,6 +48,9 @@ class Reporter:
         self._renew = renew_lease
         self._logs: list[tuple[str, str]] = []
         self._scalars: list[Point] = []
+        self._plots: list[PlotRow] = []
+        self._sample_jobs: list[SampleJob] = []
+        self._samples: list[SampleRow] = []
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._wake = threading.Event()
@@ -65,21 +78,52 @@ class Reporter:
         with self._lock:
             self._scalars.append(point)
 
+    def plot(self, row: PlotRow) -> None:
+        """Queue a reported plot."""
+        if self.lease_lost:
+            return
+        with self._lock:
+            self._plots.append(row)
+
+    def sample(self, job: SampleJob) -> None:
+        """Queue a debug sample: ``job`` writes its file and says what it wrote."""
+        if self.lease_lost:
+            return
+        with self._lock:
+            self._sample_jobs.append(job)
+            early = len(self._sample_jobs) >= SAMPLES_BEFORE_EARLY_FLUSH
+        if early:
+            self._wake.set()
+
     def flush(self) -> None:
         """Write everything queued so far, now."""
         with self._write_lock:
             with self._lock:
                 logs, self._logs = self._logs, []
                 scalars, self._scalars = self._scalars, []
+                plots, self._plots = self._plots, []
+                jobs, self._sample_jobs = self._sample_jobs, []
+                samples, self._samples = self._samples, []
             if self.lease_lost:
                 return
+            samples += self._write_samples(jobs)
             try:
-                self._link.append(self.fence, logs, scalars)
+                self._link.append(self.fence, logs, scalars, plots=plots, samples=samples)
             except LeaseLost as e:
                 self._lose(str(e))
             except StoreError as e:
-                self._requeue(logs, scalars)
+                self._requeue(logs, scalars, plots, samples)
                 self._warn("store", f"clearq: cannot write results yet, will retry: {e}")
+
+    def _write_samples(self, jobs: list[SampleJob]) -> list[SampleRow]:
+        written = []
+        for job in jobs:
+            try:
+                written.append(job())
+            except (OSError, ClearqError, ValueError) as e:
+                # A file that cannot be written now will not be later: say so, go on.
+                self._warn(f"sample:{type(e).__name__}", f"clearq: a debug sample is lost: {e}")
+        return written
 
     def close(self) -> None:
         """Stop the thread after a last flush."""
@@ -88,10 +132,18 @@ class Reporter:
         self._thread.join(timeout=30)
         self.flush()
 
-    def _requeue(self, logs: list[tuple[str, str]], scalars: list[Point]) -> None:
+    def _requeue(
+        self,
+        logs: list[tuple[str, str]],
+        scalars: list[Point],
+        plots: list[PlotRow],
+        samples: list[SampleRow],
+    ) -> None:
         with self._lock:
             self._logs[:0] = logs
             self._scalars[:0] = scalars
+            self._plots[:0] = plots
+            self._samples[:0] = samples
 
     def _loop(self) -> None:
         while not self._closed.is_set():
@@ -122,6 +174,9 @@ class Reporter:
         with self._lock:
             self._logs.clear()
             self._scalars.clear()
+            self._plots.clear()
+            self._sample_jobs.clear()
+            self._samples.clear()
         self._warn("lost", f"clearq: {why}")
 
     def _warn(self, key: str, message: str) -> None:

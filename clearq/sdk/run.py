@@ -13,15 +13,18 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from clearq.enums import TaskStatus
-from clearq.errors import LeaseLost, StoreError
+from clearq.errors import InvalidInput, LeaseLost, StoreError
 from clearq.scheduler.runlink import RunFence, RunLink
 from clearq.sdk import argparse_hook
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
 from clearq.sdk.reporter import Reporter
+
+if TYPE_CHECKING:
+    from clearq.sdk.samples import SampleFiles
 
 
 @dataclass
@@ -42,11 +45,24 @@ class Run:
     reporter: Reporter
     under_agent: bool
     console: ConsoleCapture | None = None
+    output_root: str | None = None
+    """Where the run's files go (the task's output URI, else the artifacts folder)."""
     outcome: Outcome = field(default_factory=Outcome)
     ended: bool = False
     abort: AbortHandler | None = None
     """The SIGTERM handler running the task's abort callback, once one is registered."""
     _saved_hooks: tuple[Any, Any] | None = None
+    _samples: SampleFiles | None = None
+
+    def sample_files(self) -> SampleFiles:
+        """Where this run's debug samples are written (made on the first sample)."""
+        if self._samples is None:
+            from clearq.sdk.samples import SampleFiles
+
+            if self.output_root is None:
+                raise InvalidInput("this run has no output location for its debug samples")
+            self._samples = SampleFiles(self.output_root, self.fence.task_id)
+        return self._samples
 
     def install_exit_hooks(self) -> None:
         """Watch for uncaught exceptions and ``sys.exit`` codes; finish at exit."""

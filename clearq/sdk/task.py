@@ -448,6 +448,50 @@ class Task:
             series["y"].append(p.value)
         return out
 
+    def get_reported_plots(self, max_iterations: int | None = None) -> list[dict[str, Any]]:
+        """The plots of the latest attempt, oldest first, in ClearML's form: ``metric``
+        (title), ``variant`` (series), ``iter``, ``plot_str`` (the plotly figure as JSON),
+        ``kind`` and ``timestamp`` (ms). ``max_iterations``: only each plot's last ones."""
+        import json
+
+        self.flush()
+        found = self._store.reported.plots(self._id, max_iterations=max_iterations)
+        return [
+            {
+                "metric": p.title,
+                "variant": p.series,
+                "iter": p.iteration,
+                "plot_str": json.dumps(p.figure),
+                "kind": p.kind,
+                "timestamp": int(p.at.timestamp() * 1000),
+            }
+            for p in found
+        ]
+
+    def get_debug_samples(
+        self, title: str, series: str, n_last_iterations: int | None = None
+    ) -> list[dict[str, Any]]:
+        """A (title, series)'s debug samples, newest iteration first: ``metric``,
+        ``variant``, ``iter``, ``url`` (where the file is), ``kind`` and ``content_type``."""
+        self.flush()
+        found = self._store.reported.samples(self._id, title=title, series=series)
+        newest = sorted(found, key=lambda s: (s.iteration, s.id), reverse=True)
+        if n_last_iterations is not None:
+            keep = sorted({s.iteration for s in newest}, reverse=True)[:n_last_iterations]
+            newest = [s for s in newest if s.iteration in keep]
+        return [
+            {
+                "metric": s.title,
+                "variant": s.series,
+                "iter": s.iteration,
+                "url": s.uri,
+                "kind": s.kind,
+                "content_type": s.content_type,
+                "timestamp": int(s.at.timestamp() * 1000),
+            }
+            for s in newest
+        ]
+
     def get_reported_console_output(self, number_of_reports: int = 1_000_000) -> list[str]:
         """The console output, oldest first, as the pieces it was written in."""
         self.flush()

@@ -1,0 +1,113 @@
+"""Reading back what runs reported beyond scalars: plots and debug samples.
+
+The rows are written by a run's link (``runlink_results``), fenced like its scalars; these
+reads are the Store's, for the SDK (``get_reported_plots``, ``get_debug_samples``) and the
+page. Like scalars, they show the task's latest attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from clearq.errors import NotFound
+from clearq.models import DebugSample, ReportedPlot
+from clearq.scheduler.engine import Database
+from clearq.scheduler.schema import task_plots, task_samples, tasks
+
+
+def _latest(task_id: uuid.UUID) -> sa.ScalarSelect[Any]:
+    return sa.select(tasks.c.attempt).where(tasks.c.id == task_id).scalar_subquery()
+
+
+class Reported:
+    """Plots and debug samples of tasks."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def plots(
+        self,
+        task_id: uuid.UUID,
+        *,
+        title: str | None = None,
+        series: str | None = None,
+        max_iterations: int | None = None,
+    ) -> list[ReportedPlot]:
+        """The plots of the latest attempt, in report order; with ``max_iterations``, only
+        those of each (title, series)'s last that many iterations."""
+        p = task_plots.c
+        query = sa.select(task_plots).where(p.task_id == task_id, p.attempt == _latest(task_id))
+        if title is not None:
+            query = query.where(p.title == title)
+        if series is not None:
+            query = query.where(p.series == series)
+        with self._db.read() as conn:
+            rows = conn.execute(query.order_by(p.id)).all()
+        plots = [
+            ReportedPlot(
+                id=r.id,
+                attempt=r.attempt,
+                title=r.title,
+                series=r.series,
+                iteration=r.iteration,
+                kind=r.kind,
+                figure=dict(r.figure),
+                at=r.at,
+            )
+            for r in rows
+        ]
+        return plots if max_iterations is None else _last_iterations(plots, max_iterations)
+
+    def samples(
+        self,
+        task_id: uuid.UUID,
+        *,
+        title: str | None = None,
+        series: str | None = None,
+    ) -> list[DebugSample]:
+        """The debug samples of the latest attempt, by title, series and iteration."""
+        s = task_samples.c
+        query = sa.select(task_samples).where(s.task_id == task_id, s.attempt == _latest(task_id))
+        if title is not None:
+            query = query.where(s.title == title)
+        if series is not None:
+            query = query.where(s.series == series)
+        with self._db.read() as conn:
+            rows = conn.execute(query.order_by(s.title, s.series, s.iteration, s.id)).all()
+        return [_sample(r) for r in rows]
+
+    def sample(self, task_id: uuid.UUID, sample_id: int) -> DebugSample:
+        """One debug sample of a task; NotFound when the task has no such sample."""
+        s = task_samples.c
+        query = sa.select(task_samples).where(s.task_id == task_id, s.id == sample_id)
+        with self._db.read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise NotFound(f"task {task_id} has no debug sample {sample_id}")
+        return _sample(row)
+
+
+def _sample(r: Any) -> DebugSample:
+    return DebugSample(
+        id=r.id,
+        attempt=r.attempt,
+        title=r.title,
+        series=r.series,
+        iteration=r.iteration,
+        kind=r.kind,
+        uri=r.uri,
+        content_type=r.content_type,
+        size=r.size,
+        at=r.at,
+    )
+
+
+def _last_iterations(plots: list[ReportedPlot], keep: int) -> list[ReportedPlot]:
+    iterations: dict[tuple[str, str], set[int]] = {}
+    for p in plots:
+        iterations.setdefault((p.title, p.series), set()).add(p.iteration)
+    kept = {key: set(sorted(its)[-keep:]) for key, its in iterations.items()}
+    return [p for p in plots if p.iteration in kept[(p.title, p.series)]]

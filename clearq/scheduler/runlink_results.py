@@ -1,0 +1,88 @@
+"""What a run reports beyond logs and scalars: plots and debug samples, as rows.
+
+Standard library only, like ``runlink`` (a training script imports it on its way to
+``Task.init``). A plot is a plotly figure stored as JSON; a debug sample is a file the
+run wrote under its task's output location, and its row says where and what it is. The
+statements here are written once with the holes ``runlink`` fills in per dialect, and run
+inside the same fenced transaction as a batch of logs and scalars.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+PLOT_KINDS = frozenset(
+    {
+        "plotly",
+        "matplotlib",
+        "table",
+        "histogram",
+        "confusion_matrix",
+        "scatter2d",
+        "scatter3d",
+        "surface",
+        "line",
+    }
+)
+SAMPLE_KINDS = frozenset({"image", "audio", "video", "html", "text", "file"})
+
+
+@dataclass(frozen=True)
+class PlotRow:
+    """One reported plot: a plotly figure (``{"data": [...], "layout": {...}}``) as JSON."""
+
+    title: str
+    series: str
+    iteration: int
+    kind: str
+    figure: str
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One debug sample: a file at ``uri`` (under the task's output location)."""
+
+    title: str
+    series: str
+    iteration: int
+    kind: str
+    uri: str
+    content_type: str
+    size: int | None
+
+
+INSERT_PLOT = (
+    "INSERT INTO task_plots (task_id, attempt, title, series, iteration, kind, figure, at) "
+    "VALUES (:task_id, :attempt, :title, :series, :iteration, :kind, {json_figure}, {now})"
+)
+# A sample slot rewritten by a newer iteration (max_image_history) keeps only its newest row.
+FORGET_SAMPLE = "DELETE FROM task_samples WHERE task_id = :task_id AND uri = :uri"
+INSERT_SAMPLE = (
+    "INSERT INTO task_samples "
+    "(task_id, attempt, title, series, iteration, kind, uri, content_type, size, at) "
+    "VALUES (:task_id, :attempt, :title, :series, :iteration, :kind, :uri, :content_type, "
+    ":size, {now})"
+)
+
+
+def check_rows(plots: Sequence[PlotRow], samples: Sequence[SampleRow]) -> None:
+    """Refuse kinds the page cannot show (a programming error in the SDK, not user input)."""
+    bad = {p.kind for p in plots} - PLOT_KINDS | {s.kind for s in samples} - SAMPLE_KINDS
+    if bad:
+        raise ValueError(f"unknown plot or sample kinds {sorted(bad)}")
+
+
+def plot_params(task: dict[str, Any], plots: Sequence[PlotRow]) -> list[dict[str, Any]]:
+    """The insert's parameters for a batch of plots."""
+    return [{**task, **asdict(p)} for p in plots]
+
+
+def sample_params(task: dict[str, Any], samples: Sequence[SampleRow]) -> list[dict[str, Any]]:
+    """The parameters of the forget-then-insert pair for a batch of samples.
+
+    Of two samples written to the same file in one batch only the later is still there.
+    """
+    newest = {s.uri: s for s in samples}
+    return [{**task, **asdict(s)} for s in newest.values()]
