@@ -15,6 +15,7 @@ from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, ExecutorConfig
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
+from clearq.runtime.exits import describe_exits
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
 
@@ -44,7 +45,13 @@ def agent_command(
     services_mode: Annotated[
         int, typer.Option("--services-mode", min=0, help="Run up to N tasks at once.")
     ] = 0,
-    once: Annotated[bool, typer.Option("--once", help="Run one task, then exit.")] = False,
+    once: Annotated[
+        bool,
+        typer.Option(
+            "--once",
+            help=f"Run one task to its end, then exit with how it ended: {describe_exits()}.",
+        ),
+    ] = False,
     idle_exit: Annotated[
         float | None,
         typer.Option(help="Exit after this many seconds with nothing to do.", min=0),

@@ -5,6 +5,7 @@ Never imported by the SDK; may import the scheduler, envs, models and config.
 
 from clearq.runtime.agent import Agent, AgentOptions, AgentState, worker_id
 from clearq.runtime.executor import Control, Executor, ExecutorConfig, Outcome, Step, StepFailed
+from clearq.runtime.exits import OnceExit
 from clearq.runtime.gpus import GpuPool, parse_gpus
 from clearq.runtime.monitor import MachineMonitor, ProcessTreeMonitor
 from clearq.runtime.taskenv import EnvProvider, PreparedEnv, SystemInterpreter
@@ -20,6 +21,7 @@ __all__ = [
     "ExecutorConfig",
     "GpuPool",
     "MachineMonitor",
+    "OnceExit",
     "Outcome",
     "PreparedEnv",
     "ProcessTreeMonitor",

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from clearq.errors import ClearqError, LeaseLost, StoreError
 from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.runtime.executor import Control, Executor, Outcome
+from clearq.runtime.exits import OnceExit
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
 from clearq.scheduler import Store
@@ -98,6 +99,8 @@ class Agent:
         self._changed = threading.Event()
         self._stopping = threading.Event()
         self._served = 0
+        self._ended: OnceExit | None = None
+        """How the last task this agent ran ended (``--once``'s exit status)."""
         self._monitor = MachineMonitor(
             disk_path=store.settings.home_dir,
             gpus=[int(d) for d in options.gpus or () if d.isdigit()] or None,
@@ -116,7 +119,7 @@ class Agent:
         self._changed.set()
 
     def run(self) -> int:
-        """Serve until stopped; the process exit code."""
+        """Serve until stopped; the process exit code (with ``once``: a :class:`OnceExit`)."""
         self._register()
         beat = threading.Thread(target=self._beat_loop, name="clearq-heartbeat", daemon=True)
         beat.start()
@@ -131,7 +134,9 @@ class Agent:
             beat.join(timeout=5)
             self._unregister()
             self._monitor.close()
-        return 0
+        if not self._options.once:
+            return 0
+        return int(self._ended if self._ended is not None else OnceExit.NO_TASK)
 
     def _register(self) -> None:
         gpus = list(self._options.gpus or ())
@@ -155,7 +160,7 @@ class Agent:
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
-                if self._options.once and self._served >= 1:
+                if self._once_done():
                     break
                 claimed = self._claim_into_free_slots()
                 if claimed or self._busy():
@@ -168,6 +173,10 @@ class Agent:
                 self._wait(listener)
         finally:
             listener.close()
+
+    def _once_done(self) -> bool:
+        # --once: its one task has run to its end (recorded), not merely been claimed.
+        return self._options.once and self._served >= 1 and not self._busy()
 
     def _claim_into_free_slots(self) -> int:
         claimed = 0
@@ -234,16 +243,22 @@ class Agent:
 
     def _record(self, claim: Claim, outcome: Outcome) -> None:
         fence = claim.fence
+        self._ended = OnceExit.LOST
         try:
             if outcome.requeue:
-                self._store.leases.requeue(
+                task = self._store.leases.requeue(
                     fence, reason=outcome.reason, infra=outcome.infra, preempted=outcome.preempted
                 )
-                self._say(f"task {claim.task_id} requeued: {outcome.reason}")
+                self._ended = OnceExit.for_status(task.status)
+                if task.status is TaskStatus.QUEUED:
+                    self._say(f"task {claim.task_id} requeued: {outcome.reason}")
+                else:  # its attempts are spent
+                    self._say(f"task {claim.task_id} {task.status}: {task.status_reason}")
             elif outcome.status is not None:
                 self._store.leases.finish(
                     fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
                 )
+                self._ended = OnceExit.for_status(outcome.status)
                 detail = f": {outcome.reason}" if outcome.reason else ""
                 self._say(f"task {claim.task_id} {outcome.status}{detail}")
             else:

@@ -110,10 +110,13 @@ class Agents:
         self.started.append(proc)
         return proc
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> str:
-        """Run an agent to its end (give --once or --idle-exit); its output."""
+    def run(self, *args: str, env: dict[str, str] | None = None, code: int = 0) -> str:
+        """Run an agent to its end (give --once or --idle-exit); its output.
+
+        It must exit with ``code`` (``--once``: how its task ended).
+        """
         proc = self.start(*args, env=env)
-        assert proc.wait(timeout=AGENT_WAIT_SECONDS) == 0, self.output(len(self.started) - 1)
+        assert proc.wait(timeout=AGENT_WAIT_SECONDS) == code, self.output(len(self.started) - 1)
         return self.output(len(self.started) - 1)
 
     def output(self, index: int) -> str:

@@ -19,6 +19,7 @@ import pytest
 
 from clearq.envs.docker_engine import DockerEngine
 from clearq.models import Container, EnvSpec, Script, TaskSpec, TaskStatus
+from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_agent import WAIT_SECONDS, logs_of, wait_for, wait_for_log
@@ -43,6 +44,8 @@ print("train ends", flush=True)
 """
 
 REQUIREMENTS = EnvSpec(requirements=("six==1.16.0",))
+SERVE_WAIT_SECONDS = 600
+"""An agent's first run builds the container venv: minutes on a loaded machine, not 10 s."""
 
 
 @pytest.fixture
@@ -107,15 +110,16 @@ def _agent(cli: Cli, log: Path, *args: str) -> subprocess.Popen[bytes]:
         )
 
 
-def _serve_once(cli: Cli, log: Path) -> str:
+def _serve_once(cli: Cli, log: Path, code: OnceExit = OnceExit.COMPLETED) -> str:
+    """Run ``clearq agent --once`` to its end; it must exit with ``code``."""
     agent = _agent(cli, log, "--once")
     try:
-        code = agent.wait(timeout=WAIT_SECONDS * 2)
+        ended = agent.wait(timeout=SERVE_WAIT_SECONDS)
     finally:
         agent.kill()
         agent.wait()
     output = log.read_text()
-    assert code == 0, output
+    assert ended == code, output
     return output
 
 
@@ -184,7 +188,7 @@ def test_a_failing_setup_script_fails_the_task_naming_the_step(
     store.queues.create("q")
     broken = Container(setup_script="echo preparing the box\nexit 3\n")
     task_id = _task(store, repo, "broken", container=broken)
-    output = _serve_once(home_cli, tmp_path / "agent.log")
+    output = _serve_once(home_cli, tmp_path / "agent.log", OnceExit.FAILED)
     assert f"task {task_id} failed" in output
     task = store.tasks.get(task_id)
     assert task.status is TaskStatus.FAILED
@@ -200,7 +204,7 @@ def test_a_missing_image_fails_the_task_and_the_agent_goes_on(
     store.queues.create("q")
     missing = Container(image="clearq-test-no-such-image:none")
     task_id = _task(store, repo, "nowhere", container=missing)
-    _serve_once(home_cli, tmp_path / "agent.log")
+    _serve_once(home_cli, tmp_path / "agent.log", OnceExit.FAILED)
     task = store.tasks.get(task_id)
     assert task.status is TaskStatus.FAILED
     assert task.status_reason.startswith("container failed: ")
