@@ -34,6 +34,8 @@ DEFAULT_ENV_CACHE_MAX_ENTRIES = 32
 DEFAULT_ENV_CACHE_MAX_BYTES = 64 * 1024**3
 """Bytes of built environments kept before the least recently used go."""
 DOCKER_ENVS_DIRNAME = "docker-envs"
+DEFAULT_STORAGE_CACHE_MAX_BYTES = 20 * 1024**3
+"""Bytes of downloaded files ``StorageManager`` keeps per cache context under home/cache."""
 DEFAULT_DOCKER_STOP_GRACE_SECONDS = 10.0
 """How long a stopped container has between SIGTERM and SIGKILL."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -78,6 +80,9 @@ class Settings:
     env_cache_max_bytes: int = DEFAULT_ENV_CACHE_MAX_BYTES
     """Bytes of built environments kept before the least recently used (and unused) go."""
 
+    storage_cache_max_bytes: int = DEFAULT_STORAGE_CACHE_MAX_BYTES
+    """Bytes of downloaded files kept per cache context (``StorageManager``)."""
+
     # Docker mode (clearq.envs.docker).
     docker_image: str | None = None
     """The image a task that names none runs in, when an agent runs tasks in Docker."""
@@ -100,6 +105,7 @@ class Settings:
             "max_diff_bytes",
             "env_cache_max_entries",
             "env_cache_max_bytes",
+            "storage_cache_max_bytes",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
@@ -164,6 +170,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "worker": _optional(str.strip),
     "env_cache_max_entries": int,
     "env_cache_max_bytes": int,
+    "storage_cache_max_bytes": int,
     "docker_image": _optional(str.strip),
     "docker_volume_roots": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
     "docker_stop_grace_seconds": float,

@@ -11,6 +11,7 @@
 
     created | queued ──> skipped    a task it depends on failed or was stopped
     running ──> queued              a retry (after a delay), or a lease lost
+    running ──> created             a run by hand leaves its task as a draft (execute_remotely)
 
 Every status change in the store goes through :func:`check_transition`, inside the same
 transaction as the change and conditioned on the status it read, so an illegal or
@@ -30,7 +31,7 @@ S = TaskStatus
 TRANSITIONS: Mapping[TaskStatus, frozenset[TaskStatus]] = {
     S.CREATED: frozenset({S.QUEUED, S.RUNNING, S.SKIPPED}),
     S.QUEUED: frozenset({S.CREATED, S.RUNNING, S.SKIPPED}),
-    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.STOPPED, S.QUEUED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.STOPPED, S.QUEUED, S.CREATED}),
     S.COMPLETED: frozenset({S.CREATED}),
     S.FAILED: frozenset({S.CREATED}),
     S.STOPPED: frozenset({S.CREATED}),

@@ -17,6 +17,7 @@ from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, lis
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
 from clearq.scheduler.reported import Reported
+from clearq.scheduler.task_admin import TaskAdmin
 from clearq.scheduler.tasks import TaskRepo
 from clearq.scheduler.views import Views
 from clearq.scheduler.workers import Workers
@@ -45,6 +46,7 @@ class Store:
             raise
         s = self.settings
         self.tasks = TaskRepo(self.db, max_attempts=s.max_attempts, lease_seconds=s.lease_seconds)
+        self.admin = TaskAdmin(self.db, lease_seconds=s.lease_seconds)
         self.queues = QueueOps(self.db)
         self.leases = Leases(
             self.db, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds

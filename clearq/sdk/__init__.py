@@ -4,7 +4,22 @@ No process management here: the agent (``clearq.runtime``) runs tasks; the SDK c
 them and reports from inside them.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from clearq.sdk.logger import Logger
 from clearq.sdk.task import Task
+from clearq.sdk.task_types import TaskTypes
 
-__all__ = ["Logger", "Task"]
+if TYPE_CHECKING:
+    from clearq.sdk.storage import StorageManager
+
+__all__ = ["Logger", "StorageManager", "Task", "TaskTypes"]
+
+
+def __getattr__(name: str) -> Any:
+    # StorageManager imports fsspec: only when asked for.
+    if name == "StorageManager":
+        from clearq.sdk.storage import StorageManager
+
+        return StorageManager
+    raise AttributeError(f"module 'clearq.sdk' has no attribute {name!r}")

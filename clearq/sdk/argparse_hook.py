@@ -24,13 +24,20 @@ Recorder = Callable[[dict[str, str]], None]
 class ArgparseHook:
     """What the wrapped parser does with the arguments it parsed."""
 
-    def __init__(self, *, overrides: Mapping[str, str] | None, record: Recorder) -> None:
+    def __init__(
+        self,
+        *,
+        overrides: Mapping[str, str] | None,
+        record: Recorder,
+        skip: frozenset[str] = frozenset(),
+    ) -> None:
         self._overrides = overrides
         self._record = record
+        self._skip = skip
 
     def handle(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> None:
         """Record the parsed values, or replace them with the stored overrides."""
-        dests = _dests(parser)
+        dests = [d for d in _dests(parser) if d not in self._skip]
         if self._overrides is None:
             values = {
                 f"{ARGS_SECTION}{SEPARATOR}{d}": to_text(getattr(namespace, d)) for d in dests

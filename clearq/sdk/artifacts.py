@@ -23,16 +23,31 @@ from clearq.errors import InvalidInput
 from clearq.models import Artifact
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_NAME_LENGTH = 255
 
 
 def check_name(name: str) -> str:
-    """An artifact name is one safe path component."""
-    if not _SAFE_NAME.match(name) or ".." in name:
+    """An artifact name: any printable text (spaces too), up to 255 characters."""
+    if not name or not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable():
         raise InvalidInput(
-            f"artifact name {name!r} is not allowed: use letters, digits, '.', '_' and '-' "
-            "(at most 128, no path separators)"
+            f"artifact name {name!r} is not allowed: give printable text of 1 to "
+            f"{MAX_NAME_LENGTH} characters (no newlines or control characters)"
         )
     return name
+
+
+def file_stem(name: str) -> str:
+    """The one path component an artifact's files are stored under.
+
+    A safe name is used as it is; any other name becomes its safe characters plus a
+    short hash of the whole name, so two names never share a folder and no name can
+    climb out of the task's folder.
+    """
+    if _SAFE_NAME.match(check_name(name)) and ".." not in name:
+        return name
+    slug = _UNSAFE_CHARS.sub("_", name).strip("._")[:64] or "artifact"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 def is_local(uri: str) -> bool:
@@ -73,26 +88,51 @@ def upload_artifact(
 ) -> Artifact:
     """Store ``obj`` under ``<output_uri>/<task id>/<name>/``: a local folder, or any URL
     fsspec can write (written locally under ``staging`` first, then uploaded)."""
+    staged = stage_artifact(
+        output_uri, task_id, name, obj, staging=staging, allow_pickle=allow_pickle
+    )
+    return send_artifact(output_uri, task_id, staged)
+
+
+def stage_artifact(
+    output_uri: str,
+    task_id: uuid.UUID,
+    name: str,
+    obj: Any,
+    *,
+    staging: Path,
+    allow_pickle: bool = False,
+) -> Artifact:
+    """Write ``obj``'s file now: in its place for a local output URI, else under ``staging``.
+
+    The object is read here, so it may change afterwards; :func:`send_artifact` uploads
+    the staged file (possibly later, from another thread).
+    """
+    root = local_root(output_uri) if is_local(output_uri) else staging
+    return store_artifact(root, task_id, name, obj, allow_pickle=allow_pickle)
+
+
+def send_artifact(output_uri: str, task_id: uuid.UUID, staged: Artifact) -> Artifact:
+    """Upload a staged artifact to a remote output URI (a local one is in place already)."""
     if is_local(output_uri):
-        return store_artifact(local_root(output_uri), task_id, name, obj, allow_pickle=allow_pickle)
+        return staged
     fs, root = remote_filesystem(output_uri)
-    staged = store_artifact(staging, task_id, name, obj, allow_pickle=allow_pickle)
     source = local_path(staged)
-    remote = f"{root.rstrip('/')}/{task_id}/{name}/{source.name}"
+    remote = f"{root.rstrip('/')}/{task_id}/{file_stem(staged.name)}/{source.name}"
     fs.put_file(str(source), remote)
     shutil.rmtree(source.parent)
     scheme = output_uri.split("://", 1)[0]
     return staged.model_copy(update={"uri": f"{scheme}://{remote.lstrip('/')}"})
 
 
-def fetch_artifact(artifact: Artifact, *, cache: Path) -> Artifact:
+def fetch_artifact(artifact: Artifact, *, cache: Path, force: bool = False) -> Artifact:
     """The artifact with a local file: a remote one is downloaded into ``cache`` once."""
     if is_local(artifact.uri):
         return artifact
     fs, remote = remote_filesystem(artifact.uri)
     key = artifact.sha256 or hashlib.sha256(artifact.uri.encode()).hexdigest()
     target = cache / key / Path(remote).name
-    if not target.is_file():
+    if force or not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")
         fs.get_file(remote, str(partial))
@@ -100,11 +140,21 @@ def fetch_artifact(artifact: Artifact, *, cache: Path) -> Artifact:
     return artifact.model_copy(update={"uri": target.resolve().as_uri()})
 
 
+def extracted(archive: Path, cache: Path) -> Path:
+    """A folder artifact's zip extracted (safely) under ``cache``, once per content."""
+    from clearq.sdk.extract import extract_archive
+
+    target = cache / "extracted" / _sha256(archive)
+    if not target.is_dir():
+        extract_archive(archive, target)
+    return target
+
+
 def store_artifact(
     root: Path, task_id: uuid.UUID, name: str, obj: Any, *, allow_pickle: bool = False
 ) -> Artifact:
     """Write ``obj`` under ``root/<task id>/<name>/`` and describe it."""
-    folder = root / str(task_id) / check_name(name)
+    folder = root / str(task_id) / file_stem(name)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -119,6 +169,11 @@ def store_artifact(
 
 
 def _write(folder: Path, name: str, obj: Any, *, allow_pickle: bool) -> tuple[Path, str]:
+    stem = file_stem(name)
+    if isinstance(obj, Path | str) and Path(obj).is_dir():
+        from clearq.sdk.extract import make_zip
+
+        return make_zip(Path(obj), folder / f"{stem}.zip"), "folder"
     if isinstance(obj, Path) or (isinstance(obj, str) and Path(obj).is_file()):
         source = Path(obj)
         if not source.is_file():
@@ -127,28 +182,32 @@ def _write(folder: Path, name: str, obj: Any, *, allow_pickle: bool) -> tuple[Pa
         shutil.copyfile(source, target)
         return target, "file"
     if isinstance(obj, bytes):
-        return _put(folder / f"{name}.bin", obj), "bytes"
+        return _put(folder / f"{stem}.bin", obj), "bytes"
     if isinstance(obj, str):
-        return _put(folder / f"{name}.txt", obj.encode()), "text"
+        return _put(folder / f"{stem}.txt", obj.encode()), "text"
     if isinstance(obj, dict | list | int | float | bool) or obj is None:
-        return _put(folder / f"{name}.json", json.dumps(obj).encode()), "json"
+        return _put(folder / f"{stem}.json", json.dumps(obj).encode()), "json"
     module = type(obj).__module__.split(".")[0]
     if module == "numpy" and type(obj).__name__ == "ndarray":
         import numpy as np
 
-        target = folder / f"{name}.npy"
+        target = folder / f"{stem}.npy"
         np.save(target, obj, allow_pickle=False)
         return target, "numpy"
     if module == "pandas" and type(obj).__name__ == "DataFrame":
-        target = folder / f"{name}.csv"
+        target = folder / f"{stem}.csv"
         obj.to_csv(target, index=False)
         return target, "pandas"
+    if module == "PIL" and hasattr(obj, "save"):
+        target = folder / f"{stem}.png"
+        obj.save(target, format="PNG")
+        return target, "image"
     if not allow_pickle:
         raise InvalidInput(
             f"artifact {name!r}: a {type(obj).__name__} can only be stored by pickling; "
             "pass allow_pickle=True if readers may unpickle it, or store a file"
         )
-    return _put(folder / f"{name}.pkl", pickle.dumps(obj)), "pickle"
+    return _put(folder / f"{stem}.pkl", pickle.dumps(obj)), "pickle"
 
 
 def _put(path: Path, data: bytes) -> Path:
@@ -194,6 +253,12 @@ def load_artifact(artifact: Artifact, *, allow_pickle: bool = False) -> Any:
         import pandas as pd
 
         return pd.read_csv(path)
+    if artifact.kind == "image":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+            return image.copy()
     if artifact.kind == "pickle":
         if not allow_pickle:
             raise InvalidInput(

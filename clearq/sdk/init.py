@@ -25,7 +25,10 @@ from clearq.sdk.reporter import Reporter
 from clearq.sdk.run import Run
 
 if TYPE_CHECKING:
+    import uuid
+
     from clearq.models import TaskSpec
+    from clearq.sdk.init_options import InitOptions
     from clearq.sdk.task import Task
 
 
@@ -34,17 +37,17 @@ def attach_or_capture(
     *,
     project_name: str | None,
     task_name: str | None,
-    task_type: str,
     tags: Sequence[str] | None,
-    output_uri: str | None,
-    auto_connect_arg_parser: bool,
+    options: InitOptions,
     capture_console: bool,
     packages: str,
 ) -> Task:
     """The Task this process reports into, attached or freshly captured.
 
-    Nothing here imports SQLAlchemy or pydantic: the run writes through a RunLink, and
-    the Task reads its full record from the Store only when asked.
+    Nothing here imports SQLAlchemy or pydantic on a first run: the run writes through a
+    RunLink, and the Task reads its full record from the Store only when asked. A run
+    that takes over an earlier task (``reuse_last_task_id``, ``continue_last_task``)
+    goes through the Store for that step.
     """
     from clearq.sdk.task import settings_in_use
 
@@ -52,20 +55,31 @@ def attach_or_capture(
     if settings.task_id is None and (not project_name or not task_name):
         raise InvalidInput("Task.init needs project_name and task_name")
     link = open_run_link(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
+    offset = 0
     try:
         if settings.task_id is not None:
-            return _attach(cls, link, settings, auto_connect_arg_parser)
+            return _attach(cls, link, settings, options)
+        assert project_name
+        assert task_name
         script, env = _capture(cls, settings, packages)
-        fence = link.create_running(
-            project=project_name or "",
-            name=task_name or "",
-            task_type=task_type,
-            tags=tuple(tags or ()),
-            output_uri=output_uri,
-            max_attempts=settings.max_attempts,
-            script=script,
-            env=env,
-        )
+        output_uri = options.output_uri
+        if options.output_uri_default:
+            output_uri = str(settings.artifacts_dir)
+        taken = _take_over(settings, options, project_name, task_name, script, env, tags)
+        if taken is not None:
+            fence, offset = taken
+        else:
+            fence = link.create_running(
+                project=project_name,
+                name=task_name,
+                task_type=options.task_type,
+                tags=tuple(tags or ()),
+                output_uri=output_uri,
+                max_attempts=settings.max_attempts,
+                script=script,
+                env=env,
+            )
+        _remember(settings, project_name, task_name, fence.task_id)
     except BaseException:
         link.close()
         raise
@@ -76,18 +90,93 @@ def attach_or_capture(
         under_agent=False,
         output_root=output_uri or str(settings.artifacts_dir),
     )
+    run.reporter.iteration_offset = offset
     if capture_console:
         run.console = ConsoleCapture(run.reporter)
         run.console.start()
     run.install_exit_hooks()
-    task = cls._for_run(fence.task_id, project_name or "", task_name or "", run)
-    if auto_connect_arg_parser:
-        hook = argparse_hook.ArgparseHook(overrides=None, record=task._write_parameters)
+    task = cls._for_run(fence.task_id, project_name, task_name, run)
+    if options.connect_args:
+        hook = argparse_hook.ArgparseHook(
+            overrides=None, record=task._write_parameters, skip=options.skip_args
+        )
         argparse_hook.install(hook)
     return task
 
 
-def _attach(cls: type[Task], link: RunLink, settings: Settings, connect_args: bool) -> Task:
+def _take_over(
+    settings: Settings,
+    options: InitOptions,
+    project: str,
+    name: str,
+    script: dict[str, Any],
+    env: dict[str, Any],
+    tags: Sequence[str] | None,
+) -> tuple[RunFence, int] | None:
+    """Start the earlier task this run takes over, if any: its fence and iteration offset."""
+    from clearq.sdk.init_options import last_task
+
+    url = settings.resolved_database_url
+    remembered = last_task(settings.home_dir, url, project, name)
+    keep = options.continue_last
+    wanted = options.continue_id if keep else options.reuse_id
+    candidate = wanted or remembered
+    if candidate is None or not (keep or options.reuse):
+        return None
+    from clearq.sdk.task import default_store
+
+    store = default_store()
+    if not _can_take(store, candidate, keep=keep, named=wanted is not None):
+        return None
+    fence = store.admin.take_over(candidate, keep_outputs=keep, script=script, env=env)
+    labels: dict[str, Any] = {"name": name}
+    if tags:
+        labels["tags"] = [*store.tasks.get(candidate).tags, *tags]
+    store.admin.annotate(candidate, **labels)
+    offset = 0
+    if keep and options.initial_iteration is not None:
+        offset = options.initial_iteration
+    elif keep:
+        summary = store.outputs.summary(candidate)
+        ends = [s.last_iteration for s in summary if s.last_iteration is not None]
+        offset = max(ends) + 1 if ends else 0
+    print(f"clearq: {'continuing' if keep else 'reusing'} task {candidate}", file=sys.__stderr__)
+    return RunFence(task_id=fence.task_id, attempt=fence.attempt, worker=None), offset
+
+
+def _can_take(store: Any, task_id: uuid.UUID, *, keep: bool, named: bool) -> bool:
+    """Whether the earlier task may be taken over (a named one must be; else it is skipped)."""
+    from clearq.enums import FINAL_STATUSES, TaskStatus
+    from clearq.errors import NotFound
+
+    try:
+        record = store.tasks.get(task_id)
+    except NotFound:
+        if named:
+            raise
+        return False
+    free = record.status in FINAL_STATUSES or record.status is TaskStatus.CREATED
+    if named and not free:
+        raise InvalidInput(
+            f"task {task_id} is {record.status}: only a draft or an ended task can be taken over"
+        )
+    if not free:
+        return False
+    if keep or named:
+        return True
+    return not store.outputs.artifacts(task_id)  # ClearML: a task with results is kept
+
+
+def _remember(settings: Settings, project: str, name: str, task_id: uuid.UUID) -> None:
+    from clearq.sdk.init_options import remember_task
+
+    try:
+        remember_task(settings.home_dir, settings.resolved_database_url, project, name, task_id)
+    except OSError as e:
+        print(f"clearq: warning: cannot remember this task for reuse: {e}", file=sys.stderr)
+
+
+def _attach(cls: type[Task], link: RunLink, settings: Settings, options: InitOptions) -> Task:
     assert settings.task_id is not None
     stored = link.read(settings.task_id)
     fence = RunFence(
@@ -104,8 +193,10 @@ def _attach(cls: type[Task], link: RunLink, settings: Settings, connect_args: bo
         output_root=stored.output_uri or str(settings.artifacts_dir),
     )
     run.install_exit_hooks()
-    if connect_args:
-        hook = argparse_hook.ArgparseHook(overrides=stored.parameters, record=lambda _: None)
+    if options.connect_args:
+        hook = argparse_hook.ArgparseHook(
+            overrides=stored.parameters, record=lambda _: None, skip=options.skip_args
+        )
         argparse_hook.install(hook)
     return cls._for_run(stored.id, stored.project, stored.name, run, parameters=stored.parameters)
 

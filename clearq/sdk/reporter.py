@@ -22,6 +22,8 @@ from clearq.scheduler.runlink import Point, RunFence, RunLink
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
 
 FLUSH_SECONDS = 1.0
+SINGLE_VALUES_TITLE = "Summary"
+"""``report_single_value``'s title: its numbers have no iteration to offset."""
 MAX_BUFFERED_LOG_PIECES = 100_000
 """Past this many unwritten pieces (the store is unreachable) the oldest are dropped."""
 SAMPLES_BEFORE_EARLY_FLUSH = 32
@@ -57,6 +59,8 @@ class Reporter:
         self._closed = threading.Event()
         self.lease_lost = False
         self.stop_requested = False
+        self.iteration_offset = 0
+        """Added to every reported iteration (``task.set_initial_iteration``)."""
         self._last_beat = time.monotonic()
         self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="clearq-reporter", daemon=True)
@@ -75,6 +79,9 @@ class Reporter:
         """Queue a reported scalar value: (title, series, iteration, value)."""
         if self.lease_lost:
             return
+        title, series, iteration, value = point
+        if self.iteration_offset and title != SINGLE_VALUES_TITLE:
+            point = (title, series, iteration + self.iteration_offset, value)
         with self._lock:
             self._scalars.append(point)
 

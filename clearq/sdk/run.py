@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -52,6 +53,8 @@ class Run:
     abort: AbortHandler | None = None
     """The SIGTERM handler running the task's abort callback, once one is registered."""
     _saved_hooks: tuple[Any, Any] | None = None
+    before_end: list[Callable[[], None]] = field(default_factory=list)
+    """Called first when the run ends (pending artifact uploads finish there)."""
     _samples: SampleFiles | None = None
 
     def sample_files(self) -> SampleFiles:
@@ -108,6 +111,13 @@ class Run:
             return
         self.ended = True
         outcome = outcome or self.outcome
+        for finish in self.before_end:
+            try:
+                finish()
+            except Exception as e:  # noqa: BLE001 - the run must still end and be recorded
+                print(f"clearq: before the run ended: {e}", file=sys.__stderr__)
+                if outcome.status is TaskStatus.COMPLETED:
+                    outcome = Outcome(TaskStatus.FAILED, 1, f"an artifact upload failed: {e}")
         self.reporter.close()
         if self.console is not None:
             self.console.stop()

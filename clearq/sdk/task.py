@@ -25,11 +25,14 @@ from clearq.sdk.preemption import (
     AbortHandler,
 )
 from clearq.sdk.run import Run
+from clearq.sdk.task_surface import TaskSurface
+from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
-    from clearq.models import Artifact, EnvSpec, Fence, Script
+    from clearq.models import EnvSpec, Fence, Script
     from clearq.models import Task as TaskRecord
     from clearq.scheduler import Store
+    from clearq.sdk.task_artifacts import RunArtifacts
 
 # A training script imports this module on its way to Task.init: the Store (SQLAlchemy)
 # and the models (pydantic) are imported only when a method needs them.
@@ -77,7 +80,7 @@ class _ClassOrInstance(Generic[R]):
         return lambda *a, **kw: self._func(obj, *a, **kw)
 
 
-class Task:
+class Task(TaskSurface):
     """A task in the store, and, for the current run, the way to report into it."""
 
     _current: ClassVar[Task | None] = None
@@ -93,6 +96,7 @@ class Task:
         self._run = run
         self._run_parameters: dict[str, str] = {}
         self._logger: Logger | None = None
+        self._run_artifacts: RunArtifacts | None = None
 
     @classmethod
     def _for_run(
@@ -112,6 +116,7 @@ class Task:
         task._run = run
         task._run_parameters = dict(parameters or {})
         task._logger = None
+        task._run_artifacts = None
         return task
 
     @property
@@ -137,11 +142,15 @@ class Task:
         cls,
         project_name: str | None = None,
         task_name: str | None = None,
-        task_type: str = "training",
+        task_type: TaskTypes | str = TaskTypes.training,
         tags: Sequence[str] | None = None,
-        output_uri: str | None = None,
+        reuse_last_task_id: bool | str = True,
+        continue_last_task: bool | str | int = False,
+        output_uri: str | bool | None = None,
+        auto_connect_arg_parser: bool | dict[str, bool] = True,
+        auto_connect_frameworks: bool | dict[str, Any] = True,
+        auto_resource_monitoring: bool = True,
         *,
-        auto_connect_arg_parser: bool = True,
         capture_console: bool = True,
         packages: str = "imports",
     ) -> Task:
@@ -150,19 +159,35 @@ class Task:
         Captures the code, its changes, its packages and its arguments, marks the task
         running, tees the console into its log and records how the script ends.
         ``packages="freeze"`` stores the whole environment instead of the imports.
+
+        As in ClearML: ``reuse_last_task_id`` (default True) makes a script run again
+        by hand take over the task its last run on this machine made, when that task
+        stored no artifacts (a task id: that task); ``continue_last_task`` goes on with
+        the last task (or the one whose id is given) keeping its outputs, new scalars
+        continuing after its last iteration (an int: start at that iteration instead);
+        ``output_uri=True`` stores artifacts in the default folder, a string names
+        where. ``auto_connect_arg_parser=False`` leaves argparse alone (a dict names the
+        arguments to leave out with False). ``auto_resource_monitoring`` is the agent's
+        job in clearq: a run by hand reports no machine metrics.
         """
         from clearq.sdk.init import attach_or_capture
+        from clearq.sdk.init_options import InitOptions
 
         if cls._current is not None:
             return cls._current
+        options = InitOptions.build(
+            task_type=task_type,
+            reuse_last_task_id=reuse_last_task_id,
+            continue_last_task=continue_last_task,
+            output_uri=output_uri,
+            auto_connect_arg_parser=auto_connect_arg_parser,
+        )
         task = attach_or_capture(
             cls,
             project_name=project_name,
             task_name=task_name,
-            task_type=task_type,
             tags=tags,
-            output_uri=output_uri,
-            auto_connect_arg_parser=auto_connect_arg_parser,
+            options=options,
             capture_console=capture_console,
             packages=packages,
         )
@@ -192,14 +217,28 @@ class Task:
         task_id: str | uuid.UUID | None = None,
         project_name: str | None = None,
         task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+        task_filter: dict[str, Any] | None = None,
     ) -> Task:
-        """A task by id, or the newest with that project and name."""
+        """A task by id, or the newest matching the project, exact name, tags and filter."""
+        from clearq.sdk.task_query import find_tasks
+
         store = default_store()
         if task_id is not None:
             return cls(store, store.tasks.get(_as_uuid(task_id)))
-        if task_name is None:
+        if task_name is None and project_name is None and not tags and not task_filter:
             raise InvalidInput("get_task needs task_id, or task_name (with project_name)")
-        found = store.tasks.list(project=project_name, name=task_name, limit=1)
+        found = find_tasks(
+            store,
+            project_name=project_name,
+            task_name=task_name,
+            name_is_pattern=False,
+            tags=tags,
+            allow_archived=allow_archived,
+            task_filter=task_filter,
+            limit=1,
+        )
         if not found:
             raise InvalidInput(f"no task named {task_name!r} in project {project_name!r}")
         return cls(store, found[0])
@@ -207,16 +246,34 @@ class Task:
     @classmethod
     def get_tasks(
         cls,
-        project_name: str | None = None,
+        task_ids: Sequence[str | uuid.UUID] | None = None,
+        project_name: str | Sequence[str] | None = None,
         task_name: str | None = None,
+        tags: Sequence[str] | None = None,
+        allow_archived: bool = True,
+        task_filter: dict[str, Any] | None = None,
+        *,
         status: TaskStatus | Sequence[TaskStatus] | None = None,
-        tags: Sequence[str] = (),
         limit: int = 500,
     ) -> list[Task]:
-        """Tasks matching every filter given, newest first."""
+        """Tasks matching every filter given, newest first (``task_name``: part of the name).
+
+        See :mod:`clearq.sdk.task_query` for the filters, as ClearML means them.
+        """
+        from clearq.sdk.task_query import find_tasks
+
         store = default_store()
-        records = store.tasks.list(
-            project=project_name, name=task_name, status=status, tags=tags, limit=limit
+        records = find_tasks(
+            store,
+            task_ids=task_ids,
+            project_name=project_name,
+            task_name=task_name,
+            name_is_pattern=True,
+            tags=tags,
+            allow_archived=allow_archived,
+            task_filter=task_filter,
+            status=status,
+            limit=limit,
         )
         return [cls(store, r) for r in records]
 
@@ -426,9 +483,11 @@ class Task:
         return self._logger
 
     def flush(self, wait_for_uploads: bool = True) -> None:
-        """Write everything reported so far."""
+        """Write everything reported so far (and finish pending artifact uploads)."""
         if self._run is not None:
             self._run.reporter.flush()
+        if wait_for_uploads and self._run_artifacts is not None:
+            self._run_artifacts.wait()
 
     def get_last_scalar_metrics(self) -> dict[str, dict[str, dict[str, float]]]:
         """``{title: {series: {"last", "min", "max"}}}`` of the latest attempt."""
@@ -503,44 +562,40 @@ class Task:
         name: str,
         artifact_object: Any,
         metadata: dict[str, Any] | None = None,
+        delete_after_upload: bool = False,
+        auto_pickle: bool | None = None,
+        preview: Any = None,
+        wait_on_upload: bool = False,
         *,
         allow_pickle: bool = False,
     ) -> bool:
-        """Store a file or an object under the task's output URI and record it."""
-        from clearq.sdk import artifacts as artifact_files
+        """Store a file, a folder (zipped) or an object as artifact ``name`` and record it.
 
-        if self._run is None:
-            raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
-        settings = self._store.settings
-        artifact = artifact_files.upload_artifact(
-            self._record.output_uri or str(settings.artifacts_dir),
-            self._id,
+        ``name`` is any printable text. Without ``wait_on_upload`` the object is read
+        now and uploaded in the background (``flush()`` and the run's end wait for it).
+        A pickle is written only with ``allow_pickle=True`` (``auto_pickle`` is
+        ClearML's name for it); ``delete_after_upload`` removes a local file given.
+        """
+        uploads = self._artifact_uploads()
+        uploads.upload(
             name,
             artifact_object,
-            staging=settings.home_dir / "staging",
-            allow_pickle=allow_pickle,
+            metadata=metadata,
+            allow_pickle=allow_pickle or bool(auto_pickle),
+            wait=wait_on_upload,
         )
-        if metadata:
-            artifact = artifact.model_copy(update={"metadata": dict(metadata)})
-        self._store.outputs.add_artifact(self._store_fence(), artifact)
+        if delete_after_upload and isinstance(artifact_object, str | Path):
+            path = Path(artifact_object)
+            if path.is_file():
+                path.unlink()
         return True
-
-    @property
-    def artifacts(self) -> dict[str, Artifact]:
-        """The task's artifacts by name (read them with ``load_artifact``)."""
-        return {a.name: a for a in self._store.outputs.artifacts(self._id)}
 
     def load_artifact(self, name: str, *, allow_pickle: bool = False) -> Any:
         """An artifact's content; a pickle only with ``allow_pickle=True``."""
-        from clearq.sdk import artifacts as artifact_files
-
         found = self.artifacts.get(name)
         if found is None:
             raise InvalidInput(f"task {self.id} has no artifact {name!r}")
-        local = artifact_files.fetch_artifact(
-            found, cache=self._store.settings.home_dir / "cache" / "artifacts"
-        )
-        return artifact_files.load_artifact(local, allow_pickle=allow_pickle)
+        return found.get(allow_pickle=allow_pickle)
 
     # ---- preemption: abort callbacks and checkpoints ---------------------------------
 
@@ -578,19 +633,50 @@ class Task:
 
     # ---- control --------------------------------------------------------------------
 
-    def execute_remotely(self, queue_name: str | None = None, exit_process: bool = True) -> None:
-        """Stop running here and send the task to a queue; under an agent, do nothing."""
+    def execute_remotely(
+        self, queue_name: str | None = None, clone: bool = False, exit_process: bool = True
+    ) -> Task | None:
+        """Stop running here and let an agent run the task; under an agent, do nothing.
+
+        As in ClearML: with ``queue_name`` the task is enqueued there; without it the
+        task is left as a draft (to edit, clone or enqueue later). ``clone=True`` sends
+        a clone instead (returned) and, with ``exit_process=False``, this run goes on;
+        ``exit_process=False`` needs ``clone=True``.
+        """
         if self._run is None:
             raise InvalidInput("execute_remotely is for the task this process runs")
         if self._run.under_agent:
-            return
-        queue = queue_name or "default"
-        self._run.reporter.flush()
-        self._record = self._store.queues.enqueue_run(self._store_fence(), queue)
-        print(f"clearq: task {self.id} sent to queue {queue!r}", file=sys.__stderr__)
+            return None
+        if not clone and not exit_process:
+            raise InvalidInput(
+                "execute_remotely(clone=False, exit_process=False) cannot work: this run "
+                "gives its task away; pass clone=True to keep running here"
+            )
+        self.flush(wait_for_uploads=True)
+        if clone:
+            return self._send_clone(queue_name, exit_process)
+        if queue_name is None:
+            self._record = self._store.admin.release_run(self._store_fence())
+            print(f"clearq: task {self.id} left as a draft", file=sys.__stderr__)
+        else:
+            self._record = self._store.queues.enqueue_run(self._store_fence(), queue_name)
+            print(f"clearq: task {self.id} sent to queue {queue_name!r}", file=sys.__stderr__)
         self._run.end(record=False)
+        raise SystemExit(0)
+
+    def _send_clone(self, queue_name: str | None, exit_process: bool) -> Task:
+        assert self._run is not None
+        made = Task.clone(self, name=self._name)
+        if queue_name is not None:
+            made.enqueue(queue_name)
+        where = f"queue {queue_name!r}" if queue_name else "a draft"
+        print(f"clearq: task {made.id}, a clone of {self.id}, is {where}", file=sys.__stderr__)
         if exit_process:
+            from clearq.sdk.run import Outcome
+
+            self._run.end(Outcome(TaskStatus.STOPPED, 0, f"a clone ({made.id}) runs instead"))
             raise SystemExit(0)
+        return made
 
     def wait_for_status(
         self,

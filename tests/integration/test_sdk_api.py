@@ -121,8 +121,20 @@ def test_pickled_artifacts_need_consent_both_ways(tmp_path: Path) -> None:
     assert artifact_files.load_artifact(stored, allow_pickle=True) == {1, 2}
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "/abs", ".hidden", ""])
-def test_artifact_names_cannot_escape(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("name", ["../x", "a/b", "/abs", ".hidden", "..", "my data (v2)", "ü ✓"])
+def test_any_printable_artifact_name_stays_in_its_task_folder(tmp_path: Path, name: str) -> None:
+    import uuid
+
+    task_id = uuid.uuid4()
+    stored = artifact_files.store_artifact(tmp_path, task_id, name, "x")
+    assert stored.name == name
+    path = artifact_files.local_path(stored)
+    assert path.parent.parent == tmp_path / str(task_id)
+    assert artifact_files.load_artifact(stored) == "x"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "two\nlines", "nul\x00", "x" * 256])
+def test_artifact_names_that_are_not_printable_text_are_refused(tmp_path: Path, name: str) -> None:
     import uuid
 
     with pytest.raises(InvalidInput, match="not allowed"):

@@ -45,6 +45,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_WORKER": "host:w",
         "CLEARQ_ENV_CACHE_MAX_ENTRIES": "5",
         "CLEARQ_ENV_CACHE_MAX_BYTES": "1000000",
+        "CLEARQ_STORAGE_CACHE_MAX_BYTES": "2000000",
         "CLEARQ_DOCKER_IMAGE": "python:3.11",
         "CLEARQ_DOCKER_VOLUME_ROOTS": "/data:/models",
         "CLEARQ_DOCKER_STOP_GRACE_SECONDS": "3",
@@ -63,6 +64,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.attempt == 2
     assert settings.worker == "host:w"
     assert settings.env_cache_max_entries == 5
+    assert settings.storage_cache_max_bytes == 2_000_000
     assert settings.env_cache_max_bytes == 1_000_000
     assert settings.docker_image == "python:3.11"
     assert settings.docker_volume_roots == (Path("/data"), Path("/models"))

@@ -23,13 +23,15 @@ REQUIRED = {
     (S.STOPPED, S.CREATED),
 }
 # Beyond the required ones: requeue of a lost or given-back run, and a script run by hand;
-# a task waiting on a parent that failed is skipped, and can be reset.
+# a task waiting on a parent that failed is skipped, and can be reset; a run by hand
+# can leave its task as a draft (execute_remotely with no queue).
 EXTRA = {
     (S.RUNNING, S.QUEUED),
     (S.CREATED, S.RUNNING),
     (S.CREATED, S.SKIPPED),
     (S.QUEUED, S.SKIPPED),
     (S.SKIPPED, S.CREATED),
+    (S.RUNNING, S.CREATED),
 }
 
 

@@ -1,0 +1,174 @@
+"""Labels, deletion and the by-hand run's own lifecycle moves (ClearML's Task surface).
+
+A task's labels (name, tags, comment) describe it and never change what runs, so they
+can be changed in any status, unlike a draft's code and parameters (``TaskRepo.edit``).
+The other operations here back ``Task.init(reuse_last_task_id=..., continue_last_task=...)``
+and ``execute_remotely(queue_name=None)``: a script run again by hand takes over its
+earlier task, and a run can hand its task back as a draft.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from clearq.errors import InvalidInput
+from clearq.models import FINAL_STATUSES, Artifact, Fence, Task, TaskStatus
+from clearq.scheduler.engine import Database
+from clearq.scheduler.rows import fetch_task, hold, lock_status, transition
+from clearq.scheduler.schema import (
+    db_now,
+    queue_entries,
+    task_artifacts,
+    task_logs,
+    task_scalar_summary,
+    task_scalars,
+    tasks,
+)
+
+_OUTPUT_TABLES = (task_logs, task_scalars, task_scalar_summary, task_artifacts)
+
+
+class TaskAdmin:
+    """Operations on whole tasks beyond the draft's edits: labels, delete, take over."""
+
+    def __init__(self, db: Database, *, lease_seconds: float) -> None:
+        self._db = db
+        self._lease_seconds = lease_seconds
+
+    def annotate(
+        self,
+        task_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str | None = None,
+    ) -> Task:
+        """Change a task's name, tags or comment, in any status."""
+        values: dict[str, Any] = {}
+        if name is not None:
+            if not name.strip():
+                raise InvalidInput("a task's name cannot be empty")
+            values["name"] = name
+        if tags is not None:
+            values["tags"] = list(dict.fromkeys(str(t) for t in tags))
+        if comment is not None:
+            values["comment"] = comment
+        with self._db.write() as conn:
+            lock_status(conn, task_id)  # NotFound for an unknown id
+            if values:
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.id == task_id)
+                    .values(updated_at=db_now(), **values)
+                )
+            return fetch_task(conn, task_id)
+
+    def delete(self, task_id: uuid.UUID, *, force: bool = False) -> list[Artifact]:
+        """Delete a task and its outputs; return its artifacts (their files are the caller's).
+
+        A running task is refused (abort it first) unless ``force``: its agent then finds
+        its attempt gone and stops. A queued task leaves its queue. Tasks cloned from it
+        keep running; their ``parent_id`` is cleared.
+        """
+        with self._db.write() as conn:
+            status = lock_status(conn, task_id)
+            if status is TaskStatus.RUNNING and not force:
+                raise InvalidInput(
+                    f"task {task_id} is running: abort it first (`clearq task abort`), "
+                    "or delete with force=True"
+                )
+            artifacts = [
+                Artifact(
+                    name=r.name,
+                    uri=r.uri,
+                    kind=r.kind,
+                    size=r.size,
+                    sha256=r.sha256,
+                    metadata=dict(r.metadata),
+                )
+                for r in conn.execute(
+                    task_artifacts.select().where(task_artifacts.c.task_id == task_id)
+                )
+            ]
+            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))
+            conn.execute(tasks.delete().where(tasks.c.id == task_id))
+        return artifacts
+
+    def take_over(
+        self,
+        task_id: uuid.UUID,
+        *,
+        keep_outputs: bool,
+        script: dict[str, Any] | None = None,
+        env: dict[str, Any] | None = None,
+    ) -> Fence:
+        """Start a task again as a run by hand (no worker); the fence its writes carry.
+
+        ``keep_outputs=False`` (``reuse_last_task_id``): the task becomes a fresh run of
+        the code captured now; its earlier logs, scalars and artifacts are deleted and
+        a new attempt starts. ``keep_outputs=True`` (``continue_last_task``): the same
+        attempt goes on, so its scalars, logs and artifacts stay and new ones add to them.
+        """
+        with self._db.write() as conn:
+            status = lock_status(conn, task_id)
+            if status not in FINAL_STATUSES | {TaskStatus.CREATED}:
+                raise InvalidInput(
+                    f"task {task_id} is {status}: only a draft or an ended task can be "
+                    "continued or reused; wait for it to end or abort it"
+                )
+            # A draft has had no attempt yet (or only a released one): it starts a new one.
+            same_attempt = keep_outputs and status is not TaskStatus.CREATED
+            if status is not TaskStatus.CREATED:
+                transition(conn, task_id, TaskStatus.CREATED, expect=FINAL_STATUSES)
+            if not keep_outputs:
+                for table in _OUTPUT_TABLES:
+                    conn.execute(table.delete().where(table.c.task_id == task_id))
+            code: dict[str, Any] = {}
+            if script is not None:
+                code["script"] = script
+            if env is not None:
+                code["env"] = env
+            transition(
+                conn,
+                task_id,
+                TaskStatus.RUNNING,
+                expect=TaskStatus.CREATED,
+                worker=None,
+                queue_id=None,
+                attempt=tasks.c.attempt if same_attempt else tasks.c.attempt + 1,
+                tries=tasks.c.tries + 1,
+                started_at=db_now(),
+                finished_at=None,
+                exit_code=None,
+                stop_requested_at=None,
+                lease_expires_at=db_now(self._lease_seconds),
+                status_reason="",
+                **code,
+            )
+            attempt = fetch_task(conn, task_id).attempt
+        return Fence(task_id=task_id, attempt=attempt, worker=None)
+
+    def release_run(self, fence: Fence) -> Task:
+        """A run by hand gives its task back as a draft (``execute_remotely()`` with no queue).
+
+        What the run reported is deleted; its parameters and captured code stay, ready to
+        be edited, cloned or enqueued.
+        """
+        with self._db.write() as conn:
+            hold(conn, fence)
+            transition(
+                conn,
+                fence.task_id,
+                TaskStatus.CREATED,
+                expect=TaskStatus.RUNNING,
+                worker=None,
+                tries=0,
+                started_at=None,
+                lease_expires_at=None,
+                status_reason="left as a draft by its local run (execute_remotely)",
+            )
+            for table in _OUTPUT_TABLES:
+                conn.execute(table.delete().where(table.c.task_id == fence.task_id))
+            return fetch_task(conn, fence.task_id)
