@@ -20,7 +20,9 @@ errors are translated into this tree where they enter the package::
     └── ContainerError           Docker mode could not run a task's container (clearq.envs.docker)
         ├── EngineUnavailable    no Docker engine answers
         ├── ImageNotFound        the image is not on this machine and cannot be pulled
-        └── DockerArgsRefused    extra docker arguments or packages outside the allowed subset
+        ├── DockerArgsRefused    extra docker arguments or packages outside the allowed subset
+        ├── ContainerStepFailed  a step in a container failed; ``code`` is the bootstrap's
+        └── ContainerInterrupted a stop came while the environment was being built
 """
 
 from __future__ import annotations
@@ -139,3 +141,15 @@ class ImageNotFound(ContainerError):
 
 class DockerArgsRefused(ContainerError):
     """A task asked for docker arguments or packages outside the allowed subset."""
+
+
+class ContainerStepFailed(ContainerError):
+    """A step run in a container (the environment's build) failed with exit ``code``."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ContainerInterrupted(ContainerError):
+    """The run was asked to stop before its task's container started."""

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from clearq.cli.context import cli_context
-from clearq.cli.execution import build_executor
+from clearq.cli.execution import DockerOptions, build_executor
 from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, ExecutorConfig
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
@@ -86,6 +86,24 @@ def agent_command(
             show_default=False,
         ),
     ] = None,
+    docker_network: Annotated[
+        str | None,
+        typer.Option(
+            "--docker-network",
+            metavar="NAME",
+            help="Docker mode: the containers' network (default bridge; host shares the "
+            "host's, loopback services included).",
+            show_default=False,
+        ),
+    ] = None,
+    allow_host_network: Annotated[
+        bool,
+        typer.Option("--allow-host-network", help="Docker mode: tasks may ask for --network host."),
+    ] = False,
+    allow_host_ipc: Annotated[
+        bool,
+        typer.Option("--allow-host-ipc", help="Docker mode: tasks may ask for --ipc host."),
+    ] = False,
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
     devices = parse_gpus(gpus, cpu_only=cpu_only, detected=_detected(gpus))
@@ -114,7 +132,17 @@ def agent_command(
     )
     with context.store() as store, ExitStack() as stack:
         executor = build_executor(
-            store, settings, config, docker=docker, skip_env=skip_env, stack=stack
+            store,
+            settings,
+            config,
+            docker=docker,
+            skip_env=skip_env,
+            stack=stack,
+            docker_options=DockerOptions(
+                network=(docker_network or "").strip() or None,
+                allow_host_network=allow_host_network,
+                allow_host_ipc=allow_host_ipc,
+            ),
         )
         agent = Agent(store, executor, options)
         _stop_on_signals(agent)

@@ -4,12 +4,23 @@ their executor: the host's cached environments, this Python (``--skip-env``), or
 from __future__ import annotations
 
 from contextlib import ExitStack
+from dataclasses import dataclass
 
 from clearq.config import Settings
 from clearq.runtime import Executor, ExecutorConfig, SystemInterpreter
 from clearq.runtime.executor import AfterWorkspace
 from clearq.runtime.taskenv import EnvProvider
 from clearq.scheduler import Store
+
+
+@dataclass(frozen=True, kw_only=True)
+class DockerOptions:
+    """What the operator allows containers (``clearq agent --docker-network`` and co)."""
+
+    network: str | None = None
+    """Every container's network; None: Docker's bridge."""
+    allow_host_network: bool = False
+    allow_host_ipc: bool = False
 
 
 def build_executor(
@@ -20,9 +31,11 @@ def build_executor(
     docker: str | None,
     skip_env: bool,
     stack: ExitStack,
+    docker_options: DockerOptions | None = None,
 ) -> Executor:
     """The executor the flags ask for; Docker mode is checked now (no engine: an error)."""
-    in_docker = None if docker is None else _docker(store, settings, config, docker, stack)
+    options = docker_options or DockerOptions()
+    in_docker = None if docker is None else _docker(store, settings, config, docker, options, stack)
     envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
     return Executor(store, envs, config, after_workspace=in_docker)
 
@@ -34,11 +47,24 @@ def _host_envs(settings: Settings) -> EnvProvider:
 
 
 def _docker(
-    store: Store, settings: Settings, config: ExecutorConfig, image: str, stack: ExitStack
+    store: Store,
+    settings: Settings,
+    config: ExecutorConfig,
+    image: str,
+    options: DockerOptions,
+    stack: ExitStack,
 ) -> AfterWorkspace:
     """Docker mode, checked now: no engine fails the start with the reason."""
     from clearq.runtime.dockerexec import DockerExecution
 
-    execution = DockerExecution.connect(store, settings, config, image=image.strip() or None)
+    execution = DockerExecution.connect(
+        store,
+        settings,
+        config,
+        image=image.strip() or None,
+        network=options.network,
+        allow_host_network=options.allow_host_network,
+        allow_host_ipc=options.allow_host_ipc,
+    )
     stack.callback(execution.close)
     return execution

@@ -36,6 +36,8 @@ from clearq.envs.spec import CheckedSpec, canonical_requirement, check_spec, env
 from clearq.envs.uv import UvBuilder
 from clearq.errors import (
     ContainerError,
+    ContainerInterrupted,
+    ContainerStepFailed,
     DockerArgsRefused,
     EngineUnavailable,
     EnvBuildError,
@@ -52,7 +54,9 @@ __all__ = [
     "ContainerEngine",
     "ContainerError",
     "ContainerHandle",
+    "ContainerInterrupted",
     "ContainerSpec",
+    "ContainerStepFailed",
     "DockerArgsRefused",
     "DockerConfig",
     "DockerRun",

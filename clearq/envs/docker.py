@@ -10,7 +10,8 @@ task's command. In the container::
     /clearq/workspace   the task's code (read-write); the command runs in it
     /clearq/control     plan.json, setup.sh, requirements.txt for this run (read-only)
     /clearq/bootstrap.py  the bootstrap (read-only)
-    /clearq/envs        the env cache, shared by every container of this agent
+    /clearq/envs        the env cache, read-only (``clearq.envs.docker_envbuild`` builds a
+                        missing venv first, in a container of its own)
     /clearq/certs/ca-certificates.crt  the agent's CA bundle (read-only), when it has one
     /clearq/lib/clearq  the agent's own clearq package (read-only), on PYTHONPATH
 
@@ -20,8 +21,10 @@ builds a new venv, the same pair reuses it; with nothing to install there is no 
 and the command runs with the image's own Python. Venvs see the image's site-packages, so
 what a CUDA image ships (torch, ...) is not downloaded again.
 
-The network is the host's by default, so a task reaches the database at the very URL
-the agent uses (``127.0.0.1`` included) and the package index the agent reaches. The
+The network is Docker's bridge by default: a task reaches package indexes and the
+internet but not the host's loopback services. The host's network (``--network host``
+in the task's arguments) and IPC namespace (``--ipc host``) only where the agent's
+operator allows them (``DockerConfig.allow_host_network``, ``allow_host_ipc``). The
 agent's package index variables and its CA bundle go in, so pip and uv inside trust
 what the agent trusts. clearq itself is never installed by name from an index: the
 agent's package folder is mounted read-only and put on ``PYTHONPATH``, and only its
@@ -34,7 +37,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from clearq.envs import docker_bootstrap
@@ -45,6 +48,7 @@ from clearq.envs.docker_args import (
 )
 from clearq.envs.docker_config import DockerConfig, DockerTask, database_mounts
 from clearq.envs.docker_deps import checked_requirements, index_args
+from clearq.envs.docker_envbuild import BUILDS_DIRNAME, EnvReady, ensure_env
 from clearq.envs.docker_run import DockerRun
 from clearq.envs.docker_spec import ContainerEngine, ContainerSpec, Mount
 from clearq.errors import ContainerError, DockerArgsRefused
@@ -97,12 +101,28 @@ class DockerRunner:
         self._config = config
         self._python_checked: set[str] = set()
 
-    def start(self, task: DockerTask) -> DockerRun:
-        """Start ``task``'s container; raises ContainerError (or a subclass) if it cannot."""
+    def start(
+        self,
+        task: DockerTask,
+        *,
+        on_output: Callable[[str, str], None] | None = None,
+        interrupted: Callable[[], bool] | None = None,
+    ) -> DockerRun:
+        """Start ``task``'s container; raises ContainerError (or a subclass) if it cannot.
+
+        A venv missing from the cache is built first, in its own container: its output
+        goes to ``on_output`` as it comes (without one, the run's ``logs()`` begin with
+        it); ``interrupted()`` turning true stops the build (ContainerInterrupted).
+        """
         if not task.command:
             raise ContainerError("the task has no command to run in its container")
         image = self._image(task.container)
-        extra = parse_docker_args(task.container.arguments, volume_roots=self._config.volume_roots)
+        extra = parse_docker_args(
+            task.container.arguments,
+            volume_roots=self._config.volume_roots,
+            allow_host_ipc=self._config.allow_host_ipc,
+            allow_host_network=self._config.allow_host_network,
+        )
         packages = check_system_packages(task.container.system_packages)
         working_dir = _working_dir(task.working_dir)
         requirements = self._requirements(task.env)
@@ -110,12 +130,18 @@ class DockerRunner:
         self._check_python(image, image_id)
         key = self.env_key(image_id, requirements, task.env.index_urls) if requirements else None
         control = Path(tempfile.mkdtemp(prefix="clearq-docker-"))
+        prelude: list[tuple[str, str]] = []
         try:
             self._write_control(control, task, packages, requirements, key, working_dir)
+            self._config.envs_dir.mkdir(parents=True, exist_ok=True)
+            env = None
+            if key is not None:
+                say = on_output or (lambda stream, text: prelude.append((stream, text)))
+                env = self._ensure_env(image, key, control, say, interrupted)
             spec = ContainerSpec(
                 image=image,
                 command=("python3", "-I", CONTAINER_BOOTSTRAP, f"{CONTAINER_CONTROL}/plan.json"),
-                environment=self._environment(task, extra.environment),
+                environment=self._environment(extra.environment, task.environment),
                 mounts=(*self._mounts(task, control), *extra.volumes),
                 working_dir=working_dir,
                 network_mode=extra.network_mode or self._config.network_mode,
@@ -127,7 +153,6 @@ class DockerRunner:
                 labels={"clearq": "task", **task.labels},
                 name=task.name,
             )
-            self._config.envs_dir.mkdir(parents=True, exist_ok=True)
             handle = self._engine.start(spec)
         except BaseException:
             shutil.rmtree(control, ignore_errors=True)
@@ -138,6 +163,40 @@ class DockerRunner:
             image=image,
             image_id=image_id,
             env_key=key,
+            grace=self._config.stop_grace_seconds,
+            env_hit=None if env is None else env.hit,
+            env_build_seconds=None if env is None else env.build_seconds,
+            prelude=tuple(prelude),
+        )
+
+    def _ensure_env(
+        self,
+        image: str,
+        key: str,
+        control: Path,
+        on_output: Callable[[str, str], None],
+        interrupted: Callable[[], bool] | None,
+    ) -> EnvReady:
+        def build_spec(build: Path) -> ContainerSpec:
+            target = f"{CONTAINER_ENVS}/{BUILDS_DIRNAME}/{build.name}"
+            (control / "build.json").write_text(json.dumps({**plan, "build": target}))
+            return ContainerSpec(
+                image=image,
+                command=("python3", "-I", CONTAINER_BOOTSTRAP, f"{CONTAINER_CONTROL}/build.json"),
+                environment=self._environment(),
+                mounts=(*self._shared_mounts(control), Mount(build.resolve(), target, False)),
+                network_mode=self._config.network_mode,
+                labels={"clearq": "env-build"},
+            )
+
+        plan = json.loads((control / "plan.json").read_text())["build_plan"]
+        return ensure_env(
+            self._engine,
+            self._config.envs_dir,
+            key,
+            build_spec,
+            on_output=on_output,
+            interrupted=interrupted or (lambda: False),
             grace=self._config.stop_grace_seconds,
         )
 
@@ -209,27 +268,32 @@ class DockerRunner:
         if task.container.setup_script.strip():
             (control / "setup.sh").write_text(task.container.setup_script)
             setup = f"{CONTAINER_CONTROL}/setup.sh"
-        plan: dict[str, object] = {
+        build_plan: dict[str, object] = {
             "system_packages": list(packages),
-            "setup_script": setup,
-            "envs_dir": CONTAINER_ENVS,
             "key": key,
             "requirement_files": [f"{CONTAINER_CONTROL}/requirements.txt"] if requirements else [],
             "index_args": index_args(task.env.index_urls),
             "system_site_packages": self._config.system_site_packages,
+        }
+        plan: dict[str, object] = {
+            "system_packages": list(packages),
+            "setup_script": setup,
+            "venv": f"{CONTAINER_ENVS}/{key}" if key else None,
             "command": list(task.command),
             "working_dir": working_dir,
             "pythonpath": [CONTAINER_LIB] if self._config.clearq_package else [],
+            "build_plan": build_plan,
         }
         (control / "plan.json").write_text(json.dumps(plan, indent=1))
 
-    def _environment(self, task: DockerTask, from_task: Mapping[str, str]) -> dict[str, str]:
+    def _environment(self, *layers: Mapping[str, str]) -> dict[str, str]:
+        """The agent's package index and CA settings, then ``layers``, later ones winning."""
         env = dict(self._config.carried_environment)
         if self._config.ca_bundle is not None:
             env.update(dict.fromkeys(_CA_VARIABLES, CONTAINER_CA_BUNDLE))
         env.update(_FIXED_ENVIRONMENT)
-        env.update(from_task)
-        env.update(task.environment)
+        for layer in layers:
+            env.update(layer)
         for name in _DROPPED_VARIABLES:
             env.pop(name, None)
         return env
@@ -239,15 +303,22 @@ class DockerRunner:
             raise ContainerError(f"the workspace {task.workspace} is not a folder")
         mounts = [
             Mount(task.workspace.resolve(), CONTAINER_WORKSPACE, read_only=False),
-            Mount(control, CONTAINER_CONTROL),
-            Mount(Path(docker_bootstrap.__file__).resolve(), CONTAINER_BOOTSTRAP),
-            Mount(self._config.envs_dir.resolve(), CONTAINER_ENVS, read_only=False),
+            *self._shared_mounts(control),
         ]
-        if self._config.ca_bundle is not None:
-            mounts.append(Mount(self._config.ca_bundle.resolve(), CONTAINER_CA_BUNDLE))
         if self._config.clearq_package is not None:
             mounts.append(Mount(self._config.clearq_package.resolve(), f"{CONTAINER_LIB}/clearq"))
         return (*mounts, *task.mounts)
+
+    def _shared_mounts(self, control: Path) -> list[Mount]:
+        """What the build's container and the task's share, all read-only."""
+        mounts = [
+            Mount(control, CONTAINER_CONTROL),
+            Mount(Path(docker_bootstrap.__file__).resolve(), CONTAINER_BOOTSTRAP),
+            Mount(self._config.envs_dir.resolve(), CONTAINER_ENVS),
+        ]
+        if self._config.ca_bundle is not None:
+            mounts.append(Mount(self._config.ca_bundle.resolve(), CONTAINER_CA_BUNDLE))
+        return mounts
 
 
 _CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")

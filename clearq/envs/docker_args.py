@@ -6,10 +6,13 @@ each accepted flag is parsed into a value the runner hands to the Docker SDK, an
 other flag is refused with DockerArgsRefused naming it. Accepted::
 
     --shm-size SIZE             shared memory, e.g. 8g (PyTorch data loaders need it)
-    --ipc MODE                  host | private | shareable | none
+    --ipc MODE                  private | shareable | none; host only where the agent's
+                                operator allows it (the host's IPC namespace and /dev/shm)
     -e, --env NAME=VALUE        an environment variable; a value is required (a bare
                                 NAME would copy the agent's own), CLEARQ_* is reserved
-    --network NAME              host (the default) | bridge | none | a user network
+    --network NAME              bridge (the default) | none | a user network; host only
+                                where the agent's operator allows it (the host's loopback
+                                services)
     -v, --volume SRC:DST[:MODE] SRC: an existing host path under one of the agent's
                                 volume roots (none by default); MODE ro (default) | rw
     -m, --memory SIZE           memory limit
@@ -75,12 +78,18 @@ class DockerArgs:
 
 
 def parse_docker_args(
-    arguments: str | Sequence[str], *, volume_roots: Iterable[Path] = ()
+    arguments: str | Sequence[str],
+    *,
+    volume_roots: Iterable[Path] = (),
+    allow_host_ipc: bool = False,
+    allow_host_network: bool = False,
 ) -> DockerArgs:
     """``arguments`` (an argv list, or one string split like a shell would) checked.
 
-    ``volume_roots`` are the host folders a ``-v`` source may lie under. Raises
-    DockerArgsRefused for a flag outside the accepted subset or a value it cannot use.
+    ``volume_roots`` are the host folders a ``-v`` source may lie under; ``--ipc host``
+    and ``--network host`` are accepted only where ``allow_host_ipc`` and
+    ``allow_host_network`` say so. Raises DockerArgsRefused for a flag outside the
+    accepted subset or a value it cannot use.
     """
     tokens = shlex.split(arguments) if isinstance(arguments, str) else list(arguments)
     roots = tuple(Path(os.path.realpath(root)) for root in volume_roots)
@@ -94,6 +103,17 @@ def parse_docker_args(
                 f"docker argument {flag!r} is not allowed for a task; clearq accepts {_ACCEPTED}"
             )
         result = handler(result, value, roots)
+    if result.ipc_mode == "host" and not allow_host_ipc:
+        raise DockerArgsRefused(
+            "--ipc host is not allowed on this agent: it shares the host's IPC namespace and "
+            "/dev/shm (its operator allows it with clearq agent --allow-host-ipc); for "
+            "PyTorch data loaders give --shm-size 8g instead"
+        )
+    if result.network_mode == "host" and not allow_host_network:
+        raise DockerArgsRefused(
+            "--network host is not allowed on this agent: it reaches the host's loopback "
+            "services (its operator allows it with clearq agent --allow-host-network)"
+        )
     return result
 
 
@@ -152,7 +172,7 @@ def _ipc(args: DockerArgs, value: str, _: tuple[Path, ...]) -> DockerArgs:
 def _network(args: DockerArgs, value: str, _: tuple[Path, ...]) -> DockerArgs:
     if not _NETWORK.fullmatch(value):
         raise DockerArgsRefused(
-            f"--network {value!r} is not allowed; use host, bridge, none or a network's name"
+            f"--network {value!r} is not allowed; use bridge, none or a network's name"
         )
     return replace(args, network_mode=value)
 

@@ -1,20 +1,22 @@
-"""Runs inside a task's container: packages, setup script, cached venv, then the task.
+"""Runs inside a container: a venv's build, or a task's packages, setup script and run.
 
 The runner (``clearq.envs.docker``) mounts this file read-only at ``/clearq/bootstrap.py``
-and starts the container with ``python3 -I /clearq/bootstrap.py /clearq/control/plan.json``,
-so it runs with the image's own Python and the standard library only. It reads the plan
-(JSON, written by the runner) and does, in order:
+and starts the container with ``python3 -I /clearq/bootstrap.py PLAN``, so it runs with
+the image's own Python and the standard library only. It reads the plan (JSON, written
+by the runner). A build plan (``"build"`` names the venv's folder; the container that
+runs it sees the env cache read-only and only that folder writable) does:
 
 1. ``apt-get update`` and ``apt-get install -y`` the system packages, as argv;
+2. ``python3 -m venv`` in the build folder and ``pip install -r`` the requirements
+   file, then writes the ready marker. The agent publishes it in the cache on the host
+   (``clearq.envs.docker_envbuild``).
+
+A task plan does, in a container that sees the env cache read-only:
+
+1. the system packages, as above;
 2. the task's setup script, run as a file (``bash FILE``, or ``sh FILE`` without bash);
-3. the environment: ``ENVS/<key>`` is reused when present; otherwise, holding an
-   exclusive ``flock`` on ``ENVS/.locks/<key>.lock`` (so concurrent containers and
-   agents on the machine build a key once), a venv is built in ``ENVS/.builds/<key>-<random>``
-   (its final place: venvs do not survive a move) and published by atomically renaming a
-   relative symlink to ``ENVS/<key>``. A failed or killed build is never published, and
-   its folder is removed by the next builder of that key;
-4. the task's command, in its own process group, with the venv first on ``PATH``;
-   SIGTERM and SIGINT are passed on to that group. The exit code is the task's.
+3. the task's command, in its own process group, with the plan's ``venv`` (if any) first
+   on ``PATH``; SIGTERM and SIGINT are passed on to that group. The exit code is the task's.
 
 Nothing else from the plan is executed: requirements go to pip as a requirements file,
 package names as arguments. A step that fails exits with its own code (see ``EXIT_*``),
@@ -24,15 +26,12 @@ after a line on stderr that starts with ``clearq-docker:``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,45 +90,8 @@ def run_setup_script(script: str | None, cwd: str) -> None:
         raise StepFailed(EXIT_SETUP_SCRIPT, f"the setup script exited with code {code}")
 
 
-def prepare_environment(plan: dict[str, Any]) -> Path:
-    """The venv for ``plan['key']``: the cached one, or one built now under the lock."""
-    envs = Path(plan["envs_dir"])
-    key = str(plan["key"])
-    published = envs / key
-    if (published / READY_MARKER).is_file():
-        _touch(published)
-        say(f"environment {key} reused")
-        return published
-    for folder in (envs / ".locks", envs / ".builds"):
-        folder.mkdir(parents=True, exist_ok=True)
-    with open(envs / ".locks" / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (published / READY_MARKER).is_file():
-            say(f"environment {key} reused (built by another run meanwhile)")
-            return published
-        for stale in (envs / ".builds").glob(f"{key}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        build = envs / ".builds" / f"{key}-{uuid.uuid4().hex[:8]}"
-        started = time.monotonic()
-        try:
-            _build_venv(build, plan)
-        except BaseException:
-            shutil.rmtree(build, ignore_errors=True)
-            raise
-        link = envs / f".link-{key}-{uuid.uuid4().hex[:8]}"
-        os.symlink(os.path.relpath(build, envs), link)
-        os.replace(link, published)
-        say(f"environment {key} built in {time.monotonic() - started:.1f} s")
-        return published
-
-
-def _touch(published: Path) -> None:
-    """Mark the env as just used (its link's mtime), for whoever evicts old ones."""
-    with contextlib.suppress(OSError):
-        os.utime(published, follow_symlinks=False)
-
-
-def _build_venv(build: Path, plan: dict[str, Any]) -> None:
+def build_venv(build: Path, plan: dict[str, Any]) -> None:
+    """A venv in ``build`` (an empty folder) with the plan's requirements, marked ready."""
     argv = [sys.executable, "-m", "venv"]
     if plan.get("system_site_packages"):
         argv.append("--system-site-packages")
@@ -147,8 +109,9 @@ def _build_venv(build: Path, plan: dict[str, Any]) -> None:
     (build / READY_MARKER).write_text(str(plan["key"]))
 
 
-def run_command(plan: dict[str, Any], venv: Path | None) -> int:
+def run_command(plan: dict[str, Any]) -> int:
     """Run the task's command in its own process group; return its exit code."""
+    venv = Path(plan["venv"]) if plan.get("venv") else None
     env = dict(os.environ)
     if venv is not None:
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}"
@@ -182,11 +145,13 @@ def main(argv: list[str]) -> int:
         return EXIT_PLAN
     try:
         install_system_packages(list(plan.get("system_packages", [])))
+        if plan.get("build"):
+            build_venv(Path(plan["build"]), plan)
+            return 0
         run_setup_script(plan.get("setup_script"), plan["working_dir"])
-        venv = prepare_environment(plan) if plan.get("key") else None
         if plan.get("pythonpath") and sys.version_info < CLEARQ_PYTHON:
             say(f"warning: clearq needs Python 3.11 or later and this image has {sys.version}")
-        return run_command(plan, venv)
+        return run_command(plan)
     except StepFailed as e:
         say(str(e))
         return e.code

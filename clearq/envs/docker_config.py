@@ -13,8 +13,8 @@ from clearq.models import Container, EnvSpec
 
 __all__ = ["DEFAULT_NETWORK_MODE", "DockerConfig", "DockerTask", "database_mounts"]
 
-DEFAULT_NETWORK_MODE = "host"
-"""The host's network: a task reaches the database at the agent's own URL."""
+DEFAULT_NETWORK_MODE = "bridge"
+"""Docker's own network: egress (package indexes) but not the host's loopback services."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +27,11 @@ class DockerConfig:
     volume_roots: tuple[Path, ...] = ()
     stop_grace_seconds: float = 10.0
     network_mode: str = DEFAULT_NETWORK_MODE
+    """The network of every container (the build's too) unless the task names one."""
+    allow_host_network: bool = False
+    """A task may ask for ``--network host``."""
+    allow_host_ipc: bool = False
+    """A task may ask for ``--ipc host``."""
     pull: bool = True
     """Pull an image that is not on the machine before giving up."""
     carried_environment: Mapping[str, str] = field(default_factory=dict)

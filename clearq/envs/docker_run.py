@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import codecs
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 
-from clearq.envs.docker_spec import ContainerHandle
+from clearq.envs.docker_spec import ContainerHandle, Stream
 
-__all__ = ["DockerRun"]
+__all__ = ["DockerRun", "decode_lines"]
 
 _LONGEST_LINE = 64 * 1024
 
@@ -33,6 +33,9 @@ class DockerRun:
         image_id: str,
         env_key: str | None,
         grace: float,
+        env_hit: bool | None = None,
+        env_build_seconds: float | None = None,
+        prelude: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.handle = handle
         self.image = image
@@ -40,6 +43,10 @@ class DockerRun:
         self.env_key = env_key
         """The env cache key of this run's venv (``ENVS/<env_key>`` on the host); None
         when there was nothing to install and the image's own Python runs the task."""
+        self.env_hit = env_hit
+        """True: the venv came from the cache; False: built for this run; None: no venv."""
+        self.env_build_seconds = env_build_seconds
+        self._prelude = prelude
         self._control = control
         self._grace = grace
 
@@ -51,23 +58,11 @@ class DockerRun:
     def logs(self) -> Iterator[tuple[str, str]]:
         """``(stream, text)`` pieces as written, line by line, until the container ends.
 
-        Each call follows the output from the container's start again.
+        Each call follows the output from the container's start again, after what the
+        environment's build said when nobody was given it live (``prelude``).
         """
-        decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in _STREAMS}
-        pending = dict.fromkeys(_STREAMS, "")
-        for stream, data in self.handle.output():
-            text = pending[stream] + decoders[stream].decode(data)
-            *lines, rest = text.split("\n")
-            for line in lines:
-                yield stream, line + "\n"
-            if len(rest) > _LONGEST_LINE:
-                yield stream, rest
-                rest = ""
-            pending[stream] = rest
-        for stream in _STREAMS:
-            tail = pending[stream] + decoders[stream].decode(b"", final=True)
-            if tail:
-                yield stream, tail
+        yield from self._prelude
+        yield from decode_lines(self.handle.output())
 
     def wait(self, timeout: float | None = None) -> int | None:
         """The exit code once the container ends; None if ``timeout`` seconds pass first."""
@@ -105,3 +100,22 @@ class DockerRun:
 
 
 _STREAMS = ("stdout", "stderr")
+
+
+def decode_lines(chunks: Iterable[tuple[Stream, bytes]]) -> Iterator[tuple[str, str]]:
+    """A container's output chunks as ``(stream, text)`` lines, decoded as UTF-8."""
+    decoders = {s: codecs.getincrementaldecoder("utf-8")("replace") for s in _STREAMS}
+    pending = dict.fromkeys(_STREAMS, "")
+    for stream, data in chunks:
+        text = pending[stream] + decoders[stream].decode(data)
+        *lines, rest = text.split("\n")
+        for line in lines:
+            yield stream, line + "\n"
+        if len(rest) > _LONGEST_LINE:
+            yield stream, rest
+            rest = ""
+        pending[stream] = rest
+    for stream in _STREAMS:
+        tail = pending[stream] + decoders[stream].decode(b"", final=True)
+        if tail:
+            yield stream, tail

@@ -41,7 +41,7 @@ class ContainerSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()
     working_dir: str | None = None
-    network_mode: str = "host"
+    network_mode: str = "bridge"
     gpus: tuple[str, ...] | None = None
     shm_size: str | None = None
     ipc_mode: str | None = None

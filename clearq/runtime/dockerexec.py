@@ -5,8 +5,11 @@ The executor rebuilds the task's code on the host as always, then hands the rest
 image (or the agent's ``--docker`` default), where ``clearq.envs.docker``'s bootstrap
 installs the system packages, runs the setup script, takes a venv from the container env
 cache and runs the entry point. The container gets the same ``CLEARQ_*`` variables as a
-host run; an SQLite database's folder and the artifacts folder are mounted at their own
-paths, so the task reaches both as the agent does. Its output goes to the task's log;
+host run; an SQLite database's folder and the task's own artifacts folder
+(``ARTIFACTS/<task id>``, never the root: no task can overwrite another's artifacts) are
+mounted at their own paths, so the task reaches both as the agent does. A venv missing
+from the env cache is built before, in a container of its own, its output in the task's
+log; the task's container sees the cache read-only. Its output goes to the task's log;
 stop requests, lost leases and the agent's shutdown stop it as they stop a host process;
 the container is removed however the run ends.
 
@@ -18,11 +21,9 @@ refused docker arguments) fail it as the ``container`` step.
 from __future__ import annotations
 
 import dataclasses
-import re
 import socket
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,8 @@ from clearq.config import Settings
 from clearq.envs import (
     ContainerEngine,
     ContainerError,
+    ContainerInterrupted,
+    ContainerStepFailed,
     DockerConfig,
     DockerRun,
     DockerRunner,
@@ -76,7 +79,6 @@ _STEPS = {
     EXIT_COMMAND: Step.START,
 }
 _BOOTSTRAP = "clearq-docker: "
-_ENV_LINE = re.compile(r"clearq-docker: environment (\S+) (?:(reused)|built in ([0-9.]+) s)")
 
 
 @runtime_checkable
@@ -105,19 +107,32 @@ class DockerExecution:
 
     @classmethod
     def connect(
-        cls, store: Store, settings: Settings, config: ExecutorConfig, *, image: str | None
+        cls,
+        store: Store,
+        settings: Settings,
+        config: ExecutorConfig,
+        *,
+        image: str | None,
+        network: str | None = None,
+        allow_host_network: bool = False,
+        allow_host_ipc: bool = False,
     ) -> DockerExecution:
         """Docker mode on this machine's engine; raises EngineUnavailable when none answers.
 
-        ``image`` is the default for tasks that name none (else ``CLEARQ_DOCKER_IMAGE``).
-        Venvs get the SDK's dependencies at the agent's versions, as host envs do.
+        ``image`` is the default for tasks that name none (else ``CLEARQ_DOCKER_IMAGE``);
+        ``network`` the containers' network (default: bridge). Venvs get the SDK's
+        dependencies at the agent's versions, as host envs do.
         """
         engine = connect_engine()
+        base = DockerConfig.from_settings(settings)
         docker_config = dataclasses.replace(
-            DockerConfig.from_settings(settings),
+            base,
             default_image=image or settings.docker_image,
             stop_grace_seconds=config.stop_grace,
             clearq_requirements=(),  # with_sdk_requirements adds them, as on the host
+            network_mode=network or base.network_mode,
+            allow_host_network=allow_host_network,
+            allow_host_ipc=allow_host_ipc,
         )
         runner = DockerRunner(engine, docker_config)
         return cls(store, runner, config, artifacts_dir=settings.artifacts_dir, engine=engine)
@@ -129,7 +144,10 @@ class DockerExecution:
 
     def run(self, ready: ReadyTask, control: Control, sink: LogSink) -> Outcome:
         """Run ``ready``'s setup, environment and process in a container, to their end."""
-        run = self._start(ready, sink)
+        try:
+            run = self._start(ready, control, sink)
+        except ContainerInterrupted:
+            return _interrupted(control)
         try:
             return self._follow(ready, run, control, sink)
         except (ContainerError, OSError) as e:  # OSError: the SDK's connection errors
@@ -138,11 +156,15 @@ class DockerExecution:
         finally:
             _close(run, sink)
 
-    def _start(self, ready: ReadyTask, sink: LogSink) -> DockerRun:
+    def _start(self, ready: ReadyTask, control: Control, sink: LogSink) -> DockerRun:
         task = self._docker_task(ready)
         sink.agent("starting the task's container")
         try:
-            return self._runner.start(task)
+            return self._runner.start(task, on_output=sink, interrupted=lambda: control.interrupted)
+        except ContainerInterrupted:
+            raise
+        except ContainerStepFailed as e:
+            raise StepFailed(_STEPS.get(e.code, Step.ENVIRONMENT), str(e)) from e
         except ContainerError as e:
             raise StepFailed(Step.CONTAINER, str(e), infra=_infra(e)) from e
         except OSError as e:  # the docker SDK's connection errors, untranslated below
@@ -155,7 +177,7 @@ class DockerExecution:
             f"environment {run.env_key or 'none (the image Python)'}"
         )
         self._record_runtime(ready.fence, run, ready.gpus, control)
-        pump = _LogPump(run, sink, self._env_recorder(ready.fence, run, control))
+        pump = _LogPump(run, sink)
         pump.start()
         code, outcome = self._supervise(run, control)
         pump.join(_END_SECONDS)
@@ -174,7 +196,7 @@ class DockerExecution:
             working_dir=working_dir,
             environment=self._environment(fence),
             gpus=ready.gpus,
-            mounts=self._mounts(),
+            mounts=self._mounts(fence),
             name=f"clearq-{fence.task_id}-{fence.attempt}",
             labels={"clearq.task": str(fence.task_id), "clearq.attempt": str(fence.attempt)},
         )
@@ -188,11 +210,12 @@ class DockerExecution:
             "CLEARQ_HOME": str(self._config.home),
         }
 
-    def _mounts(self) -> tuple[Mount, ...]:
+    def _mounts(self, fence: Fence) -> tuple[Mount, ...]:
         mounts = list(database_mounts(self._config.database_url))
         if self._artifacts_dir is not None:
-            folder = self._artifacts_dir.expanduser().resolve()
-            # Local artifacts are written straight into it: mounted at its own path.
+            # The task's local artifacts go straight into its own folder (the SDK writes
+            # ARTIFACTS/<task id>/<name>/), mounted at its own path; the root is not.
+            folder = self._artifacts_dir.expanduser().resolve() / str(fence.task_id)
             if not any(folder.is_relative_to(m.target) for m in mounts):
                 folder.mkdir(parents=True, exist_ok=True)
                 mounts.append(Mount(folder, str(folder), read_only=False))
@@ -220,7 +243,7 @@ class DockerExecution:
         self, fence: Fence, run: DockerRun, gpus: tuple[str, ...] | None, control: Control
     ) -> None:
         facts = {
-            "env": _env_facts(run, hit=None, build_seconds=None),
+            "env": _env_facts(run, hit=run.env_hit, build_seconds=run.env_build_seconds),
             "docker": {
                 "image": run.image,
                 "image_id": run.image_id,
@@ -231,15 +254,6 @@ class DockerExecution:
             "gpus": list(gpus) if gpus is not None else None,
         }
         self._update_runtime(fence, facts, control)
-
-    def _env_recorder(
-        self, fence: Fence, run: DockerRun, control: Control
-    ) -> Callable[[bool, float | None], None]:
-        def record(hit: bool, build_seconds: float | None) -> None:
-            facts = _env_facts(run, hit=hit, build_seconds=build_seconds)
-            self._update_runtime(fence, {"env": facts}, control)
-
-        return record
 
     def _update_runtime(self, fence: Fence, facts: dict[str, object], control: Control) -> None:
         try:
@@ -253,13 +267,10 @@ class DockerExecution:
 class _LogPump(threading.Thread):
     """Copies a container's output into the task's log, noting the bootstrap's lines."""
 
-    def __init__(
-        self, run: DockerRun, sink: LogSink, on_env: Callable[[bool, float | None], None]
-    ) -> None:
+    def __init__(self, run: DockerRun, sink: LogSink) -> None:
         super().__init__(name=f"clearq-docker-{run.container_id[:12]}", daemon=True)
         self._run = run
         self._sink = sink
-        self._on_env = on_env
         self.bootstrap_said: str | None = None
         """The bootstrap's last line: why a step failed, when one did."""
 
@@ -268,17 +279,9 @@ class _LogPump(threading.Thread):
             for stream, text in self._run.logs():
                 self._sink(stream, text)
                 if stream == "stderr" and text.startswith(_BOOTSTRAP):
-                    self._note(text.strip())
+                    self.bootstrap_said = text.strip().removeprefix(_BOOTSTRAP)
         except (ContainerError, OSError) as e:  # OSError: the SDK's connection errors
             self._sink.agent(f"the container's output could not be read to its end: {e}")
-
-    def _note(self, line: str) -> None:
-        self.bootstrap_said = line.removeprefix(_BOOTSTRAP)
-        found = _ENV_LINE.match(line)
-        if found is None or found.group(1) != self._run.env_key:
-            return
-        seconds = float(found.group(3)) if found.group(3) else None
-        self._on_env(found.group(2) is not None, seconds)
 
 
 def _command(ready: ReadyTask) -> tuple[str, ...]:
@@ -288,6 +291,15 @@ def _command(ready: ReadyTask) -> tuple[str, ...]:
     if script.entry_point is None:
         raise StepFailed(Step.START, "the task names no entry point and no module to run")
     return ("python3", f"{CONTAINER_WORKSPACE}/{script.entry_point}", *script.arguments)
+
+
+def _interrupted(control: Control) -> Outcome:
+    """How a run stopped while its environment was being built ends."""
+    if control.lost:
+        return Outcome(None, reason="lease lost")
+    if control.requeue_reason is not None:
+        return Outcome(None, reason=control.requeue_reason, requeue=True)
+    return Outcome(TaskStatus.STOPPED, None, control.stop_reason or "stopped")
 
 
 def _ended(code: int | None, bootstrap_said: str | None) -> Outcome:

@@ -101,9 +101,12 @@ def _task(
 
 
 def _agent(cli: Cli, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    # The host's network: a task's SDK reaches PostgreSQL on the host's 127.0.0.1 (until
+    # the task's channel to its agent replaces its database URL, issue 13).
+    network = ("--docker-network", "host")
     with log.open("wb") as out:
         return subprocess.Popen(
-            [str(CLEARQ), "agent", "-q", "q", "--docker", DOCKER_TEST_IMAGE, *args],
+            [str(CLEARQ), "agent", "-q", "q", "--docker", DOCKER_TEST_IMAGE, *network, *args],
             env=dict(cli.env),
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -209,6 +212,45 @@ def test_a_missing_image_fails_the_task_and_the_agent_goes_on(
     assert task.status is TaskStatus.FAILED
     assert task.status_reason.startswith("container failed: ")
     assert "clearq-test-no-such-image:none" in task.status_reason
+
+
+ATTACK = """
+import os
+root, victim = os.environ["ARTIFACTS"], os.environ["VICTIM"]
+try:
+    with open(os.path.join(root, victim, "model.txt"), "w") as f:
+        f.write("overwritten")
+    print("wrote the victim's artifact")
+except OSError as e:
+    print("refused:", e.strerror)
+with open(os.path.join(root, os.environ["CLEARQ_TASK_ID"], "mine.txt"), "w") as f:
+    f.write("mine")
+"""
+
+
+def test_a_container_writes_its_own_artifacts_folder_and_no_other(
+    home_cli: Cli, store: Store, containers: docker.DockerClient, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    artifacts = Path(home_cli.env["CLEARQ_HOME"]) / "artifacts"
+    victim = artifacts / str(uuid.uuid4())
+    victim.mkdir(parents=True)
+    (victim / "model.txt").write_text("the victim's model")
+    arguments = ("-e", f"ARTIFACTS={artifacts.resolve()}", "-e", f"VICTIM={victim.name}")
+    spec = TaskSpec(
+        project="docker",
+        name="attack",
+        script=Script(source=ATTACK, entry_point="attack.py"),
+        env=REQUIREMENTS,
+        container=Container(arguments=arguments),
+    )
+    task_id = store.tasks.create(spec).id
+    store.queues.enqueue(task_id, "q")
+    _serve_once(home_cli, tmp_path / "agent.log")
+    assert store.tasks.get(task_id).status is TaskStatus.COMPLETED, logs_of(store, task_id)
+    assert "refused:" in logs_of(store, task_id)
+    assert (victim / "model.txt").read_text() == "the victim's model"
+    assert (artifacts / str(task_id) / "mine.txt").read_text() == "mine"
 
 
 def test_no_engine_fails_the_agent_at_start(home_cli: Cli, tmp_path: Path) -> None:

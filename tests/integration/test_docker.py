@@ -131,24 +131,29 @@ def test_two_containers_needing_one_env_build_it_once(
 ) -> None:
     runner = _runner(docker_engine, tmp_path)
     script = "import six; print('six', six.__version__)\n"
-    runs = [
-        runner.start(
-            DockerTask(
-                workspace=_workspace(tmp_path, name, script),
-                command=("python", "main.py"),
-                container=IMAGE,
-                env=SIX,
-            )
+    tasks = [
+        DockerTask(
+            workspace=_workspace(tmp_path, name, script),
+            command=("python", "main.py"),
+            container=IMAGE,
+            env=SIX,
         )
         for name in ("a", "b")
     ]
+    runs: list[DockerRun] = []
     results: list[tuple[list[tuple[str, str]], int]] = []
+
+    def start_and_follow(task: DockerTask) -> None:
+        run = runner.start(task)
+        runs.append(run)
+        results.append(_collect(run))
+
     try:
-        threads = [threading.Thread(target=lambda r=r: results.append(_collect(r))) for r in runs]
+        threads = [threading.Thread(target=start_and_follow, args=(t,)) for t in tasks]
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(120)
+            thread.join(180)
     finally:
         for run in runs:
             run.close()
@@ -157,6 +162,37 @@ def test_two_containers_needing_one_env_build_it_once(
     assert logs.count(f"environment {runs[0].env_key} built") == 1
     assert logs.count(f"environment {runs[0].env_key} reused") == 1
     assert logs.count("six 1.16.0") == 2
+
+
+def test_a_task_cannot_poison_the_env_later_containers_reuse(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    runner = _runner(docker_engine, tmp_path)
+    poison = (
+        "import os, six\n"
+        "for path in (six.__file__, os.path.join(os.path.dirname(six.__file__), 'evil.pth')):\n"
+        "    try:\n"
+        "        open(path, 'w').write('raise SystemExit(\"poisoned\")\\n')\n"
+        "        print('wrote', path)\n"
+        "    except OSError as e:\n"
+        "        print('refused', e.strerror)\n"
+    )
+    victim = "import six; print('six', six.__version__)\n"
+    outputs = []
+    for name, script in (("hostile", poison), ("victim", victim)):
+        task = DockerTask(
+            workspace=_workspace(tmp_path, name, script),
+            command=("python", "main.py"),
+            container=IMAGE,
+            env=SIX,
+        )
+        with runner.start(task) as run:
+            lines, code = _collect(run)
+        outputs.append("".join(text for stream, text in lines if stream == "stdout"))
+        assert code == 0, lines
+    assert "wrote" not in outputs[0]
+    assert outputs[0].count("refused Read-only file system") == 2
+    assert outputs[1] == "six 1.16.0\n"
 
 
 def test_a_failing_setup_script_is_reported_and_the_task_does_not_run(
@@ -175,29 +211,79 @@ def test_a_failing_setup_script_is_reported_and_the_task_does_not_run(
     assert ("stderr", "clearq-docker: the setup script exited with code 7\n") in lines
 
 
-def test_the_task_reaches_the_agents_localhost(docker_engine: DockerEngine, tmp_path: Path) -> None:
-    """Host networking: a database on 127.0.0.1 is reached at the agent's own URL."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        port = server.getsockname()[1]
+def _loopback_server() -> tuple[socket.socket, int]:
+    server = socket.create_server(("127.0.0.1", 0))
 
-        def answer() -> None:
-            connection, _ = server.accept()
-            with connection:
-                connection.sendall(b"db says hi")
+    def answer() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(b"db says hi")
 
-        threading.Thread(target=answer, daemon=True).start()
-        script = (
-            "import socket\n"
-            f"print(socket.create_connection(('127.0.0.1', {port})).recv(64).decode())\n"
-        )
+    threading.Thread(target=answer, daemon=True).start()
+    return server, server.getsockname()[1]
+
+
+def _dial_script(port: int) -> str:
+    return (
+        "import socket\n"
+        "try:\n"
+        f"    print(socket.create_connection(('127.0.0.1', {port}), timeout=5).recv(64).decode())\n"
+        "except OSError as e:\n"
+        "    print('unreachable', type(e).__name__)\n"
+    )
+
+
+def test_the_host_network_reaches_the_agents_localhost_when_the_operator_says_so(
+    docker_engine: DockerEngine, tmp_path: Path
+) -> None:
+    """``--docker-network host``: a database on 127.0.0.1 is reached at the agent's URL."""
+    server, port = _loopback_server()
+    with server:
         task = DockerTask(
-            workspace=_workspace(tmp_path, script=script),
+            workspace=_workspace(tmp_path, script=_dial_script(port)),
+            command=("python3", "main.py"),
+            container=IMAGE,
+        )
+        with _runner(docker_engine, tmp_path, network_mode="host").start(task) as run:
+            lines, code = _collect(run)
+    assert (code, lines) == (0, [("stdout", "db says hi\n")])
+
+
+def test_the_default_network_is_bridge_without_the_hosts_loopback(
+    docker_engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    server, port = _loopback_server()
+    with server:
+        task = DockerTask(
+            workspace=_workspace(tmp_path, script=_dial_script(port)),
             command=("python3", "main.py"),
             container=IMAGE,
         )
         with _runner(docker_engine, tmp_path).start(task) as run:
             lines, code = _collect(run)
-    assert (code, lines) == (0, [("stdout", "db says hi\n")])
+            attrs = docker_client.containers.get(run.container_id).attrs
+    assert attrs["HostConfig"]["NetworkMode"] == "bridge"
+    assert code == 0
+    assert lines[0][1].startswith("unreachable")
+
+
+def test_the_host_ipc_namespace_needs_the_operators_leave(
+    docker_engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path
+) -> None:
+    task = DockerTask(
+        workspace=_workspace(tmp_path, script="print('ran')\n"),
+        command=("python3", "main.py"),
+        container=Container(image=DOCKER_TEST_IMAGE, arguments=("--ipc", "host")),
+        name=f"clearq-ipc-{tmp_path.name}",
+    )
+    with pytest.raises(DockerArgsRefused, match="--ipc host is not allowed on this agent"):
+        _runner(docker_engine, tmp_path).start(task)
+    assert docker_client.containers.list(all=True, filters={"name": task.name}) == []
+    with _runner(docker_engine, tmp_path, allow_host_ipc=True).start(task) as run:
+        attrs = docker_client.containers.get(run.container_id).attrs
+        lines, code = _collect(run)
+    assert attrs["HostConfig"]["IpcMode"] == "host"
+    assert (code, lines) == (0, [("stdout", "ran\n")])
 
 
 @pytest.mark.parametrize(
@@ -262,7 +348,13 @@ def test_a_missing_image_says_so(docker_engine: DockerEngine, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     "arguments",
-    [("--privileged",), ("-v", "/etc:/host-etc"), ("--network=container:db",), ("-e", "PATH")],
+    [
+        ("--privileged",),
+        ("-v", "/etc:/host-etc"),
+        ("--network=container:db",),
+        ("--network", "host"),
+        ("-e", "PATH"),
+    ],
 )
 def test_unsafe_docker_arguments_are_refused_before_any_container_starts(
     docker_engine: DockerEngine,

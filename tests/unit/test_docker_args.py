@@ -23,7 +23,7 @@ def test_accepted_flags_in_every_spelling() -> None:
         [
             "--shm-size=8g",
             "--ipc",
-            "host",
+            "shareable",
             "-e",
             "A=1",
             "-eB=two words",
@@ -38,12 +38,30 @@ def test_accepted_flags_in_every_spelling() -> None:
         ]
     )
     assert args.shm_size == "8g"
-    assert args.ipc_mode == "host"
+    assert args.ipc_mode == "shareable"
     assert args.environment == {"A": "1", "B": "two words", "C": "x=y"}
     assert args.network_mode == "bridge"
     assert args.mem_limit == "2g"
     assert args.nano_cpus == 1_500_000_000
     assert args.gpus_requested == "all"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "refused"),
+    [
+        (["--ipc", "host"], "--ipc host is not allowed on this agent"),
+        (["--ipc=host"], "--ipc host is not allowed on this agent"),
+        (["--network", "host"], "--network host is not allowed on this agent"),
+        (["--net=host"], "--network host is not allowed on this agent"),
+    ],
+)
+def test_the_hosts_ipc_and_network_need_the_operators_leave(
+    arguments: list[str], refused: str
+) -> None:
+    with pytest.raises(DockerArgsRefused, match=refused):
+        parse_docker_args(arguments)
+    allowed = parse_docker_args(arguments, allow_host_ipc=True, allow_host_network=True)
+    assert "host" in (allowed.ipc_mode, allowed.network_mode)
 
 
 def test_a_string_is_split_like_a_shell_without_one() -> None:
@@ -175,7 +193,7 @@ def test_run_kwargs_pass_gpus_as_device_requests_and_nothing_through_a_shell() -
     )
     kwargs = run_kwargs(spec)
     assert kwargs["command"] == list(spec.command)
-    assert kwargs["network_mode"] == "host"
+    assert kwargs["network_mode"] == "bridge"
     assert kwargs["shm_size"] == "8g"
     assert "ipc_mode" not in kwargs
     [request] = kwargs["device_requests"]

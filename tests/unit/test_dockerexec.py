@@ -53,12 +53,14 @@ class FakeHandle:
 
 
 class FakeEngine:
-    """Starts the probe (python3 is fine) and then the task's one container."""
+    """Starts the probe (python3 is fine), an env's build when needed, then the task's."""
 
-    def __init__(self, code: int | None, *lines: tuple[str, str]) -> None:
+    def __init__(self, code: int | None, *lines: tuple[str, str], build_code: int = 0) -> None:
         self._code = code
         self._lines = lines
+        self._build_code = build_code
         self.spec: ContainerSpec | None = None
+        self.builds: list[ContainerSpec] = []
         self.plan: dict[str, Any] = {}
         self.requirements = ""
         self.handle: FakeHandle | None = None
@@ -71,11 +73,18 @@ class FakeEngine:
     def start(self, spec: ContainerSpec) -> FakeHandle:
         if spec.labels.get("clearq") == "probe":
             return FakeHandle([], 0)
+        if spec.labels.get("clearq") == "env-build":
+            self.builds.append(spec)
+            if self._build_code == 0:
+                build = next(m.source for m in spec.mounts if not m.read_only)
+                (build / ".clearq-ready").write_text("built")
+            return FakeHandle([("stdout", b"Collecting six\n")], self._build_code)
         self.spec = spec
         control = next(m.source for m in spec.mounts if m.target == "/clearq/control")
         self.plan = json.loads((control / "plan.json").read_text())
         self.requirements = (control / "requirements.txt").read_text()
-        output = [(s, t.replace("KEY", str(self.plan["key"])).encode()) for s, t in self._lines]
+        key = str(self.plan["build_plan"]["key"])
+        output = [(s, t.replace("KEY", key).encode()) for s, t in self._lines]
         self.handle = FakeHandle(output, self._code)
         return self.handle
 
@@ -109,7 +118,7 @@ FENCE = Fence(task_id=uuid.uuid4(), attempt=2, worker="box:a")
 
 def _ready(tmp_path: Path, container: Container | None = None) -> ReadyTask:
     code = tmp_path / "code"
-    (code / "src").mkdir(parents=True)
+    (code / "src").mkdir(parents=True, exist_ok=True)
     task = Task.model_construct(
         script=Script(entry_point="src/train.py", working_dir="src", arguments=("--lr", "1")),
         env=EnvSpec(requirements=("six==1.16.0",)),
@@ -138,9 +147,7 @@ def _run(tmp_path: Path, engine: FakeEngine, control: Control | None = None) -> 
 
 
 def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: Path) -> None:
-    engine = FakeEngine(
-        0, ("stderr", "clearq-docker: environment KEY reused\n"), ("stdout", "hello\n")
-    )
+    engine = FakeEngine(0, ("stdout", "hello\n"))
     outcome, store, sink = _run(tmp_path, engine)
     assert (outcome.status, outcome.exit_code) == (TaskStatus.COMPLETED, 0)
     assert engine.plan["command"] == ["python3", "/clearq/workspace/src/train.py", "--lr", "1"]
@@ -157,16 +164,53 @@ def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: P
         "CLEARQ_ATTEMPT": "2",
     }
     assert spec.environment["CLEARQ_WORKER"] == "box:a"
-    assert spec.environment["CLEARQ_HOME"] == str(tmp_path / "home")
-    database = (tmp_path / "db").resolve()
-    assert Mount(database, str(database), read_only=False) in spec.mounts
-    artifacts = (tmp_path / "artifacts").resolve()
-    assert Mount(artifacts, str(artifacts), read_only=False) in spec.mounts
     assert ("stdout", "hello\n") in sink.pieces
-    assert store.tasks.runtime["env"]["hit"] is True
-    assert store.tasks.runtime["env"]["key"] == engine.plan["key"]
+    assert ("stdout", "Collecting six\n") in sink.pieces  # the build's output, live
+    assert store.tasks.runtime["env"]["hit"] is False
+    assert store.tasks.runtime["env"]["key"] == engine.plan["build_plan"]["key"]
     assert store.tasks.runtime["docker"]["container_id"] == engine.handle.id
     assert engine.handle.removed
+
+
+def test_only_the_tasks_own_artifacts_folder_is_mounted(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    _run(tmp_path, engine)
+    assert engine.spec is not None
+    artifacts = (tmp_path / "artifacts").resolve()
+    own = artifacts / str(FENCE.task_id)
+    assert Mount(own, str(own), read_only=False) in engine.spec.mounts
+    assert not any(m.source == artifacts for m in engine.spec.mounts)
+
+
+def test_the_env_cache_is_read_only_for_the_task_and_built_beside_it(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    _run(tmp_path, engine)
+    [build] = engine.builds
+    envs = (tmp_path / "docker-envs").resolve()
+    assert Mount(envs, "/clearq/envs", read_only=True) in build.mounts
+    [writable] = [m for m in build.mounts if not m.read_only]
+    assert writable.source.parent == envs / ".builds"
+    assert writable.target == f"/clearq/envs/.builds/{writable.source.name}"
+    assert engine.spec is not None
+    assert Mount(envs, "/clearq/envs", read_only=True) in engine.spec.mounts
+    assert not any(m.source.is_relative_to(envs) and not m.read_only for m in engine.spec.mounts)
+    key = engine.plan["build_plan"]["key"]
+    assert engine.plan["venv"] == f"/clearq/envs/{key}"
+    again = FakeEngine(0)
+    _, store, _ = _run(tmp_path, again)
+    assert again.builds == []
+    assert store.tasks.runtime["env"]["hit"] is True
+
+
+def test_a_failed_env_build_fails_the_environment_step_and_starts_no_task(
+    tmp_path: Path,
+) -> None:
+    engine = FakeEngine(0, build_code=252)
+    with pytest.raises(StepFailed) as failed:
+        _run(tmp_path, engine)
+    assert failed.value.step is Step.ENVIRONMENT
+    assert engine.spec is None
+    assert list((tmp_path / "docker-envs" / ".builds").iterdir()) == []
 
 
 def test_a_failed_bootstrap_step_fails_the_task_naming_it(tmp_path: Path) -> None:
