@@ -18,10 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput, NotFound
-from clearq.models import TaskStatus
-from clearq.scheduler.schema import db_now, queue_entries, task_dependencies, tasks
-
-_GAVE_UP = ("failed", "stopped", "skipped")
+from clearq.scheduler import fenced
+from clearq.scheduler.schema import task_dependencies, tasks
+from clearq.scheduler.sqla_exec import on
 
 
 def add_parents(
@@ -86,36 +85,4 @@ def parents_of(conn: Connection, child: uuid.UUID) -> list[tuple[uuid.UUID, bool
 
 def skip_blocked(conn: Connection) -> list[uuid.UUID]:
     """Mark every queued task blocked by a parent that gave up ``skipped``; their ids."""
-    parent = tasks.alias("parent")
-    child = tasks.alias("child")
-    skipped: list[uuid.UUID] = []
-    while True:
-        rows = conn.execute(
-            sa.select(task_dependencies.c.child_id, parent.c.id, parent.c.name, parent.c.status)
-            .join(parent, parent.c.id == task_dependencies.c.parent_id)
-            .join(child, child.c.id == task_dependencies.c.child_id)
-            .where(
-                child.c.status == TaskStatus.QUEUED.value,
-                parent.c.status.in_(_GAVE_UP),
-                ~task_dependencies.c.continue_on_failure,
-            )
-            .with_for_update(of=child, skip_locked=True)
-        ).all()
-        reasons: dict[uuid.UUID, str] = {}
-        for r in rows:
-            reasons.setdefault(r.child_id, f"task {r.name!r} ({r.id}) it depends on {r.status}")
-        if not reasons:
-            return skipped
-        for child_id, reason in reasons.items():
-            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == child_id))
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == child_id, tasks.c.status == TaskStatus.QUEUED.value)
-                .values(
-                    status=TaskStatus.SKIPPED.value,
-                    status_reason=f"skipped: {reason}",
-                    finished_at=db_now(),
-                    updated_at=db_now(),
-                )
-            )
-        skipped.extend(reasons)
+    return fenced.skip_blocked(on(conn))

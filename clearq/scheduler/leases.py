@@ -11,101 +11,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clearq.errors import InvalidInput, LeaseLost
-from clearq.models import (
-    RUN_END_STATUSES,
-    Fence,
-    Heartbeat,
-    ReapReport,
-    RunResult,
-    Task,
-    TaskStatus,
-)
-from clearq.scheduler.dependencies import skip_blocked
+from clearq.errors import InvalidInput
+from clearq.models import Fence, Heartbeat, ReapReport, RunResult, Task, TaskStatus
+from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
+from clearq.scheduler.fenced import Ending
 from clearq.scheduler.history import mark_preempted
 from clearq.scheduler.lifecycle import check_transition
-from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, notify
-from clearq.scheduler.queues import insert_entry
-from clearq.scheduler.rows import fence_clause, fetch_task, hold, lock_status, lost
+from clearq.scheduler.notify import STOP_CHANNEL, notify
+from clearq.scheduler.rows import fetch_task, hold, lock_status
 from clearq.scheduler.schema import db_now, tasks, workers
+from clearq.scheduler.sqla_exec import SqlaConnector, on
 
 REAP_BATCH = 500
 
 
-def _finish_statement(local_run: bool) -> sa.Update:
-    """The fenced UPDATE ending an attempt, returning the row; built once, values bound per call.
-
-    Its WHERE is :func:`fence_clause` with the fence's values as bind parameters (a
-    local run's fence has no worker: ``worker IS NULL``). Building the statement once
-    spares SQLAlchemy constructing and cache-keying it on every finish.
-    """
-    worker = (
-        tasks.c.worker.is_(None) if local_run else tasks.c.worker == sa.bindparam("fence_worker")
-    )
-    return (
-        tasks.update()
-        .where(
-            tasks.c.id == sa.bindparam("fence_task_id"),
-            tasks.c.attempt == sa.bindparam("fence_attempt"),
-            tasks.c.status == TaskStatus.RUNNING.value,
-            worker,
-        )
-        .values(
-            status=sa.bindparam("new_status"),
-            exit_code=sa.bindparam("new_exit_code"),
-            status_reason=sa.bindparam("new_reason"),
-            finished_at=db_now(),
-            updated_at=db_now(),
-            lease_expires_at=None,
-        )
-        .returning(tasks.c.id, tasks.c.has_children)
-    )
-
-
-_PG_FINISH_MANY = """
-WITH v(id, attempt, worker, status, exit_code, reason) AS (VALUES {rows})
-UPDATE tasks t
-SET status = v.status, exit_code = v.exit_code, status_reason = v.reason,
-    finished_at = now(), updated_at = now(), lease_expires_at = NULL
-FROM v
-WHERE t.id = v.id AND t.attempt = v.attempt AND t.status = 'running'
-  AND t.worker IS NOT DISTINCT FROM v.worker
-RETURNING t.id, t.has_children
-"""
-
-
-def _finish_values(
-    fence: Fence, status: TaskStatus, exit_code: int | None, reason: str
-) -> dict[str, object]:
-    """Bind values for the ``_FINISH`` statements."""
-    return {
-        "fence_task_id": fence.task_id,
-        "fence_attempt": fence.attempt,
-        "fence_worker": fence.worker,
-        "new_status": status.value,
-        "new_exit_code": exit_code,
-        "new_reason": reason,
-    }
-
-
-def _over_time(started: datetime | None, limit: float | None, now: datetime) -> bool:
-    """True when a run that started at ``started`` is past ``limit`` seconds at ``now``."""
-    return started is not None and limit is not None and now - started > timedelta(seconds=limit)
-
-
-def _check_final(status: TaskStatus) -> None:
-    if status not in RUN_END_STATUSES:
-        raise InvalidInput(f"a run ends completed, failed or stopped, not {status}")
-
-
-# Indexed by "the fence is a local run's" (no worker).
-_FINISH = (_finish_statement(local_run=False), _finish_statement(local_run=True))
+def _ending(fence: Fence, status: TaskStatus, exit_code: int | None, reason: str) -> Ending:
+    return Ending(fence=fence, status=status, exit_code=exit_code, reason=reason)
 
 
 class Leases:
@@ -115,6 +41,7 @@ class Leases:
         self._db = db
         self.lease_seconds = lease_seconds
         self._gone_seconds = worker_gone_seconds
+        self._connector = SqlaConnector(db)
 
     def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
         """Mark ``worker`` (and any sub-workers in ``fences``) seen, extend their leases.
@@ -134,23 +61,13 @@ class Leases:
                     .where(workers.c.id.in_(sorted(names)))
                     .values(last_seen=db_now(), state="active")
                 )
-            if fences:
-                rows = conn.execute(
-                    tasks.update()
-                    .where(sa.or_(*(fence_clause(f) for f in fences)))
-                    .values(lease_expires_at=db_now(self.lease_seconds))
-                    .returning(
-                        tasks.c.id,
-                        tasks.c.stop_requested_at,
-                        tasks.c.started_at,
-                        tasks.c.max_run_seconds,
-                        db_now().label("now"),
-                    )
-                ).all()
-                held = {r.id: r.stop_requested_at is not None for r in rows}
-                overtime = {
-                    r.id for r in rows if _over_time(r.started_at, r.max_run_seconds, r.now)
-                }
+            x = on(conn)
+            for f in fences:
+                renewal = fenced.renew(x, f, self.lease_seconds)
+                if renewal.held:
+                    held[f.task_id] = renewal.stop_requested
+                if renewal.overtime:
+                    overtime.add(f.task_id)
         return Heartbeat(
             held=frozenset(held),
             lost=frozenset(f.task_id for f in fences if f.task_id not in held),
@@ -166,146 +83,30 @@ class Leases:
         exit_code: int | None = None,
         reason: str = "",
     ) -> None:
-        """Record how an attempt ended; LeaseLost when the attempt is no longer ``fence``'s."""
-        _check_final(status)
-        if status is TaskStatus.FAILED and self._retry(fence, exit_code, reason):
-            return
-        # One fenced UPDATE: on PostgreSQL no BEGIN/COMMIT round trips either (the
-        # statement is its own transaction). Read the task back with tasks.get if needed.
-        values = _finish_values(fence, status, exit_code, reason)
-        with self._db.write_one() as conn:
-            row = conn.execute(_FINISH[fence.worker is None], values).first()
-            if row is None:
-                raise lost(conn, fence)
-            if row.has_children and status is TaskStatus.COMPLETED:
-                # Wake idle agents now: a child of this task may have become claimable.
-                notify(conn, self._db, ENQUEUE_CHANNEL, str(fence.task_id))
-        if status is not TaskStatus.COMPLETED:
-            self.skip_blocked()
+        """Record how an attempt ended, with what follows from it (``fenced.finish``).
+
+        Failed with retries left: back to its queue. Completed with children: idle agents
+        are woken. Failed or stopped: the children waiting on it are skipped. LeaseLost
+        when the attempt is no longer ``fence``'s.
+        """
+        fenced.finish(self._connector, _ending(fence, status, exit_code, reason))
 
     def skip_blocked(self) -> list[uuid.UUID]:
         """Mark queued tasks whose parent failed or was stopped ``skipped``; their ids."""
         with self._db.write() as conn:
-            return skip_blocked(conn)
-
-    def _retry(self, fence: Fence, exit_code: int | None, reason: str) -> bool:
-        """Send a failed attempt back to its queue after its delay, if it has retries left.
-
-        A retry is for the code failing (the attempt ran and exited badly): it spends one
-        of ``max_retries``, not one of the ``max_attempts`` kept for lost workers.
-        """
-        with self._db.write() as conn:
-            hold(conn, fence)
-            row = conn.execute(
-                sa.select(
-                    tasks.c.queue_id,
-                    tasks.c.max_retries,
-                    tasks.c.retries,
-                    tasks.c.retry_delay_seconds,
-                    tasks.c.tries,
-                    tasks.c.attempt,
-                ).where(tasks.c.id == fence.task_id)
-            ).one()
-            if row.queue_id is None or row.retries >= row.max_retries:
-                return False
-            check_transition(fence.task_id, TaskStatus.RUNNING, TaskStatus.QUEUED)
-            delay = (row.retry_delay_seconds or 0.0) * 2**row.retries
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == fence.task_id)
-                .values(
-                    status=TaskStatus.QUEUED.value,
-                    status_reason=(
-                        f"retry {row.retries + 1} of {row.max_retries} after attempt "
-                        f"{row.attempt}: {reason}" + (f" (waits {delay:g} s)" if delay else "")
-                    ),
-                    exit_code=exit_code,
-                    retries=row.retries + 1,
-                    tries=row.tries - 1,
-                    worker=None,
-                    lease_expires_at=None,
-                    stop_requested_at=None,
-                    queued_at=db_now(),
-                    updated_at=db_now(),
-                )
-            )
-            insert_entry(
-                conn,
-                self._db,
-                queue_id=row.queue_id,
-                task_id=fence.task_id,
-                priority=0,
-                front=True,
-                delay_seconds=delay,
-            )
-        return True
+            return fenced.skip_blocked(on(conn))
 
     def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
         """Record several ended attempts; return the tasks whose fence lost.
 
         For a worker finishing many short tasks (services mode, a batch consumer): each
-        result is fenced exactly like :meth:`finish`; the ones whose attempt is no longer
-        the worker's change nothing and come back in the returned set. Completed and
-        stopped attempts go in one statement; a failed one goes through :meth:`finish`,
-        which decides whether it is retried.
+        result is fenced and followed up exactly like :meth:`finish`; the ones whose
+        attempt is no longer the worker's change nothing and come back in the returned
+        set. Completed and stopped attempts go in one statement; a failed one goes
+        through :meth:`finish`, which decides whether it is retried.
         """
-        for result in results:
-            _check_final(result.status)
-        lost: set[uuid.UUID] = set()
-        batch = []
-        for r in results:
-            if r.status is not TaskStatus.FAILED:
-                batch.append(r)
-                continue
-            try:
-                self.finish(r.fence, r.status, exit_code=r.exit_code, reason=r.reason)
-            except LeaseLost:
-                lost.add(r.fence.task_id)
-        if batch:
-            lost |= self._finish_batch(batch)
-        return frozenset(lost)
-
-    def _finish_batch(self, results: Sequence[RunResult]) -> set[uuid.UUID]:
-        with self._db.write_one() as conn:
-            if self._db.is_postgres:
-                rows = self._finish_pg(conn, results)
-            else:
-                rows = self._finish_each(conn, results)
-            done = {task_id for task_id, _ in rows}
-            woken = {task_id for task_id, has_children in rows if has_children}
-            completed = {r.fence.task_id for r in results if r.status is TaskStatus.COMPLETED}
-            if woken & completed:  # a child of one of them may be claimable now
-                notify(conn, self._db, ENQUEUE_CHANNEL, str(min(woken & completed)))
-        if any(r.status is not TaskStatus.COMPLETED for r in results):
-            self.skip_blocked()
-        return {r.fence.task_id for r in results if r.fence.task_id not in done}
-
-    def _finish_pg(
-        self, conn: Connection, results: Sequence[RunResult]
-    ) -> list[tuple[uuid.UUID, bool]]:
-        rows = ", ".join(
-            f"(CAST(:id{i} AS uuid), :a{i}, CAST(:w{i} AS varchar), :s{i}, "
-            f"CAST(:e{i} AS integer), :r{i})"
-            for i in range(len(results))
-        )
-        params: dict[str, object] = {}
-        for i, r in enumerate(results):
-            f = r.fence
-            params.update({f"id{i}": f.task_id, f"a{i}": f.attempt, f"w{i}": f.worker})
-            params.update({f"s{i}": r.status.value, f"e{i}": r.exit_code, f"r{i}": r.reason})
-        found = conn.execute(sa.text(_PG_FINISH_MANY.format(rows=rows)), params).all()
-        return [(row.id, row.has_children) for row in found]
-
-    def _finish_each(
-        self, conn: Connection, results: Sequence[RunResult]
-    ) -> list[tuple[uuid.UUID, bool]]:
-        done = []
-        for r in results:
-            values = _finish_values(r.fence, r.status, r.exit_code, r.reason)
-            row = conn.execute(_FINISH[r.fence.worker is None], values).first()
-            if row is not None:
-                done.append((r.fence.task_id, bool(row.has_children)))
-        return done
+        endings = [_ending(r.fence, r.status, r.exit_code, r.reason) for r in results]
+        return fenced.finish_many(self._connector, endings)
 
     def requeue(
         self, fence: Fence, *, reason: str, infra: bool = False, preempted: bool = False
@@ -380,7 +181,7 @@ class Leases:
                 .returning(workers.c.id)
             ).scalars()
             workers_gone = tuple(sorted(gone))
-            skip_blocked(conn)  # whichever path ended a parent, its children learn it
+            fenced.skip_blocked(on(conn))  # whichever path ended a parent, its children learn
         return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=workers_gone)
 
     def _back_to_queue_or_fail(
@@ -408,8 +209,8 @@ class Leases:
                     updated_at=db_now(),
                 )
             )
-            insert_entry(
-                conn, self._db, queue_id=row.queue_id, task_id=task_id, priority=0, front=True
+            fenced.insert_entry(
+                on(conn), queue_id=row.queue_id, task_id=task_id, priority=0, front=True
             )
             return True
         check_transition(task_id, TaskStatus.RUNNING, TaskStatus.FAILED)

@@ -23,8 +23,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
+from clearq.enums import TaskStatus
 from clearq.errors import IllegalTransition
-from clearq.models import TaskStatus
 
 S = TaskStatus
 

@@ -1,21 +1,21 @@
 """What a run produces: console logs, scalars (with an O(1) summary) and artifacts.
 
 Writes are batched by the caller and fenced: each batch is one transaction that first
-checks the attempt is still the writer's (see ``leases.hold``).
+checks the attempt is still the writer's. The writes are ``fenced.append``, the same a run
+started by hand makes over its bare connection.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import sqlalchemy as sa
 
 from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
+from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import hold
-from clearq.scheduler.runlink import LOG_STREAMS, summarise
 from clearq.scheduler.schema import (
     db_now,
     task_artifacts,
@@ -24,8 +24,9 @@ from clearq.scheduler.schema import (
     task_scalars,
     tasks,
 )
+from clearq.scheduler.sqla_exec import on
 
-STREAMS = LOG_STREAMS
+STREAMS = fenced.LOG_STREAMS
 
 
 class Outputs:
@@ -35,21 +36,12 @@ class Outputs:
         self._db = db
 
     def append_logs(self, fence: Fence, lines: Sequence[tuple[str, str]]) -> None:
-        """Append (stream, text) pieces to the attempt's log, in order."""
+        """Append (stream, text) pieces to the attempt's log, in order (``fenced.append``)."""
+        fenced.check_streams(lines)
         if not lines:
             return
-        bad = {stream for stream, _ in lines} - STREAMS
-        if bad:
-            raise ValueError(f"unknown log streams {sorted(bad)}; use one of {sorted(STREAMS)}")
         with self._db.write() as conn:
-            hold(conn, fence)
-            conn.execute(
-                task_logs.insert().values(at=db_now()),
-                [
-                    {"task_id": fence.task_id, "attempt": fence.attempt, "stream": s, "text": t}
-                    for s, t in lines
-                ],
-            )
+            fenced.append(on(conn), fence, lines, ())
 
     def logs(
         self,
@@ -79,54 +71,9 @@ class Outputs:
         """Append reported values and fold them into the per-series summary."""
         if not points:
             return
+        folded = [(p.title, p.series, p.iteration, p.value) for p in points]
         with self._db.write() as conn:
-            hold(conn, fence)
-            conn.execute(
-                task_scalars.insert().values(at=db_now()),
-                [
-                    {
-                        "task_id": fence.task_id,
-                        "attempt": fence.attempt,
-                        "title": p.title,
-                        "series": p.series,
-                        "iteration": p.iteration,
-                        "value": p.value,
-                    }
-                    for p in points
-                ],
-            )
-            for (title, series), s in summarise(
-                (p.title, p.series, p.iteration, p.value) for p in points
-            ).items():
-                conn.execute(self._upsert_summary(fence, title, series, s))
-
-    def _upsert_summary(
-        self, fence: Fence, title: str, series: str, s: dict[str, Any]
-    ) -> sa.Executable:
-        if self._db.is_postgres:
-            from sqlalchemy.dialects import postgresql as dialect
-        else:
-            from sqlalchemy.dialects import sqlite as dialect  # type: ignore[no-redef]
-        lesser = sa.func.least if self._db.is_postgres else sa.func.min
-        greater = sa.func.greatest if self._db.is_postgres else sa.func.max
-        insert = dialect.insert(task_scalar_summary).values(
-            task_id=fence.task_id, title=title, series=series, attempt=fence.attempt, **s
-        )
-        new = insert.excluded
-        old = task_scalar_summary.c
-        # A newer attempt starts the summary afresh; the same attempt folds in.
-        fresh = old.attempt < new.attempt
-        upsert: sa.Executable = insert.on_conflict_do_update(
-            index_elements=["task_id", "title", "series"],
-            set_={
-                "attempt": new.attempt,
-                "last": new["last"],
-                "last_iteration": new.last_iteration,
-                "min": sa.case((fresh, new["min"]), else_=lesser(old["min"], new["min"])),
-                "max": sa.case((fresh, new["max"]), else_=greater(old["max"], new["max"])),
-            },
-        )
-        return upsert
+            fenced.append(on(conn), fence, (), folded)
 
     def scalars(
         self, task_id: uuid.UUID, *, title: str | None = None, series: str | None = None

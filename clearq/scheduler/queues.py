@@ -16,14 +16,12 @@ from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import AlreadyExists, InvalidInput, NotFound, QueueNotEmpty
 from clearq.models import Fence, QueueEntry, QueueInfo, Task, TaskStatus
+from clearq.scheduler import fenced
 from clearq.scheduler.dependencies import add_parents, skip_blocked
 from clearq.scheduler.engine import Database
-from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
 from clearq.scheduler.rows import fetch_task, hold, transition
 from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
-
-# Any fixed number: serialises inserts at the front, which pick their own ids.
-_PG_FRONT_LOCK = 0x636C7166726E74
+from clearq.scheduler.sqla_exec import on
 
 
 def queue_row(conn: Connection, name: str) -> Row[Any]:
@@ -36,7 +34,6 @@ def queue_row(conn: Connection, name: str) -> Row[Any]:
 
 def insert_entry(
     conn: Connection,
-    db: Database,
     *,
     queue_id: int,
     task_id: uuid.UUID,
@@ -44,29 +41,15 @@ def insert_entry(
     front: bool = False,
     delay_seconds: float | None = None,
 ) -> None:
-    """Add a task's entry to a queue, last in its priority or first of the whole queue.
-
-    Entries are claimed by (priority desc, id). An entry put at the front takes the
-    queue's highest priority and an id below every other, so it is claimed next.
-    """
-    values: dict[str, Any] = {"queue_id": queue_id, "task_id": task_id, "priority": priority}
-    if delay_seconds:
-        values["not_before"] = db_now(delay_seconds)  # a retry waits out its delay
-    if front:
-        if db.is_postgres:
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_FRONT_LOCK})
-        lowest, top = conn.execute(
-            sa.select(
-                sa.select(sa.func.min(queue_entries.c.id)).scalar_subquery(),
-                sa.select(sa.func.max(queue_entries.c.priority))
-                .where(queue_entries.c.queue_id == queue_id)
-                .scalar_subquery(),
-            )
-        ).one()
-        values["id"] = (lowest if lowest is not None else 1) - 1
-        values["priority"] = max(priority, top) if top is not None else priority
-    conn.execute(queue_entries.insert().values(enqueued_at=db_now(), **values))
-    notify(conn, db, ENQUEUE_CHANNEL, str(queue_id))
+    """Add a task's entry to a queue (``fenced.insert_entry``), waking idle agents."""
+    fenced.insert_entry(
+        on(conn),
+        queue_id=queue_id,
+        task_id=task_id,
+        priority=priority,
+        front=front,
+        delay_seconds=delay_seconds,
+    )
 
 
 def _check_cap(max_running: int | None) -> None:
@@ -205,7 +188,7 @@ class QueueOps:
                 queued_at=db_now(),
                 status_reason="",
             )
-            insert_entry(conn, self._db, queue_id=row.id, task_id=task_id, priority=priority)
+            insert_entry(conn, queue_id=row.id, task_id=task_id, priority=priority)
             if depends_on:
                 skip_blocked(conn)  # a parent that already failed
             return fetch_task(conn, task_id)
@@ -231,7 +214,7 @@ class QueueOps:
                 lease_expires_at=None,
                 status_reason=f"sent to queue {queue!r} by its local run",
             )
-            insert_entry(conn, self._db, queue_id=row.id, task_id=fence.task_id, priority=priority)
+            insert_entry(conn, queue_id=row.id, task_id=fence.task_id, priority=priority)
             return fetch_task(conn, fence.task_id)
 
     def dequeue(self, task_id: uuid.UUID) -> Task:
@@ -278,7 +261,6 @@ class QueueOps:
                 priority = min(priority, lowest) if lowest is not None else priority
             insert_entry(
                 conn,
-                self._db,
                 queue_id=entry.queue_id,
                 task_id=task_id,
                 priority=priority,
@@ -303,9 +285,7 @@ class QueueOps:
                 .where(tasks.c.id == task_id)
                 .values(queue_id=target.id, updated_at=db_now())
             )
-            insert_entry(
-                conn, self._db, queue_id=target.id, task_id=task_id, priority=entry.priority
-            )
+            insert_entry(conn, queue_id=target.id, task_id=task_id, priority=entry.priority)
             return fetch_task(conn, task_id)
 
     def clear(self, queue: str) -> builtins.list[uuid.UUID]:

@@ -8,11 +8,12 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from clearq.errors import IllegalTransition, LeaseLost, NotFound
+from clearq.errors import IllegalTransition, NotFound
 from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskStatus
+from clearq.scheduler import fenced
 from clearq.scheduler.lifecycle import check_transition
-from clearq.scheduler.runlink import lost_message
 from clearq.scheduler.schema import db_now, queues, tasks
+from clearq.scheduler.sqla_exec import on
 
 
 def task_select() -> sa.Select[Any]:
@@ -119,35 +120,6 @@ def raise_unexpected(
     )
 
 
-def fence_clause(fence: Fence) -> sa.ColumnElement[bool]:
-    """WHERE clause matching the task only while ``fence`` still owns its running attempt."""
-    worker = tasks.c.worker.is_(None) if fence.worker is None else tasks.c.worker == fence.worker
-    return sa.and_(
-        tasks.c.id == fence.task_id,
-        tasks.c.attempt == fence.attempt,
-        tasks.c.status == TaskStatus.RUNNING.value,
-        worker,
-    )
-
-
 def hold(conn: Connection, fence: Fence) -> None:
     """Check ``fence`` and keep it (a share lock) until the transaction ends; else LeaseLost."""
-    found = conn.execute(
-        sa.select(tasks.c.id).where(fence_clause(fence)).with_for_update(read=True)
-    ).first()
-    if found is None:
-        raise lost(conn, fence)
-
-
-def lost(conn: Connection, fence: Fence) -> LeaseLost:
-    """The LeaseLost error for ``fence``, saying what the task is now."""
-    row = conn.execute(
-        sa.select(tasks.c.status, tasks.c.attempt, tasks.c.worker).where(
-            tasks.c.id == fence.task_id
-        )
-    ).first()
-    if row is None:
-        now = "it no longer exists"
-    else:
-        now = f"it is {row.status} at attempt {row.attempt} (worker {row.worker or 'none'})"
-    return LeaseLost(lost_message(fence.task_id, fence.attempt, fence.worker, now))
+    fenced.hold(on(conn), fence)

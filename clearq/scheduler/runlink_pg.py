@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,14 +45,17 @@ class PgDriver:
         except psycopg.Error as e:
             raise self._error(e) from e
 
-    def execute(self, sql: str, params: dict[str, Any]) -> Any:
-        """Run one statement; the cursor to fetch from."""
+    postgres = True
+
+    def execute(self, sql: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run one statement; the rows it returned."""
         try:
-            return self._live().execute(sql, params)
+            cursor = self._live().execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description is not None else []
         except psycopg.Error as e:
             raise self._error(e) from e
 
-    def execute_many(self, sql: str, rows: Sequence[dict[str, Any]]) -> None:
+    def execute_many(self, sql: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Run one statement for each row (pipelined by psycopg)."""
         try:
             with self._live().cursor() as cursor:

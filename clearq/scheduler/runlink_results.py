@@ -2,9 +2,9 @@
 
 Standard library only, like ``runlink`` (a training script imports it on its way to
 ``Task.init``). A plot is a plotly figure stored as JSON; a debug sample is a file the
-run wrote under its task's output location, and its row says where and what it is. The
-statements here are written once with the holes ``runlink`` fills in per dialect, and run
-inside the same fenced transaction as a batch of logs and scalars.
+run wrote under its task's output location, and its row says where and what it is. Their
+statements are in ``statements.py``; ``fenced.append`` writes them inside the same fenced
+transaction as a batch of logs and scalars.
 """
 
 from __future__ import annotations
@@ -51,20 +51,6 @@ class SampleRow:
     uri: str
     content_type: str
     size: int | None
-
-
-INSERT_PLOT = (
-    "INSERT INTO task_plots (task_id, attempt, title, series, iteration, kind, figure, at) "
-    "VALUES (:task_id, :attempt, :title, :series, :iteration, :kind, {json_figure}, {now})"
-)
-# A sample slot rewritten by a newer iteration (max_image_history) keeps only its newest row.
-FORGET_SAMPLE = "DELETE FROM task_samples WHERE task_id = :task_id AND uri = :uri"
-INSERT_SAMPLE = (
-    "INSERT INTO task_samples "
-    "(task_id, attempt, title, series, iteration, kind, uri, content_type, size, at) "
-    "VALUES (:task_id, :attempt, :title, :series, :iteration, :kind, :uri, :content_type, "
-    ":size, {now})"
-)
 
 
 def check_rows(plots: Sequence[PlotRow], samples: Sequence[SampleRow]) -> None:

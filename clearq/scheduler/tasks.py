@@ -22,6 +22,7 @@ from clearq.models import (
     TaskSpec,
     TaskStatus,
 )
+from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
 from clearq.scheduler.references import has_references, resolve
 from clearq.scheduler.rows import fetch_task, hold, task_from_row, task_select, transition
@@ -37,6 +38,7 @@ from clearq.scheduler.schema import (
     task_scalars,
     tasks,
 )
+from clearq.scheduler.sqla_exec import on
 
 DEFAULT_LIST_LIMIT = 100
 RESET_TABLES = (
@@ -60,36 +62,25 @@ class TaskRepo:
 
     def create(self, spec: TaskSpec) -> Task:
         """Store a new task in status created."""
-        task_id = uuid.uuid4()
+        new = fenced.NewTask(
+            project=spec.project,
+            name=spec.name,
+            type=spec.type,
+            script=spec.script.model_dump(mode="json"),
+            env=spec.env.model_dump(mode="json"),
+            container=spec.container.model_dump(mode="json"),
+            parameters=dict(spec.parameters),
+            tags=list(spec.tags),
+            comment=spec.comment,
+            parent_id=spec.parent_id,
+            output_uri=spec.output_uri,
+            max_attempts=spec.max_attempts or self._max_attempts,
+            max_run_seconds=spec.max_run_seconds,
+            max_retries=spec.max_retries,
+            retry_delay_seconds=spec.retry_delay_seconds,
+        )
         with self._db.write() as conn:
-            conn.execute(
-                tasks.insert().values(
-                    id=task_id,
-                    project=spec.project,
-                    name=spec.name,
-                    type=spec.type,
-                    status=TaskStatus.CREATED.value,
-                    status_reason="",
-                    script=spec.script.model_dump(mode="json"),
-                    env=spec.env.model_dump(mode="json"),
-                    container=spec.container.model_dump(mode="json"),
-                    parameters=dict(spec.parameters),
-                    tags=list(spec.tags),
-                    runtime={},
-                    comment=spec.comment,
-                    parent_id=spec.parent_id,
-                    output_uri=spec.output_uri,
-                    created_at=db_now(),
-                    updated_at=db_now(),
-                    attempt=0,
-                    tries=0,
-                    max_attempts=spec.max_attempts or self._max_attempts,
-                    max_run_seconds=spec.max_run_seconds,
-                    max_retries=spec.max_retries,
-                    retries=0,
-                    retry_delay_seconds=spec.retry_delay_seconds,
-                )
-            )
+            task_id = fenced.insert_task(on(conn), new, running=False)
             return fetch_task(conn, task_id)
 
     def clone(
@@ -243,34 +234,24 @@ class TaskRepo:
         passes its fence (``connect()`` records the values the code used).
         """
         with self._db.write() as conn:
-            if fence is None:
-                current = fetch_task(conn, task_id)
-                if current.status != TaskStatus.CREATED:
-                    raise InvalidInput(
-                        f"task {task_id} is {current.status}: only a draft (created) task's "
-                        "parameters can be changed; clone it, or reset it first"
-                    )
-            else:
-                hold(conn, fence)
-                current = fetch_task(conn, task_id)
+            x = on(conn)
+            if fence is not None:
+                fenced.update_parameters(x, fence, parameters, replace=replace)
+                return fetch_task(conn, task_id)
+            current = fetch_task(conn, task_id)
+            if current.status != TaskStatus.CREATED:
+                raise InvalidInput(
+                    f"task {task_id} is {current.status}: only a draft (created) task's "
+                    "parameters can be changed; clone it, or reset it first"
+                )
             merged = dict(parameters) if replace else {**current.parameters, **parameters}
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task_id)
-                .values(parameters=merged, updated_at=db_now())
-            )
+            fenced.set_parameters(x, task_id, merged)
             return fetch_task(conn, task_id)
 
     def update_runtime(self, fence: Fence, info: dict[str, Any]) -> None:
         """Merge facts about the current run (environment used, host, ...) into ``runtime``."""
         with self._db.write() as conn:
-            hold(conn, fence)
-            current = fetch_task(conn, fence.task_id)
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == fence.task_id)
-                .values(runtime={**current.runtime, **info}, updated_at=db_now())
-            )
+            fenced.update_runtime(on(conn), fence, info)
 
     def resolve_references(self, fence: Fence) -> dict[str, str]:
         """Fill in a running step's ``${step.…}`` parameters from its pipeline; return them all.
@@ -283,11 +264,7 @@ class TaskRepo:
             if not has_references(current):
                 return dict(current)
             resolved = resolve(conn, fence.task_id, current)
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == fence.task_id)
-                .values(parameters=resolved, updated_at=db_now())
-            )
+            fenced.set_parameters(on(conn), fence.task_id, resolved)
         return resolved
 
     def history(self, task_id: uuid.UUID) -> builtins.list[TaskEvent]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clearq.config import Settings
+from clearq.errors import InvalidInput
 from clearq.models import Artifact, GpuMetrics, ScalarPoint, TaskStatus, WorkerMetrics
 from clearq.scheduler import Store
 from tests.integration.helpers import queued
@@ -32,7 +33,7 @@ def test_logs_in_order_and_resumable(store: Store) -> None:
         ("stdout", "c\n"),
     ]
     assert [line.text for line in store.outputs.logs(task_id, after=lines[1].seq)] == ["c\n"]
-    with pytest.raises(ValueError, match="unknown log streams"):
+    with pytest.raises(InvalidInput, match="unknown log streams"):
         store.outputs.append_logs(claim.fence, [("nope", "x")])
 
 
