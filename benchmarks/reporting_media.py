@@ -31,7 +31,9 @@ import numpy as np
 from clearq.models import EnvSpec, Script
 from clearq.scheduler import Store
 from clearq.scheduler.runlink import open_run_link
+from clearq.sdk.records import StoreRecords
 from clearq.sdk.reporter import Reporter
+from clearq.sdk.roles import LocalRun
 from clearq.sdk.run import Run
 from clearq.sdk.task import Task
 
@@ -58,7 +60,9 @@ def one_run(url: str, out: Path, *, images: bool, work_ms: float) -> tuple[float
         max_attempts=1,
     )
     run = Run(link, fence, Reporter(link, fence), under_agent=False, output_root=str(out))
-    logger = Task._for_run(fence.task_id, "bench", "media", run).get_logger()
+    role = LocalRun(run)
+    task = Task(StoreRecords(), task_id=fence.task_id, project="bench", name="media", role=role)
+    logger = task.get_logger()
     rng = np.random.default_rng(0)
     picture = rng.integers(0, 255, size=(SIDE, SIDE, 3), dtype=np.uint8)
     a = rng.random((64, 64))

@@ -21,8 +21,11 @@ from clearq.sdk.capture.git import capture_script, strip_credentials
 from clearq.sdk.capture.packages import capture_packages, parse_requirements
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR
+from clearq.sdk.records import StoreRecords
 from clearq.sdk.reporter import Reporter
+from clearq.sdk.roles import AgentRun, LocalRun
 from clearq.sdk.run import Run
+from clearq.sdk.session import SESSION, default_store, settings_in_use
 
 if TYPE_CHECKING:
     import uuid
@@ -49,8 +52,6 @@ def attach_or_capture(
     that takes over an earlier task (``reuse_last_task_id``, ``continue_last_task``)
     goes through the Store for that step.
     """
-    from clearq.sdk.task import settings_in_use
-
     settings = settings_in_use()
     if settings.task_id is None and (not project_name or not task_name):
         raise InvalidInput("Task.init needs project_name and task_name")
@@ -61,7 +62,7 @@ def attach_or_capture(
             return _attach(cls, link, settings, options)
         assert project_name
         assert task_name
-        script, env = _capture(cls, settings, packages)
+        script, env = _capture(settings, packages)
         output_uri = options.output_uri
         if options.output_uri_default:
             output_uri = str(settings.artifacts_dir)
@@ -95,7 +96,10 @@ def attach_or_capture(
         run.console = ConsoleCapture(run.reporter)
         run.console.start()
     run.install_exit_hooks()
-    task = cls._for_run(fence.task_id, project_name, task_name, run)
+    role = LocalRun(run)
+    task = cls(
+        StoreRecords(), task_id=fence.task_id, project=project_name, name=task_name, role=role
+    )
     if options.connect_args:
         hook = argparse_hook.ArgparseHook(
             overrides=None, record=task._write_parameters, skip=options.skip_args
@@ -123,8 +127,6 @@ def _take_over(
     candidate = wanted or remembered
     if candidate is None or not (keep or options.reuse):
         return None
-    from clearq.sdk.task import default_store
-
     store = default_store()
     if not _can_take(store, candidate, keep=keep, named=wanted is not None):
         return None
@@ -198,7 +200,9 @@ def _attach(cls: type[Task], link: RunLink, settings: Settings, options: InitOpt
             overrides=stored.parameters, record=lambda _: None, skip=options.skip_args
         )
         argparse_hook.install(hook)
-    return cls._for_run(stored.id, stored.project, stored.name, run, parameters=stored.parameters)
+    role = AgentRun(run, stored.parameters)
+    records = StoreRecords()
+    return cls(records, task_id=stored.id, project=stored.project, name=stored.name, role=role)
 
 
 def _entry() -> tuple[Path | None, str | None]:
@@ -209,9 +213,7 @@ def _entry() -> tuple[Path | None, str | None]:
     return (Path(file).resolve() if file else None), module
 
 
-def _capture(
-    cls: type[Task], settings: Settings, packages: str
-) -> tuple[dict[str, Any], dict[str, Any]]:
+def _capture(settings: Settings, packages: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The stored forms of the running script's code and its environment."""
     entry, module = _entry()
     if entry is None:
@@ -225,8 +227,8 @@ def _capture(
         entry,
         repo_root=code.repo_root,
         mode="freeze" if packages == "freeze" else "imports",
-        add=cls._extra_requirements,
-        ignore=cls._ignored_requirements,
+        add=SESSION.extra_requirements,
+        ignore=SESSION.ignored_requirements,
     )
     for warning in [*code.warnings, *env.warnings]:
         print(f"clearq: warning: {warning}", file=sys.stderr)

@@ -42,12 +42,7 @@ class Logger(PlotReports):
         return task.get_logger()
 
     def _run(self) -> Run:
-        run = self._task._run
-        if run is None:
-            raise InvalidInput(
-                f"task {self._task.id} is not run by this process: only its own run reports"
-            )
-        return run
+        return self._task._role.own_run(self._task)
 
     def _reporter(self) -> Reporter:
         return self._run().reporter
@@ -65,7 +60,7 @@ class Logger(PlotReports):
 
     def report_text(self, msg: str, level: int = logging.INFO, print_console: bool = True) -> None:
         """Add a line of text to the task's log (and print it unless told not to)."""
-        run = self._task._run
+        run = self._task._role.run
         if print_console and run is not None and run.console is not None:
             print(msg)  # the console tee copies it into the log
             return
@@ -149,7 +144,7 @@ class Logger(PlotReports):
 
     def get_default_upload_destination(self) -> str | None:
         """Where this logger's debug samples go."""
-        run = self._task._run
+        run = self._task._role.run
         return self._upload_destination or (run.output_root if run is not None else None)
 
     def _report_file(

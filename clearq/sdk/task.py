@@ -7,31 +7,28 @@ import changed: ``Task.init``, ``connect``, ``get_logger``, ``Task.clone``,
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, MutableMapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from clearq.config import Settings, load_settings
 from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
 from clearq.sdk import parameters as params
 from clearq.sdk.logger import Logger
-from clearq.sdk.preemption import (
-    CHECKPOINT_ARTIFACT,
-    DEFAULT_CALLBACK_TIMEOUT_SECONDS,
-    AbortHandler,
-)
-from clearq.sdk.run import Run
+from clearq.sdk.preemption import CHECKPOINT_ARTIFACT, DEFAULT_CALLBACK_TIMEOUT_SECONDS
+from clearq.sdk.records import StoreRecords
+from clearq.sdk.roles import Role, Stored
+from clearq.sdk.session import SESSION, default_store, use_store
 from clearq.sdk.task_surface import TaskSurface
 from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
-    from clearq.models import EnvSpec, Fence, Script
+    from clearq.models import EnvSpec, Script
     from clearq.models import Task as TaskRecord
     from clearq.scheduler import Store
+    from clearq.sdk.run import Run
     from clearq.sdk.task_artifacts import RunArtifacts
 
 # A training script imports this module on its way to Task.init: the Store (SQLAlchemy)
@@ -39,32 +36,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-_store: Store | None = None
-
-
-def default_store() -> Store:
-    """The process-wide store, opened from the settings on first use."""
-    global _store
-    if _store is None:
-        from clearq.scheduler.store import Store
-
-        _store = Store()
-    return _store
-
-
-def settings_in_use() -> Settings:
-    """The settings of the store the SDK uses (``use_store``'s, else the environment's)."""
-    if _store is None:
-        return load_settings()
-    url = _store.db.url.render_as_string(hide_password=False)
-    return _store.settings.replace(database_url=url)
-
-
-def use_store(store: Store | None) -> None:
-    """Make ``store`` the one the SDK uses (tests, or a program managing several)."""
-    global _store
-    _store = store
 
 
 class _ClassOrInstance(Generic[R]):
@@ -81,59 +52,68 @@ class _ClassOrInstance(Generic[R]):
 
 
 class Task(TaskSurface):
-    """A task in the store, and, for the current run, the way to report into it."""
+    """A task in the store, and, for the current run, the way to report into it.
 
-    _current: ClassVar[Task | None] = None
-    _extra_requirements: ClassVar[list[str]] = []
-    _ignored_requirements: ClassVar[list[str]] = []
+    Two parts, each with one job, both chosen once when the Task is made: ``_records``
+    reads and changes the stored task (:class:`~clearq.sdk.records.StoreRecords`, or
+    under an agent that gives its tasks no database, their channel's), and ``_role``
+    says what the task is to this process (:mod:`clearq.sdk.roles`: stored only, run by
+    hand, run by an agent).
+    """
 
-    def __init__(self, store: Store, record: TaskRecord, run: Run | None = None) -> None:
-        self._given_store: Store | None = store
-        self._loaded: TaskRecord | None = record
-        self._id = record.id
-        self._name = record.name
-        self._project = record.project
-        self._run = run
-        self._run_parameters: dict[str, str] = {}
+    def __init__(
+        self,
+        records: StoreRecords,
+        *,
+        task_id: uuid.UUID,
+        project: str,
+        name: str,
+        record: TaskRecord | None = None,
+        role: Role | None = None,
+    ) -> None:
+        self._records = records
+        self._id = task_id
+        self._project = project
+        self._name = name
+        self._loaded = record
+        self._role: Role = role if role is not None else Stored()
         self._logger: Logger | None = None
         self._run_artifacts: RunArtifacts | None = None
 
     @classmethod
-    def _for_run(
-        cls,
-        task_id: uuid.UUID,
-        project: str,
-        name: str,
-        run: Run,
-        *,
-        parameters: dict[str, str] | None = None,
-    ) -> Task:
-        """The task of this process's run; its record is read from the store when needed."""
-        task = cls.__new__(cls)
-        task._given_store = None
-        task._loaded = None
-        task._id, task._project, task._name = task_id, project, name
-        task._run = run
-        task._run_parameters = dict(parameters or {})
-        task._logger = None
-        task._run_artifacts = None
-        return task
+    def _of(cls, records: StoreRecords, record: TaskRecord) -> Task:
+        """The Task of a stored record, run elsewhere or not at all."""
+        return cls(
+            records, task_id=record.id, project=record.project, name=record.name, record=record
+        )
 
     @property
     def _store(self) -> Store:
-        if self._given_store is None:
-            self._given_store = default_store()
-        return self._given_store
+        """The store behind ``_records`` (refused under an agent that gives no database)."""
+        return self._records.store
+
+    @property
+    def _run(self) -> Run | None:
+        """This process's run of the task, if it has one (its role's)."""
+        return self._role.run
 
     @property
     def _record(self) -> TaskRecord:
         if self._loaded is None:
-            self._loaded = self._store.tasks.get(self._id)
+            self._loaded = self._records.get(self._id)
         return self._loaded
 
     @_record.setter
     def _record(self, record: TaskRecord) -> None:
         self._loaded = record
+
+    def _remember(self, record: TaskRecord) -> None:
+        """Keep ``record`` as the task's record, as last read."""
+        self._loaded = record
+
+    def _forget(self) -> None:
+        """Read the record again when it is next asked for."""
+        self._loaded = None
 
     # ---- creating and finding tasks -------------------------------------------------
 
@@ -173,8 +153,8 @@ class Task(TaskSurface):
         from clearq.sdk.init import attach_or_capture
         from clearq.sdk.init_options import InitOptions
 
-        if cls._current is not None:
-            return cls._current
+        if SESSION.current is not None:
+            return SESSION.current
         options = InitOptions.build(
             task_type=task_type,
             reuse_last_task_id=reuse_last_task_id,
@@ -191,25 +171,25 @@ class Task(TaskSurface):
             capture_console=capture_console,
             packages=packages,
         )
-        cls._current = task
+        SESSION.current = task
         return task
 
     @classmethod
     def current_task(cls) -> Task | None:
         """The task this process reports into, if ``Task.init`` was called."""
-        return cls._current
+        return SESSION.current
 
     @classmethod
     def add_requirements(cls, package_name: str, package_version: str | None = None) -> None:
         """Add a requirement to what ``Task.init`` captures (call before it)."""
         line = package_name if not package_version else f"{package_name}=={package_version}"
-        cls._extra_requirements.append(line)
+        SESSION.extra_requirements.append(line)
 
     @classmethod
     def ignore_requirements(cls, package_names: str | Iterable[str]) -> None:
         """Leave packages out of what ``Task.init`` captures (call before it)."""
         names = [package_names] if isinstance(package_names, str) else list(package_names)
-        cls._ignored_requirements.extend(names)
+        SESSION.ignored_requirements.extend(names)
 
     @classmethod
     def get_task(
@@ -224,13 +204,13 @@ class Task(TaskSurface):
         """A task by id, or the newest matching the project, exact name, tags and filter."""
         from clearq.sdk.task_query import find_tasks
 
-        store = default_store()
+        records = StoreRecords()
         if task_id is not None:
-            return cls(store, store.tasks.get(_as_uuid(task_id)))
+            return cls._of(records, records.get(_as_uuid(task_id)))
         if task_name is None and project_name is None and not tags and not task_filter:
             raise InvalidInput("get_task needs task_id, or task_name (with project_name)")
         found = find_tasks(
-            store,
+            records.store,
             project_name=project_name,
             task_name=task_name,
             name_is_pattern=False,
@@ -241,7 +221,7 @@ class Task(TaskSurface):
         )
         if not found:
             raise InvalidInput(f"no task named {task_name!r} in project {project_name!r}")
-        return cls(store, found[0])
+        return cls._of(records, found[0])
 
     @classmethod
     def get_tasks(
@@ -262,9 +242,9 @@ class Task(TaskSurface):
         """
         from clearq.sdk.task_query import find_tasks
 
-        store = default_store()
-        records = find_tasks(
-            store,
+        records = StoreRecords()
+        found = find_tasks(
+            records.store,
             task_ids=task_ids,
             project_name=project_name,
             task_name=task_name,
@@ -275,7 +255,7 @@ class Task(TaskSurface):
             status=status,
             limit=limit,
         )
-        return [cls(store, r) for r in records]
+        return [cls._of(records, r) for r in found]
 
     @classmethod
     def create(
@@ -309,8 +289,8 @@ class Task(TaskSurface):
             argparse_args=argparse_args,
             task_type=task_type,
         )
-        store = default_store()
-        return cls(store, store.tasks.create(spec))
+        records = StoreRecords()
+        return cls._of(records, records.create(spec))
 
     @classmethod
     def clone(
@@ -318,10 +298,9 @@ class Task(TaskSurface):
     ) -> Task:
         """A new draft with the same code, environment and parameters; ``parent`` is the source."""
         source = source_task if isinstance(source_task, Task) else cls.get_task(source_task)
-        made = source._store.tasks.clone(
-            source._id, name=name, parent=_as_uuid(parent) if parent else None
-        )
-        return cls(source._store, made)
+        records = source._records
+        made = records.clone(source._id, name=name, parent=_as_uuid(parent) if parent else None)
+        return cls._of(records, made)
 
     @_ClassOrInstance
     def enqueue(
@@ -338,19 +317,21 @@ class Task(TaskSurface):
         unless ``continue_on_failure``.
         """
         parents = [p._id if isinstance(p, Task) else _as_uuid(p) for p in depends_on]
-        self._record = self._store.queues.enqueue(
-            self._id,
-            queue_name,
-            priority=priority,
-            depends_on=parents,
-            continue_on_failure=continue_on_failure,
+        self._remember(
+            self._records.enqueue(
+                self._id,
+                queue_name,
+                priority=priority,
+                depends_on=parents,
+                continue_on_failure=continue_on_failure,
+            )
         )
         return self
 
     @_ClassOrInstance
     def dequeue(self) -> Task:
         """Take this task out of its queue; it is a draft again."""
-        self._record = self._store.queues.dequeue(self._id)
+        self._remember(self._records.dequeue(self._id))
         return self
 
     # ---- the task's record ----------------------------------------------------------
@@ -392,7 +373,7 @@ class Task(TaskSurface):
 
     def reload(self) -> Task:
         """Read the record from the store again."""
-        self._record = self._store.tasks.get(self._id)
+        self._remember(self._records.get(self._id))
         return self
 
     # ---- parameters -----------------------------------------------------------------
@@ -414,17 +395,7 @@ class Task(TaskSurface):
         self._write_parameters(flat)
 
     def _write_parameters(self, flat: dict[str, str]) -> None:
-        if self._run is not None:
-            self._run_parameters = self._run.link.update_parameters(self._run.fence, flat)
-            self._loaded = None  # read again when asked
-        else:
-            self._record = self._store.tasks.update_parameters(self._id, flat)
-
-    def _stored_parameters(self) -> dict[str, str]:
-        # Under an agent: the parameters read when the run attached, overrides included.
-        if self._run is not None and self._run.under_agent:
-            return self._run_parameters
-        return dict(self._record.parameters)
+        self._role.write_parameters(self, flat)
 
     @overload
     def connect(
@@ -442,21 +413,13 @@ class Task(TaskSurface):
         """
         section = name or params.DEFAULT_SECTION
         if isinstance(mutable, MutableMapping):
-            return self._connect_mapping(mutable, section)
+            self._role.connect(self, mutable, section)
+            return mutable
         fields = params.object_fields(mutable)
-        self._connect_mapping(fields, section)
+        self._role.connect(self, fields, section)
         for key, value in fields.items():
             setattr(mutable, key, value)
         return mutable
-
-    def _connect_mapping(
-        self, values: MutableMapping[str, Any], section: str
-    ) -> MutableMapping[str, Any]:
-        if self._run is not None and self._run.under_agent:
-            params.apply_overrides(values, self._stored_parameters(), section)
-        else:
-            self._write_parameters(params.flatten(values, section))
-        return values
 
     def connect_configuration(
         self, configuration: MutableMapping[str, Any] | str | Path, name: str | None = None
@@ -467,11 +430,10 @@ class Task(TaskSurface):
             return self.connect(configuration, name=section)
         path = Path(configuration)
         key = f"{section}{params.SEPARATOR}{path.name}"
-        stored = self._stored_parameters() if self._run is not None else {}
-        if self._run is not None and self._run.under_agent and key in stored:
-            return stored[key]
-        text = path.read_text()
-        self._write_parameters({key: text})
+        stored = self._role.configuration(key)
+        if stored is not None:
+            return stored
+        self._write_parameters({key: path.read_text()})
         return path
 
     # ---- results --------------------------------------------------------------------
@@ -484,8 +446,7 @@ class Task(TaskSurface):
 
     def flush(self, wait_for_uploads: bool = True) -> None:
         """Write everything reported so far (and finish pending artifact uploads)."""
-        if self._run is not None:
-            self._run.reporter.flush()
+        self._role.flush()
         if wait_for_uploads and self._run_artifacts is not None:
             self._run_artifacts.wait()
 
@@ -493,7 +454,7 @@ class Task(TaskSurface):
         """``{title: {series: {"last", "min", "max"}}}`` of the latest attempt."""
         self.flush()
         out: dict[str, dict[str, dict[str, float]]] = {}
-        for s in self._store.outputs.summary(self._id):
+        for s in self._records.summary(self._id):
             out.setdefault(s.title, {})[s.series] = {"last": s.last, "min": s.min, "max": s.max}
         return out
 
@@ -501,7 +462,7 @@ class Task(TaskSurface):
         """``{title: {series: {"x": iterations, "y": values}}}`` of the latest attempt."""
         self.flush()
         out: dict[str, dict[str, dict[str, list[float]]]] = {}
-        for p in self._store.outputs.scalars(self._id):
+        for p in self._records.scalars(self._id):
             series = out.setdefault(p.title, {}).setdefault(p.series, {"x": [], "y": []})
             series["x"].append(p.iteration)
             series["y"].append(p.value)
@@ -514,7 +475,7 @@ class Task(TaskSurface):
         import json
 
         self.flush()
-        found = self._store.reported.plots(self._id, max_iterations=max_iterations)
+        found = self._records.plots(self._id, max_iterations=max_iterations)
         return [
             {
                 "metric": p.title,
@@ -533,7 +494,7 @@ class Task(TaskSurface):
         """A (title, series)'s debug samples, newest iteration first: ``metric``,
         ``variant``, ``iter``, ``url`` (where the file is), ``kind`` and ``content_type``."""
         self.flush()
-        found = self._store.reported.samples(self._id, title=title, series=series)
+        found = self._records.samples(self._id, title=title, series=series)
         newest = sorted(found, key=lambda s: (s.iteration, s.id), reverse=True)
         if n_last_iterations is not None:
             keep = sorted({s.iteration for s in newest}, reverse=True)[:n_last_iterations]
@@ -554,7 +515,7 @@ class Task(TaskSurface):
     def get_reported_console_output(self, number_of_reports: int = 1_000_000) -> list[str]:
         """The console output, oldest first, as the pieces it was written in."""
         self.flush()
-        lines = self._store.outputs.logs(self._id, limit=number_of_reports)
+        lines = self._records.logs(self._id, limit=number_of_reports)
         return [line.text for line in lines]
 
     def upload_artifact(
@@ -611,11 +572,7 @@ class Task(TaskSurface):
         for at most ``callback_execution_timeout`` seconds, typically to
         ``save_checkpoint``; then the process exits. None removes the callback.
         """
-        if self._run is None:
-            raise InvalidInput("abort callbacks are for the task this process runs")
-        if self._run.abort is None:
-            self._run.abort = AbortHandler(self._run.on_sigterm)
-        self._run.abort.register(callback_function, callback_execution_timeout)
+        self._role.register_abort(callback_function, callback_execution_timeout)
 
     def save_checkpoint(self, checkpoint: Any, *, allow_pickle: bool = False) -> None:
         """Keep ``checkpoint`` (a file path or an object) as the artifact ``checkpoint``.
@@ -643,40 +600,7 @@ class Task(TaskSurface):
         a clone instead (returned) and, with ``exit_process=False``, this run goes on;
         ``exit_process=False`` needs ``clone=True``.
         """
-        if self._run is None:
-            raise InvalidInput("execute_remotely is for the task this process runs")
-        if self._run.under_agent:
-            return None
-        if not clone and not exit_process:
-            raise InvalidInput(
-                "execute_remotely(clone=False, exit_process=False) cannot work: this run "
-                "gives its task away; pass clone=True to keep running here"
-            )
-        self.flush(wait_for_uploads=True)
-        if clone:
-            return self._send_clone(queue_name, exit_process)
-        if queue_name is None:
-            self._record = self._store.admin.release_run(self._store_fence())
-            print(f"clearq: task {self.id} left as a draft", file=sys.__stderr__)
-        else:
-            self._record = self._store.queues.enqueue_run(self._store_fence(), queue_name)
-            print(f"clearq: task {self.id} sent to queue {queue_name!r}", file=sys.__stderr__)
-        self._run.end(record=False)
-        raise SystemExit(0)
-
-    def _send_clone(self, queue_name: str | None, exit_process: bool) -> Task:
-        assert self._run is not None
-        made = Task.clone(self, name=self._name)
-        if queue_name is not None:
-            made.enqueue(queue_name)
-        where = f"queue {queue_name!r}" if queue_name else "a draft"
-        print(f"clearq: task {made.id}, a clone of {self.id}, is {where}", file=sys.__stderr__)
-        if exit_process:
-            from clearq.sdk.run import Outcome
-
-            self._run.end(Outcome(TaskStatus.STOPPED, 0, f"a clone ({made.id}) runs instead"))
-            raise SystemExit(0)
-        return made
+        return self._role.execute_remotely(self, queue_name, clone, exit_process)
 
     def wait_for_status(
         self,
@@ -701,26 +625,18 @@ class Task(TaskSurface):
 
     def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
         """Ask the run of this task to stop (an agent's, or a script's started by hand)."""
-        self._record = self._store.leases.request_stop(self._id)
+        self._remember(self._records.request_stop(self._id))
 
     def reset(self) -> Task:
         """Turn an ended task back into a draft."""
-        self._record = self._store.tasks.reset(self._id)
+        self._remember(self._records.reset(self._id))
         return self
 
     def close(self) -> None:
         """End this process's run now (as completed), as if the script exited."""
-        if self._run is not None:
-            self._run.end()
-        if Task._current is self:
-            Task._current = None
-
-    def _store_fence(self) -> Fence:
-        from clearq.models import Fence
-
-        assert self._run is not None
-        f = self._run.fence
-        return Fence(task_id=f.task_id, attempt=f.attempt, worker=f.worker)
+        self._role.end()
+        if SESSION.current is self:
+            SESSION.current = None
 
     def __repr__(self) -> str:
         status = self._loaded.status if self._loaded is not None else "running here"

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from clearq.scheduler import Store
     from clearq.sdk.artifact_view import TaskArtifact
     from clearq.sdk.logger import Logger
+    from clearq.sdk.records import StoreRecords
     from clearq.sdk.run import Run
     from clearq.sdk.task import Task
     from clearq.sdk.task_artifacts import RunArtifacts
@@ -47,8 +48,11 @@ class TaskSurface:
         _id: uuid.UUID
         _name: str
         _project: str
-        _run: Run | None
         _run_artifacts: RunArtifacts | None
+        _records: StoreRecords
+
+        @property
+        def _run(self) -> Run | None: ...
 
         @property
         def _store(self) -> Store: ...
@@ -180,7 +184,7 @@ class TaskSurface:
 
     def get_last_iteration(self) -> int:
         """The highest iteration the task has reported a scalar at (0 if none)."""
-        summary = self._store.outputs.summary(self._id)
+        summary = self._records.summary(self._id)
         return max((s.last_iteration for s in summary if s.last_iteration is not None), default=0)
 
     # ---- artifacts --------------------------------------------------------------------
@@ -190,10 +194,8 @@ class TaskSurface:
         """The task's artifacts by name: ``task.artifacts["data"].get()``."""
         from clearq.sdk.artifact_view import TaskArtifact
 
-        cache = self._store.settings.home_dir / "cache" / "artifacts"
-        return {
-            a.name: TaskArtifact(a, cache=cache) for a in self._store.outputs.artifacts(self._id)
-        }
+        cache = self._records.local_folder("cache/artifacts")
+        return {a.name: TaskArtifact(a, cache=cache) for a in self._records.artifacts(self._id)}
 
     def register_artifact(
         self,
@@ -221,18 +223,16 @@ class TaskSurface:
         if self._run is None:
             raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
         if self._run_artifacts is None:
-            settings = self._store.settings
-            record = self._record
-            run = self._run
+            records, record, run = self._records, self._record, self._run
 
             def store_one(artifact: Any) -> None:
-                self._store.outputs.add_artifact(_fence(run), artifact)
+                records.add_artifact(_fence(run), artifact)
 
             self._run_artifacts = RunArtifacts(
                 Destination(
-                    output_uri=record.output_uri or str(settings.artifacts_dir),
+                    output_uri=record.output_uri or records.artifacts_root(),
                     task_id=self._id,
-                    staging=settings.home_dir / "staging",
+                    staging=records.local_folder("staging"),
                     record=store_one,
                 )
             )
@@ -269,10 +269,10 @@ class TaskSurface:
                 if callback is not None and not callback("artifact", artifact.uri):
                     continue
                 ok = _delete_file(artifact.uri, raise_on_error) and ok
-        from clearq.sdk.task import Task
+        from clearq.sdk.session import SESSION
 
-        if Task._current is self:
-            Task._current = None
+        if SESSION.current is self:
+            SESSION.current = None
         return ok
 
     # ---- a function as a task of its own ---------------------------------------------
@@ -303,7 +303,7 @@ class TaskSurface:
         )
         from clearq.sdk.task import Task
 
-        return Task(self._store, self._store.tasks.create(spec))
+        return Task._of(self._records, self._records.create(spec))
 
 
 def _properties_from(item: Any) -> dict[str, Any]:

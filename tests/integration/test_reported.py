@@ -26,7 +26,9 @@ from clearq.models import EnvSpec, Fence, Script, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler.runlink import open_run_link
 from clearq.scheduler.runlink_results import PlotRow
+from clearq.sdk.records import StoreRecords
 from clearq.sdk.reporter import Reporter
+from clearq.sdk.roles import LocalRun
 from clearq.sdk.run import Run
 from clearq.sdk.task import use_store
 
@@ -49,7 +51,7 @@ def task(store: Store, store_url: str, tmp_path: Path) -> Iterator[Task]:
     )
     reporter = Reporter(link, fence, interval=3600)  # written on flush only
     run = Run(link, fence, reporter, under_agent=False, output_root=str(tmp_path / "out"))
-    made = Task._for_run(fence.task_id, "p", "n", run)
+    made = Task(StoreRecords(), task_id=fence.task_id, project="p", name="n", role=LocalRun(run))
     yield made
     run.end()
     use_store(None)
@@ -216,7 +218,7 @@ def test_plots_and_samples_are_fenced_and_reset(task: Task, store: Store) -> Non
     log.report_histogram("h", "s", [1, 2])
     log.report_image("i", "s", image=np.zeros((2, 2), dtype=np.uint8))
     task.flush()
-    run = task._run
+    run = task._role.run
     assert run is not None
     row = PlotRow(title="late", series="s", iteration=0, kind="histogram", figure="{}")
     fence = Fence(task_id=run.fence.task_id, attempt=run.fence.attempt, worker=None)

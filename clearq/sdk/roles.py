@@ -1,0 +1,202 @@
+"""What a ``Task`` is to this process, chosen once when the Task is made.
+
+A :class:`~clearq.sdk.task.Task` is a record in the store; what differs is whether
+this process runs it, and how:
+
+- :class:`Stored` -- a task found, made or cloned here; nothing of it runs in this
+  process. ``connect`` and ``set_parameters`` change the draft's parameters; it has no
+  logger output, no artifacts to upload and nothing to send to a queue.
+- :class:`LocalRun` -- ``Task.init`` run by hand: this process owns the attempt.
+  Parameters are written through the run's fence; ``execute_remotely`` gives the task
+  to a queue and stops here.
+- :class:`AgentRun` -- ``Task.init`` under an agent: the agent owns the attempt.
+  ``connect`` and argparse receive the stored values (overrides included) instead of
+  recording their own; ``execute_remotely`` does nothing.
+
+Each role answers the few questions on which those differ; ``Task``'s methods ask them
+and never branch on the kind of run themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from clearq.enums import TaskStatus
+from clearq.errors import InvalidInput
+from clearq.sdk import parameters as params
+from clearq.sdk.preemption import AbortHandler
+
+if TYPE_CHECKING:
+    from clearq.models import Fence
+    from clearq.sdk.console import ConsoleCapture
+    from clearq.sdk.reporter import Reporter
+    from clearq.sdk.run import Run
+    from clearq.sdk.task import Task
+
+
+class Stored:
+    """A task with no run in this process."""
+
+    run: Run | None = None
+    """This process's run of the task, when it has one."""
+
+    def write_parameters(self, task: Task, flat: dict[str, str]) -> None:
+        """Merge ``flat`` into the task's parameters (a draft's)."""
+        task._remember(task._records.update_parameters(task._id, flat))
+
+    def connect(self, task: Task, values: MutableMapping[str, Any], section: str) -> None:
+        """Record the connected values as the task's parameters."""
+        self.write_parameters(task, params.flatten(values, section))
+
+    def configuration(self, key: str) -> str | None:
+        """The stored text of a connected configuration file, when the run is handed it."""
+        return None
+
+    def own_run(self, task: Task) -> Run:
+        """This process's run of ``task``: only its own run reports."""
+        raise InvalidInput(f"task {task.id} is not run by this process: only its own run reports")
+
+    def reporter(self, task: Task) -> Reporter:
+        """The reporter of this process's run of ``task``."""
+        return self.own_run(task).reporter
+
+    @property
+    def console(self) -> ConsoleCapture | None:
+        """The console tee of this process's run, when it has one."""
+        return None
+
+    def flush(self) -> None:
+        """Write what this process's run reported so far (nothing to write here)."""
+
+    def fence(self, task: Task) -> Fence:
+        """The attempt this process runs, for the writes only a run makes (artifacts)."""
+        raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
+
+    def execute_remotely(
+        self, task: Task, queue_name: str | None, clone: bool, exit_process: bool
+    ) -> Task | None:
+        """Let an agent run the task this process runs (``Task.execute_remotely``)."""
+        raise InvalidInput("execute_remotely is for the task this process runs")
+
+    def register_abort(self, callback: Callable[[], object] | None, timeout: float) -> None:
+        """Run ``callback`` when this process's run is stopped from outside (SIGTERM)."""
+        raise InvalidInput("abort callbacks are for the task this process runs")
+
+    def end(self) -> None:
+        """End this process's run (nothing runs here)."""
+
+
+class LocalRun(Stored):
+    """This process's run of a task it started by hand: it owns the attempt."""
+
+    def __init__(self, run: Run) -> None:
+        self.run: Run = run
+
+    def own_run(self, task: Task) -> Run:
+        """This process's run."""
+        return self.run
+
+    def write_parameters(self, task: Task, flat: dict[str, str]) -> None:
+        """Merge ``flat`` into the running task's parameters, through the run's fence."""
+        self.run.link.update_parameters(self.run.fence, flat)
+        task._forget()  # read again when asked
+
+    @property
+    def console(self) -> ConsoleCapture | None:
+        """The run's console tee, when it captures the console."""
+        return self.run.console
+
+    def flush(self) -> None:
+        """Write what the run reported so far, now."""
+        self.run.reporter.flush()
+
+    def fence(self, task: Task) -> Fence:
+        """The run's attempt, as the store's Fence."""
+        from clearq.models import Fence
+
+        f = self.run.fence
+        return Fence(task_id=f.task_id, attempt=f.attempt, worker=f.worker)
+
+    def execute_remotely(
+        self, task: Task, queue_name: str | None, clone: bool, exit_process: bool
+    ) -> Task | None:
+        """Give the task to ``queue_name`` (or leave it a draft), or send a clone; stop here.
+
+        ``clone=True`` sends a clone instead (returned) and, with ``exit_process=False``,
+        this run goes on; ``exit_process=False`` needs ``clone=True``.
+        """
+        if not clone and not exit_process:
+            raise InvalidInput(
+                "execute_remotely(clone=False, exit_process=False) cannot work: this run "
+                "gives its task away; pass clone=True to keep running here"
+            )
+        task.flush(wait_for_uploads=True)
+        if clone:
+            return self._send_clone(task, queue_name, exit_process)
+        if queue_name is None:
+            task._remember(task._records.release_run(self.fence(task)))
+            print(f"clearq: task {task.id} left as a draft", file=sys.__stderr__)
+        else:
+            task._remember(task._records.enqueue_run(self.fence(task), queue_name))
+            print(f"clearq: task {task.id} sent to queue {queue_name!r}", file=sys.__stderr__)
+        self.run.end(record=False)
+        raise SystemExit(0)
+
+    def _send_clone(self, task: Task, queue_name: str | None, exit_process: bool) -> Task:
+        from clearq.sdk.run import Outcome
+
+        made = type(task).clone(task, name=task.name)
+        if queue_name is not None:
+            made.enqueue(queue_name)
+        where = f"queue {queue_name!r}" if queue_name else "a draft"
+        print(f"clearq: task {made.id}, a clone of {task.id}, is {where}", file=sys.__stderr__)
+        if exit_process:
+            self.run.end(Outcome(TaskStatus.STOPPED, 0, f"a clone ({made.id}) runs instead"))
+            raise SystemExit(0)
+        return made
+
+    def register_abort(self, callback: Callable[[], object] | None, timeout: float) -> None:
+        """Run ``callback`` on SIGTERM, for at most ``timeout`` seconds, then exit."""
+        if self.run.abort is None:
+            self.run.abort = AbortHandler(self.run.on_sigterm)
+        self.run.abort.register(callback, timeout)
+
+    def end(self) -> None:
+        """End the run now, as if the script exited."""
+        self.run.end()
+
+
+class AgentRun(LocalRun):
+    """This process's run of a task an agent claimed: the agent owns the attempt."""
+
+    def __init__(self, run: Run, parameters: dict[str, str]) -> None:
+        super().__init__(run)
+        self.parameters = dict(parameters)
+        """The task's parameters as read when the run attached, overrides included."""
+
+    def write_parameters(self, task: Task, flat: dict[str, str]) -> None:
+        """Merge ``flat`` into the running task's parameters, through the run's fence."""
+        self.parameters = self.run.link.update_parameters(self.run.fence, flat)
+        task._forget()
+
+    def connect(self, task: Task, values: MutableMapping[str, Any], section: str) -> None:
+        """Write the stored values (overrides included) into ``values``."""
+        params.apply_overrides(values, self.parameters, section)
+
+    def configuration(self, key: str) -> str | None:
+        """The stored text of a connected configuration file (an override, perhaps)."""
+        return self.parameters.get(key)
+
+    def execute_remotely(
+        self, task: Task, queue_name: str | None, clone: bool, exit_process: bool
+    ) -> Task | None:
+        """Already running on an agent: nothing to do."""
+        return None
+
+
+Role = Stored | LocalRun | AgentRun
+"""Any of the three."""
+
+__all__ = ["AgentRun", "LocalRun", "Role", "Stored"]

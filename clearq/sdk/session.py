@@ -1,0 +1,67 @@
+"""The SDK's one piece of process-wide state: which store it uses, and the current task.
+
+A training script's ``Task.init``, ``Task.get_task`` and ``Task.clone`` need a store
+without being handed one, as in ClearML. That default lives here and nowhere else, as
+one explicit :class:`Session` (``SESSION``): the store (opened from the settings on
+first use, or set with :func:`use_store`), the task this process reports into, and the
+requirements ``Task.init`` adds or leaves out. Tests and programs that manage several
+stores replace it with :func:`use_store`.
+
+Nothing here imports SQLAlchemy or pydantic until a store is opened: a training script
+passes through this module on its way to ``Task.init``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from clearq.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from clearq.scheduler import Store
+    from clearq.sdk.task import Task
+
+
+@dataclass
+class Session:
+    """What the SDK in this process uses when a call is given nothing explicit."""
+
+    store: Store | None = None
+    """The store, once opened (or given with ``use_store``)."""
+    current: Task | None = None
+    """The task this process reports into (``Task.init``'s)."""
+    extra_requirements: list[str] = field(default_factory=list)
+    """Added to what ``Task.init`` captures (``Task.add_requirements``)."""
+    ignored_requirements: list[str] = field(default_factory=list)
+    """Left out of what ``Task.init`` captures (``Task.ignore_requirements``)."""
+
+
+SESSION = Session()
+"""This process's session: the SDK's only process-wide state."""
+
+
+def default_store() -> Store:
+    """The process-wide store, opened from the settings on first use."""
+    if SESSION.store is None:
+        from clearq.scheduler.store import Store
+
+        SESSION.store = Store()
+    return SESSION.store
+
+
+def use_store(store: Store | None) -> None:
+    """Make ``store`` the one the SDK uses (tests, or a program managing several)."""
+    SESSION.store = store
+
+
+def settings_in_use() -> Settings:
+    """The settings of the store the SDK uses (``use_store``'s, else the environment's)."""
+    store = SESSION.store
+    if store is None:
+        return load_settings()
+    url = store.db.url.render_as_string(hide_password=False)
+    return store.settings.replace(database_url=url)
+
+
+__all__ = ["SESSION", "Session", "default_store", "settings_in_use", "use_store"]

@@ -1,0 +1,46 @@
+"""The SDK's Task is a record plus a role chosen once; its process-wide state is one Session."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from clearq.errors import InvalidInput
+from clearq.sdk import Task
+from clearq.sdk.records import StoreRecords
+from clearq.sdk.roles import Stored
+from clearq.sdk.session import SESSION
+
+
+def _stored_task() -> Task:
+    return Task(StoreRecords(), task_id=uuid.uuid4(), project="p", name="n")
+
+
+def test_a_task_not_run_here_has_the_stored_role_and_refuses_run_only_calls() -> None:
+    task = _stored_task()
+    assert isinstance(task._role, Stored)
+    with pytest.raises(InvalidInput, match="not run by this process"):
+        task.get_logger().report_scalar("loss", "train", 0.5, 1)
+    with pytest.raises(InvalidInput, match="uploaded by the task's own run"):
+        task.upload_artifact("x", {"a": 1})
+    with pytest.raises(InvalidInput, match="for the task this process runs"):
+        task.execute_remotely("default")
+    task.flush()  # nothing reported here: nothing to write
+
+
+def test_requirement_changes_go_to_the_session_not_to_the_class() -> None:
+    saved = list(SESSION.extra_requirements), list(SESSION.ignored_requirements)
+    try:
+        Task.add_requirements("six", "1.16.0")
+        Task.ignore_requirements(["tomli"])
+        assert SESSION.extra_requirements[-1] == "six==1.16.0"
+        assert SESSION.ignored_requirements[-1] == "tomli"
+        mutable_class_attributes = [
+            name
+            for name, value in vars(Task).items()
+            if isinstance(value, list | dict | set) and not name.startswith("__")
+        ]
+        assert mutable_class_attributes == []
+    finally:
+        SESSION.extra_requirements[:], SESSION.ignored_requirements[:] = saved
