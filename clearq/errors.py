@@ -15,6 +15,7 @@ errors are translated into this tree where they enter the package::
     ├── InvalidInput             a value a user gave that cannot be used
     ├── CaptureError             git could not describe the code (clearq.sdk.capture.git)
     ├── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
+    ├── SlurmError               a Slurm command failed (clearq.runtime.slurmcli)
     ├── EnvBuildError            a task's Python environment could not be built (clearq.envs);
     │                            ``failure`` says why, ``infra`` whether a retry may help
     └── ContainerError           Docker mode could not run a task's container (clearq.envs.docker)

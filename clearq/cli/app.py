@@ -12,6 +12,7 @@ from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
 from clearq.cli.output import error, say
 from clearq.cli.reap import reap_command
+from clearq.cli.slurm import slurm_command
 from clearq.cli.ui import ui_command
 from clearq.cli.workers import workers_command
 from clearq.errors import ClearqError
@@ -29,6 +30,7 @@ app.command("reap")(reap_command)
 app.command("agent")(agent_command)
 app.command("workers")(workers_command)
 app.command("ui")(ui_command)
+app.command("slurm")(slurm_command)
 
 
 def _print_version(value: bool) -> None:

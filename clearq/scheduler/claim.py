@@ -9,7 +9,8 @@ gives a ranked list; ``interleave=False`` is strict priority (rank first), ``Tru
 takes the first entry of each queue in rank order before the second of any (round
 robin within one batch). :class:`Claimer` keeps a worker's rotation between claims.
 
-An entry is eligible when its delay (a retry's ``not_before``) is over and every task it
+An entry is eligible when no outside launcher holds it (``held_by``: a task waiting in
+Slurm's queue), its delay (a retry's ``not_before``) is over and every task it
 depends on has completed (or ended otherwise on an edge that continues on failure):
 both are conditions of the same statement, not of a polling controller. A queue with a
 cap (``max_running``) hands out only as many tasks as it has room for. On PostgreSQL the
@@ -51,6 +52,7 @@ picked AS MATERIALIZED (
         SELECT e.id, e.task_id, e.priority
         FROM queue_entries e
         WHERE e.queue_id = q.id
+          AND e.held_by IS NULL
           AND (e.not_before IS NULL OR e.not_before <= now())
           AND NOT EXISTS (
               SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
@@ -119,6 +121,7 @@ _SQLITE_PICK = (
     sa.select(queue_entries.c.id, queue_entries.c.task_id)
     .where(
         queue_entries.c.queue_id == sa.bindparam("queue_id"),
+        queue_entries.c.held_by.is_(None),
         sa.or_(queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()),
         ~BLOCKED,
     )

@@ -149,6 +149,8 @@ queue_entries = sa.Table(
     sa.Column("priority", sa.Integer(), nullable=False),
     sa.Column("enqueued_at", UtcDateTime(), nullable=False),
     sa.Column("not_before", UtcDateTime()),
+    # An outside launcher's hold (``slurm:<job id>``): the agents' claim passes it over.
+    sa.Column("held_by", sa.String(255)),
     sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
 )
 

@@ -11,6 +11,7 @@ from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
 from clearq.scheduler.claim_task import claim_task
 from clearq.scheduler.engine import Database
+from clearq.scheduler.holds import Holds
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.migrate import ensure_schema
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, listen
@@ -55,6 +56,7 @@ class Store:
         self.reported = Reported(self.db)
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
         self.views = Views(self.db)
+        self.holds = Holds(self.db)
 
     @property
     def url(self) -> str:

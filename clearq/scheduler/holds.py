@@ -1,0 +1,150 @@
+"""Holds: queue entries an outside launcher has taken out of the agents' reach.
+
+An outside launcher (``clearq slurm``) picks the next entry of a queue in claim order and
+holds it (``held_by = 'slurm:<job id>'``) while its job waits in the launcher's own queue.
+The task stays ``queued`` and keeps its place; the agents' claim passes the entry over;
+``clearq task run ID`` in the job claims it like any other (the claim takes held entries
+too). Holds are only hints about a job: the launcher reconciles them with its scheduler's
+view on every pass (releases the hold of a job that is gone, re-holds an entry whose job
+is back), so a launcher that dies leaves nothing that cannot be repaired by the next.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from clearq.models import Fence, TaskStatus
+from clearq.scheduler.claim import BLOCKED
+from clearq.scheduler.engine import Database
+from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """A queued task whose entry an outside launcher holds."""
+
+    task_id: uuid.UUID
+    holder: str
+    queue: str
+
+
+@dataclass(frozen=True)
+class RunningUnder:
+    """A running task whose worker name matches a launcher's pattern."""
+
+    fence: Fence
+    stop_requested: bool
+
+
+class Holds:
+    """Hold, re-hold and release queue entries for outside launchers."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def hold_next(self, queue: str, holder: str) -> uuid.UUID | None:
+        """Hold the next entry the claim would hand out from ``queue``; its task, or None."""
+        pick = (
+            sa.select(queue_entries.c.id)
+            .join(queues, queues.c.id == queue_entries.c.queue_id)
+            .where(
+                queues.c.name == queue,
+                queue_entries.c.held_by.is_(None),
+                sa.or_(
+                    queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()
+                ),
+                ~BLOCKED,
+            )
+            .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
+            .limit(1)
+            .with_for_update(of=queue_entries, skip_locked=True)
+        )
+        with self._db.write() as conn:
+            entry = conn.execute(pick).scalar()
+            if entry is None:
+                return None
+            task_id: uuid.UUID = conn.execute(
+                queue_entries.update()
+                .where(queue_entries.c.id == entry)
+                .values(held_by=holder)
+                .returning(queue_entries.c.task_id)
+            ).scalar_one()
+        return task_id
+
+    def rehold(self, task_id: uuid.UUID, holder: str, *, was: str | None) -> bool:
+        """Move a hold from ``was`` (None: an entry nobody holds) to ``holder``."""
+        held = queue_entries.c.held_by
+        with self._db.write() as conn:
+            found = conn.execute(
+                queue_entries.update()
+                .where(
+                    queue_entries.c.task_id == task_id,
+                    held.is_(None) if was is None else held == was,
+                )
+                .values(held_by=holder)
+                .returning(queue_entries.c.id)
+            ).first()
+        return found is not None
+
+    def release(self, task_id: uuid.UUID, holder: str) -> bool:
+        """Give a held entry back to the agents' claim; False when ``holder`` held nothing."""
+        with self._db.write() as conn:
+            found = conn.execute(
+                queue_entries.update()
+                .where(queue_entries.c.task_id == task_id, queue_entries.c.held_by == holder)
+                .values(held_by=None)
+                .returning(queue_entries.c.id)
+            ).first()
+        return found is not None
+
+    def held(self, prefix: str) -> builtins.list[HeldEntry]:
+        """Every entry held by a holder whose name starts with ``prefix``."""
+        query = (
+            sa.select(queue_entries.c.task_id, queue_entries.c.held_by, queues.c.name)
+            .join(queues, queues.c.id == queue_entries.c.queue_id)
+            .where(queue_entries.c.held_by.startswith(prefix, autoescape=True))
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [HeldEntry(r.task_id, r.held_by, r.name) for r in rows]
+
+    def note(self, task_id: uuid.UUID, holder: str, reason: str) -> None:
+        """Show where a held task stands (``pending in Slurm job 12: Resources``)."""
+        still_held = (
+            sa.select(queue_entries.c.id)
+            .where(queue_entries.c.task_id == task_id, queue_entries.c.held_by == holder)
+            .exists()
+        )
+        with self._db.write() as conn:
+            conn.execute(
+                tasks.update()
+                .where(
+                    tasks.c.id == task_id,
+                    tasks.c.status == TaskStatus.QUEUED.value,
+                    tasks.c.status_reason != reason,
+                    still_held,
+                )
+                .values(status_reason=reason)
+            )
+
+    def running_under(self, worker_suffix: str) -> builtins.list[RunningUnder]:
+        """Running tasks whose worker name contains ``worker_suffix`` (``:slurm-``)."""
+        query = sa.select(
+            tasks.c.id, tasks.c.attempt, tasks.c.worker, tasks.c.stop_requested_at
+        ).where(
+            tasks.c.status == TaskStatus.RUNNING.value,
+            tasks.c.worker.contains(worker_suffix, autoescape=True),
+        )
+        with self._db.read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            RunningUnder(
+                Fence(task_id=r.id, attempt=r.attempt, worker=r.worker),
+                r.stop_requested_at is not None,
+            )
+            for r in rows
+        ]
