@@ -46,20 +46,18 @@ class Reported:
             query = query.where(p.series == series)
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(p.id)).all()
-        plots = [
-            ReportedPlot(
-                id=r.id,
-                attempt=r.attempt,
-                title=r.title,
-                series=r.series,
-                iteration=r.iteration,
-                kind=r.kind,
-                figure=dict(r.figure),
-                at=r.at,
-            )
-            for r in rows
-        ]
+        plots = [_plot(r) for r in rows]
         return plots if max_iterations is None else _last_iterations(plots, max_iterations)
+
+    def plot(self, task_id: uuid.UUID, plot_id: int) -> ReportedPlot:
+        """One plot of a task; NotFound when the task has no such plot."""
+        p = task_plots.c
+        query = sa.select(task_plots).where(p.task_id == task_id, p.id == plot_id)
+        with self._db.read() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise NotFound(f"task {task_id} has no plot {plot_id}")
+        return _plot(row)
 
     def samples(
         self,
@@ -88,6 +86,19 @@ class Reported:
         if row is None:
             raise NotFound(f"task {task_id} has no debug sample {sample_id}")
         return _sample(row)
+
+
+def _plot(r: Any) -> ReportedPlot:
+    return ReportedPlot(
+        id=r.id,
+        attempt=r.attempt,
+        title=r.title,
+        series=r.series,
+        iteration=r.iteration,
+        kind=r.kind,
+        figure=dict(r.figure),
+        at=r.at,
+    )
 
 
 def _sample(r: Any) -> DebugSample:

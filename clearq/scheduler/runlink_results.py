@@ -28,6 +28,40 @@ PLOT_KINDS = frozenset(
 )
 SAMPLE_KINDS = frozenset({"image", "audio", "video", "html", "text", "file"})
 
+# extension -> (kind, content type), one table for the writer and for the page that serves
+# the files (which never trusts a row's own content type). Anything else is a plain file.
+SAMPLE_TYPES: dict[str, tuple[str, str]] = {
+    "png": ("image", "image/png"),
+    "jpg": ("image", "image/jpeg"),
+    "jpeg": ("image", "image/jpeg"),
+    "gif": ("image", "image/gif"),
+    "webp": ("image", "image/webp"),
+    "bmp": ("image", "image/bmp"),
+    "svg": ("image", "image/svg+xml"),
+    "wav": ("audio", "audio/wav"),
+    "mp3": ("audio", "audio/mpeg"),
+    "ogg": ("audio", "audio/ogg"),
+    "flac": ("audio", "audio/flac"),
+    "m4a": ("audio", "audio/mp4"),
+    "mp4": ("video", "video/mp4"),
+    "webm": ("video", "video/webm"),
+    "ogv": ("video", "video/ogg"),
+    "mov": ("video", "video/quicktime"),
+    "html": ("html", "text/html"),
+    "htm": ("html", "text/html"),
+    "txt": ("text", "text/plain"),
+    "log": ("text", "text/plain"),
+    "csv": ("text", "text/csv"),
+    "json": ("text", "application/json"),
+    "md": ("text", "text/markdown"),
+}
+OTHER_TYPE = ("file", "application/octet-stream")
+
+
+def kind_of(extension: str) -> tuple[str, str]:
+    """(kind, content type) of a sample by its file extension."""
+    return SAMPLE_TYPES.get(extension.lower().lstrip("."), OTHER_TYPE)
+
 
 @dataclass(frozen=True)
 class PlotRow:

@@ -27,46 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from clearq.errors import InvalidInput
-from clearq.scheduler.runlink_results import SampleRow
+from clearq.scheduler.runlink_results import SampleRow, kind_of
 
 DEFAULT_HISTORY = 100
 """Files kept per (title, series) when the report does not say (ClearML's default)."""
 SAMPLES_FOLDER = "samples"
 
-# extension -> (kind, content type). Anything else is a plain file, served for download.
-TYPES: dict[str, tuple[str, str]] = {
-    "png": ("image", "image/png"),
-    "jpg": ("image", "image/jpeg"),
-    "jpeg": ("image", "image/jpeg"),
-    "gif": ("image", "image/gif"),
-    "webp": ("image", "image/webp"),
-    "bmp": ("image", "image/bmp"),
-    "svg": ("image", "image/svg+xml"),
-    "wav": ("audio", "audio/wav"),
-    "mp3": ("audio", "audio/mpeg"),
-    "ogg": ("audio", "audio/ogg"),
-    "flac": ("audio", "audio/flac"),
-    "m4a": ("audio", "audio/mp4"),
-    "mp4": ("video", "video/mp4"),
-    "webm": ("video", "video/webm"),
-    "ogv": ("video", "video/ogg"),
-    "mov": ("video", "video/quicktime"),
-    "html": ("html", "text/html"),
-    "htm": ("html", "text/html"),
-    "txt": ("text", "text/plain"),
-    "log": ("text", "text/plain"),
-    "csv": ("text", "text/csv"),
-    "json": ("text", "application/json"),
-    "md": ("text", "text/markdown"),
-}
-OTHER = ("file", "application/octet-stream")
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 _EXTENSION = re.compile(r"^[A-Za-z0-9]{1,16}$")
-
-
-def kind_of(extension: str) -> tuple[str, str]:
-    """(kind, content type) of a sample by its file extension."""
-    return TYPES.get(extension.lower(), OTHER)
 
 
 def extension_of(name: str, given: str | None = None) -> str:

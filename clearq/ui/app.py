@@ -16,7 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from clearq.errors import ClearqError, InvalidInput, NotFound
 from clearq.scheduler import Store
-from clearq.ui import actions, api, pages
+from clearq.ui import actions, api, pages, results
 from clearq.ui.security import Guard, SecurityMiddleware
 from clearq.ui.web import render
 
@@ -58,6 +58,10 @@ def _routes() -> list[BaseRoute]:
         Route("/api/tasks/{task_id:uuid}/scalars", api.scalars),
         Route("/api/tasks/{task_id:uuid}/summary", api.summary),
         Route("/api/tasks/{task_id:uuid}/history", api.history),
+        Route("/api/tasks/{task_id:uuid}/plots", results.plots),
+        Route("/api/tasks/{task_id:uuid}/plots/{plot_id:int}", results.plot),
+        Route("/api/tasks/{task_id:uuid}/samples", results.samples),
+        Route("/tasks/{task_id:uuid}/samples/{sample_id:int}", results.sample_file),
         Route("/queue/entries", actions.queue_entries, methods=["POST"]),
         Route("/queue/clear", actions.queue_clear, methods=["POST"]),
         Route("/tasks/{task_id:uuid}/{action:str}", actions.task_action, methods=["POST"]),

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from clearq.models import FINAL_STATUSES, Task, TaskStatus
 from clearq.ui import api, fmt, tables
+from clearq.ui.security import PLOT_PAGE_CSP
 from clearq.ui.tables import link
 from clearq.ui.web import redirect, render, store_of, task_id_of
 
@@ -108,7 +109,7 @@ def task(request: Request) -> Response:
     store = store_of(request)
     record = store.tasks.get(task_id_of(request))
     base = f"/api/tasks/{record.id}"
-    return render(
+    page = render(
         request,
         "task.html",
         title=f"Task {record.name}",
@@ -125,6 +126,8 @@ def task(request: Request) -> Response:
             "scalars": f"{base}/scalars",
             "summary": f"{base}/summary",
             "history": f"{base}/history",
+            "plots": f"{base}/plots",
+            "samples": f"{base}/samples",
         },
         summary_columns=tables.SUMMARY_COLUMNS,
         history_columns=tables.HISTORY_COLUMNS,
@@ -132,6 +135,8 @@ def task(request: Request) -> Response:
         size=fmt.size,
         stamp=fmt.stamp,
     )
+    page.headers["Content-Security-Policy"] = PLOT_PAGE_CSP
+    return page
 
 
 def _env_used(task: Task) -> list[tuple[str, str]]:

@@ -11,7 +11,10 @@
   must be the page's own, with a form field that is an HMAC of the session cookie;
   cookies are ``HttpOnly`` and ``SameSite=Strict``.
 - **Content** — a Content-Security-Policy allows scripts and styles from the UI only
-  (no inline script), and frames nowhere; templates autoescape every value.
+  (no inline script), media and frames from the UI only, and no one to frame the page;
+  templates autoescape every value. Pages that draw plots also allow style attributes
+  (``PLOT_PAGE_CSP``), which plotly.js sets. Debug samples have their own stricter rules
+  (``results``): sandboxed, typed by extension, never HTML in the page's origin.
 """
 
 from __future__ import annotations
@@ -41,12 +44,17 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        "media-src 'self'; frame-src 'self'; connect-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
 }
+PLOT_PAGE_CSP = SECURITY_HEADERS["Content-Security-Policy"] + "; style-src-attr 'unsafe-inline'"
+"""For the pages that draw plots: plotly.js sets a few style attributes (a heat map's
+pixelated image, colour bars) that ``style-src 'self'`` refuses. Style elements, style
+sheets from elsewhere and every script rule stay as strict as on every other page."""
 _NO_STORE = {"Cache-Control": "no-store"}
 """For pages and data, never for the static files."""
 

@@ -22,15 +22,11 @@ from PIL import Image
 
 from clearq import Task
 from clearq.errors import InvalidInput, LeaseLost
-from clearq.models import EnvSpec, Fence, Script, TaskStatus
+from clearq.models import Fence, TaskStatus
 from clearq.scheduler import Store
-from clearq.scheduler.runlink import open_run_link
 from clearq.scheduler.runlink_results import PlotRow
-from clearq.sdk.records import StoreRecords
-from clearq.sdk.reporter import Reporter
-from clearq.sdk.roles import LocalRun
-from clearq.sdk.run import Run
 from clearq.sdk.task import use_store
+from tests.runs import start_run
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -40,20 +36,9 @@ import matplotlib.pyplot as plt
 def task(store: Store, store_url: str, tmp_path: Path) -> Iterator[Task]:
     """The task of a run started here, reporting into ``store``, files under tmp_path/out."""
     use_store(store)
-    link = open_run_link(store_url, lease_seconds=30)
-    fence = link.create_running(
-        project="p",
-        name="n",
-        task_type="training",
-        script=Script().model_dump(mode="json"),
-        env=EnvSpec().model_dump(mode="json"),
-        max_attempts=1,
-    )
-    reporter = Reporter(link, fence, interval=3600)  # written on flush only
-    run = Run(link, fence, reporter, under_agent=False, output_root=str(tmp_path / "out"))
-    made = Task(StoreRecords(), task_id=fence.task_id, project="p", name="n", role=LocalRun(run))
+    made = start_run(store_url, tmp_path / "out")
     yield made
-    run.end()
+    made.close()
     use_store(None)
     plt.close("all")
 

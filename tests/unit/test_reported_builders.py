@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from clearq.errors import InvalidInput
+from clearq.scheduler.runlink_results import kind_of
 from clearq.sdk import mpl, plots, samples
 
 matplotlib.use("Agg")
@@ -87,9 +88,9 @@ def test_simple_matplotlib_figures_convert_and_others_become_pictures() -> None:
 
 
 def test_sample_kinds_come_from_a_fixed_table() -> None:
-    assert samples.kind_of("PNG") == ("image", "image/png")
-    assert samples.kind_of("html") == ("html", "text/html")
-    assert samples.kind_of("exe") == ("file", "application/octet-stream")
+    assert kind_of("PNG") == ("image", "image/png")
+    assert kind_of("html") == ("html", "text/html")
+    assert kind_of("exe") == ("file", "application/octet-stream")
     assert samples.extension_of("a/b.tar.WAV") == "wav"
     with pytest.raises(InvalidInput, match="file_extension"):
         samples.extension_of("noext")

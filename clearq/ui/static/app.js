@@ -223,6 +223,171 @@
     every(POLL_MS, follow);
   }
 
+  // ---- plots (plotly.js) --------------------------------------------------------------------
+
+  function element(tag, cls, text) {
+    const el = document.createElement(tag);
+    if (cls) el.className = cls;
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  function showEmpty(box, empty) {
+    let note = box.querySelector(":scope > .hint.empty");
+    if (empty && !note) {
+      note = element("p", "hint empty", box.dataset.empty || "nothing here");
+      box.appendChild(note);
+    } else if (!empty && note) {
+      note.remove();
+    }
+  }
+
+  function heading(title, series, iteration) {
+    const h = element("h3", "", title + " · " + series);
+    const it = element("span", "iteration", " (iteration " + iteration + ")");
+    h.appendChild(it);
+    return h;
+  }
+
+  // A task's figure goes to plotly.js as data: titles and labels are drawn as SVG text.
+  function drawPlot(entry, figure) {
+    const layout = Object.assign({ autosize: true }, figure.layout || {});
+    if (!layout.height) layout.height = 380;
+    const config = { responsive: true, displaylogo: false };
+    return window.Plotly.react(entry.plot, figure.data || [], layout, config);
+  }
+
+  const plotBox = document.getElementById("plots");
+  if (plotBox) {
+    const drawn = new Map();
+    every(CHART_POLL_MS, async function () {
+      if (!window.Plotly) throw new Error("plotly.js did not load");
+      const list = await getJson(plotBox.dataset.plots);
+      showEmpty(plotBox, list.length === 0);
+      for (const p of list) {
+        const key = JSON.stringify([p.title, p.series]);
+        let entry = drawn.get(key);
+        if (entry && entry.id === p.id) continue;
+        const figure = await getJson(plotBox.dataset.plots + "/" + p.id);
+        if (!entry) {
+          const wrap = element("div", "plot-box");
+          wrap.dataset.title = p.title;
+          wrap.dataset.series = p.series;
+          const plot = element("div", "plot");
+          wrap.appendChild(heading(p.title, p.series, p.iteration));
+          wrap.appendChild(plot);
+          plotBox.appendChild(wrap);
+          entry = { wrap: wrap, plot: plot, id: null };
+          drawn.set(key, entry);
+        } else {
+          entry.wrap.replaceChild(heading(p.title, p.series, p.iteration), entry.wrap.firstChild);
+        }
+        await drawPlot(entry, figure);
+        entry.id = p.id;
+        entry.wrap.dataset.kind = p.kind;
+        entry.wrap.dataset.iteration = String(p.iteration);
+        entry.wrap.dataset.drawn = String(p.id);
+      }
+    });
+  }
+
+  // ---- debug samples: images, audio, video, HTML (sandboxed frame), files -----------------
+
+  function sampleView(s) {
+    if (!s.src) {
+      // Stored elsewhere: a link to open in a new tab, never loaded into this page.
+      const box = element("p", "hint", "stored at ");
+      if (s.link) {
+        const a = element("a", "", s.link);
+        a.href = s.link;
+        a.target = "_blank";
+        a.rel = "noopener noreferrer";
+        box.appendChild(a);
+      } else {
+        box.appendChild(element("span", "mono", s.uri));
+      }
+      return box;
+    }
+    let view;
+    if (s.kind === "image") {
+      view = element("img", "sample-image");
+      view.alt = "iteration " + s.iteration;
+    } else if (s.kind === "audio" || s.kind === "video") {
+      view = element(s.kind, "sample-media");
+      view.controls = true;
+      view.preload = "metadata";
+    } else if (s.kind === "html" || s.kind === "text") {
+      view = element("iframe", "sample-frame");
+      // HTML runs in an opaque origin: it can neither reach this page nor its cookies.
+      view.setAttribute("sandbox", s.kind === "html" ? "allow-scripts" : "");
+      view.referrerPolicy = "no-referrer";
+      view.title = "sample at iteration " + s.iteration;
+    } else {
+      view = element("a", "", "download (" + (s.size === null ? "?" : s.size) + " bytes)");
+      view.href = s.src;
+      view.setAttribute("download", "");
+      return view;
+    }
+    view.src = s.src;
+    return view;
+  }
+
+  function showSample(entry) {
+    const index = Number(entry.slider.value);
+    const s = entry.samples[index];
+    entry.label.textContent = "iteration " + s.iteration + " (" + (index + 1) + " of " + entry.samples.length + ")";
+    if (entry.shown === s.id) return;
+    entry.shown = s.id;
+    entry.wrap.dataset.kind = s.kind;
+    entry.wrap.dataset.iteration = String(s.iteration);
+    entry.view.replaceChildren(sampleView(s));
+  }
+
+  function makeSampleGroup(box, group) {
+    const wrap = element("div", "sample-box");
+    wrap.dataset.title = group.title;
+    wrap.dataset.series = group.series;
+    wrap.appendChild(element("h3", "", group.title + " · " + group.series));
+    const controls = element("div", "sample-controls");
+    const slider = element("input", "sample-slider");
+    slider.type = "range";
+    slider.min = "0";
+    slider.step = "1";
+    slider.setAttribute("aria-label", "iteration of " + group.title + " · " + group.series);
+    const label = element("span", "hint");
+    controls.appendChild(slider);
+    controls.appendChild(label);
+    const view = element("div", "sample-view");
+    wrap.appendChild(controls);
+    wrap.appendChild(view);
+    box.appendChild(wrap);
+    const entry = { wrap: wrap, slider: slider, label: label, view: view, samples: [], shown: null };
+    slider.addEventListener("input", function () {
+      showSample(entry);
+    });
+    return entry;
+  }
+
+  const sampleBox = document.getElementById("samples");
+  if (sampleBox) {
+    const groups = new Map();
+    every(CHART_POLL_MS, async function () {
+      const list = await getJson(sampleBox.dataset.samples);
+      showEmpty(sampleBox, list.length === 0);
+      for (const group of list) {
+        const key = JSON.stringify([group.title, group.series]);
+        let entry = groups.get(key);
+        if (!entry) groups.set(key, (entry = makeSampleGroup(sampleBox, group)));
+        const following = entry.samples.length === 0 || Number(entry.slider.value) === entry.samples.length - 1;
+        entry.samples = group.samples;
+        entry.slider.max = String(group.samples.length - 1);
+        entry.slider.disabled = group.samples.length < 2;
+        if (following) entry.slider.value = entry.slider.max;
+        showSample(entry);
+      }
+    });
+  }
+
   // ---- forms --------------------------------------------------------------------------------
 
   document.querySelectorAll("[data-confirm]").forEach(function (el) {
