@@ -10,6 +10,7 @@ script imports it on the way to ``Task.init``, where every millisecond of import
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -197,6 +198,22 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             raise ConfigError(f"{_env_name(name)}={text!r} cannot be used: {e}") from e
     values.update(overrides)
     return Settings(**values)
+
+
+HOME_MODE = 0o700
+"""clearq's folder holds the SQLite database, the env caches and other tasks' run
+folders: only its owner may look inside."""
+
+
+def ensure_home(home: Path) -> Path:
+    """``home`` (``~`` expanded), created owner-only (0700) if it does not exist yet."""
+    folder = home.expanduser()
+    if not folder.exists():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        # Another process may make it meanwhile: theirs stands.
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=HOME_MODE)
+    return folder
 
 
 def package_index_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import ExitStack
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -16,8 +18,10 @@ from clearq.runtime import Agent, AgentOptions, ExecutorConfig
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.exits import describe_exits
+from clearq.runtime.forced_env import parse_forced_environment
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
+from clearq.secrets import known_secrets
 
 
 def agent_command(
@@ -86,6 +90,30 @@ def agent_command(
             show_default=False,
         ),
     ] = None,
+    env: Annotated[
+        list[str],
+        typer.Option(
+            "--env",
+            metavar="NAME=VALUE",
+            help="A variable for every task (repeatable); wins over the task's own.",
+        ),
+    ] = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    secret_env: Annotated[
+        list[str],
+        typer.Option(
+            "--secret-env",
+            metavar="NAME=VALUE",
+            help="As --env, and its value is masked in every task's stored log.",
+        ),
+    ] = [],  # noqa: B006
+    env_file: Annotated[
+        list[Path],
+        typer.Option(
+            "--env-file",
+            metavar="PATH",
+            help="NAME=VALUE lines for every task ('secret NAME=VALUE': masked in logs).",
+        ),
+    ] = [],  # noqa: B006
     docker_network: Annotated[
         str | None,
         typer.Option(
@@ -122,6 +150,7 @@ def agent_command(
     )
     context = cli_context(ctx)
     settings = context.settings()
+    forced = parse_forced_environment(env, secret_env, env_file)
     config = ExecutorConfig(
         home=settings.home_dir,
         database_url=settings.resolved_database_url,
@@ -129,6 +158,8 @@ def agent_command(
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
+        secrets=known_secrets(settings.resolved_database_url, os.environ, forced.secrets),
+        forced_environment=forced.values,
     )
     with context.store() as store, ExitStack() as stack:
         executor = build_executor(

@@ -203,6 +203,7 @@ class DockerExecution:
 
     def _environment(self, fence: Fence) -> dict[str, str]:
         return {
+            **self._config.forced_environment,
             "CLEARQ_TASK_ID": str(fence.task_id),
             "CLEARQ_ATTEMPT": str(fence.attempt),
             "CLEARQ_WORKER": fence.worker or "",

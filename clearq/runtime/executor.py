@@ -16,11 +16,12 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from clearq.config import ensure_home
 from clearq.errors import ClearqError, EnvBuildError, InvalidInput, LeaseLost, StoreError
 from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
 from clearq.runtime.logsink import LogSink
@@ -121,6 +122,11 @@ class ExecutorConfig:
     keep_workspaces: bool = False
     allow_local_repositories: bool = False
     """Clone a task's repository from a path or ``file://`` URL on this machine."""
+    secrets: tuple[str, ...] = ()
+    """Values masked in every task's stored log (``clearq.secrets.known_secrets``)."""
+    forced_environment: Mapping[str, str] = field(default_factory=dict)
+    """The operator's variables for every task (``clearq agent --env``); they win over
+    the task's own ``environment``."""
 
 
 @dataclass(frozen=True)
@@ -160,12 +166,12 @@ class Executor:
         self._envs = envs
         self._config = config
         self._after_workspace = after_workspace
-        self._clearq_path = clearq_path_entry(config.home)
+        self._clearq_path = clearq_path_entry(ensure_home(config.home))
 
     def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
         """Run the claimed attempt to its end and say how it ended (the caller records it)."""
         fence = claim.fence
-        sink = LogSink(self._store, fence)
+        sink = LogSink(self._store, fence, secrets=self._config.secrets)
         folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}"
         try:
             task = self._store.tasks.get(claim.task_id)
@@ -256,9 +262,14 @@ class Executor:
         script = folder / "setup.sh"
         script.write_text(task.container.setup_script)
         sink.agent("running the task's setup script")
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
-        if gpus is not None:
-            environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        environ = task_environment(
+            os.environ,
+            python=None,
+            clearq_path=None,
+            settings={},
+            gpus=gpus,
+            forced=self._config.forced_environment,
+        )
         try:
             proc = TaskProcess(["bash", str(script)], cwd=run_dir, env=environ, sink=sink)
         except ProcessStartError as e:
@@ -297,6 +308,7 @@ class Executor:
             clearq_path=self._clearq_path,
             settings=clearq_vars,
             gpus=gpus,
+            forced=self._config.forced_environment,
         )
 
     def _supervise(

@@ -1,12 +1,19 @@
-"""A running task's console, written to its log in batches, fenced like every write."""
+"""A running task's console, written to its log in batches, fenced like every write.
+
+Secret values the agent knows (the database password, the operator's secret variables,
+credentials in its package index URLs) are masked before anything is stored
+(``clearq.runtime.logmask``).
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Iterable
 
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Fence
+from clearq.runtime.logmask import SecretMask
 from clearq.scheduler import Store
 
 LOG_FLUSH_SECONDS = 0.5
@@ -17,8 +24,16 @@ MAX_PENDING_PIECES = 100_000
 class LogSink:
     """Collects (stream, text) pieces and writes them every ``interval`` seconds."""
 
-    def __init__(self, store: Store, fence: Fence, *, interval: float = LOG_FLUSH_SECONDS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        fence: Fence,
+        *,
+        interval: float = LOG_FLUSH_SECONDS,
+        secrets: Iterable[str] = (),
+    ) -> None:
         self._store = store
+        self._mask = SecretMask(secrets)
         self._fence = fence
         self._interval = interval
         self._pending: list[tuple[str, str]] = []
@@ -35,6 +50,9 @@ class LogSink:
         if self.lost or not text:
             return
         with self._lock:
+            text = self._mask.feed(stream, text)
+            if not text:
+                return
             self._pending.append((stream, text))
             if len(self._pending) > MAX_PENDING_PIECES:
                 del self._pending[: len(self._pending) - MAX_PENDING_PIECES]
@@ -65,6 +83,8 @@ class LogSink:
         """Stop the thread after a last write."""
         self._closed.set()
         self._thread.join(timeout=30)
+        with self._lock:
+            self._pending.extend(self._mask.drain())
         self.flush()
 
     def _loop(self) -> None:

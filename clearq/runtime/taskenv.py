@@ -88,19 +88,66 @@ def clearq_path_entry(home: Path) -> Path:
     return folder
 
 
+PASSED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "TERM",
+        "TZ",
+        "TMPDIR",
+        "LANG",
+        "LANGUAGE",
+        "LD_LIBRARY_PATH",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "all_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "PIP_CERT",
+    }
+)
+"""The agent's own variables a task sees: its search path, home, locale, proxies and
+certificate settings (with ``LC_*``, ``CUDA_*`` and ``NVIDIA_*``). Nothing else of the
+agent's environment (credentials, tokens, the database's URL) reaches a task."""
+PASSED_PREFIXES = ("LC_", "CUDA_", "NVIDIA_")
+
+
+def allowed_environment(base: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``base`` (the agent's environment) that a task may see."""
+    return {k: v for k, v in base.items() if k in PASSED_VARIABLES or k.startswith(PASSED_PREFIXES)}
+
+
 def task_environment(
     base: Mapping[str, str],
     *,
-    python: Path,
-    clearq_path: Path,
+    python: Path | None,
+    clearq_path: Path | None,
     settings: Mapping[str, str],
     gpus: Sequence[str] | None,
+    own: Mapping[str, str] | None = None,
+    forced: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The task process's variables: the agent's, minus its clearq ones, plus the task's."""
-    env = {k: v for k, v in base.items() if not k.startswith("CLEARQ_")}
-    env.pop("PYTHONHOME", None)
-    env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", os.defpath)])
-    env["PYTHONPATH"] = str(clearq_path)
+    """A task process's variables, later layers winning: the allow-listed part of the
+    agent's (``base``), the task's ``own`` environment, what the operator ``forced``,
+    then the agent's (the interpreter's folder first on PATH, clearq on PYTHONPATH, the
+    GPUs, ``settings``). ``python`` None: the setup script, which gets no interpreter."""
+    env = allowed_environment(base)
+    env.update({k: v for k, v in (own or {}).items() if not k.startswith("CLEARQ_")})
+    env.update(forced or {})
+    if python is not None:
+        env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", os.defpath)])
+    if clearq_path is not None:
+        env["PYTHONPATH"] = str(clearq_path)
     env["PYTHONUNBUFFERED"] = "1"  # output reaches the log as it is printed
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)

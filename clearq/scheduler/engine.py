@@ -8,6 +8,7 @@ lock upgrade; readers use a deferred ``BEGIN`` and, in WAL mode, never block wri
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
 
+from clearq.config import ensure_home
 from clearq.errors import ConfigError, StoreError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -76,12 +78,8 @@ class Database:
             engine = sa.create_engine(self.url)
             _ping_idle_connections(engine)
             return engine
-        if self.url.database:
-            folder = Path(self.url.database).expanduser().parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise ConfigError(f"cannot create {folder} for the SQLite file: {e}") from e
+        if self.url.database and self.url.database != ":memory:":
+            _create_sqlite_file(Path(self.url.database).expanduser())
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
@@ -172,6 +170,22 @@ def _ping_idle_connections(engine: Engine) -> None:
         except engine.dialect.loaded_dbapi.Error as e:
             # The pool discards this connection and checks out a new one.
             raise DisconnectionError(f"pooled connection is dead: {e}") from e
+
+
+SQLITE_FILE_MODE = 0o600
+"""The database file (and, after it, SQLite's journal and WAL files): owner only."""
+
+
+def _create_sqlite_file(path: Path) -> None:
+    """The SQLite file's folder (0700 when made here) and the file itself (0600), if new."""
+    try:
+        ensure_home(path.parent)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise ConfigError(f"cannot create the SQLite file {path}: {e}") from e
+    os.close(fd)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +40,9 @@ from clearq.scheduler.schema import (
     tasks,
 )
 from clearq.scheduler.sqla_exec import on
+from clearq.secrets import scrub_env_fields, scrub_text
+
+log = logging.getLogger("clearq.scheduler")
 
 DEFAULT_LIST_LIMIT = 100
 RESET_TABLES = (
@@ -66,8 +70,8 @@ class TaskRepo:
             project=spec.project,
             name=spec.name,
             type=spec.type,
-            script=spec.script.model_dump(mode="json"),
-            env=spec.env.model_dump(mode="json"),
+            script=_stored_script(spec.script, f"task {spec.name!r}"),
+            env=_stored_env(spec.env, f"task {spec.name!r}"),
             container=spec.container.model_dump(mode="json"),
             parameters=dict(spec.parameters),
             tags=list(spec.tags),
@@ -190,8 +194,8 @@ class TaskRepo:
         values: dict[str, Any] = {
             "name": name,
             "parameters": None if parameters is None else dict(parameters),
-            "script": None if script is None else script.model_dump(mode="json"),
-            "env": None if env is None else env.model_dump(mode="json"),
+            "script": None if script is None else _stored_script(script, f"task {task_id}"),
+            "env": None if env is None else _stored_env(env, f"task {task_id}"),
             "container": None if container is None else container.model_dump(mode="json"),
             "tags": None if tags is None else list(tags),
             "comment": comment,
@@ -345,3 +349,22 @@ def _event_status(value: str) -> TaskStatus | HistoryMark:
         return TaskStatus(value)
     except ValueError:
         return HistoryMark(value)
+
+
+def _stored_env(env: EnvSpec, where: str) -> dict[str, Any]:
+    """``env`` as stored: without credentials in its URLs, each removal warned about."""
+    clean, warnings = scrub_env_fields(env.model_dump(mode="json"), where)
+    for warning in warnings:
+        log.warning("%s", warning)
+    return clean
+
+
+def _stored_script(script: Script, where: str) -> dict[str, Any]:
+    """``script`` as stored: its repository URL without credentials."""
+    stored = script.model_dump(mode="json")
+    if isinstance(stored.get("repository"), str):
+        warnings: list[str] = []
+        stored["repository"] = scrub_text(stored["repository"], f"{where}: repository", warnings)
+        for warning in warnings:
+            log.warning("%s", warning)
+    return stored

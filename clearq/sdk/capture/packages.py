@@ -37,6 +37,7 @@ from clearq.sdk.capture.packages_requirements import (
     without_clearq,
 )
 from clearq.sdk.capture.packages_scan import ImportScan, scan_imports
+from clearq.secrets import scrub_env_fields
 
 __all__ = [
     "FREEZE_EXCLUDED",
@@ -194,6 +195,8 @@ def _finish(
         "lock_kind": found.lock_kind,
         "index_urls": list(index_urls),
     }
+    env, scrubbed = scrub_env_fields(env, "the captured packages")
+    warnings.extend(scrubbed)
     return PackageCapture(fields=env, source=found.source, warnings=tuple(warnings))
 
 
