@@ -76,7 +76,7 @@ def one_run(folder: Path, *, hook: bool, steps: int, step_seconds: float, after:
     first = subprocess.Popen(run, env=env, stdout=subprocess.DEVNULL)
     wait_for_training(marks, after)
     first.send_signal(signal.SIGTERM)
-    if first.wait(timeout=120) != 4:
+    if first.wait(timeout=120) != 5:  # OnceExit.REQUEUED
         raise SystemExit(f"the first run was not preempted (exit {first.returncode})")
     subprocess.run(run, env=env, stdout=subprocess.DEVNULL, check=True, timeout=600)
     done = len(marks.read_text().splitlines())

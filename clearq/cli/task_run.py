@@ -70,8 +70,9 @@ def run_command(
 ) -> None:
     """Run a queued task here and now (claimed out of its queue); exit with its outcome.
 
-    Exit codes: 0 completed, 1 failed (or the task could not be claimed: the error says
-    why), 3 stopped, 4 back in its queue (preempted), 5 its attempt was lost.
+    Exit codes as `clearq agent --once`'s: 0 completed, 3 failed, 4 stopped, 5 back in its
+    queue (preempted), 6 its attempt was lost; 1 the task could not be claimed (the error
+    says why).
     """
     devices = parse_gpus(gpus, cpu_only=cpu_only, detected=0)
     context = cli_context(ctx)

@@ -9,7 +9,8 @@ outside (Slurm preempting the job, a spot notice, Ctrl-C) preempts the run: the 
 SIGTERM and its grace period, its abort callbacks checkpoint, and it goes back to the
 front of its queue without spending an attempt.
 
-The process's exit code says how the task ended (:class:`RunEnd`).
+The process's exit code says how the task ended, as ``clearq agent --once``'s does
+(:class:`clearq.runtime.exits.OnceExit`).
 """
 
 from __future__ import annotations
@@ -25,20 +26,12 @@ from dataclasses import dataclass
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Claim, TaskStatus
 from clearq.runtime.executor import Control, Executor, Outcome
+from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
 
 log = logging.getLogger(__name__)
 
 BEAT_SECONDS = 1.0
-
-EXIT_COMPLETED = 0
-EXIT_FAILED = 1
-"""The task failed (its own exit code is on the task and in the summary line)."""
-EXIT_STOPPED = 3
-EXIT_REQUEUED = 4
-"""Preempted, or given back after a failure of the machine: the task is queued again."""
-EXIT_LOST = 5
-"""The attempt stopped being this process's (its lease passed on): nothing recorded."""
 
 
 @dataclass(frozen=True)
@@ -51,17 +44,12 @@ class RunEnd:
 
     @property
     def exit_code(self) -> int:
-        """0 completed, 1 failed, 3 stopped, 4 queued again (preempted), 5 lost."""
-        status = self.outcome.status
+        """As ``clearq agent --once``: 0 completed, 3 failed, 4 stopped, 5 requeued, 6 lost."""
         if not self.recorded:
-            return EXIT_LOST
-        if self.outcome.requeue:
-            return EXIT_REQUEUED
-        if status is TaskStatus.COMPLETED:
-            return EXIT_COMPLETED
-        if status is TaskStatus.STOPPED:
-            return EXIT_STOPPED
-        return EXIT_FAILED
+            return OnceExit.LOST
+        if self.outcome.requeue or self.outcome.status is None:
+            return OnceExit.REQUEUED
+        return OnceExit.for_status(self.outcome.status)
 
 
 def run_worker_id(name: str | None) -> str:

@@ -116,11 +116,11 @@ def test_run_exits_with_the_tasks_failure_and_refuses_what_is_not_queued(
     cli: Cli, store: Store, tmp_path: Path
 ) -> None:
     store.queues.create("q")
-    failing = train_task(store, "q", tmp_path / "marks", fail=3)
+    failing = train_task(store, "q", tmp_path / "marks", fail=7)
     result = cli.run("task", "run", str(failing), "--skip-env", check=False)
-    assert result.returncode == 1
-    assert f"task {failing} failed: exited with code 3" in result.stdout
-    assert store.tasks.get(failing).exit_code == 3
+    assert result.returncode == 3
+    assert f"task {failing} failed: exited with code 7" in result.stdout
+    assert store.tasks.get(failing).exit_code == 7
     again = cli.fails("task", "run", str(failing), "--skip-env")
     assert f"task {failing} is failed, not queued: enqueue it first" in again
 
@@ -136,7 +136,7 @@ def test_sigterm_to_the_runner_preempts_and_the_next_attempt_resumes(
     wait_for_marks(marks, 3)
     runner.send_signal(signal.SIGTERM)
     out, err = runner.communicate(timeout=WAIT_SECONDS)
-    assert runner.returncode == 4, err
+    assert runner.returncode == 5, err
     assert "is queued again: preempted: SIGTERM received by `clearq task run`" in out
     task = store.tasks.get(task_id)
     assert task.status is TaskStatus.QUEUED
