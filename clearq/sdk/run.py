@@ -1,9 +1,10 @@
 """The run of this process: its fence, its reporter, and how it ends.
 
-A script started by hand owns its task's attempt: at exit the run records completed,
-failed (an uncaught exception or a non-zero ``sys.exit``) or stopped (Ctrl-C, or a stop
-request). Under an agent the agent owns the attempt and records the end from the exit
-code; the run only flushes what it reported.
+A script started by hand owns its task's attempt: at exit the run records how Python
+ends the process (see :mod:`clearq.sdk.exits`): completed (exit status 0), failed (an
+uncaught exception, ``sys.exit(3)``, ``raise SystemExit("message")`` with the message as
+its reason) or stopped (Ctrl-C, a stop request, SIGTERM). Under an agent the agent owns
+the attempt and records the end from the exit code; the run only flushes what it reported.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput, LeaseLost, StoreError
 from clearq.scheduler.runlink import RunFence, RunLink
 from clearq.sdk import argparse_hook
 from clearq.sdk.console import ConsoleCapture
+from clearq.sdk.exits import ExitStatus, ExitWatch
 from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
 from clearq.sdk.reporter import Reporter
 
@@ -48,11 +50,13 @@ class Run:
     console: ConsoleCapture | None = None
     output_root: str | None = None
     """Where the run's files go (the task's output URI, else the artifacts folder)."""
-    outcome: Outcome = field(default_factory=Outcome)
+    outcome: Outcome | None = None
+    """How the run ends, where a hook has seen it (an uncaught exception, SIGTERM)."""
     ended: bool = False
     abort: AbortHandler | None = None
     """The SIGTERM handler running the task's abort callback, once one is registered."""
-    _saved_hooks: tuple[Any, Any] | None = None
+    _saved_hook: Any = None
+    _exits: ExitWatch = field(default_factory=ExitWatch)
     before_end: list[Callable[[], None]] = field(default_factory=list)
     """Called first when the run ends (pending artifact uploads finish there)."""
     _samples: SampleFiles | None = None
@@ -68,11 +72,17 @@ class Run:
         return self._samples
 
     def install_exit_hooks(self) -> None:
-        """Watch for uncaught exceptions and ``sys.exit`` codes; finish at exit."""
-        self._saved_hooks = (sys.excepthook, sys.exit)
+        """Watch for uncaught exceptions and how the process exits; finish at exit."""
+        self._saved_hook = sys.excepthook
         sys.excepthook = self._excepthook
-        sys.exit = self._exit
-        atexit.register(self.end)
+        if not self.under_agent:  # the agent records the end from the exit status itself
+            self._exits.install()
+        atexit.register(self._end_at_exit)
+
+    def _end_at_exit(self) -> None:
+        if self.outcome is None and not self.ended:
+            self.outcome = _outcome(self._exits.status())
+        self.end()
 
     def _excepthook(
         self, kind: type[BaseException], value: BaseException, tb: TracebackType | None
@@ -86,12 +96,6 @@ class Run:
         else:
             message = f"{kind.__name__}: {value}".strip().rstrip(":")
             self.outcome = Outcome(TaskStatus.FAILED, 1, f"uncaught exception: {message}")
-
-    def _exit(self, code: Any = None) -> NoReturn:
-        if code not in (None, 0):
-            number = code if isinstance(code, int) else 1
-            self.outcome = Outcome(TaskStatus.FAILED, number, f"exited with {code!r}")
-        raise SystemExit(code)
 
     def on_sigterm(self) -> None:
         """The process is ending on SIGTERM after its abort callback: note why.
@@ -110,7 +114,7 @@ class Run:
         if self.ended:
             return
         self.ended = True
-        outcome = outcome or self.outcome
+        outcome = outcome or self.outcome or Outcome()
         for finish in self.before_end:
             try:
                 finish()
@@ -122,8 +126,9 @@ class Run:
         if self.console is not None:
             self.console.stop()
         argparse_hook.uninstall()
-        if self._saved_hooks is not None:
-            sys.excepthook, sys.exit = self._saved_hooks
+        if self._saved_hook is not None:
+            sys.excepthook = self._saved_hook
+        self._exits.uninstall()
         try:
             if record and not self.under_agent and not self.reporter.lease_lost:
                 self._finish(outcome)
@@ -142,3 +147,12 @@ class Run:
                 f"clearq: could not record how task {self.fence.task_id} ended: {e}",
                 file=sys.__stderr__,
             )
+
+
+def _outcome(status: ExitStatus) -> Outcome:
+    """The end to record for the exit status Python gives the process."""
+    if isinstance(status.exception, KeyboardInterrupt):
+        return Outcome(TaskStatus.STOPPED, None, "interrupted (Ctrl-C)")
+    if status.code == 0:
+        return Outcome()
+    return Outcome(TaskStatus.FAILED, status.code, status.reason)

@@ -46,6 +46,24 @@ if MODE == "exit":
 if MODE == "exit-call":
     import sys
     sys.exit(4)
+if MODE == "exit-message":
+    raise SystemExit("the data set is missing")
+if MODE == "exit-none":
+    raise SystemExit(None)
+if MODE == "exit-zero-call":
+    import sys
+    sys.exit(0)
+if MODE == "exit-caught":
+    try:
+        parser.parse_args(["--no-such-flag"])  # argparse exits 2 ...
+    except BaseException as e:
+        print(f"... and the script goes on after {type(e).__name__}")
+if MODE == "exit-elsewhere":
+    exec("raise SystemExit(3)", {})  # as a library's own raise: out of the SDK's sight
+if MODE == "exit-in-function":
+    def leave():
+        raise SystemExit(6)
+    leave()
 if MODE == "interrupt":
     raise KeyboardInterrupt
 if MODE == "remote":
@@ -135,7 +153,14 @@ def test_a_local_run_captures_code_parameters_results_and_completes(
     ("mode", "status", "code", "reason"),
     [
         ("raise", TaskStatus.FAILED, 1, "ValueError: bad batch"),
+        ("exit", TaskStatus.FAILED, 3, "exited with 3"),
         ("exit-call", TaskStatus.FAILED, 4, "exited with 4"),
+        ("exit-message", TaskStatus.FAILED, 1, "the data set is missing"),
+        ("exit-in-function", TaskStatus.FAILED, 6, "exited with 6"),
+        ("exit-elsewhere", TaskStatus.FAILED, None, "exit status is not known"),
+        ("exit-none", TaskStatus.COMPLETED, 0, ""),
+        ("exit-zero-call", TaskStatus.COMPLETED, 0, ""),
+        ("exit-caught", TaskStatus.COMPLETED, 0, ""),
         ("interrupt", TaskStatus.STOPPED, None, "interrupted"),
     ],
 )
@@ -148,11 +173,15 @@ def test_how_a_local_run_ends_is_recorded(
     code: int | None,
     reason: str,
 ) -> None:
-    run(project, script_env, mode=mode)
+    done = run(project, script_env, mode=mode)
     task = db.tasks.get(only_task(db))
-    assert task.status is status
+    assert task.status is status, task.status_reason
     assert task.exit_code == code
     assert reason in task.status_reason
+    if code is not None:  # the end recorded is the exit status Python gave the process
+        assert done.returncode == code, done.stderr
+    if mode == "exit-message":
+        assert task.status_reason == "the data set is missing"
     if mode == "raise":
         log = "".join(line.text for line in db.outputs.logs(task.id))
         assert "Traceback (most recent call last)" in log
