@@ -8,14 +8,18 @@ page. Like scalars, they show the task's latest attempt.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from clearq.errors import NotFound
-from clearq.models import DebugSample, ReportedPlot
+from clearq.models import DebugSample, ReportedPlot, ScalarSummary
 from clearq.scheduler.engine import Database
-from clearq.scheduler.schema import task_plots, task_samples, tasks
+from clearq.scheduler.schema import task_plots, task_samples, task_scalar_summary, tasks
+
+SUMMARY_BATCH = 500
+"""Tasks per query when comparing many tasks' summaries (bounded IN lists)."""
 
 
 def _latest(task_id: uuid.UUID) -> sa.ScalarSelect[Any]:
@@ -86,6 +90,27 @@ class Reported:
         if row is None:
             raise NotFound(f"task {task_id} has no debug sample {sample_id}")
         return _sample(row)
+
+    def summaries(
+        self, task_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, dict[tuple[str, str], ScalarSummary]]:
+        """Last, min and max of every (title, series) of many tasks, for comparing them."""
+        found: dict[uuid.UUID, dict[tuple[str, str], ScalarSummary]] = {t: {} for t in task_ids}
+        c = task_scalar_summary.c
+        with self._db.read() as conn:
+            for start in range(0, len(task_ids), SUMMARY_BATCH):
+                batch = list(task_ids[start : start + SUMMARY_BATCH])
+                rows = conn.execute(sa.select(task_scalar_summary).where(c.task_id.in_(batch)))
+                for r in rows:
+                    found[r.task_id][(r.title, r.series)] = ScalarSummary(
+                        title=r.title,
+                        series=r.series,
+                        last=r.last,
+                        min=r.min,
+                        max=r.max,
+                        last_iteration=r.last_iteration,
+                    )
+        return found
 
 
 def _plot(r: Any) -> ReportedPlot:

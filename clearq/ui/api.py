@@ -6,6 +6,7 @@ page and its updates always agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from clearq.errors import InvalidInput
 from clearq.models import Task, TaskStatus
 from clearq.scheduler import Store
-from clearq.ui import charts, fmt, tables
+from clearq.ui import charts, compare, fmt, tables
 from clearq.ui.tables import Row
 from clearq.ui.web import store_of, task_id_of
 
@@ -115,14 +116,18 @@ def task_filters(request: Request) -> dict[str, Any]:
     return filters
 
 
-def task_table(store: Store, filters: dict[str, Any]) -> list[Row]:
-    """The tasks list, newest first."""
-    return tables.task_rows(store.tasks.list(limit=TASK_LIST_LIMIT, **filters), fmt.now())
+def task_table(
+    store: Store, filters: dict[str, Any], columns: Sequence[compare.Column] = ()
+) -> list[Row]:
+    """The tasks list, newest first, each with a selection box and the chosen columns."""
+    found = store.tasks.list(limit=TASK_LIST_LIMIT, **filters)
+    return compare.compared_rows(store, found, tables.task_rows(found, fmt.now()), columns)
 
 
 def tasks(request: Request) -> Response:
-    """GET /api/tasks?project=&status=&queue=&tag=: the filtered tasks list."""
-    return _rows(task_table(store_of(request), task_filters(request)))
+    """GET /api/tasks?project=&status=&queue=&tag=&metric=&param=: the filtered tasks list."""
+    columns = compare.columns_of(request)
+    return _rows(task_table(store_of(request), task_filters(request), columns))
 
 
 def task_fields(store: Store, task: Task) -> dict[str, str]:

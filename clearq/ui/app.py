@@ -16,7 +16,7 @@ from starlette.templating import Jinja2Templates
 
 from clearq.errors import ClearqError, InvalidInput, NotFound
 from clearq.scheduler import Store
-from clearq.ui import actions, api, pages, results
+from clearq.ui import actions, api, compare, pages, results
 from clearq.ui.security import Guard, SecurityMiddleware
 from clearq.ui.web import render
 
@@ -45,6 +45,8 @@ def _routes() -> list[BaseRoute]:
         Route("/queues", pages.queues),
         Route("/queue", pages.queue),
         Route("/tasks", pages.tasks),
+        Route("/compare", compare.compare_page),
+        Route("/api/compare/scalars", compare.compare_charts),
         Route("/tasks/{task_id:uuid}", pages.task),
         Route("/api/workers", api.workers),
         Route("/api/workers/charts", api.worker_charts),

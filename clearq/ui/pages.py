@@ -5,12 +5,13 @@ their tables, charts and console then follow the database through ``api``.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from clearq.models import FINAL_STATUSES, Task, TaskStatus
-from clearq.ui import api, fmt, tables
+from clearq.ui import api, compare, fmt, tables
 from clearq.ui.security import PLOT_PAGE_CSP
 from clearq.ui.tables import link
 from clearq.ui.web import redirect, render, store_of, task_id_of
@@ -86,18 +87,25 @@ def queue(request: Request) -> Response:
 
 
 def tasks(request: Request) -> Response:
-    """GET /tasks?project=&status=&queue=&tag=: the tasks, filtered."""
+    """GET /tasks?project=&status=&queue=&tag=&metric=&param=: the tasks, filtered, with
+    the chosen metric and parameter columns; tick some to compare them."""
     store = store_of(request)
     filters = api.task_filters(request)
+    columns = compare.columns_of(request)
     given = {k: request.query_params.get(k, "") for k in ("project", "status", "queue", "tag")}
+    query = [(k, v) for k, v in given.items() if v] + compare.column_query(columns)
     return render(
         request,
         "tasks.html",
         title="Tasks",
-        columns=tables.TASK_COLUMNS,
-        rows=api.task_table(store, filters),
-        live=link("/api/tasks", **{k: v for k, v in given.items() if v}),
+        columns=("", *tables.TASK_COLUMNS, *(c.label for c in columns)),
+        rows=api.task_table(store, filters, columns),
+        live=f"/api/tasks?{urlencode(query)}" if query else "/api/tasks",
         given=given,
+        chosen={
+            "metric": ", ".join(c.query[1] for c in columns if c.kind == "metric"),
+            "param": ", ".join(c.key for c in columns if c.kind == "param"),
+        },
         projects=store.views.projects(),
         statuses=[s.value for s in TaskStatus],
         queues=[q.name for q in store.queues.list()],

@@ -172,3 +172,56 @@ def test_every_plot_type_and_media_kind_shows(store: Store, reported: Task, page
         assert tab.locator("#samples img[src^='https:']").count() == 0
         page.shot("task-plots-and-samples")
     assert page.errors == []
+
+
+@pytest.fixture
+def sweep(store: Store, store_url: str, tmp_path: Path) -> list[Task]:
+    """Three finished trials of an HPO-like sweep: Args/lr and a loss curve each."""
+    trials = []
+    for i, lr in enumerate((0.1, 0.01, 0.001)):
+        task = start_run(store_url, tmp_path / "out", project="sweep", name=f"trial-{i}")
+        task.set_parameters({"Args/lr": lr, "Args/batch": 32})
+        for step in range(5):
+            task.get_logger().report_scalar("loss", "train", (i + 1) / (step + 1), step)
+        task.close()
+        trials.append(task)
+    return trials
+
+
+def test_tasks_compare_by_chosen_columns_and_on_shared_charts(
+    store: Store, sweep: list[Task], page: Page
+) -> None:
+    expect = _expect()
+    tab = page.tab
+    with InProcessUi(store) as ui:
+        tab.goto(f"{ui.url}/tasks?project=sweep&metric=loss/train:min&param=Args/lr")
+        table = tab.locator("#tasks")
+        expect(table.locator("thead")).to_contain_text("loss/train (min)")
+        expect(table.locator("thead")).to_contain_text("Args/lr")
+        expect(table.locator("tbody tr")).to_have_count(3)
+        headers = table.locator("thead th")
+        loss_column = [headers.nth(i).inner_text() for i in range(headers.count())].index(
+            "loss/train (min)"
+        )
+        table.locator("button.sort", has_text="loss/train (min)").click()
+        first = table.locator("tbody tr").first
+        expect(first).to_contain_text("trial-0")  # the smallest loss first
+        expect(first.locator("td").nth(loss_column)).to_have_text("0.2")
+        table.locator("button.sort", has_text="loss/train (min)").click()
+        expect(table.locator("tbody tr").first).to_contain_text("trial-2")
+        tab.wait_for_timeout(2500)  # a poll re-renders the rows: the order holds
+        expect(table.locator("tbody tr").first).to_contain_text("trial-2")
+        page.shot("tasks-compare-columns")
+
+        for trial in sweep[:2]:
+            tab.check(f"#tasks input[value='{trial.id}']")
+        tab.click("#compare")
+        expect(tab.locator("#compared tbody tr")).to_have_count(2)
+        expect(tab.locator("#compared thead")).to_contain_text("Args/lr")
+        expect(tab.locator("#compared thead")).not_to_contain_text("Args/batch")  # the same
+        chart = tab.locator('#compare-charts .chart[data-panel="compare-loss"]')
+        expect(chart).to_have_attribute("data-points", "10")
+        expect(chart).to_contain_text("trial-0 · train")
+        expect(chart).to_contain_text("trial-1 · train")
+        page.shot("compare-view")
+    assert page.errors == []

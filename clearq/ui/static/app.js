@@ -86,7 +86,51 @@
       fresh.appendChild(tr);
     }
     table.replaceChild(fresh, body);
+    if (table.dataset.sortColumn !== undefined) sortTable(table);
   }
+
+  // ---- sortable tables: click a heading; numbers sort as numbers, "-" (no value) last ----
+
+  function sortKey(row, column) {
+    const cell = row.cells[column];
+    const text = cell ? cell.textContent.trim() : "";
+    const number = Number(text);
+    if (text === "" || text === "-") return { missing: true };
+    return Number.isFinite(number) ? { number: number } : { text: text };
+  }
+
+  function compareKeys(a, b) {
+    if (a.missing || b.missing) return (a.missing ? 1 : 0) - (b.missing ? 1 : 0);
+    if (a.number !== undefined && b.number !== undefined) return a.number - b.number;
+    return String(a.text ?? a.number).localeCompare(String(b.text ?? b.number));
+  }
+
+  function sortTable(table) {
+    const column = Number(table.dataset.sortColumn);
+    const sign = table.dataset.sortDir === "desc" ? -1 : 1;
+    const body = table.tBodies[0];
+    const rows = Array.from(body.rows).filter((r) => !r.classList.contains("empty"));
+    rows.sort(function (a, b) {
+      const ka = sortKey(a, column), kb = sortKey(b, column);
+      if (ka.missing || kb.missing) return compareKeys(ka, kb);
+      return sign * compareKeys(ka, kb);
+    });
+    for (const r of rows) body.appendChild(r);
+    table.querySelectorAll("button.sort").forEach(function (b) {
+      const on = Number(b.dataset.column) === column;
+      b.dataset.sorted = on ? table.dataset.sortDir : "";
+    });
+  }
+
+  document.querySelectorAll("table.sortable button.sort").forEach(function (button) {
+    button.addEventListener("click", function () {
+      const table = button.closest("table");
+      const same = table.dataset.sortColumn === button.dataset.column;
+      table.dataset.sortDir = same && table.dataset.sortDir === "asc" ? "desc" : "asc";
+      table.dataset.sortColumn = button.dataset.column;
+      sortTable(table);
+    });
+  });
 
   document.querySelectorAll("table[data-live]").forEach(function (table) {
     every(POLL_MS, async function () {
