@@ -5,6 +5,7 @@ watches tasks through ``clearq.Task`` and the store, like any user's script. Opt
 an optional extra, imported only when an ``OptimizerOptuna`` search starts.
 """
 
+from clearq.automation.controller import PipelineController
 from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.automation.hpo_optuna import OptimizerOptuna, optuna_storage
 from clearq.automation.hpo_params import (
@@ -27,6 +28,7 @@ __all__ = [
     "OptimizerOptuna",
     "Parameter",
     "Pipeline",
+    "PipelineController",
     "RandomSearch",
     "SearchStrategy",
     "TrialResult",

@@ -37,6 +37,7 @@ from clearq.errors import InvalidInput
 from clearq.models import FINAL_STATUSES, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler.references import STEP_KEY_PREFIX
+from clearq.sdk import parameters as params
 from clearq.sdk.task import Task, default_store
 
 PIPELINE_TYPE = "pipeline"
@@ -71,8 +72,12 @@ class Pipeline:
         retry_delay_seconds: float | None = None,
         continue_on_failure: bool = False,
         time_limit: float | None = None,
+        hold: bool = False,
     ) -> None:
-        """A step that runs a clone of ``base_task`` with ``parameter_override`` applied."""
+        """A step that runs a clone of ``base_task`` with ``parameter_override`` applied.
+
+        A step with ``hold`` is created by ``start`` but waits, a draft, for ``release``.
+        """
         base = base_task if isinstance(base_task, Task) else Task.get_task(task_id=base_task)
         self._add(
             Step(
@@ -86,6 +91,7 @@ class Pipeline:
                 retry_delay_seconds=retry_delay_seconds,
                 continue_on_failure=continue_on_failure,
                 time_limit=time_limit,
+                hold=hold,
             )
         )
 
@@ -104,6 +110,7 @@ class Pipeline:
         retry_delay_seconds: float | None = None,
         continue_on_failure: bool = False,
         time_limit: float | None = None,
+        hold: bool = False,
     ) -> None:
         """A step that calls ``function(**function_kwargs)``; its result becomes artifacts.
 
@@ -125,6 +132,7 @@ class Pipeline:
                 retry_delay_seconds=retry_delay_seconds,
                 continue_on_failure=continue_on_failure,
                 time_limit=time_limit,
+                hold=hold,
             )
         )
 
@@ -182,7 +190,7 @@ class Pipeline:
         status = store.tasks.get(task_id).status
         if status in _REDO:
             status = store.tasks.reset(task_id).status
-        if status is TaskStatus.CREATED:
+        if status is TaskStatus.CREATED and not step.hold:
             store.queues.enqueue(
                 task_id,
                 step.queue or queue or self.default_queue,
@@ -196,6 +204,37 @@ class Pipeline:
             return
         self._tasks[name] = task_id
         store.tasks.update_parameters(self._record, {f"{STEP_KEY_PREFIX}{name}": str(task_id)})
+
+    def release(
+        self,
+        name: str,
+        parameter_override: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+    ) -> None:
+        """Enqueue a held step (``hold=True``), with more parameters set first."""
+        step, task_id = self._held(name)
+        store = default_store()
+        if parameter_override:
+            overrides = {k: params.to_text(v) for k, v in parameter_override.items()}
+            store.tasks.update_parameters(task_id, overrides)
+        store.queues.enqueue(
+            task_id,
+            step.queue or queue or self.default_queue,
+            depends_on=[self._tasks[p] for p in step.parents],
+            continue_on_failure=step.continue_on_failure,
+        )
+
+    def skip(self, name: str, reason: str) -> None:
+        """Mark a held step skipped, and the steps waiting on it after it."""
+        _, task_id = self._held(name)
+        default_store().admin.skip(task_id, reason)
+
+    def _held(self, name: str) -> tuple[Step, uuid.UUID]:
+        step = self._steps.get(name)
+        if step is None or not step.hold or name not in self._tasks:
+            raise InvalidInput(f"pipeline {self.name!r} has no started held step {name!r}")
+        return step, self._tasks[name]
 
     def steps(self) -> dict[str, Task]:
         """Each step's task, by step name (after ``start``)."""

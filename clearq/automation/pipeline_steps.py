@@ -5,7 +5,8 @@ step is a plain Python function, shipped as a small script whose keyword argumen
 travel as parameters (``kwargs/<name>``, JSON text) and whose return value becomes an
 artifact. Either may name what an earlier step produced (``${prepare.id}``,
 ``${prepare.artifacts.data.url}``, ``${prepare.parameters.General/x}``): the agent
-resolves those when the step is about to run.
+resolves those when the step is about to run. A function step's keyword argument given
+as :func:`artifact_input` receives the object an earlier step stored, loaded back.
 """
 
 from __future__ import annotations
@@ -34,8 +35,16 @@ if __name__ == "__main__":
     from clearq import Task
 
     _task = Task.init()
+
+    def _value(text):
+        value = json.loads(text)
+        if isinstance(value, dict) and set(value) == {{"$clearq_artifact"}}:
+            producer, artifact = value["$clearq_artifact"]
+            return Task.get_task(task_id=producer).artifacts[artifact].get()
+        return value
+
     _kwargs = {{
-        key.split("/", 1)[1]: json.loads(value)
+        key.split("/", 1)[1]: _value(value)
         for key, value in _task.get_parameters().items()
         if key.startswith("kwargs/")
     }}
@@ -66,6 +75,8 @@ class Step:
     retry_delay_seconds: float | None = None
     continue_on_failure: bool = False
     time_limit: float | None = None
+    hold: bool = False
+    """Created by ``start`` but enqueued only by ``Pipeline.release`` (a controller's callback)."""
 
     def spec(self, *, project: str, pipeline_id: Any, cache_key: str | None) -> TaskSpec:
         """The task this step becomes, a child of the pipeline's record."""
@@ -128,6 +139,14 @@ class Step:
             for k, v in self.function_kwargs.items()
         }
         return script, EnvSpec(requirements=self.packages), kwargs
+
+
+ARTIFACT_INPUT_KEY = "$clearq_artifact"
+
+
+def artifact_input(step: str, artifact: str) -> dict[str, list[str]]:
+    """A function step's keyword argument that receives ``step``'s artifact, as an object."""
+    return {ARTIFACT_INPUT_KEY: ["${" + step + ".id}", artifact]}
 
 
 def topological(steps: Mapping[str, Step]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from clearq.errors import InvalidInput
 from clearq.models import FINAL_STATUSES, Artifact, Fence, Task, TaskStatus
+from clearq.scheduler.dependencies import skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, hold, lock_status, transition
 from clearq.scheduler.schema import (
@@ -150,6 +151,15 @@ class TaskAdmin:
             attempt = fetch_task(conn, task_id).attempt
         return Fence(task_id=task_id, attempt=attempt, worker=None)
 
+    def skip(self, task_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+        """Mark a draft or queued task skipped, and the queued tasks waiting on it after it.
+
+        Returns the ids of the tasks skipped with it.
+        """
+        with self._db.write() as conn:
+            _skip_one(conn, task_id, reason)
+            return skip_blocked(conn)
+
     def release_run(self, fence: Fence) -> Task:
         """A run by hand gives its task back as a draft (``execute_remotely()`` with no queue).
 
@@ -172,3 +182,15 @@ class TaskAdmin:
             for table in _OUTPUT_TABLES:
                 conn.execute(table.delete().where(table.c.task_id == fence.task_id))
             return fetch_task(conn, fence.task_id)
+
+
+def _skip_one(conn: Any, task_id: uuid.UUID, reason: str) -> None:
+    transition(
+        conn,
+        task_id,
+        TaskStatus.SKIPPED,
+        expect=frozenset({TaskStatus.CREATED, TaskStatus.QUEUED}),
+        status_reason=f"skipped: {reason}",
+        finished_at=db_now(),
+    )
+    conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))

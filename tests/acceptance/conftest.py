@@ -13,6 +13,9 @@ from typing import Any
 
 import pytest
 
+from clearq.config import Settings
+from clearq.scheduler import Store
+from clearq.sdk.task import use_store
 from tests.conftest import DIALECTS
 from tests.pgserver import PgServer, unique_database_name
 
@@ -138,3 +141,37 @@ def agents(cli: Cli, tmp_path: Path) -> Iterator[Agents]:
 
 def read_marks(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def clearml_env(store_url: str, tmp_path: Path) -> dict[str, str]:
+    """A by-hand script's environment: this test's database and home, nothing else."""
+    out = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    out.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
+    return out
+
+
+@pytest.fixture
+def clearml_db(store_url: str, tmp_path: Path) -> Iterator[Store]:
+    """The store the scripts report into, also the SDK's in this test."""
+    with Store(store_url, settings=Settings(home=tmp_path / "home")) as store:
+        use_store(store)
+        yield store
+        use_store(None)
+
+
+def run_script(folder: Path, name: str, text: str, env: dict[str, str], *args: str) -> str:
+    """Run a script by hand, as its user does; its stdout (it must succeed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    done = subprocess.run(
+        [sys.executable, name, *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

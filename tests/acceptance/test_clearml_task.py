@@ -9,20 +9,12 @@ process against a real database, once on SQLite and once on PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from clearq import Task
-from clearq.config import Settings
 from clearq.models import TaskStatus
 from clearq.scheduler import Store
-from clearq.sdk.task import use_store
-from tests.acceptance.conftest import Agents
+from tests.acceptance.conftest import Agents, run_script
 
 SURFACE = """
 import pandas as pd
@@ -60,42 +52,10 @@ print(task.get_project_name(), task.get_status(), sorted(task.get_registered_art
 """
 
 
-@pytest.fixture
-def env(store_url: str, tmp_path: Path) -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
-    out.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
-    return out
-
-
-@pytest.fixture
-def db(store_url: str, tmp_path: Path) -> Iterator[Store]:
-    with Store(store_url, settings=Settings(home=tmp_path / "home")) as store:
-        use_store(store)
-        yield store
-        use_store(None)
-
-
-def run_script(folder: Path, name: str, text: str, env: dict[str, str], *args: str) -> str:
-    """Run a script by hand, as its user does; its stdout (it must succeed)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_text(text)
-    done = subprocess.run(
-        [sys.executable, name, *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_a_clearml_style_script_by_hand_then_its_clone_on_an_agent(
-    db: Store, env: dict[str, str], agents: Agents, tmp_path: Path
+    clearml_db: Store, clearml_env: dict[str, str], agents: Agents, tmp_path: Path
 ) -> None:
-    out = run_script(tmp_path / "work", "surface.py", SURFACE, env)
+    out = run_script(tmp_path / "work", "surface.py", SURFACE, clearml_env)
     assert "local=True iterations=5" in out
     assert "examples running ['watched rows']" in out
     (task,) = Task.get_tasks(project_name="examples")
@@ -111,9 +71,9 @@ def test_a_clearml_style_script_by_hand_then_its_clone_on_an_agent(
     assert frame.get()["a"].tolist() == [1, 2]
     assert Path(str(frame.get_local_copy())).is_file()
     assert task.artifacts["watched rows"].get()["a"].tolist() == [1, 2, 3]
-    assert record.output_uri == str(Path(env["CLEARQ_HOME"]) / "artifacts")
+    assert record.output_uri == str(Path(clearml_env["CLEARQ_HOME"]) / "artifacts")
 
-    db.queues.create("default")
+    clearml_db.queues.create("default")
     clone = Task.clone(task, name="surface on an agent")
     clone.set_parameters({"General/iterations": 7})
     clone.enqueue("default")
@@ -145,24 +105,24 @@ print(task.id)
 
 
 def test_reuse_last_task_id_and_continue_last_task(
-    db: Store, env: dict[str, str], tmp_path: Path
+    clearml_db: Store, clearml_env: dict[str, str], tmp_path: Path
 ) -> None:
     work = tmp_path / "work"
-    first = run_script(work, "reuse.py", REUSE, env, "plain").strip()
-    again = run_script(work, "reuse.py", REUSE, env, "plain").strip()
+    first = run_script(work, "reuse.py", REUSE, clearml_env, "plain").strip()
+    again = run_script(work, "reuse.py", REUSE, clearml_env, "plain").strip()
     assert again == first  # run again by hand: the same task, not a new draft
     task = Task.get_task(task_id=first)
     assert task.get_reported_scalars()["loss"]["train"]["x"] == [0, 1, 2]
 
-    continued = run_script(work, "reuse.py", REUSE, env, "continue").strip()
+    continued = run_script(work, "reuse.py", REUSE, clearml_env, "continue").strip()
     assert continued == first
     assert task.get_reported_scalars()["loss"]["train"]["x"] == [0, 1, 2, 3, 4, 5]
 
-    forced = run_script(work, "reuse.py", REUSE, env, "new").strip()
+    forced = run_script(work, "reuse.py", REUSE, clearml_env, "new").strip()
     assert forced != first
-    with_result = run_script(work, "reuse.py", REUSE, env, "artifact").strip()
+    with_result = run_script(work, "reuse.py", REUSE, clearml_env, "artifact").strip()
     assert with_result == forced  # reused: it had no artifacts yet
-    after = run_script(work, "reuse.py", REUSE, env, "plain").strip()
+    after = run_script(work, "reuse.py", REUSE, clearml_env, "plain").strip()
     assert after not in (first, forced)  # the last one stored a result: kept, a new task
     assert len(Task.get_tasks(project_name="examples", task_name="reuse")) == 3
 
@@ -186,15 +146,15 @@ def square(x: int) -> int:
 
 
 def test_execute_remotely_without_a_queue_leaves_a_draft_an_agent_runs_later(
-    db: Store, env: dict[str, str], agents: Agents, tmp_path: Path
+    clearml_db: Store, clearml_env: dict[str, str], agents: Agents, tmp_path: Path
 ) -> None:
-    out = run_script(tmp_path / "work", "remote.py", REMOTE, env, "--lr", "0.1")
+    out = run_script(tmp_path / "work", "remote.py", REMOTE, clearml_env, "--lr", "0.1")
     assert "running on an agent" not in out
     (draft,) = Task.get_tasks(project_name="examples", task_name="remote")
     assert draft.get_status() is TaskStatus.CREATED
     assert draft.get_parameters()["Args/lr"] == "0.1"
     assert draft.data.queue is None
-    db.queues.create("default")
+    clearml_db.queues.create("default")
     draft.set_parameters({"Args/lr": 0.5})
     draft.enqueue("default")
     function = draft.create_function_task(square, task_name="square", x=7)
