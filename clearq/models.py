@@ -8,11 +8,12 @@ the agent pass them around, the CLI prints them.
 from __future__ import annotations
 
 import enum
+import re
 import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Re-exported: every layer names them through clearq.models.
 from clearq.enums import FINAL_STATUSES as FINAL_STATUSES
@@ -109,6 +110,14 @@ class TaskSpec(_Frozen):
     """How many times a failing run (the code's own failure) is retried."""
     retry_delay_seconds: float | None = Field(default=None, ge=0)
     """The first retry's delay; each next one doubles it."""
+    environment: dict[str, str] = Field(default_factory=dict)
+    """Variables the task's process (and setup script) gets, besides the agent's
+    allow-listed ones; the agent's operator's ``--env`` values win over these."""
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_environment(value)
 
 
 class Task(_Frozen):
@@ -146,6 +155,7 @@ class Task(_Frozen):
     max_retries: int = 0
     retries: int = 0
     retry_delay_seconds: float | None = None
+    environment: dict[str, str] = Field(default_factory=dict)
 
 
 class TaskEvent(_Frozen):
@@ -358,3 +368,21 @@ class ReapReport(_Frozen):
     requeued: tuple[uuid.UUID, ...] = ()
     failed: tuple[uuid.UUID, ...] = ()
     workers_gone: tuple[str, ...] = ()
+
+
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_environment(values: dict[str, str]) -> dict[str, str]:
+    """A task's ``environment``, checked: names are variable names, none is ``CLEARQ_*``.
+
+    Raises ValueError saying which name is wrong.
+    """
+    for name, value in values.items():
+        if not _VARIABLE.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+        if name.upper().startswith("CLEARQ_"):
+            raise ValueError(f"{name}: CLEARQ_* variables are set by the agent only")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"{name}: the value must be text without NUL characters")
+    return dict(values)

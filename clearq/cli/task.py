@@ -107,6 +107,40 @@ def enqueue_command(
     say(f"task {task.id} queued in {task.queue} at priority {priority}")
 
 
+@app.command("env")
+def env_command(
+    ctx: typer.Context,
+    task_id: IdArg,
+    assignments: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[NAME=VALUE]...", help="Variables to set.", show_default=False),
+    ] = None,
+    unset: Annotated[
+        list[str] | None,
+        typer.Option("--unset", metavar="NAME", help="A variable to remove (repeatable)."),
+    ] = None,
+) -> None:
+    """Show, or set on a draft, the variables the task's process gets (its environment)."""
+    with cli_context(ctx).store() as store:
+        found = resolve_task_id(store, task_id)
+        task = store.tasks.get(found)
+        if assignments or unset:
+            environment = dict(task.environment)
+            for name in unset or ():
+                environment.pop(name, None)
+            environment.update(_assignment(a) for a in assignments or ())
+            task = store.tasks.edit(found, environment=environment)
+    for name in sorted(task.environment):
+        typer.echo(f"{name}={task.environment[name]}")
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise InvalidInput(f"{text!r} is not NAME=VALUE")
+    return name, value
+
+
 @app.command("dequeue")
 def dequeue_command(ctx: typer.Context, task_id: IdArg) -> None:
     """Take a queued task out of its queue; it becomes a draft again."""

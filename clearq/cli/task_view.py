@@ -87,6 +87,7 @@ def _environment(t: Task) -> list[tuple[str, str | Text]]:
         ("python", e.python or t.script.python_version or "-"),
         ("requirements", "\n".join(e.requirements) or e.lock_file or "-"),
         ("image", c.image or "-"),
+        ("variables", " ".join(sorted(t.environment)) or "-"),
     ]
 
 

@@ -24,6 +24,7 @@ import dataclasses
 import socket
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -194,15 +195,16 @@ class DockerExecution:
             container=task.container,
             env=with_sdk_requirements(task.env),
             working_dir=working_dir,
-            environment=self._environment(fence),
+            environment=self._environment(task.environment, fence),
             gpus=ready.gpus,
             mounts=self._mounts(fence),
             name=f"clearq-{fence.task_id}-{fence.attempt}",
             labels={"clearq.task": str(fence.task_id), "clearq.attempt": str(fence.attempt)},
         )
 
-    def _environment(self, fence: Fence) -> dict[str, str]:
+    def _environment(self, own: Mapping[str, str], fence: Fence) -> dict[str, str]:
         return {
+            **own,
             **self._config.forced_environment,
             "CLEARQ_TASK_ID": str(fence.task_id),
             "CLEARQ_ATTEMPT": str(fence.attempt),

@@ -223,7 +223,7 @@ class Executor:
                 if (early := _before_start(control)) is not None:
                     return early
                 argv = _command(task, env.python, code_dir)
-                environ = self._environ(fence, env.python, gpus)
+                environ = self._environ(task, fence, env.python, gpus)
                 return self._supervise(task, fence, argv, run_dir, environ, sink, control)
         except EnvBuildError as e:
             sink.agent(str(e))  # the installer's own words, whole, in the task's log
@@ -268,6 +268,7 @@ class Executor:
             clearq_path=None,
             settings={},
             gpus=gpus,
+            own=task.environment,
             forced=self._config.forced_environment,
         )
         try:
@@ -294,7 +295,9 @@ class Executor:
         except LeaseLost:
             control.lose()
 
-    def _environ(self, fence: Fence, python: Path, gpus: Sequence[str] | None) -> dict[str, str]:
+    def _environ(
+        self, task: Task, fence: Fence, python: Path, gpus: Sequence[str] | None
+    ) -> dict[str, str]:
         clearq_vars = {
             "CLEARQ_TASK_ID": str(fence.task_id),
             "CLEARQ_ATTEMPT": str(fence.attempt),
@@ -308,6 +311,7 @@ class Executor:
             clearq_path=self._clearq_path,
             settings=clearq_vars,
             gpus=gpus,
+            own=task.environment,
             forced=self._config.forced_environment,
         )
 

@@ -59,6 +59,7 @@ def task_from_row(row: Row[Any]) -> Task:
         max_retries=m["max_retries"],
         retries=m["retries"],
         retry_delay_seconds=m["retry_delay_seconds"],
+        environment=dict(m["environment"] or {}),
     )
 
 

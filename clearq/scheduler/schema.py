@@ -117,6 +117,8 @@ tasks = sa.Table(
     sa.Column("retry_delay_seconds", sa.Float()),
     # Another task depends on this one: its finish wakes idle agents.
     sa.Column("has_children", sa.Boolean(), nullable=False, server_default=sa.false()),
+    # Variables the task's process gets besides the agent's allow-list (migration 0007).
+    sa.Column("environment", sa.JSON()),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
 )

@@ -22,6 +22,7 @@ from clearq.models import (
     TaskEvent,
     TaskSpec,
     TaskStatus,
+    check_environment,
 )
 from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
@@ -85,6 +86,9 @@ class TaskRepo:
         )
         with self._db.write() as conn:
             task_id = fenced.insert_task(on(conn), new, running=False)
+            if spec.environment:
+                where = tasks.c.id == task_id
+                conn.execute(tasks.update().where(where).values(environment=spec.environment))
             return fetch_task(conn, task_id)
 
     def clone(
@@ -111,6 +115,7 @@ class TaskRepo:
             output_uri=source.output_uri,
             max_retries=source.max_retries,
             retry_delay_seconds=source.retry_delay_seconds,
+            environment=source.environment,
         )
         return self.create(spec)
 
@@ -189,8 +194,12 @@ class TaskRepo:
         output_uri: str | None = None,
         max_retries: int | None = None,
         retry_delay_seconds: float | None = None,
+        environment: dict[str, str] | None = None,
     ) -> Task:
-        """Change a draft. Only a task in status created can be edited."""
+        """Change a draft. Only a task in status created can be edited.
+
+        ``environment`` replaces the task's own variables whole (``{}`` clears them).
+        """
         values: dict[str, Any] = {
             "name": name,
             "parameters": None if parameters is None else dict(parameters),
@@ -204,6 +213,7 @@ class TaskRepo:
             "output_uri": output_uri,
             "max_retries": max_retries,
             "retry_delay_seconds": retry_delay_seconds,
+            "environment": None if environment is None else _checked_environment(environment),
         }
         values = {k: v for k, v in values.items() if v is not None}
         if max_retries is not None and max_retries < 0:
@@ -368,3 +378,10 @@ def _stored_script(script: Script, where: str) -> dict[str, Any]:
         for warning in warnings:
             log.warning("%s", warning)
     return stored
+
+
+def _checked_environment(environment: dict[str, str]) -> dict[str, str]:
+    try:
+        return check_environment(environment)
+    except ValueError as e:
+        raise InvalidInput(f"the task's environment: {e}") from e

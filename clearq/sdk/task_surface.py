@@ -126,6 +126,21 @@ class TaskSurface:
         """True when the task is archived."""
         return ARCHIVED_TAG in self.get_tags()
 
+    # ---- environment variables ------------------------------------------------------
+
+    def set_environment(self, variables: Mapping[str, str]) -> None:
+        """Set the variables the task's process gets when an agent runs it (a draft).
+
+        They replace the task's own variables whole; the agent adds its allow-listed
+        ones (PATH, HOME, locale, CUDA, proxies) and its operator's, which win.
+        """
+        environment = {str(k): str(v) for k, v in variables.items()}
+        self._record = self._store.tasks.edit(self._id, environment=environment)
+
+    def get_environment(self) -> dict[str, str]:
+        """The task's own environment variables."""
+        return dict(self.reload()._record.environment)
+
     # ---- user properties --------------------------------------------------------------
 
     def set_user_properties(self, *iterables: Any, **properties: Any) -> bool:

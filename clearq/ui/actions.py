@@ -101,7 +101,7 @@ async def queue_clear(request: Request) -> Response:
 
 
 async def task_action(request: Request) -> Response:
-    """POST /tasks/ID/ACTION: clone, enqueue, abort, reset, or set the parameters."""
+    """POST /tasks/ID/ACTION: clone, enqueue, abort, reset, set the parameters or variables."""
     action = request.path_params["action"]
     handler = _TASK_ACTIONS.get(action)
     if handler is None:
@@ -151,10 +151,21 @@ def _parameters(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
     return task_id
 
 
+def _environment(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
+    names = [str(n).strip() for n in form.getlist("env_name")]
+    values = [str(v) for v in form.getlist("env_value")]
+    if len(names) != len(values):
+        raise InvalidInput("every variable needs a name and a value")
+    environment = {n: v for n, v in zip(names, values, strict=True) if n}
+    store.tasks.edit(task_id, environment=environment)
+    return task_id
+
+
 _TASK_ACTIONS: dict[str, Callable[[Store, uuid.UUID, FormData], uuid.UUID]] = {
     "clone": _clone,
     "enqueue": _enqueue,
     "abort": _abort,
     "reset": _reset,
     "parameters": _parameters,
+    "environment": _environment,
 }

@@ -86,3 +86,20 @@ def test_captured_packages_lose_their_credentials_with_a_warning(tmp_path: Path)
     where = [w for w in captured.warnings if "credentials removed" in w]
     assert len(where) == 2
     assert any("the captured packages: requirements[" in w for w in where)
+
+
+def test_a_tasks_own_environment_is_stored_cloned_edited_and_checked(store: Store) -> None:
+    from clearq.errors import InvalidInput
+
+    task = store.tasks.create(TaskSpec(project="p", name="e", environment={"HF_HOME": "/d"}))
+    assert store.tasks.get(task.id).environment == {"HF_HOME": "/d"}
+    clone = store.tasks.clone(task.id)
+    assert clone.environment == {"HF_HOME": "/d"}
+    store.tasks.edit(clone.id, environment={"A": "1"})
+    assert store.tasks.get(clone.id).environment == {"A": "1"}
+    store.tasks.edit(clone.id, environment={})
+    assert store.tasks.get(clone.id).environment == {}
+    for bad in ({"CLEARQ_DATABASE_URL": "x"}, {"1X": "y"}):
+        with pytest.raises(InvalidInput, match="environment"):
+            store.tasks.edit(clone.id, environment=bad)
+    assert store.tasks.create(TaskSpec(project="p", name="none")).environment == {}

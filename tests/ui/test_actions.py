@@ -129,3 +129,18 @@ def test_clone_edit_enqueue_abort_reset(store: Store, browser: Browser) -> None:
     browser.post(f"/tasks/{clone_id}/reset", [])
     assert store.tasks.get(clone_id).status is TaskStatus.CREATED
     assert browser.post(f"/tasks/{clone_id}/explode", []).status == 404
+
+
+def test_a_drafts_environment_variables_are_set_on_the_page(store: Store, browser: Browser) -> None:
+    task = store.tasks.create(TaskSpec(project="p", name="envs", environment={"OLD": "1"}))
+    page = browser.get(f"/tasks/{task.id}")
+    assert 'id="environment-form"' in page.body
+    fields = [("env_name", "OLD"), ("env_value", "2"), ("env_name", "NEW"), ("env_value", "x")]
+    fields += [("env_name", ""), ("env_value", "ignored")]
+    assert browser.post(f"/tasks/{task.id}/environment", fields).status == 303
+    assert store.tasks.get(task.id).environment == {"OLD": "2", "NEW": "x"}
+    refused = browser.post(
+        f"/tasks/{task.id}/environment", [("env_name", "CLEARQ_HOME"), ("env_value", "/tmp")]
+    )
+    assert refused.status == 400
+    assert "CLEARQ_* variables are set by the agent only" in refused.body
