@@ -90,6 +90,14 @@ class Container(_Frozen):
     system_packages: tuple[str, ...] = ()
 
 
+STEP_KEY_PREFIX = "Pipeline/steps/"
+"""A pipeline record's parameter naming a step's task: ``Pipeline/steps/<name>`` -> id.
+
+Written by the pipeline controller (``clearq.automation``), read where a step's
+``${step.…}`` references are resolved (``clearq.scheduler.references``).
+"""
+
+
 class TaskSpec(_Frozen):
     """Everything needed to create a task."""
 

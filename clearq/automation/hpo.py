@@ -34,7 +34,7 @@ from clearq.automation.hpo_strategies import (
 from clearq.automation.hpo_trials import Objective, TrialResult, TrialState, search_name
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
-from clearq.sdk.task import Task, default_store
+from clearq.sdk import Task, settings_in_use
 
 DEFAULT_POOL_PERIOD_SEC = 2.0
 """How often the optimizer looks at its trials."""
@@ -85,7 +85,7 @@ class HyperParameterOptimizer:
             objective_metric_title, objective_metric_series, objective_metric_sign
         )
         self.name = name or search_name(base.id, ranges, self.objective, optimizer_class)
-        url = default_store().db.url.render_as_string(hide_password=False)
+        url = settings_in_use().resolved_database_url
         self._context = SearchContext(ranges, self.objective, self.name, url, seed)
         self._strategy_class = optimizer_class
         self._strategy_kwargs = optimizer_kwargs

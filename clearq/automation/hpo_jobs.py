@@ -13,7 +13,7 @@ from clearq.automation.hpo_trials import Objective, Suggestion, TrialResult, Tri
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
 from clearq.models import ScalarSummary
-from clearq.sdk.task import Task, default_store
+from clearq.sdk import Task, default_store
 
 HPO_TAG = "hpo"
 """Every trial's task carries this tag, and ``hpo:<search name>``."""

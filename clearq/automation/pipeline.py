@@ -34,11 +34,10 @@ from clearq.automation.pipeline_steps import (
     topological,
 )
 from clearq.errors import InvalidInput
-from clearq.models import FINAL_STATUSES, TaskSpec, TaskStatus
-from clearq.scheduler import Store
-from clearq.scheduler.references import STEP_KEY_PREFIX
+from clearq.models import FINAL_STATUSES, STEP_KEY_PREFIX, TaskSpec, TaskStatus
+from clearq.ports import ControllerStore
+from clearq.sdk import Task, default_store
 from clearq.sdk import parameters as params
-from clearq.sdk.task import Task, default_store
 
 PIPELINE_TYPE = "pipeline"
 PIPELINE_TAG = "clearq-pipeline"
@@ -160,7 +159,7 @@ class Pipeline:
             self._start_step(store, self._steps[name], queue, force, keys)
         return self
 
-    def _open_run(self, store: Store) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
+    def _open_run(self, store: ControllerStore) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:
         for record in store.tasks.list(project=self.project, name=self.name, tags=[PIPELINE_TAG]):
             steps = _step_map(record.parameters)
             if any(store.tasks.get(t).status is not TaskStatus.COMPLETED for t in steps.values()):
@@ -174,7 +173,12 @@ class Pipeline:
         return store.tasks.create(spec).id, {}
 
     def _start_step(
-        self, store: Store, step: Step, queue: str | None, force: bool, keys: dict[str, str]
+        self,
+        store: ControllerStore,
+        step: Step,
+        queue: str | None,
+        force: bool,
+        keys: dict[str, str],
     ) -> None:
         assert self._record is not None
         inputs = [keys.get(p, str(self._tasks.get(p))) for p in step.parents]
@@ -198,7 +202,7 @@ class Pipeline:
                 continue_on_failure=step.continue_on_failure,
             )
 
-    def _map(self, store: Store, name: str, task_id: uuid.UUID) -> None:
+    def _map(self, store: ControllerStore, name: str, task_id: uuid.UUID) -> None:
         assert self._record is not None
         if self._tasks.get(name) == task_id:
             return
@@ -282,6 +286,6 @@ def _step_map(parameters: Mapping[str, str]) -> dict[str, uuid.UUID]:
     }
 
 
-def _cached(store: Store, key: str) -> uuid.UUID | None:
+def _cached(store: ControllerStore, key: str) -> uuid.UUID | None:
     found = store.tasks.list(status=TaskStatus.COMPLETED, tags=[f"{CACHE_TAG_PREFIX}{key}"])
     return found[0].id if found else None

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 
 from clearq.errors import ClearqError, LeaseLost, StoreError
 from clearq.models import Claim, ClaimOrder, TaskStatus
+from clearq.ports import AgentStore, ClaimPort
 from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
-from clearq.scheduler import Store
-from clearq.scheduler.claim import Claimer
 from clearq.scheduler.notify import Listener
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
@@ -73,7 +72,7 @@ class AgentOptions:
 @dataclass
 class _Slot:
     worker: str
-    claimer: Claimer
+    claimer: ClaimPort
     claim: Claim | None = None
     control: Control = field(default_factory=Control)
     gpus: tuple[str, ...] | None = None
@@ -83,7 +82,7 @@ class _Slot:
 class Agent:
     """Serves queues until told to stop (or ``once`` / ``idle_exit``)."""
 
-    def __init__(self, store: Store, executor: Executor, options: AgentOptions) -> None:
+    def __init__(self, store: AgentStore, executor: Executor, options: AgentOptions) -> None:
         if not options.queues:
             raise ClearqError("an agent needs at least one queue: give --queue")
         self._store = store
@@ -277,7 +276,7 @@ class Agent:
 
     def _wait(self, listener: Listener) -> None:
         full = all(s.claim is not None for s in self._slots)
-        if full or not self._store.db.is_postgres:
+        if full or not self._store.notifies:
             self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
             self._changed.clear()
             return

@@ -54,6 +54,7 @@ from clearq.envs.docker_bootstrap import (
 )
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Fence, TaskStatus
+from clearq.ports import ExecutorStore
 from clearq.runtime.executor import (
     Control,
     ExecutorConfig,
@@ -65,7 +66,6 @@ from clearq.runtime.executor import (
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.process import describe_exit as describe_task_exit
 from clearq.runtime.taskenv import with_sdk_requirements
-from clearq.scheduler import Store
 
 __all__ = ["DockerExecution"]
 
@@ -92,7 +92,7 @@ class DockerExecution:
 
     def __init__(
         self,
-        store: Store,
+        store: ExecutorStore,
         runner: DockerRunner,
         config: ExecutorConfig,
         *,
@@ -109,7 +109,7 @@ class DockerExecution:
     @classmethod
     def connect(
         cls,
-        store: Store,
+        store: ExecutorStore,
         settings: Settings,
         config: ExecutorConfig,
         *,

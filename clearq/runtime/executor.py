@@ -24,6 +24,7 @@ from typing import Protocol
 from clearq.config import ensure_home
 from clearq.errors import ClearqError, EnvBuildError, InvalidInput, LeaseLost, StoreError
 from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
+from clearq.ports import ExecutorStore
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
 from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
@@ -35,7 +36,6 @@ from clearq.runtime.taskenv import (
     with_sdk_requirements,
 )
 from clearq.runtime.workspace import WorkspaceError, build_workspace
-from clearq.scheduler import Store
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
 TASK_MONITOR_SECONDS = 5.0
@@ -156,7 +156,7 @@ class Executor:
 
     def __init__(
         self,
-        store: Store,
+        store: ExecutorStore,
         envs: EnvProvider,
         config: ExecutorConfig,
         *,

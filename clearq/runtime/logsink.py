@@ -13,8 +13,8 @@ from collections.abc import Iterable
 
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Fence
+from clearq.ports import LogSinkStore
 from clearq.runtime.logmask import SecretMask
-from clearq.scheduler import Store
 
 LOG_FLUSH_SECONDS = 0.5
 MAX_PENDING_PIECES = 100_000
@@ -26,7 +26,7 @@ class LogSink:
 
     def __init__(
         self,
-        store: Store,
+        store: LogSinkStore,
         fence: Fence,
         *,
         interval: float = LOG_FLUSH_SECONDS,

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Claim, TaskStatus
+from clearq.ports import OneTaskStore
 from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
-from clearq.scheduler import Store
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class TaskRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: OneTaskStore,
         executor: Executor,
         *,
         worker: str,
@@ -137,7 +137,7 @@ class TaskRunner:
             log.warning("could not unregister %s: %s", self.worker, e)
 
 
-def record_outcome(store: Store, claim: Claim, outcome: Outcome) -> bool:
+def record_outcome(store: OneTaskStore, claim: Claim, outcome: Outcome) -> bool:
     """Record how an attempt ended; False when it was no longer ``claim``'s to record."""
     fence = claim.fence
     try:

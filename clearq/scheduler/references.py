@@ -14,15 +14,14 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
+from clearq.models import STEP_KEY_PREFIX
 from clearq.scheduler.schema import task_artifacts, tasks
-
-STEP_KEY_PREFIX = "Pipeline/steps/"
-"""A pipeline record's parameter naming a step's task: ``Pipeline/steps/<name>`` -> id."""
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z0-9_.-]+)\.(id|artifacts|parameters)(?:\.([^}]+))?\}")
 
@@ -32,25 +31,65 @@ def has_references(parameters: Mapping[str, str]) -> bool:
     return any("${" in value for value in parameters.values())
 
 
+class Lookup(Protocol):
+    """What resolving needs to read: a task's parent, parameters and artifacts."""
+
+    def parent_of(self, task_id: uuid.UUID) -> uuid.UUID | None: ...
+    def parameters_of(self, task_id: uuid.UUID) -> Mapping[str, str] | None: ...
+    def artifact_uri(self, task_id: uuid.UUID, name: str) -> str | None: ...
+
+
 def resolve(conn: Connection, task_id: uuid.UUID, parameters: Mapping[str, str]) -> dict[str, str]:
     """``parameters`` with every ``${step.…}`` replaced; InvalidInput naming a bad one."""
-    steps = _steps_of(conn, task_id)
+    return resolve_with(_SqlLookup(conn), task_id, parameters)
+
+
+def resolve_with(
+    lookup: Lookup, task_id: uuid.UUID, parameters: Mapping[str, str]
+) -> dict[str, str]:
+    """:func:`resolve` over any store's :class:`Lookup` (the in-memory one too)."""
+    steps = _steps_of(lookup, task_id)
 
     def value(match: re.Match[str]) -> str:
         step, kind, rest = match.group(1), match.group(2), match.group(3)
         if step not in steps:
             known = ", ".join(sorted(steps)) or "none"
             raise InvalidInput(f"{match.group(0)} names no step of this pipeline (steps: {known})")
-        return _lookup(conn, steps[step], kind, rest, match.group(0))
+        return _lookup(lookup, steps[step], kind, rest, match.group(0))
 
     return {key: _REFERENCE.sub(value, text) for key, text in parameters.items()}
 
 
-def _steps_of(conn: Connection, task_id: uuid.UUID) -> dict[str, uuid.UUID]:
-    pipeline = conn.execute(sa.select(tasks.c.parent_id).where(tasks.c.id == task_id)).scalar()
+class _SqlLookup:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def parent_of(self, task_id: uuid.UUID) -> uuid.UUID | None:
+        found: uuid.UUID | None = self._conn.execute(
+            sa.select(tasks.c.parent_id).where(tasks.c.id == task_id)
+        ).scalar()
+        return found
+
+    def parameters_of(self, task_id: uuid.UUID) -> Mapping[str, str] | None:
+        found: Mapping[str, str] | None = self._conn.execute(
+            sa.select(tasks.c.parameters).where(tasks.c.id == task_id)
+        ).scalar()
+        return found
+
+    def artifact_uri(self, task_id: uuid.UUID, name: str) -> str | None:
+        found: str | None = self._conn.execute(
+            sa.select(task_artifacts.c.uri).where(
+                task_artifacts.c.task_id == task_id, task_artifacts.c.name == name
+            )
+        ).scalar()
+        return found
+
+
+def _steps_of(lookup: Lookup, task_id: uuid.UUID) -> dict[str, uuid.UUID]:
+    pipeline = lookup.parent_of(task_id)
     if pipeline is None:
         return {}
-    params = conn.execute(sa.select(tasks.c.parameters).where(tasks.c.id == pipeline)).scalar()
+    params = lookup.parameters_of(pipeline)
     return {
         key.removeprefix(STEP_KEY_PREFIX): uuid.UUID(value)
         for key, value in (params or {}).items()
@@ -58,21 +97,17 @@ def _steps_of(conn: Connection, task_id: uuid.UUID) -> dict[str, uuid.UUID]:
     }
 
 
-def _lookup(conn: Connection, step: uuid.UUID, kind: str, rest: str | None, text: str) -> str:
+def _lookup(lookup: Lookup, step: uuid.UUID, kind: str, rest: str | None, text: str) -> str:
     if kind == "id" and rest is None:
         return str(step)
     if kind == "parameters" and rest:
-        params = conn.execute(sa.select(tasks.c.parameters).where(tasks.c.id == step)).scalar()
+        params = lookup.parameters_of(step)
         if params is None or rest not in params:
             raise InvalidInput(f"{text}: that step has no parameter {rest!r}")
         return str(params[rest])
     if kind == "artifacts" and rest and rest.endswith(".url"):
         name = rest.removesuffix(".url")
-        uri = conn.execute(
-            sa.select(task_artifacts.c.uri).where(
-                task_artifacts.c.task_id == step, task_artifacts.c.name == name
-            )
-        ).scalar()
+        uri = lookup.artifact_uri(step, name)
         if uri is None:
             raise InvalidInput(f"{text}: that step has no artifact {name!r}")
         return str(uri)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from clearq.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from clearq import ports
 from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
 from clearq.scheduler.claim_task import claim_task
@@ -63,6 +67,11 @@ class Store:
         """The database URL, password hidden."""
         return self.db.url.render_as_string(hide_password=True)
 
+    @property
+    def notifies(self) -> bool:
+        """True when idle agents are woken by NOTIFY (PostgreSQL); on SQLite they poll."""
+        return self.db.is_postgres
+
     def claimer(
         self, worker: str, queues: Sequence[str], *, order: ClaimOrder = ClaimOrder.STRICT
     ) -> Claimer:
@@ -99,3 +108,11 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
+
+    def _ports(
+        s: Store,
+    ) -> tuple[ports.AgentStore, ports.OneTaskStore, ports.ExecutorStore, ports.ControllerStore]:
+        return (s, s, s, s)

@@ -6,14 +6,23 @@ them and reports from inside them.
 
 from typing import TYPE_CHECKING, Any
 
+from clearq.sdk import parameters
 from clearq.sdk.logger import Logger
-from clearq.sdk.task import Task
+from clearq.sdk.task import Task, default_store, settings_in_use
 from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
     from clearq.sdk.storage import StorageManager
 
-__all__ = ["Logger", "StorageManager", "Task", "TaskTypes"]
+__all__ = [
+    "Logger",
+    "StorageManager",
+    "Task",
+    "TaskTypes",
+    "default_store",
+    "parameters",
+    "settings_in_use",
+]
 
 
 def __getattr__(name: str) -> Any:

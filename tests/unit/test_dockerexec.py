@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,10 @@ import pytest
 from clearq.envs.docker import DockerConfig, DockerRunner
 from clearq.envs.docker_spec import ContainerSpec, Mount
 from clearq.errors import ImageNotFound
-from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskStatus
+from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskSpec, TaskStatus
 from clearq.runtime.dockerexec import DockerExecution
 from clearq.runtime.executor import Control, ExecutorConfig, ReadyTask, Step, StepFailed
+from clearq.testing import MemoryStore
 
 EXIT_SETUP_SCRIPT = 251
 
@@ -89,19 +89,6 @@ class FakeEngine:
         return self.handle
 
 
-class FakeTasks:
-    def __init__(self) -> None:
-        self.runtime: dict[str, Any] = {}
-
-    def update_runtime(self, fence: Fence, facts: dict[str, Any]) -> None:
-        self.runtime.update(facts)
-
-
-class FakeStore:
-    def __init__(self) -> None:
-        self.tasks = FakeTasks()
-
-
 class FakeSink:
     def __init__(self) -> None:
         self.pieces: list[tuple[str, str]] = []
@@ -113,10 +100,20 @@ class FakeSink:
         self.pieces.append(("agent", line))
 
 
-FENCE = Fence(task_id=uuid.uuid4(), attempt=2, worker="box:a")
+def _claimed() -> tuple[MemoryStore, Fence]:
+    """An in-memory store whose task runs its second attempt on worker ``box:a``."""
+    store = MemoryStore()
+    store.queues.create("q")
+    task_id = store.tasks.create(TaskSpec(project="p", name="t")).id
+    store.queues.enqueue(task_id, "q")
+    [first] = store.claimer("box:a", ["q"]).claim()
+    store.leases.requeue(first.fence, reason="agent restarted")
+    [claim] = store.claimer("box:a", ["q"]).claim()
+    assert claim.attempt == 2
+    return store, claim.fence
 
 
-def _ready(tmp_path: Path, container: Container | None = None) -> ReadyTask:
+def _ready(tmp_path: Path, fence: Fence, container: Container | None = None) -> ReadyTask:
     code = tmp_path / "code"
     (code / "src").mkdir(parents=True, exist_ok=True)
     task = Task.model_construct(
@@ -124,10 +121,10 @@ def _ready(tmp_path: Path, container: Container | None = None) -> ReadyTask:
         env=EnvSpec(requirements=("six==1.16.0",)),
         container=container or Container(),
     )
-    return ReadyTask(task, FENCE, code, code / "src", ("1",))
+    return ReadyTask(task, fence, code, code / "src", ("1",))
 
 
-def _execution(tmp_path: Path, engine: FakeEngine, store: FakeStore) -> DockerExecution:
+def _execution(tmp_path: Path, engine: FakeEngine, store: MemoryStore) -> DockerExecution:
     docker = DockerConfig(envs_dir=tmp_path / "docker-envs", default_image="img")
     config = ExecutorConfig(
         home=tmp_path / "home",
@@ -136,19 +133,28 @@ def _execution(tmp_path: Path, engine: FakeEngine, store: FakeStore) -> DockerEx
         stop_grace=2.0,
     )
     runner = DockerRunner(engine, docker)
-    return DockerExecution(store, runner, config, artifacts_dir=tmp_path / "artifacts")  # type: ignore[arg-type]
+    return DockerExecution(store, runner, config, artifacts_dir=tmp_path / "artifacts")
 
 
 def _run(tmp_path: Path, engine: FakeEngine, control: Control | None = None) -> Any:
-    store, sink = FakeStore(), FakeSink()
+    (store, fence), sink = _claimed(), FakeSink()
     execution = _execution(tmp_path, engine, store)
-    outcome = execution.run(_ready(tmp_path), control or Control(), sink)  # type: ignore[arg-type]
-    return outcome, store, sink
+    outcome = execution.run(_ready(tmp_path, fence), control or Control(), sink)  # type: ignore[arg-type]
+    return outcome, _Ran(store, fence), sink
+
+
+class _Ran:
+    """The store after a run, and what the run recorded in its task's ``runtime``."""
+
+    def __init__(self, store: MemoryStore, fence: Fence) -> None:
+        self.fence = fence
+        self.runtime = store.tasks.get(fence.task_id).runtime
 
 
 def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: Path) -> None:
     engine = FakeEngine(0, ("stdout", "hello\n"))
     outcome, store, sink = _run(tmp_path, engine)
+    fence = store.fence
     assert (outcome.status, outcome.exit_code) == (TaskStatus.COMPLETED, 0)
     assert engine.plan["command"] == ["python3", "/clearq/workspace/src/train.py", "--lr", "1"]
     assert engine.plan["working_dir"] == "/clearq/workspace/src"
@@ -157,27 +163,27 @@ def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: P
     spec = engine.spec
     assert spec is not None
     assert spec.gpus == ("1",)
-    assert spec.name == f"clearq-{FENCE.task_id}-2"
-    assert spec.labels["clearq.task"] == str(FENCE.task_id)
+    assert spec.name == f"clearq-{fence.task_id}-2"
+    assert spec.labels["clearq.task"] == str(fence.task_id)
     assert {k: spec.environment[k] for k in ("CLEARQ_TASK_ID", "CLEARQ_ATTEMPT")} == {
-        "CLEARQ_TASK_ID": str(FENCE.task_id),
+        "CLEARQ_TASK_ID": str(fence.task_id),
         "CLEARQ_ATTEMPT": "2",
     }
     assert spec.environment["CLEARQ_WORKER"] == "box:a"
     assert ("stdout", "hello\n") in sink.pieces
     assert ("stdout", "Collecting six\n") in sink.pieces  # the build's output, live
-    assert store.tasks.runtime["env"]["hit"] is False
-    assert store.tasks.runtime["env"]["key"] == engine.plan["build_plan"]["key"]
-    assert store.tasks.runtime["docker"]["container_id"] == engine.handle.id
+    assert store.runtime["env"]["hit"] is False
+    assert store.runtime["env"]["key"] == engine.plan["build_plan"]["key"]
+    assert store.runtime["docker"]["container_id"] == engine.handle.id
     assert engine.handle.removed
 
 
 def test_only_the_tasks_own_artifacts_folder_is_mounted(tmp_path: Path) -> None:
     engine = FakeEngine(0)
-    _run(tmp_path, engine)
+    _, ran, _ = _run(tmp_path, engine)
     assert engine.spec is not None
     artifacts = (tmp_path / "artifacts").resolve()
-    own = artifacts / str(FENCE.task_id)
+    own = artifacts / str(ran.fence.task_id)
     assert Mount(own, str(own), read_only=False) in engine.spec.mounts
     assert not any(m.source == artifacts for m in engine.spec.mounts)
 
@@ -199,7 +205,7 @@ def test_the_env_cache_is_read_only_for_the_task_and_built_beside_it(tmp_path: P
     again = FakeEngine(0)
     _, store, _ = _run(tmp_path, again)
     assert again.builds == []
-    assert store.tasks.runtime["env"]["hit"] is True
+    assert store.runtime["env"]["hit"] is True
 
 
 def test_a_failed_env_build_fails_the_environment_step_and_starts_no_task(
@@ -264,9 +270,9 @@ def test_a_stop_request_stops_the_container(tmp_path: Path) -> None:
 
 
 def test_a_missing_image_fails_the_container_step(tmp_path: Path) -> None:
-    store, engine = FakeStore(), FakeEngine(0)
+    (store, fence), engine = _claimed(), FakeEngine(0)
     execution = _execution(tmp_path, engine, store)
-    ready = _ready(tmp_path, Container(image="missing"))
+    ready = _ready(tmp_path, fence, Container(image="missing"))
     with pytest.raises(StepFailed) as failed:
         execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
     assert failed.value.step is Step.CONTAINER

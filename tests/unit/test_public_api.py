@@ -49,7 +49,14 @@ def test_layers_do_not_import_upwards() -> None:
         "sdk": ("clearq.runtime", "clearq.cli"),
         "envs": ("clearq.scheduler", "clearq.sdk", "clearq.runtime", "clearq.cli"),
         "runtime": ("clearq.cli",),
-        "automation": ("clearq.runtime", "clearq.cli", "clearq.ui"),
+        # Written on the SDK's public names: no scheduler, no SDK internals.
+        "automation": (
+            "clearq.runtime",
+            "clearq.cli",
+            "clearq.ui",
+            "clearq.scheduler",
+            "clearq.sdk.",
+        ),
     }
     found = []
     for layer, banned in forbidden.items():
@@ -61,4 +68,23 @@ def test_layers_do_not_import_upwards() -> None:
                 elif isinstance(node, ast.ImportFrom) and node.module:
                     names = [node.module]
                 found += [f"{path}: {n}" for n in names if n.startswith(banned)]
+    assert found == []
+
+
+def test_automation_uses_only_the_sdks_public_names() -> None:
+    """Pipelines and HPO are written on what a user can import (DESIGN.md, Layers)."""
+    import ast
+    from pathlib import Path
+
+    import clearq
+    import clearq.sdk
+
+    public = {"clearq": set(clearq.__all__), "clearq.sdk": set(clearq.sdk.__all__)}
+    root = Path(clearq.__file__).parent / "automation"
+    found = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module in public:
+                names = {a.name for a in node.names}
+                found += [f"{path.name}: {node.module}.{n}" for n in names - public[node.module]]
     assert found == []

@@ -1,0 +1,346 @@
+"""The store's ports: what each consumer of the store uses of it, as small typed Protocols.
+
+The agent, the executor, the log sink and the pipeline / HPO controllers each take the
+port that says what they use, never the concrete ``Store``. Two implementations satisfy
+them: ``clearq.scheduler.Store`` (SQLAlchemy, on SQLite or PostgreSQL) and
+``clearq.testing.MemoryStore`` (in memory, for tests of the logic above the store); both
+pass the same contract tests (``tests/contract``).
+
+::
+
+    AgentStore       tasks: TaskReads, queues: QueueReads, leases: LeasePort,
+                     workers: WorkerPort, claimer(), listen(), notifies, settings
+    OneTaskStore     an AgentStore that can claim one named task (claim_task)
+    ExecutorStore    tasks: TaskRecords, outputs: OutputWrites
+    LogSinkStore     outputs: OutputWrites
+    ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
+
+Plain names only (models and settings): nothing here imports the scheduler, so
+``clearq.automation`` can be typed against these ports without depending on it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from clearq.config import Settings
+from clearq.models import (
+    Claim,
+    ClaimOrder,
+    Container,
+    EnvSpec,
+    Fence,
+    Heartbeat,
+    LogLine,
+    QueueInfo,
+    ReapReport,
+    RunResult,
+    ScalarPoint,
+    ScalarSummary,
+    Script,
+    Task,
+    TaskSpec,
+    TaskStatus,
+    WorkerInfo,
+    WorkerMetrics,
+)
+
+__all__ = [
+    "AgentStore",
+    "ClaimPort",
+    "ControllerStore",
+    "ExecutorStore",
+    "LeasePort",
+    "ListenPort",
+    "LogSinkStore",
+    "OneTaskStore",
+    "OutputReads",
+    "OutputWrites",
+    "QueueActions",
+    "QueueReads",
+    "TaskReads",
+    "TaskRecords",
+    "WorkerPort",
+]
+
+
+class TaskReads(Protocol):
+    """Reading tasks back."""
+
+    def get(self, task_id: uuid.UUID) -> Task:
+        """The task by id; NotFound when there is none."""
+        ...
+
+    def list(
+        self,
+        *,
+        project: str | None = ...,
+        name: str | None = ...,
+        status: TaskStatus | Sequence[TaskStatus] | None = ...,
+        queue: str | None = ...,
+        tags: Sequence[str] = ...,
+        limit: int = ...,
+    ) -> builtins.list[Task]:
+        """Tasks matching every filter given, newest first."""
+        ...
+
+
+class TaskRecords(TaskReads, Protocol):
+    """Tasks as records: create, edit drafts, reset; a running attempt's own writes."""
+
+    def create(self, spec: TaskSpec) -> Task:
+        """Store a new task in status created."""
+        ...
+
+    def edit(
+        self,
+        task_id: uuid.UUID,
+        *,
+        name: str | None = ...,
+        parameters: dict[str, str] | None = ...,
+        script: Script | None = ...,
+        env: EnvSpec | None = ...,
+        container: Container | None = ...,
+        tags: Sequence[str] | None = ...,
+        comment: str | None = ...,
+        max_attempts: int | None = ...,
+        max_run_seconds: float | None = ...,
+        output_uri: str | None = ...,
+        max_retries: int | None = ...,
+        retry_delay_seconds: float | None = ...,
+    ) -> Task:
+        """Change a draft."""
+        ...
+
+    def update_parameters(
+        self,
+        task_id: uuid.UUID,
+        parameters: dict[str, str],
+        *,
+        fence: Fence | None = ...,
+        replace: bool = ...,
+    ) -> Task:
+        """Merge (or replace) a draft's parameters, or a running attempt's with its fence."""
+        ...
+
+    def update_runtime(self, fence: Fence, info: dict[str, Any]) -> None:
+        """Merge facts about the current run into ``runtime``."""
+        ...
+
+    def resolve_references(self, fence: Fence) -> dict[str, str]:
+        """Fill in a running step's ``${step.…}`` parameters; return them all."""
+        ...
+
+    def reset(self, task_id: uuid.UUID) -> Task:
+        """Turn an ended task back into a draft."""
+        ...
+
+
+class QueueReads(Protocol):
+    """The queues there are."""
+
+    def list(self) -> builtins.list[QueueInfo]:
+        """Every queue with its counts."""
+        ...
+
+
+class QueueActions(QueueReads, Protocol):
+    """Creating queues and putting tasks in and out of them."""
+
+    def create(self, name: str, *, gpus: int = ..., max_running: int | None = ...) -> QueueInfo:
+        """Create a queue."""
+        ...
+
+    def enqueue(
+        self,
+        task_id: uuid.UUID,
+        queue: str,
+        *,
+        priority: int = ...,
+        depends_on: Sequence[uuid.UUID] = ...,
+        continue_on_failure: bool = ...,
+    ) -> Task:
+        """Put a draft in a queue, optionally waiting for parents."""
+        ...
+
+    def dequeue(self, task_id: uuid.UUID) -> Task:
+        """Take a queued task out of its queue; it becomes a draft again."""
+        ...
+
+
+class ClaimPort(Protocol):
+    """One worker's claims over its ordered queues."""
+
+    def claim(self, limit: int = ..., *, among: Sequence[str] | None = ...) -> list[Claim]:
+        """Claim up to ``limit`` tasks."""
+        ...
+
+
+class LeasePort(Protocol):
+    """Heartbeats, ends of attempts, stop requests and the reaper."""
+
+    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ...) -> Heartbeat:
+        """Mark the worker seen and extend the leases of ``fences``."""
+        ...
+
+    def finish(
+        self,
+        fence: Fence,
+        status: TaskStatus,
+        *,
+        exit_code: int | None = ...,
+        reason: str = ...,
+    ) -> None:
+        """Record how an attempt ended, with what follows; LeaseLost if it is not its own."""
+        ...
+
+    def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
+        """Record several ended attempts; the tasks whose fence lost."""
+        ...
+
+    def requeue(
+        self, fence: Fence, *, reason: str, infra: bool = ..., preempted: bool = ...
+    ) -> Task:
+        """Give a running attempt back to the front of its queue."""
+        ...
+
+    def request_stop(self, task_id: uuid.UUID) -> Task:
+        """Ask the worker running a task to stop it."""
+        ...
+
+    def reap(self) -> ReapReport:
+        """Requeue or fail running tasks whose lease expired."""
+        ...
+
+
+class OutputWrites(Protocol):
+    """A running attempt's logs and scalars."""
+
+    def append_logs(self, fence: Fence, lines: Sequence[tuple[str, str]]) -> None:
+        """Append (stream, text) pieces to the attempt's log."""
+        ...
+
+    def append_scalars(self, fence: Fence, points: Sequence[ScalarPoint]) -> None:
+        """Append reported values and fold them into the summary."""
+        ...
+
+
+class OutputReads(Protocol):
+    """What tasks reported."""
+
+    def logs(
+        self,
+        task_id: uuid.UUID,
+        *,
+        after: int = ...,
+        attempt: int | None = ...,
+        limit: int = ...,
+    ) -> list[LogLine]:
+        """Log pieces after ``after``, oldest first."""
+        ...
+
+    def scalars(
+        self, task_id: uuid.UUID, *, title: str | None = ..., series: str | None = ...
+    ) -> list[ScalarPoint]:
+        """The values reported by the task's latest attempt."""
+        ...
+
+    def summary(self, task_id: uuid.UUID) -> list[ScalarSummary]:
+        """Last, min and max of each (title, series) of the latest attempt."""
+        ...
+
+
+class WorkerPort(Protocol):
+    """An agent's own worker rows."""
+
+    def register(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int | None,
+        queues: Sequence[str],
+        gpus: Sequence[str] = ...,
+    ) -> WorkerInfo:
+        """Record the worker as active."""
+        ...
+
+    def unregister(self, worker_id: str) -> None:
+        """Mark the worker gone."""
+        ...
+
+    def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
+        """Store one sample of the machine's health."""
+        ...
+
+
+class ListenPort(Protocol):
+    """Waits for wake-up hints (``scheduler.notify.Listener``)."""
+
+    def wait(self, timeout: float) -> list[Any]:
+        """Block until a hint arrives or ``timeout`` seconds pass."""
+        ...
+
+    def close(self) -> None:
+        """Stop listening."""
+        ...
+
+
+class AgentStore(Protocol):
+    """What the agent's worker loop uses."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def tasks(self) -> TaskReads: ...
+    @property
+    def queues(self) -> QueueReads: ...
+    @property
+    def leases(self) -> LeasePort: ...
+    @property
+    def workers(self) -> WorkerPort: ...
+    @property
+    def notifies(self) -> bool:
+        """True when idle agents are woken by hints (PostgreSQL), else they poll."""
+        ...
+
+    def claimer(
+        self, worker: str, queues: Sequence[str], *, order: ClaimOrder = ...
+    ) -> ClaimPort: ...
+    def listen(self, channels: Sequence[str] = ...) -> ListenPort: ...
+
+
+class OneTaskStore(AgentStore, Protocol):
+    """What running one named task to its end uses (``clearq task run``, ``agent --once``)."""
+
+    def claim_task(self, worker: str, task_id: uuid.UUID) -> Claim: ...
+
+
+class ExecutorStore(Protocol):
+    """What running one attempt uses (workspace, environment, process, results)."""
+
+    @property
+    def tasks(self) -> TaskRecords: ...
+    @property
+    def outputs(self) -> OutputWrites: ...
+
+
+class LogSinkStore(Protocol):
+    """What streaming a task's console output uses."""
+
+    @property
+    def outputs(self) -> OutputWrites: ...
+
+
+class ControllerStore(Protocol):
+    """What the pipeline and HPO controllers use: records, queues, reported results."""
+
+    @property
+    def tasks(self) -> TaskRecords: ...
+    @property
+    def queues(self) -> QueueActions: ...
+    @property
+    def outputs(self) -> OutputReads: ...

@@ -1,0 +1,302 @@
+"""The in-memory store's tasks and queues (``ports.TaskRecords``, ``ports.QueueActions``)."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from clearq.errors import AlreadyExists, InvalidInput, NotFound
+from clearq.models import (
+    FINAL_STATUSES,
+    Fence,
+    QueueInfo,
+    Task,
+    TaskSpec,
+    TaskStatus,
+)
+from clearq.scheduler.references import has_references, resolve_with
+from clearq.testing.state import State
+
+DEFAULT_LIST_LIMIT = 100
+
+
+class MemoryTasks:
+    """Tasks as records, in memory."""
+
+    def __init__(self, state: State, *, max_attempts: int) -> None:
+        self._s = state
+        self._max_attempts = max_attempts
+
+    def create(self, spec: TaskSpec) -> Task:
+        """Store a new task in status created."""
+        s = self._s
+        with s.lock:
+            now = s.now()
+            task = Task(
+                id=uuid.uuid4(),
+                project=spec.project,
+                name=spec.name,
+                type=spec.type,
+                status=TaskStatus.CREATED,
+                script=spec.script,
+                env=spec.env,
+                container=spec.container,
+                parameters=dict(spec.parameters),
+                tags=tuple(spec.tags),
+                comment=spec.comment,
+                parent_id=spec.parent_id,
+                output_uri=spec.output_uri,
+                runtime={},
+                created_at=now,
+                updated_at=now,
+                queued_at=None,
+                started_at=None,
+                finished_at=None,
+                queue=None,
+                worker=None,
+                attempt=0,
+                tries=0,
+                max_attempts=spec.max_attempts or self._max_attempts,
+                max_run_seconds=spec.max_run_seconds,
+                lease_expires_at=None,
+                stop_requested_at=None,
+                exit_code=None,
+                max_retries=spec.max_retries,
+                retries=0,
+                retry_delay_seconds=spec.retry_delay_seconds,
+            )
+            s.tasks[task.id] = task
+            s.created_order[task.id] = len(s.created_order)
+            return task
+
+    def get(self, task_id: uuid.UUID) -> Task:
+        """The task by id; NotFound when there is none."""
+        with self._s.lock:
+            return self._s.task(task_id)
+
+    def list(
+        self,
+        *,
+        project: str | None = None,
+        name: str | None = None,
+        status: TaskStatus | Sequence[TaskStatus] | None = None,
+        queue: str | None = None,
+        tags: Sequence[str] = (),
+        limit: int = DEFAULT_LIST_LIMIT,
+    ) -> builtins.list[Task]:
+        """Tasks matching every filter given, newest first."""
+        wanted = {status} if isinstance(status, TaskStatus) else status
+        with self._s.lock:
+            found = [
+                t
+                for t in self._s.tasks.values()
+                if (project is None or t.project == project)
+                and (name is None or t.name == name)
+                and (wanted is None or t.status in wanted)
+                and (queue is None or t.queue == queue)
+                and set(tags) <= set(t.tags)
+            ]
+            found.sort(key=lambda t: (t.created_at, self._s.created_order[t.id]), reverse=True)
+        return found[:limit]
+
+    def edit(self, task_id: uuid.UUID, **changes: Any) -> Task:
+        """Change a draft. Only a task in status created can be edited."""
+        values = {k: v for k, v in changes.items() if v is not None}
+        if values.get("max_retries", 0) < 0:
+            raise InvalidInput(f"max_retries cannot be negative ({values['max_retries']})")
+        if values.get("max_attempts", 1) < 1:
+            raise InvalidInput(f"max_attempts must be at least 1, not {values['max_attempts']}")
+        for key in ("tags",):
+            if key in values:
+                values[key] = tuple(values[key])
+        with self._s.lock:
+            current = self._s.task(task_id)
+            if current.status is not TaskStatus.CREATED:
+                raise InvalidInput(
+                    f"task {task_id} is {current.status}: only a draft (created) task can be "
+                    "edited; clone it, or reset it first"
+                )
+            return self._s.put(current, **values)
+
+    def update_parameters(
+        self,
+        task_id: uuid.UUID,
+        parameters: dict[str, str],
+        *,
+        fence: Fence | None = None,
+        replace: bool = False,
+    ) -> Task:
+        """Merge (or with ``replace``, set) a draft's or, with its fence, a run's parameters."""
+        with self._s.lock:
+            if fence is None:
+                current = self._s.task(task_id)
+                if current.status is not TaskStatus.CREATED:
+                    raise InvalidInput(
+                        f"task {task_id} is {current.status}: only a draft (created) task's "
+                        "parameters can be changed; clone it, or reset it first"
+                    )
+            else:
+                current = self._s.hold(fence)
+            merged = dict(parameters) if replace else {**current.parameters, **parameters}
+            return self._s.put(current, parameters=merged)
+
+    def update_runtime(self, fence: Fence, info: dict[str, Any]) -> None:
+        """Merge facts about the current run into ``runtime``."""
+        with self._s.lock:
+            current = self._s.hold(fence)
+            self._s.put(current, runtime={**current.runtime, **info})
+
+    def resolve_references(self, fence: Fence) -> dict[str, str]:
+        """Fill in a running step's ``${step.…}`` parameters (``references.resolve_with``)."""
+        with self._s.lock:
+            current = self._s.hold(fence)
+            if not has_references(current.parameters):
+                return dict(current.parameters)
+            resolved = resolve_with(_Lookup(self._s), fence.task_id, current.parameters)
+            self._s.put(current, parameters=resolved)
+            return resolved
+
+    def reset(self, task_id: uuid.UUID) -> Task:
+        """Turn an ended task back into a draft, clearing the outputs of its runs."""
+        s = self._s
+        with s.lock:
+            task = s.transition(
+                task_id,
+                TaskStatus.CREATED,
+                expect=FINAL_STATUSES,
+                status_reason="",
+                worker=None,
+                tries=0,
+                queued_at=None,
+                started_at=None,
+                finished_at=None,
+                lease_expires_at=None,
+                stop_requested_at=None,
+                exit_code=None,
+                runtime={},
+            )
+            s.logs = [(t, line) for t, line in s.logs if t != task_id]
+            s.scalars = [row for row in s.scalars if row[0] != task_id]
+            s.summary = {k: v for k, v in s.summary.items() if k[0] != task_id}
+            s.artifacts = {k: v for k, v in s.artifacts.items() if k[0] != task_id}
+            return task
+
+
+class _Lookup:
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    def parent_of(self, task_id: uuid.UUID) -> uuid.UUID | None:
+        task = self._s.tasks.get(task_id)
+        return None if task is None else task.parent_id
+
+    def parameters_of(self, task_id: uuid.UUID) -> Mapping[str, str] | None:
+        task = self._s.tasks.get(task_id)
+        return None if task is None else task.parameters
+
+    def artifact_uri(self, task_id: uuid.UUID, name: str) -> str | None:
+        found = self._s.artifacts.get((task_id, name))
+        return None if found is None else found.uri
+
+
+class MemoryQueues:
+    """Named queues of tasks waiting for a worker, in memory."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    def create(self, name: str, *, gpus: int = 0, max_running: int | None = None) -> QueueInfo:
+        """Create a queue whose tasks each need ``gpus`` GPUs."""
+        if not name or name != name.strip():
+            raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
+        if gpus < 0:
+            raise InvalidInput(f"a queue's tasks cannot need a negative number of GPUs ({gpus})")
+        if max_running is not None and max_running < 1:
+            raise InvalidInput(
+                f"a queue's cap on running tasks must be at least 1, not {max_running}"
+            )
+        with self._s.lock:
+            if name in self._s.queues:
+                raise AlreadyExists(f"queue {name!r} already exists")
+            queue_id = len(self._s.queues) + 1
+            info = QueueInfo(
+                id=queue_id, name=name, gpus=gpus, created_at=self._s.now(), max_running=max_running
+            )
+            self._s.queues[name] = info
+            return info
+
+    def list(self) -> builtins.list[QueueInfo]:
+        """Every queue, by name, with its length and oldest wait."""
+        with self._s.lock:
+            return [self._info(q) for _, q in sorted(self._s.queues.items())]
+
+    def _info(self, queue: QueueInfo) -> QueueInfo:
+        waiting = [e.enqueued_at for e in self._s.entries.values() if e.queue_id == queue.id]
+        return queue.model_copy(
+            update={"length": len(waiting), "oldest_enqueued_at": min(waiting, default=None)}
+        )
+
+    def enqueue(
+        self,
+        task_id: uuid.UUID,
+        queue: str,
+        *,
+        priority: int = 0,
+        depends_on: Sequence[uuid.UUID] = (),
+        continue_on_failure: bool = False,
+    ) -> Task:
+        """Put a draft in a queue; with ``depends_on`` it waits for those tasks."""
+        s = self._s
+        with s.lock:
+            info = s.queues.get(queue)
+            if info is None:
+                raise NotFound(
+                    f"no queue named {queue!r}: create it with `clearq queue create {queue}`"
+                )
+            if depends_on:
+                self._add_parents(task_id, depends_on, continue_on_failure)
+            task = s.transition(
+                task_id,
+                TaskStatus.QUEUED,
+                expect=frozenset({TaskStatus.CREATED}),
+                queue=queue,
+                queued_at=s.now(),
+                status_reason="",
+            )
+            s.add_entry(task_id, info.id, priority)
+            if depends_on:
+                s.skip_blocked()
+            return s.task(task.id)
+
+    def _add_parents(self, child: uuid.UUID, parents: Sequence[uuid.UUID], go_on: bool) -> None:
+        s = self._s
+        wanted = set(parents)
+        if child in wanted:
+            raise InvalidInput(f"task {child} cannot depend on itself")
+        missing = wanted - set(s.tasks)
+        if missing:
+            raise NotFound(f"no task with id {', '.join(map(str, sorted(missing)))} to depend on")
+        seen, frontier = set(wanted), set(wanted)
+        while frontier:
+            frontier = {p for c in frontier for p in s.parents.get(c, {})} - seen
+            seen |= frontier
+        if child in seen:
+            raise InvalidInput(f"task {child} is an ancestor of its own parents: that is a cycle")
+        edges = s.parents.setdefault(child, {})
+        for parent in wanted - set(edges):
+            edges[parent] = go_on
+
+    def dequeue(self, task_id: uuid.UUID) -> Task:
+        """Take a queued task out of its queue; it becomes a draft again."""
+        with self._s.lock:
+            task = self._s.transition(
+                task_id,
+                TaskStatus.CREATED,
+                expect=frozenset({TaskStatus.QUEUED}),
+                queued_at=None,
+                status_reason="",
+            )
+            self._s.entries.pop(task_id, None)
+            return task

@@ -1,0 +1,468 @@
+"""The in-memory store's runs: the claim, leases and ends of attempts, outputs, workers."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+
+from clearq.errors import InvalidInput, LeaseLost, NotFound
+from clearq.models import (
+    Claim,
+    ClaimOrder,
+    Fence,
+    Heartbeat,
+    LogLine,
+    ReapReport,
+    RunResult,
+    ScalarPoint,
+    ScalarSummary,
+    Task,
+    TaskStatus,
+    WorkerInfo,
+    WorkerMetrics,
+    WorkerState,
+)
+from clearq.scheduler.fenced import check_final, check_streams, summarise
+from clearq.scheduler.lifecycle import check_transition
+from clearq.testing.state import Entry, State, Summary
+
+
+class MemoryClaimer:
+    """A worker's claims across its ordered queues, as ``claim.Claimer`` hands them out."""
+
+    def __init__(
+        self, state: State, worker: str, queues: Sequence[str], order: ClaimOrder, lease: float
+    ) -> None:
+        if not queues:
+            raise InvalidInput("a worker needs at least one queue to claim from")
+        if len(set(queues)) != len(queues):
+            raise InvalidInput(f"queues named more than once: {list(queues)}")
+        self._s = state
+        self.worker = worker
+        self.queues = tuple(queues)
+        self.order = order
+        self._lease = lease
+        self._start = 0
+
+    def ranked(self, among: Sequence[str] | None = None) -> list[str]:
+        """The queues in the order the next claim will try them."""
+        rotated = self.queues[self._start :] + self.queues[: self._start]
+        return [q for q in rotated if among is None or q in among]
+
+    def claim(self, limit: int = 1, *, among: Sequence[str] | None = None) -> list[Claim]:
+        """Claim up to ``limit`` eligible tasks in claim order."""
+        s = self._s
+        ranked = self.ranked(among)
+        with s.lock:
+            per_queue = [self._eligible(name, limit) for name in ranked]
+            if self.order is ClaimOrder.ROUND_ROBIN:
+                picked = [q[i] for i in range(limit) for q in per_queue if i < len(q)]
+            else:
+                picked = [e for q in per_queue for e in q]
+            claims = [self._run(name, entry) for name, entry in picked[:limit]]
+        if self.order is ClaimOrder.ROUND_ROBIN and claims:
+            self._start = (self.queues.index(claims[0].queue) + 1) % len(self.queues)
+        return claims
+
+    def _eligible(self, name: str, limit: int) -> list[tuple[str, Entry]]:
+        s = self._s
+        queue = s.queues.get(name)
+        if queue is None:
+            return []
+        now = s.now()
+        entries = sorted(
+            (e for e in s.entries.values() if e.queue_id == queue.id),
+            key=lambda e: (-e.priority, e.id),
+        )
+        ready = [
+            e for e in entries if (e.not_before is None or e.not_before <= now) and self._free(e)
+        ]
+        room = limit
+        if queue.max_running is not None:
+            running = sum(
+                1 for t in s.tasks.values() if t.queue == name and t.status is TaskStatus.RUNNING
+            )
+            room = max(0, min(limit, queue.max_running - running))
+        return [(name, e) for e in ready[:room]]
+
+    def _free(self, entry: Entry) -> bool:
+        for parent_id, go_on in self._s.parents.get(entry.task_id, {}).items():
+            status = self._s.tasks[parent_id].status
+            if status is TaskStatus.COMPLETED:
+                continue
+            if go_on and status in (TaskStatus.FAILED, TaskStatus.STOPPED, TaskStatus.SKIPPED):
+                continue
+            return False
+        return True
+
+    def _run(self, name: str, entry: Entry) -> Claim:
+        s = self._s
+        del s.entries[entry.task_id]
+        task = s.task(entry.task_id)
+        check_transition(task.id, task.status, TaskStatus.RUNNING)
+        now = s.now()
+        task = s.put(
+            task,
+            status=TaskStatus.RUNNING,
+            worker=self.worker,
+            attempt=task.attempt + 1,
+            tries=task.tries + 1,
+            started_at=now,
+            finished_at=None,
+            exit_code=None,
+            stop_requested_at=None,
+            status_reason="",
+            lease_expires_at=now + timedelta(seconds=self._lease),
+        )
+        return Claim(task_id=task.id, attempt=task.attempt, worker=self.worker, queue=name)
+
+
+class MemoryLeases:
+    """Heartbeats, ends of attempts, stop requests and the reaper, in memory."""
+
+    def __init__(self, state: State, *, lease_seconds: float, worker_gone_seconds: float) -> None:
+        self._s = state
+        self.lease_seconds = lease_seconds
+        self._gone = worker_gone_seconds
+
+    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
+        """Mark ``worker`` seen and extend the leases ``fences`` still hold."""
+        s = self._s
+        held: dict[uuid.UUID, bool] = {}
+        overtime: set[uuid.UUID] = set()
+        with s.lock:
+            now = s.now()
+            names = {f.worker for f in fences if f.worker is not None} | {worker} - {None}
+            for name in names:
+                if name in s.workers:
+                    s.workers[name] = s.workers[name].model_copy(
+                        update={"last_seen": now, "state": WorkerState.ACTIVE}
+                    )
+            for f in fences:
+                try:
+                    task = s.hold(f)
+                except LeaseLost:
+                    continue
+                s.tasks[task.id] = task.model_copy(
+                    update={"lease_expires_at": now + timedelta(seconds=self.lease_seconds)}
+                )
+                held[task.id] = task.stop_requested_at is not None
+                limit, started = task.max_run_seconds, task.started_at
+                if (
+                    limit is not None
+                    and started is not None
+                    and now - started > timedelta(seconds=limit)
+                ):
+                    overtime.add(task.id)
+        return Heartbeat(
+            held=frozenset(held),
+            lost=frozenset(f.task_id for f in fences if f.task_id not in held),
+            stop_requested=frozenset(t for t, stop in held.items() if stop),
+            overtime=frozenset(overtime),
+        )
+
+    def finish(
+        self,
+        fence: Fence,
+        status: TaskStatus,
+        *,
+        exit_code: int | None = None,
+        reason: str = "",
+    ) -> None:
+        """Record how an attempt ended, with what follows (as ``fenced.finish``)."""
+        check_final(status)
+        s = self._s
+        with s.lock:
+            task = s.hold(fence)
+            if status is TaskStatus.FAILED and self._retry(task, exit_code, reason):
+                return
+            s.put(
+                task,
+                status=status,
+                exit_code=exit_code,
+                status_reason=reason,
+                finished_at=s.now(),
+                lease_expires_at=None,
+            )
+            if status is TaskStatus.COMPLETED:
+                if any(task.id in parents for parents in s.parents.values()):
+                    s.notices.append(("clearq_enqueue", str(task.id)))
+            else:
+                s.skip_blocked()
+
+    def _retry(self, task: Task, exit_code: int | None, reason: str) -> bool:
+        s = self._s
+        queue = s.queues.get(task.queue) if task.queue else None
+        if queue is None or task.retries >= task.max_retries:
+            return False
+        check_transition(task.id, TaskStatus.RUNNING, TaskStatus.QUEUED)
+        delay = (task.retry_delay_seconds or 0.0) * 2**task.retries
+        why = f"retry {task.retries + 1} of {task.max_retries} after attempt {task.attempt}: "
+        why += reason + (f" (waits {delay:g} s)" if delay else "")
+        s.put(
+            task,
+            status=TaskStatus.QUEUED,
+            status_reason=why,
+            exit_code=exit_code,
+            retries=task.retries + 1,
+            tries=task.tries - 1,
+            worker=None,
+            lease_expires_at=None,
+            stop_requested_at=None,
+            queued_at=s.now(),
+        )
+        s.add_entry(task.id, queue.id, 0, front=True, delay=delay)
+        return True
+
+    def finish_many(self, results: Sequence[RunResult]) -> frozenset[uuid.UUID]:
+        """Record several ended attempts; the tasks whose fence lost."""
+        for r in results:
+            check_final(r.status)
+        lost: set[uuid.UUID] = set()
+        for r in results:
+            try:
+                self.finish(r.fence, r.status, exit_code=r.exit_code, reason=r.reason)
+            except LeaseLost:
+                lost.add(r.fence.task_id)
+        return frozenset(lost)
+
+    def requeue(
+        self, fence: Fence, *, reason: str, infra: bool = False, preempted: bool = False
+    ) -> Task:
+        """Give a running attempt back to the front of its queue, or fail it."""
+        s = self._s
+        with s.lock:
+            task = s.hold(fence)
+            if preempted and not reason.startswith("preempted: "):
+                reason = "preempted: " + reason
+            self._back_or_fail(task, reason, count_try=infra)
+            if s.task(task.id).status is TaskStatus.FAILED:
+                s.skip_blocked()
+            return s.task(task.id)
+
+    def _back_or_fail(self, task: Task, reason: str, *, count_try: bool) -> bool:
+        s = self._s
+        tries = task.tries if count_try else task.tries - 1
+        queue = s.queues.get(task.queue) if task.queue else None
+        if queue is not None and tries < task.max_attempts:
+            check_transition(task.id, TaskStatus.RUNNING, TaskStatus.QUEUED)
+            s.put(
+                task,
+                status=TaskStatus.QUEUED,
+                status_reason=f"requeued after attempt {task.attempt}: {reason}",
+                tries=tries,
+                worker=None,
+                lease_expires_at=None,
+                stop_requested_at=None,
+                queued_at=s.now(),
+            )
+            s.add_entry(task.id, queue.id, 0, front=True)
+            return True
+        check_transition(task.id, TaskStatus.RUNNING, TaskStatus.FAILED)
+        if queue is None:
+            why = f"worker lost: {reason}, and the task has no queue to go back to"
+        else:
+            why = f"worker lost: {reason}; all {task.max_attempts} attempts are spent"
+        s.put(
+            task,
+            status=TaskStatus.FAILED,
+            status_reason=why,
+            lease_expires_at=None,
+            finished_at=s.now(),
+        )
+        return False
+
+    def request_stop(self, task_id: uuid.UUID) -> Task:
+        """Ask the worker running a task to stop it."""
+        s = self._s
+        with s.lock:
+            task = s.task(task_id)
+            if task.status is not TaskStatus.RUNNING:
+                queued = task.status is TaskStatus.QUEUED
+                hint = "dequeue it instead" if queued else "nothing to stop"
+                raise InvalidInput(f"task {task_id} is {task.status}, not running: {hint}")
+            if task.stop_requested_at is None:
+                task = s.put(task, stop_requested_at=s.now())
+            s.notices.append(("clearq_stop", str(task_id)))
+            return task
+
+    def reap(self) -> ReapReport:
+        """Requeue or fail running tasks whose lease expired; mark silent workers gone."""
+        s = self._s
+        requeued: list[uuid.UUID] = []
+        failed: list[uuid.UUID] = []
+        with s.lock:
+            now = s.now()
+            expired = [
+                t
+                for t in s.tasks.values()
+                if t.status is TaskStatus.RUNNING
+                and t.lease_expires_at is not None
+                and t.lease_expires_at < now
+            ]
+            for task in sorted(expired, key=lambda t: t.lease_expires_at or now):
+                who = f"worker {task.worker}" if task.worker else "the process running it"
+                back = self._back_or_fail(task, f"{who} stopped renewing its lease", count_try=True)
+                (requeued if back else failed).append(task.id)
+            gone = []
+            for wid, info in sorted(s.workers.items()):
+                if info.state is WorkerState.ACTIVE and info.last_seen < now - timedelta(
+                    seconds=self._gone
+                ):
+                    s.workers[wid] = info.model_copy(update={"state": WorkerState.GONE})
+                    gone.append(wid)
+            s.skip_blocked()
+        return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=tuple(gone))
+
+
+class MemoryOutputs:
+    """Logs and scalars of tasks, in memory."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    def append_logs(self, fence: Fence, lines: Sequence[tuple[str, str]]) -> None:
+        """Append (stream, text) pieces to the attempt's log, in order."""
+        check_streams(lines)
+        if not lines:
+            return
+        s = self._s
+        with s.lock:
+            s.hold(fence)
+            for stream, text in lines:
+                line = LogLine(
+                    seq=next(s.ids), attempt=fence.attempt, at=s.now(), stream=stream, text=text
+                )
+                s.logs.append((fence.task_id, line))
+
+    def append_scalars(self, fence: Fence, points: Sequence[ScalarPoint]) -> None:
+        """Append reported values and fold them into the per-series summary."""
+        if not points:
+            return
+        s = self._s
+        with s.lock:
+            s.hold(fence)
+            s.scalars.extend((fence.task_id, fence.attempt, p) for p in points)
+            folded = summarise((p.title, p.series, p.iteration, p.value) for p in points)
+            for (title, series), new in folded.items():
+                key = (fence.task_id, title, series)
+                old = s.summary.get(key)
+                if old is None or old.attempt < fence.attempt:
+                    s.summary[key] = Summary(fence.attempt, **new)
+                    continue
+                old.last, old.last_iteration = new["last"], new["last_iteration"]
+                old.min, old.max = min(old.min, new["min"]), max(old.max, new["max"])
+
+    def logs(
+        self,
+        task_id: uuid.UUID,
+        *,
+        after: int = 0,
+        attempt: int | None = None,
+        limit: int = 10_000,
+    ) -> list[LogLine]:
+        """Log pieces with ``seq`` above ``after``, oldest first."""
+        with self._s.lock:
+            found = [
+                line
+                for t, line in self._s.logs
+                if t == task_id and line.seq > after and attempt in (None, line.attempt)
+            ]
+        return found[:limit]
+
+    def scalars(
+        self, task_id: uuid.UUID, *, title: str | None = None, series: str | None = None
+    ) -> list[ScalarPoint]:
+        """The values reported by the task's latest attempt, in report order."""
+        with self._s.lock:
+            latest = self._s.tasks[task_id].attempt if task_id in self._s.tasks else None
+            return [
+                p
+                for t, attempt, p in self._s.scalars
+                if t == task_id
+                and attempt == latest
+                and title in (None, p.title)
+                and series in (None, p.series)
+            ]
+
+    def summary(self, task_id: uuid.UUID) -> list[ScalarSummary]:
+        """Last, min and max of each (title, series)."""
+        with self._s.lock:
+            rows = sorted((k, v) for k, v in self._s.summary.items() if k[0] == task_id)
+        return [
+            ScalarSummary(
+                title=title,
+                series=series,
+                last=v.last,
+                min=v.min,
+                max=v.max,
+                last_iteration=v.last_iteration,
+            )
+            for (_, title, series), v in rows
+        ]
+
+
+class MemoryWorkers:
+    """Registered workers and their metrics, in memory."""
+
+    def __init__(self, state: State) -> None:
+        self._s = state
+
+    def register(
+        self,
+        worker_id: str,
+        *,
+        host: str,
+        pid: int | None,
+        queues: Sequence[str],
+        gpus: Sequence[str] = (),
+    ) -> WorkerInfo:
+        """Register (or re-register) a worker as active now."""
+        with self._s.lock:
+            now = self._s.now()
+            self._s.workers[worker_id] = WorkerInfo(
+                id=worker_id,
+                host=host,
+                pid=pid,
+                queues=tuple(queues),
+                gpus=tuple(gpus),
+                state=WorkerState.ACTIVE,
+                started_at=now,
+                last_seen=now,
+            )
+        return self.get(worker_id)
+
+    def unregister(self, worker_id: str) -> None:
+        """Remove a worker that is shutting down."""
+        with self._s.lock:
+            self._s.workers.pop(worker_id, None)
+
+    def get(self, worker_id: str) -> WorkerInfo:
+        """One worker with the tasks it runs; NotFound when it is not registered."""
+        with self._s.lock:
+            info = self._s.workers.get(worker_id)
+            if info is None:
+                raise NotFound(f"no worker {worker_id!r} is registered: see `clearq workers`")
+            running = sorted(
+                (t for t in self._s.tasks.values() if t.status is TaskStatus.RUNNING),
+                key=lambda t: t.started_at or t.created_at,
+            )
+            mine = tuple(t.id for t in running if t.worker == worker_id)
+        return info.model_copy(update={"tasks": mine})
+
+    def list(self, *, include_gone: bool = True) -> builtins.list[WorkerInfo]:
+        """Registered workers by id."""
+        with self._s.lock:
+            ids = sorted(
+                w
+                for w, info in self._s.workers.items()
+                if include_gone or info.state is WorkerState.ACTIVE
+            )
+        return [self.get(w) for w in ids]
+
+    def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
+        """Store one sample of the machine's health."""
+        with self._s.lock:
+            self._s.metrics.append((worker_id, self._s.now(), metrics))
