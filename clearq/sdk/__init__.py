@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from clearq.sdk import parameters
 from clearq.sdk.logger import Logger
-from clearq.sdk.task import Task, default_store, settings_in_use
+from clearq.sdk.session import default_store, settings_in_use
+from clearq.sdk.task import Task
 from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
