@@ -36,7 +36,7 @@ from clearq.automation.controller_nodes import NodeSpec, PipelineNode
 from clearq.automation.pipeline import Pipeline
 from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
-from clearq.sdk.task import Task
+from clearq.sdk import Task
 
 DEFAULT_POOL_FREQUENCY_MINUTES = 0.2
 """How often a controller process looks at its steps (ClearML's default, in minutes)."""

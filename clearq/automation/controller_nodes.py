@@ -19,7 +19,7 @@ from clearq.errors import InvalidInput
 
 if TYPE_CHECKING:
     from clearq.automation.pipeline import Pipeline
-    from clearq.sdk.task import Task
+    from clearq.sdk import Task
 
 _PIPELINE_REF = re.compile(r"\$\{pipeline\.([^}]+)\}")
 _STEP_REF = re.compile(r"\$\{([A-Za-z0-9_-]+)\.")
