@@ -106,8 +106,8 @@ def main() -> None:
         execution_queue=QUEUE,
         max_number_of_concurrent_tasks=4,
         total_max_jobs=12,
-        time_limit_per_job=120,
-        pool_period_sec=0.5,
+        time_limit_per_job=2.0,  # minutes, as in ClearML
+        pool_period_min=0.01,
         seed=0,
     )
     print(f"search {search.name} with {strategy().__name__}: 12 trials", flush=True)

@@ -6,7 +6,6 @@ an optional extra, imported only when an ``OptimizerOptuna`` search starts.
 """
 
 from clearq.automation.controller import PipelineController
-from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.automation.hpo_optuna import OptimizerOptuna, optuna_storage
 from clearq.automation.hpo_params import (
     DiscreteParameterRange,
@@ -17,6 +16,7 @@ from clearq.automation.hpo_params import (
 )
 from clearq.automation.hpo_strategies import GridSearch, RandomSearch, SearchStrategy
 from clearq.automation.hpo_trials import Objective, TrialResult, TrialState
+from clearq.automation.optimization import HyperParameterOptimizer
 from clearq.automation.pipeline import Pipeline
 
 __all__ = [

@@ -93,6 +93,8 @@ class HyperParameterOptimizer:
         self._concurrency = max_number_of_concurrent_tasks
         self._total = total_max_jobs
         self._max_iteration = max_iteration_per_job
+        self._min_iteration: int | None = None
+        """No trial is pruned before reporting this iteration (ClearML's min_iteration_per_job)."""
         self._time_limit = optimization_time_limit
         self._period = pool_period_sec
         self._jobs: dict[int, TrialJob] = {}
@@ -236,7 +238,8 @@ class HyperParameterOptimizer:
         if strategy.wants_steps and status is not TaskStatus.QUEUED:
             for step, value in job.new_steps():
                 prune = strategy.report_step(job.suggestion, step, value)
-                if prune and status is TaskStatus.RUNNING:
+                young = self._min_iteration is not None and step < self._min_iteration
+                if prune and not young and status is TaskStatus.RUNNING:
                     job.halt()
                     self._end(strategy, job, job.pruned(step, value))
                     return

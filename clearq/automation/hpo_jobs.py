@@ -28,6 +28,8 @@ class JobSpec:
     queue: str
     search_name: str
     time_limit_per_job: float | None = None
+    project: str | None = None
+    """The project trials are made in (ClearML's spawn_project); default: the base task's."""
 
 
 class TrialJob:
@@ -55,6 +57,8 @@ class TrialJob:
             tags=tags,
             max_run_seconds=spec.time_limit_per_job,
         )
+        if spec.project is not None:
+            task.move_to_project(spec.project)
         return cls(suggestion, task.reload(), objective)
 
     @classmethod

@@ -45,9 +45,14 @@ class TaskAdmin:
         name: str | None = None,
         tags: Sequence[str] | None = None,
         comment: str | None = None,
+        project: str | None = None,
     ) -> Task:
-        """Change a task's name, tags or comment, in any status."""
+        """Change a task's name, tags, comment or project, in any status."""
         values: dict[str, Any] = {}
+        if project is not None:
+            if not project.strip():
+                raise InvalidInput("a task's project cannot be empty")
+            values["project"] = project
         if name is not None:
             if not name.strip():
                 raise InvalidInput("a task's name cannot be empty")

@@ -94,6 +94,11 @@ class TaskSurface:
         self._record = self._store.admin.annotate(self._id, name=name)
         self._name = self._record.name
 
+    def move_to_project(self, new_project_name: str) -> None:
+        """Move the task to another project (ClearML's ``move_to_project``)."""
+        self._record = self._store.admin.annotate(self._id, project=new_project_name)
+        self._project = self._record.project
+
     def set_comment(self, comment: str) -> None:
         """Set the task's description."""
         self._record = self._store.admin.annotate(self._id, comment=comment)

@@ -13,10 +13,10 @@ from typing import Any
 
 from clearq.automation import (
     DiscreteParameterRange,
-    HyperParameterOptimizer,
     SearchStrategy,
     UniformIntegerParameterRange,
 )
+from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.models import Script, TaskSpec
 from clearq.scheduler import Store
 from tests.gitrepo import published

@@ -22,13 +22,13 @@ import pytest
 from clearq.automation import (
     DiscreteParameterRange,
     GridSearch,
-    HyperParameterOptimizer,
     OptimizerOptuna,
     RandomSearch,
     SearchStrategy,
     TrialState,
     optuna_storage,
 )
+from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.enums import FINAL_STATUSES
 from clearq.models import Task as TaskRecord
 from clearq.models import TaskStatus

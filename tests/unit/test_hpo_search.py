@@ -9,13 +9,13 @@ import pytest
 from clearq.automation import (
     DiscreteParameterRange,
     GridSearch,
-    HyperParameterOptimizer,
     LogUniformParameterRange,
     Objective,
     RandomSearch,
     UniformIntegerParameterRange,
     UniformParameterRange,
 )
+from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.automation.hpo_strategies import SearchContext, SearchStrategy
 from clearq.automation.hpo_trials import Suggestion, search_name
 from clearq.errors import InvalidInput
