@@ -40,7 +40,7 @@ from clearq.automation.hpo import HyperParameterOptimizer as SearchLoop
 from clearq.automation.hpo_params import Parameter
 from clearq.automation.hpo_strategies import RandomSearch, SearchStrategy
 from clearq.errors import InvalidInput
-from clearq.sdk.task import Task
+from clearq.sdk import Task
 
 log = logging.getLogger(__name__)
 
