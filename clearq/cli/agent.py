@@ -21,6 +21,7 @@ from clearq.runtime.exits import describe_exits
 from clearq.runtime.forced_env import parse_forced_environment
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
+from clearq.runtime.taskuser import TaskUser
 from clearq.secrets import known_secrets
 
 
@@ -114,6 +115,16 @@ def agent_command(
             help="NAME=VALUE lines for every task ('secret NAME=VALUE': masked in logs).",
         ),
     ] = [],  # noqa: B006
+    task_user: Annotated[
+        str | None,
+        typer.Option(
+            "--task-user",
+            metavar="NAME",
+            help="Host mode, an agent running as root: run every task as this OS user "
+            "(without it a task is as trusted as the agent).",
+            show_default=False,
+        ),
+    ] = None,
     docker_network: Annotated[
         str | None,
         typer.Option(
@@ -151,6 +162,9 @@ def agent_command(
     context = cli_context(ctx)
     settings = context.settings()
     forced = parse_forced_environment(env, secret_env, env_file)
+    if task_user is not None and docker is not None:
+        raise typer.BadParameter("--task-user is for host mode: leave out --docker")
+    user = None if task_user is None else TaskUser.lookup(task_user)
     config = ExecutorConfig(
         home=settings.home_dir,
         database_url=settings.resolved_database_url,
@@ -160,6 +174,7 @@ def agent_command(
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
         secrets=known_secrets(settings.resolved_database_url, os.environ, forced.secrets),
         forced_environment=forced.values,
+        task_user=user,
     )
     with context.store() as store, ExitStack() as stack:
         executor = build_executor(

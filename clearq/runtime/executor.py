@@ -35,6 +35,7 @@ from clearq.runtime.taskenv import (
     task_environment,
     with_sdk_requirements,
 )
+from clearq.runtime.taskuser import TaskUser
 from clearq.runtime.workspace import WorkspaceError, build_workspace
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
@@ -127,6 +128,9 @@ class ExecutorConfig:
     forced_environment: Mapping[str, str] = field(default_factory=dict)
     """The operator's variables for every task (``clearq agent --env``); they win over
     the task's own ``environment``."""
+    task_user: TaskUser | None = None
+    """Run host-mode tasks as this OS user (``clearq agent --task-user``); None: as the
+    agent's own user, which makes a task as trusted as its agent."""
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,8 @@ class Executor:
         self._config = config
         self._after_workspace = after_workspace
         self._clearq_path = clearq_path_entry(ensure_home(config.home))
+        if config.task_user is not None:
+            config.task_user.prepare_home(config.home)
 
     def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
         """Run the claimed attempt to its end and say how it ended (the caller records it)."""
@@ -208,6 +214,10 @@ class Executor:
         self._resolve_references(fence)
         code_dir = folder / "code"
         run_dir = self._workspace(task, code_dir)
+        if self._config.task_user is not None:
+            sink.agent(f"running the task as user {self._config.task_user.name}")
+            self._config.task_user.hand_over(folder)
+            self._config.task_user.hand_over(self._config.home / "artifacts" / str(task.id))
         if (early := _before_start(control)) is not None:
             return early
         if self._after_workspace is not None:
@@ -266,13 +276,15 @@ class Executor:
             os.environ,
             python=None,
             clearq_path=None,
-            settings={},
+            settings=self._who(),
             gpus=gpus,
             own=task.environment,
             forced=self._config.forced_environment,
         )
         try:
-            proc = TaskProcess(["bash", str(script)], cwd=run_dir, env=environ, sink=sink)
+            proc = TaskProcess(
+                ["bash", str(script)], cwd=run_dir, env=environ, sink=sink, user=self._user
+            )
         except ProcessStartError as e:
             raise StepFailed(Step.SETUP, str(e)) from e
         code = _wait_or_stop(proc, control, self._config.stop_grace)
@@ -295,6 +307,15 @@ class Executor:
         except LeaseLost:
             control.lose()
 
+    @property
+    def _user(self) -> tuple[int, int] | None:
+        user = self._config.task_user
+        return None if user is None else (user.uid, user.gid)
+
+    def _who(self) -> dict[str, str]:
+        user = self._config.task_user
+        return {} if user is None else user.environment()
+
     def _environ(
         self, task: Task, fence: Fence, python: Path, gpus: Sequence[str] | None
     ) -> dict[str, str]:
@@ -309,7 +330,7 @@ class Executor:
             os.environ,
             python=python,
             clearq_path=self._clearq_path,
-            settings=clearq_vars,
+            settings={**self._who(), **clearq_vars},
             gpus=gpus,
             own=task.environment,
             forced=self._config.forced_environment,
@@ -326,7 +347,7 @@ class Executor:
         control: Control,
     ) -> Outcome:
         try:
-            proc = TaskProcess(argv, cwd=run_dir, env=environ, sink=sink)
+            proc = TaskProcess(argv, cwd=run_dir, env=environ, sink=sink, user=self._user)
         except ProcessStartError as e:
             raise StepFailed(Step.START, str(e)) from e
         watch = _Watch(proc, self._resource_writer(fence, control))

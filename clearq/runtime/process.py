@@ -41,7 +41,9 @@ class TaskProcess:
         cwd: Path,
         env: Mapping[str, str],
         sink: OutputSink,
+        user: tuple[int, int] | None = None,
     ) -> None:
+        """Start ``argv``; ``user`` (uid, gid): as that user, with no other groups."""
         try:
             self._proc = subprocess.Popen(
                 list(argv),
@@ -51,6 +53,9 @@ class TaskProcess:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,  # its own process group, to stop it whole
+                user=None if user is None else user[0],
+                group=None if user is None else user[1],
+                extra_groups=None if user is None else [],
             )
         except OSError as e:
             raise ProcessStartError(f"cannot start {argv[0]}: {e}") from e
