@@ -11,16 +11,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from clearq.sdk import Logger, StorageManager, Task, TaskTypes
+    from clearq.sdk import InputModel, Logger, OutputModel, StorageManager, Task, TaskTypes
 
     __version__: str
 
-__all__ = ["Logger", "StorageManager", "Task", "TaskTypes", "__version__"]
+__all__ = [
+    "InputModel",
+    "Logger",
+    "OutputModel",
+    "StorageManager",
+    "Task",
+    "TaskTypes",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so `clearq` tools that never touch the SDK stay light.
-    if name in ("Task", "Logger", "TaskTypes", "StorageManager"):
+    if name in ("Task", "Logger", "TaskTypes", "StorageManager", "InputModel", "OutputModel"):
         from clearq import sdk
 
         return getattr(sdk, name)

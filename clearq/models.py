@@ -357,6 +357,25 @@ class DebugSample(_Frozen):
     at: datetime
 
 
+class ModelRecord(_Frozen):
+    """A model a task's run stored: its weights' file, framework, labels, configuration."""
+
+    id: uuid.UUID
+    task_id: uuid.UUID
+    name: str
+    framework: str = ""
+    uri: str | None = None
+    size: int | None = None
+    sha256: str | None = None
+    labels: dict[str, int] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    comment: str = ""
+    iteration: int | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 class Heartbeat(_Frozen):
     """What a heartbeat learned about the attempts a worker holds."""
 

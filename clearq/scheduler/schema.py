@@ -316,3 +316,27 @@ task_samples = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Index("ix_task_samples_task_id_title_series", "task_id", "title", "series"),
 )
+
+# Models a task's run stored (OutputModel): the weights' file under the task's output
+# location, what they are, and the labels and configuration they were trained with.
+task_models = sa.Table(
+    "task_models",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("framework", sa.String(64), nullable=False),
+    sa.Column("uri", sa.Text()),
+    sa.Column("size", sa.BigInteger()),
+    sa.Column("sha256", sa.String(64)),
+    sa.Column("labels", sa.JSON(), nullable=False),
+    sa.Column("config", sa.JSON(), nullable=False),
+    sa.Column("tags", sa.JSON(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("iteration", sa.BigInteger()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Index("ix_task_models_task_id", "task_id"),
+    sa.Index("ix_task_models_name", "name"),
+)

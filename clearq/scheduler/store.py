@@ -18,6 +18,7 @@ from clearq.scheduler.engine import Database
 from clearq.scheduler.holds import Holds
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.migrate import ensure_schema
+from clearq.scheduler.model_registry import ModelRegistry
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, listen
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
@@ -58,6 +59,7 @@ class Store:
         )
         self.outputs = Outputs(self.db)
         self.reported = Reported(self.db)
+        self.registry = ModelRegistry(self.db)
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
         self.views = Views(self.db)
         self.holds = Holds(self.db)

@@ -34,6 +34,7 @@ from clearq.scheduler.schema import (
     task_artifacts,
     task_events,
     task_logs,
+    task_models,
     task_plots,
     task_samples,
     task_scalar_summary,
@@ -53,6 +54,7 @@ RESET_TABLES = (
     task_artifacts,
     task_plots,
     task_samples,
+    task_models,
 )
 """What a reset deletes: everything a run of the task reported."""
 

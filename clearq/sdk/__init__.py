@@ -13,10 +13,13 @@ from clearq.sdk.task import Task
 from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
+    from clearq.sdk.model import InputModel, OutputModel
     from clearq.sdk.storage import StorageManager
 
 __all__ = [
+    "InputModel",
     "Logger",
+    "OutputModel",
     "StorageManager",
     "Task",
     "TaskTypes",
@@ -27,9 +30,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # StorageManager imports fsspec: only when asked for.
+    # StorageManager imports fsspec, the models zipfile and shutil: only when asked for.
     if name == "StorageManager":
         from clearq.sdk.storage import StorageManager
 
         return StorageManager
+    if name in ("InputModel", "OutputModel"):
+        from clearq.sdk import model
+
+        return getattr(model, name)
     raise AttributeError(f"module 'clearq.sdk' has no attribute {name!r}")

@@ -207,6 +207,16 @@ class TaskSurface:
         summary = self._records.summary(self._id)
         return max((s.last_iteration for s in summary if s.last_iteration is not None), default=0)
 
+    # ---- models -----------------------------------------------------------------------
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """``{"input": [...], "output": [...]}``: the models the task loaded (connected
+        InputModels) and stored (OutputModels); pick one by position or by name."""
+        from clearq.sdk.model import task_models
+
+        return task_models(self)  # type: ignore[arg-type]
+
     # ---- artifacts --------------------------------------------------------------------
 
     @property

@@ -126,6 +126,7 @@ def task(request: Request) -> Response:
         env_used=_env_used(record),
         untracked=_untracked(record),
         artifacts=store.outputs.artifacts(record.id),
+        models=store.registry.of_task(record.id),
         queues=[q.name for q in store.queues.list()],
         final=[s.value for s in FINAL_STATUSES],
         urls={

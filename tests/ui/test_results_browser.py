@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from clearq import Task
+from clearq import OutputModel, Task
 from clearq.scheduler import Store
 from tests.runs import start_run
 from tests.ui.conftest import Page
@@ -112,8 +112,12 @@ def _report_everything(task: Task) -> None:
 
 @pytest.fixture
 def reported(store: Store, store_url: str, tmp_path: Path) -> Iterator[Task]:
-    task = start_run(store_url, tmp_path / "out", project="results", name="everything")
+    task = start_run(store_url, tmp_path / "out", project="results", name="everything", store=store)
     _report_everything(task)
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"\x00" * 2048)
+    model = OutputModel(task, name="classifier", framework="PyTorch", label_enumeration={"cat": 0})
+    model.update_weights(weights)
     yield task
     task.close()
 
@@ -170,6 +174,11 @@ def test_every_plot_type_and_media_kind_shows(store: Store, reported: Task, page
         elsewhere = tab.locator('#samples .sample-box[data-series="elsewhere"] a')
         expect(elsewhere).to_have_attribute("href", "https://example.com/picture.png")
         assert tab.locator("#samples img[src^='https:']").count() == 0
+        models = tab.locator("#models")
+        expect(models).to_contain_text("classifier")
+        expect(models).to_contain_text("PyTorch")
+        expect(models).to_contain_text("2.0 KiB")
+        models.screenshot(path=str(page.shots / "models.png"))
         page.shot("task-plots-and-samples")
     assert page.errors == []
 
