@@ -22,6 +22,7 @@ from clearq.cli.output import (
     status_text,
     table,
 )
+from clearq.cli.task_edit import clone_command, create_command, set_params_command
 from clearq.cli.task_run import run_command
 from clearq.cli.task_view import task_view
 from clearq.errors import InvalidInput
@@ -30,7 +31,8 @@ from clearq.models import FINAL_STATUSES, Task, TaskStatus
 DEFAULT_LIST_LIMIT = 50
 
 app = typer.Typer(
-    help="Tasks: list, show, enqueue, dequeue, reset, abort, logs, run.", no_args_is_help=True
+    help="Tasks: list, show, create, clone, set-params, enqueue, dequeue, reset, abort, logs, run.",
+    no_args_is_help=True,
 )
 
 IdArg = Annotated[
@@ -206,3 +208,6 @@ def abort_command(ctx: typer.Context, task_id: IdArg) -> None:
 
 
 app.command("run")(run_command)
+app.command("clone")(clone_command)
+app.command("create")(create_command)
+app.command("set-params")(set_params_command)
