@@ -9,6 +9,7 @@ front of its queue without spending an attempt.
 
 from __future__ import annotations
 
+import os
 import signal
 from contextlib import ExitStack
 from types import FrameType
@@ -24,6 +25,7 @@ from clearq.runtime import ExecutorConfig
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.gpus import parse_gpus
 from clearq.runtime.runone import RunEnd, TaskRunner, run_worker_id
+from clearq.secrets import known_secrets
 
 
 def run_command(
@@ -85,6 +87,7 @@ def run_command(
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
+        secrets=known_secrets(settings.resolved_database_url, os.environ),
     )
     with context.store() as store, ExitStack() as stack:
         found = resolve_task_id(store, task_id)

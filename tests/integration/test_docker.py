@@ -9,6 +9,7 @@ import sqlite3
 import tarfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,7 +275,7 @@ def test_the_host_ipc_namespace_needs_the_operators_leave(
         workspace=_workspace(tmp_path, script="print('ran')\n"),
         command=("python3", "main.py"),
         container=Container(image=DOCKER_TEST_IMAGE, arguments=("--ipc", "host")),
-        name=f"clearq-ipc-{tmp_path.name}",
+        name=f"clearq-ipc-{uuid.uuid4().hex[:12]}",
     )
     with pytest.raises(DockerArgsRefused, match="--ipc host is not allowed on this agent"):
         _runner(docker_engine, tmp_path).start(task)
