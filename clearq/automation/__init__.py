@@ -6,6 +6,7 @@ an optional extra, imported only when an ``OptimizerOptuna`` search starts.
 """
 
 from clearq.automation.controller import PipelineController
+from clearq.automation.decorator import PipelineDecorator
 from clearq.automation.hpo_optuna import OptimizerOptuna, optuna_storage
 from clearq.automation.hpo_params import (
     DiscreteParameterRange,
@@ -29,6 +30,7 @@ __all__ = [
     "Parameter",
     "Pipeline",
     "PipelineController",
+    "PipelineDecorator",
     "RandomSearch",
     "SearchStrategy",
     "TrialResult",

@@ -2,11 +2,14 @@
 
 The function's source becomes a small script; its keyword arguments travel as
 parameters ``kwargs/<name>`` (JSON text), so a clone can override them; its return
-value, when not None, becomes the artifact ``return``.
+value, when not None, becomes the artifact ``return`` (or, with ``return_names``, one
+artifact per returned value). A keyword argument made by :func:`artifact_input`
+receives another task's artifact as the object itself, loaded when the function runs.
 """
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import textwrap
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
 
 KWARGS_SECTION = "kwargs"
 RETURN_ARTIFACT = "return"
+ARTIFACT_INPUT_KEY = "$clearq_artifact"
 
 _MAIN = """
 
@@ -30,15 +34,33 @@ if __name__ == "__main__":
     from clearq import Task
 
     _task = Task.init()
+
+    def _value(text):
+        value = json.loads(text)
+        if isinstance(value, dict) and set(value) == {{"$clearq_artifact"}}:
+            producer, artifact = value["$clearq_artifact"]
+            return Task.get_task(task_id=producer).artifacts[artifact].get()
+        return value
+
     _kwargs = {{
-        key.split("/", 1)[1]: json.loads(value)
+        key.split("/", 1)[1]: _value(value)
         for key, value in _task.get_parameters().items()
         if key.startswith("kwargs/")
     }}
     _result = {name}(**_kwargs)
-    if _result is not None:
-        _task.upload_artifact({artifact!r}, _result)
+    _names = {returns!r}
+    if len(_names) == 1:
+        if _result is not None:
+            _task.upload_artifact(_names[0], _result)
+    else:
+        for _name, _value_out in zip(_names, _result):
+            _task.upload_artifact(_name, _value_out)
 """
+
+
+def artifact_input(task_id: str, artifact: str) -> dict[str, list[str]]:
+    """A keyword argument that receives ``task_id``'s artifact ``artifact``, as an object."""
+    return {ARTIFACT_INPUT_KEY: [task_id, artifact]}
 
 
 def function_source(func: Callable[..., Any], what: str) -> str:
@@ -49,9 +71,19 @@ def function_source(func: Callable[..., Any], what: str) -> str:
             "import what it uses inside its body"
         )
     try:
-        return textwrap.dedent(inspect.getsource(func))
+        source = textwrap.dedent(inspect.getsource(func))
     except (OSError, TypeError) as e:
         raise InvalidInput(f"{what}: cannot read the function's source: {e}") from e
+    return _without_decorators(source)
+
+
+def _without_decorators(source: str) -> str:
+    """The function's own lines: its decorators (a pipeline's, say) do not travel."""
+    tree = ast.parse(source)
+    node = tree.body[0] if tree.body else None
+    if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or not node.decorator_list:
+        return source
+    return "\n".join(source.splitlines()[node.lineno - 1 :]) + "\n"
 
 
 def function_task_spec(
@@ -62,13 +94,18 @@ def function_task_spec(
     env: EnvSpec,
     kwargs: Mapping[str, Any],
     parent_id: uuid.UUID | None,
+    return_names: tuple[str, ...] = (RETURN_ARTIFACT,),
+    tags: tuple[str, ...] = (),
+    task_type: str = "custom",
 ) -> TaskSpec:
     """The draft that runs ``func(**kwargs)``."""
     from clearq.models import Script, TaskSpec
 
-    source = function_source(func, f"create_function_task({func.__name__})")
+    if not return_names:
+        raise InvalidInput(f"{func.__name__}: name at least one return value")
+    source = function_source(func, f"a function task of {func.__name__}")
     script = Script(
-        source=source + _MAIN.format(name=func.__name__, artifact=RETURN_ARTIFACT),
+        source=source + _MAIN.format(name=func.__name__, returns=tuple(return_names)),
         entry_point=f"function_{func.__name__}.py",
     )
     try:
@@ -78,12 +115,20 @@ def function_task_spec(
     return TaskSpec(
         project=project,
         name=name,
-        type="custom",
+        type=task_type,
         script=script,
         env=env,
         parameters=parameters,
         parent_id=parent_id,
+        tags=tags,
     )
 
 
-__all__ = ["KWARGS_SECTION", "RETURN_ARTIFACT", "function_source", "function_task_spec"]
+__all__ = [
+    "ARTIFACT_INPUT_KEY",
+    "KWARGS_SECTION",
+    "RETURN_ARTIFACT",
+    "artifact_input",
+    "function_source",
+    "function_task_spec",
+]

@@ -335,6 +335,52 @@ class TaskSurface:
 
         return Task._of(self._records, self._records.create(spec))
 
+    @classmethod
+    def create_function(
+        cls,
+        func: Callable[..., Any],
+        *,
+        project_name: str,
+        task_name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        return_names: Sequence[str] = ("return",),
+        packages: Sequence[str] = (),
+        parent: Task | None = None,
+        tags: Sequence[str] = (),
+        task_type: str = "custom",
+    ) -> Task:
+        """A draft that calls ``func(**kwargs)`` when run, its results as artifacts.
+
+        Each name in ``return_names`` names an artifact (one name: the whole result);
+        a value of ``kwargs`` made by ``Task.artifact_input(task, name)`` receives that
+        task's artifact as the object. ``packages`` are the function's requirements.
+        """
+        from clearq.models import EnvSpec
+        from clearq.sdk.function_task import function_task_spec
+        from clearq.sdk.records import StoreRecords
+        from clearq.sdk.task import Task
+
+        spec = function_task_spec(
+            func,
+            project=project_name,
+            name=task_name,
+            env=EnvSpec(requirements=tuple(packages)),
+            kwargs=dict(kwargs or {}),
+            parent_id=parent._id if parent is not None else None,
+            return_names=tuple(return_names),
+            tags=tuple(tags),
+            task_type=str(task_type),
+        )
+        records = StoreRecords()
+        return Task._of(records, records.create(spec))
+
+    @staticmethod
+    def artifact_input(task: Task | str, name: str) -> dict[str, list[str]]:
+        """A function task's keyword argument receiving ``task``'s artifact ``name``."""
+        from clearq.sdk.function_task import artifact_input
+
+        return artifact_input(task if isinstance(task, str) else task.id, name)
+
 
 def _properties_from(item: Any) -> dict[str, Any]:
     if isinstance(item, Mapping):
