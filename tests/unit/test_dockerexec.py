@@ -278,3 +278,24 @@ def test_a_missing_image_fails_the_container_step(tmp_path: Path) -> None:
     assert failed.value.step is Step.CONTAINER
     assert "image 'missing' is not on this machine" in str(failed.value)
     assert engine.spec is None
+
+
+def test_nothing_else_of_clearq_home_is_mounted(tmp_path: Path) -> None:
+    home = (tmp_path / "home").resolve()
+    (store, fence), engine = _claimed(), FakeEngine(0)
+    docker = DockerConfig(envs_dir=home / "docker-envs", default_image="img")
+    config = ExecutorConfig(
+        home=home, database_url="postgresql://u@db/clearq", worker="box:a", stop_grace=2.0
+    )
+    execution = DockerExecution(
+        store, DockerRunner(engine, docker), config, artifacts_dir=home / "artifacts"
+    )
+    ready = _ready(home / "runs" / f"{fence.task_id}-2", fence)
+    execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
+    assert engine.spec is not None
+    inside = {m.source: m.read_only for m in engine.spec.mounts if m.source.is_relative_to(home)}
+    assert inside == {
+        ready.code_dir.resolve(): False,
+        home / "docker-envs": True,
+        home / "artifacts" / str(fence.task_id): False,
+    }
