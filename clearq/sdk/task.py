@@ -147,9 +147,13 @@ class Task(TaskSurface):
         continuing after its last iteration (an int: start at that iteration instead);
         ``output_uri=True`` stores artifacts in the default folder, a string names
         where. ``auto_connect_arg_parser=False`` leaves argparse alone (a dict names the
-        arguments to leave out with False). ``auto_resource_monitoring`` is the agent's
-        job in clearq: a run by hand reports no machine metrics.
+        arguments to leave out with False). ``auto_connect_frameworks`` (default True)
+        captures matplotlib figures, TensorBoard writers' scalars, images and histograms,
+        and models saved with torch.save / joblib.dump / pickle.dump of an estimator; a
+        dict turns single ones off (``clearq.sdk.frameworks``). ``auto_resource_monitoring``
+        is the agent's job in clearq: a run by hand reports no machine metrics.
         """
+        from clearq.sdk import frameworks
         from clearq.sdk.init import attach_or_capture
         from clearq.sdk.init_options import InitOptions
 
@@ -162,6 +166,7 @@ class Task(TaskSurface):
             output_uri=output_uri,
             auto_connect_arg_parser=auto_connect_arg_parser,
         )
+        frameworks.chosen(auto_connect_frameworks)  # a bad option fails before any write
         task = attach_or_capture(
             cls,
             project_name=project_name,
@@ -172,6 +177,7 @@ class Task(TaskSurface):
             packages=packages,
         )
         SESSION.current = task
+        frameworks.connect_frameworks(task, auto_connect_frameworks)
         return task
 
     @classmethod

@@ -1,0 +1,301 @@
+"""The patches themselves: each wraps a library function, calls it unchanged, then reports
+what it did into the task. A patch never changes what the library returns or raises, and
+a report that fails is logged and forgotten: the script's own work comes first.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from clearq.errors import ClearqError
+
+if TYPE_CHECKING:
+    from clearq.sdk.logger import Logger
+    from clearq.sdk.model import OutputModel
+    from clearq.sdk.task import Task
+
+log = logging.getLogger(__name__)
+
+MARK = "__clearq_wrapped__"
+HISTOGRAM_BINS = 30
+
+
+class Target:
+    """Where captured reports go: the task, while its run lasts."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        self._busy = threading.local()
+        self._models: dict[Path, OutputModel] = {}
+        self._figures: dict[int, tuple[Any, ...]] = {}
+        self._plots: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def logger(self) -> Logger | None:
+        """The task's logger, or None once its run has ended (or while reporting)."""
+        run = self.task._run
+        if run is None or run.ended or getattr(self._busy, "on", False):
+            return None
+        return self.task.get_logger()
+
+    def report(self, what: str, action: Callable[[Logger], None]) -> None:
+        """Run ``action`` with the logger, nothing the library does inside it captured."""
+        logger = self.logger()
+        if logger is None:
+            return
+        self._busy.on = True
+        try:
+            action(logger)
+        except (ClearqError, OSError, ValueError, TypeError) as e:
+            log.warning("clearq: could not capture %s: %s", what, e)
+        finally:
+            self._busy.on = False
+
+    # ---- matplotlib -------------------------------------------------------------------
+
+    def figure(self, figure: Any) -> None:
+        """Report a figure as a plot, unless it is unchanged since it was last reported."""
+        signature = _signature(figure)
+        if self._figures.get(id(figure)) == signature:
+            return
+        self._figures[id(figure)] = signature
+        title = _figure_title(figure)
+        with self._lock:
+            iteration = self._plots.get(title, 0)
+            self._plots[title] = iteration + 1
+        self.report(
+            f"figure {title!r}",
+            lambda log_: log_.report_matplotlib_figure(title, "plot", figure, iteration),
+        )
+
+    # ---- models -------------------------------------------------------------------------
+
+    def model_saved(self, path: Any, framework: str) -> None:
+        """Record the file a library just wrote as an output model (one per file)."""
+        if not isinstance(path, str | Path):
+            return
+        file = Path(path).resolve()
+
+        def store(_: Logger) -> None:
+            from clearq.sdk.model import OutputModel
+
+            with self._lock:
+                model = self._models.get(file)
+                if model is None:
+                    model = OutputModel(self.task, name=file.name, framework=framework)
+                    self._models[file] = model
+            model.update_weights(file)
+
+        self.report(f"model {file.name}", store)
+
+
+def _signature(figure: Any) -> tuple[Any, ...]:
+    # Cheap and good enough: what the axes hold, not a rendering.
+    parts: list[Any] = [_figure_title(figure)]
+    for ax in figure.axes:
+        parts.append(
+            (len(ax.lines), len(ax.collections), len(ax.patches), len(ax.images), ax.get_title())
+        )
+        parts.extend(len(line.get_xdata()) for line in ax.lines)
+    return tuple(parts)
+
+
+def _figure_title(figure: Any) -> str:
+    sup = getattr(figure, "_suptitle", None)
+    if sup is not None and sup.get_text():
+        return str(sup.get_text())
+    for ax in figure.axes:
+        if ax.get_title():
+            return str(ax.get_title())
+    number = getattr(figure, "number", None)
+    return f"untitled {number}" if number is not None else "untitled"
+
+
+Args = tuple[tuple[Any, ...], dict[str, Any]]
+
+
+def _arg(call: Args, index: int, name: str, default: Any = None) -> Any:
+    """A call's argument, given by position or by name."""
+    args, kwargs = call
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _wrap(owner: Any, name: str, after: Callable[[Args], None]) -> None:
+    """Replace ``owner.name`` by a function that calls it, then ``after((args, kwargs))``."""
+    original = getattr(owner, name)
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        after((args, kwargs))
+        return result
+
+    setattr(wrapper, MARK, True)
+    setattr(owner, name, wrapper)
+
+
+# ---- matplotlib -----------------------------------------------------------------------------
+
+
+def patch_pyplot(pyplot: ModuleType, target: Target) -> None:
+    """``plt.show()`` reports every open figure first."""
+    original = pyplot.show
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def show(*args: Any, **kwargs: Any) -> Any:
+        from matplotlib._pylab_helpers import Gcf
+
+        for manager in Gcf.get_all_fig_managers():
+            target.figure(manager.canvas.figure)
+        return original(*args, **kwargs)
+
+    setattr(show, MARK, True)
+    setattr(pyplot, "show", show)  # noqa: B010 - a module attribute mypy cannot see
+
+
+def patch_figure(module: ModuleType, target: Target) -> None:
+    """``Figure.savefig`` reports the figure once it is saved."""
+    _wrap(module.Figure, "savefig", lambda call: target.figure(_arg(call, 0, "self")))
+
+
+# ---- models ---------------------------------------------------------------------------------
+
+
+def patch_torch(torch: ModuleType, target: Target) -> None:
+    """``torch.save(obj, path)`` records the file as a PyTorch model."""
+    _wrap(torch, "save", lambda call: target.model_saved(_arg(call, 1, "f"), "PyTorch"))
+
+
+def patch_joblib(joblib: ModuleType, target: Target) -> None:
+    """``joblib.dump(value, path)`` records the file as a model."""
+
+    def after(call: Args) -> None:
+        framework = _framework_of(_arg(call, 0, "value"), "joblib")
+        target.model_saved(_arg(call, 1, "filename"), framework)
+
+    _wrap(joblib, "dump", after)
+
+
+def patch_pickle(pickle: ModuleType, target: Target) -> None:
+    """``pickle.dump(estimator, file)`` of a scikit-learn estimator records the file."""
+
+    def after(call: Args) -> None:
+        if _framework_of(_arg(call, 0, "obj"), "") != "scikit-learn":
+            return
+        file = _arg(call, 1, "file")
+        file.flush()
+        target.model_saved(getattr(file, "name", None), "scikit-learn")
+
+    _wrap(pickle, "dump", after)
+
+
+def _framework_of(value: Any, default: str) -> str:
+    module = type(value).__module__.split(".", 1)[0]
+    return "scikit-learn" if module == "sklearn" else default
+
+
+# ---- TensorBoard ------------------------------------------------------------------------------
+
+
+def _title_series(tag: str) -> tuple[str, str]:
+    title, _, series = str(tag).rpartition("/")
+    return (title, series) if title else (series, series)
+
+
+def _step_of(call: Args) -> int:
+    step = _arg(call, 3, "global_step")
+    return 0 if step is None else int(step)
+
+
+def _numpy(value: Any) -> Any:
+    import numpy as np
+
+    detach = getattr(value, "detach", None)
+    if callable(detach):
+        value = detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def patch_summary_writer(module: ModuleType, target: Target) -> None:
+    """A SummaryWriter's scalars, images and histograms also go to the task."""
+    writer = module.SummaryWriter
+
+    def scalar(call: Args) -> None:
+        tag, value, step = _arg(call, 1, "tag"), _arg(call, 2, "scalar_value"), _step_of(call)
+        title, series = _title_series(tag)
+        target.report(
+            f"scalar {tag}", lambda log_: log_.report_scalar(title, series, float(value), step)
+        )
+
+    def scalars(call: Args) -> None:
+        main, values, step = (
+            _arg(call, 1, "main_tag"),
+            _arg(call, 2, "tag_scalar_dict"),
+            _step_of(call),
+        )
+
+        def each(log_: Logger) -> None:
+            for series, value in dict(values).items():
+                log_.report_scalar(str(main), str(series), float(value), step)
+
+        target.report(f"scalars {main}", each)
+
+    def image(call: Args) -> None:
+        tag, img, step = _arg(call, 1, "tag"), _arg(call, 2, "img_tensor"), _step_of(call)
+        formats = str(_arg(call, 5, "dataformats", "CHW")).upper()
+        title, series = _title_series(tag)
+
+        def report(log_: Logger) -> None:
+            log_.report_image(title, series, step, image=_hwc(_numpy(img), formats))
+
+        target.report(f"image {tag}", report)
+
+    def histogram(call: Args) -> None:
+        import numpy as np
+
+        tag, values, step = _arg(call, 1, "tag"), _arg(call, 2, "values"), _step_of(call)
+        title, series = _title_series(tag)
+
+        def report(log_: Logger) -> None:
+            counts, edges = np.histogram(_numpy(values).ravel(), bins=HISTOGRAM_BINS)
+            labels = [f"{e:.3g}" for e in edges[:-1]]
+            log_.report_histogram(title, series, counts, step, xlabels=labels)
+
+        target.report(f"histogram {tag}", report)
+
+    _wrap(writer, "add_scalar", scalar)
+    _wrap(writer, "add_scalars", scalars)
+    _wrap(writer, "add_image", image)
+    _wrap(writer, "add_histogram", histogram)
+
+
+def _hwc(array: Any, formats: str) -> Any:
+    """An image array as H x W (x C), from TensorBoard's CHW, HWC, HW or NCHW forms."""
+    if formats == "NCHW" and array.ndim == 4:
+        array, formats = array[0], "CHW"
+    if formats == "CHW" and array.ndim == 3:
+        return array.transpose(1, 2, 0)
+    return array
+
+
+PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
+    "matplotlib": [("matplotlib.pyplot", patch_pyplot), ("matplotlib.figure", patch_figure)],
+    "pytorch": [("torch", patch_torch)],
+    "joblib": [("joblib", patch_joblib)],
+    "scikit": [("pickle", patch_pickle)],
+    "tensorboard": [
+        ("torch.utils.tensorboard.writer", patch_summary_writer),
+        ("tensorboardX.writer", patch_summary_writer),
+    ],
+}
+"""What each ``auto_connect_frameworks`` name patches, by the module it waits for."""

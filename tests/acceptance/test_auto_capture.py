@@ -1,0 +1,111 @@
+"""Automatic capture, as a user's script meets it: matplotlib, TensorBoard and model files
+reach the task without a Logger call; ``auto_connect_frameworks`` turns each off."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from clearq.config import Settings
+from clearq.models import TaskStatus
+from clearq.scheduler import Store
+
+SCRIPT = """
+import pickle
+
+import joblib
+import matplotlib
+import numpy as np
+import torch
+
+from clearq import Task
+
+matplotlib.use("Agg")
+task = Task.init(project_name="auto", task_name="capture", auto_connect_frameworks=FRAMEWORKS)
+
+# Imported after Task.init: patched as they are imported.
+import matplotlib.pyplot as plt
+from sklearn.linear_model import LogisticRegression
+from torch.utils.tensorboard import SummaryWriter
+
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3], [1, 4, 9])
+ax.set_title("curve")
+plt.show()
+fig.savefig("curve.png")  # unchanged since it was shown: not reported again
+writer = SummaryWriter("runs")
+for step in range(3):
+    writer.add_scalar("loss/train", 1.0 / (step + 1), step)
+writer.add_scalars("lr", {"group0": 0.1, "group1": 0.2}, 0)
+writer.add_image("input/sample", np.random.rand(3, 8, 8), 0)
+writer.add_histogram("weights/w", np.random.randn(100), 0)
+writer.close()
+torch.save({"w": torch.zeros(2)}, "model.pt")
+estimator = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+joblib.dump(estimator, "estimator.joblib")
+with open("estimator.pkl", "wb") as f:
+    pickle.dump(estimator, f)
+with open("plain.pkl", "wb") as f:
+    pickle.dump({"not": "a model"}, f)
+print("done")
+"""
+
+
+def _run(store_url: str, tmp_path: Path, frameworks: str) -> Store:
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "train.py").write_text(textwrap.dedent(SCRIPT).replace("FRAMEWORKS", frameworks))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    env.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [sys.executable, "train.py"], cwd=work, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "done" in done.stdout
+    assert (work / "runs").is_dir()  # TensorBoard still writes its own event files
+    return Store(store_url, settings=Settings(home=tmp_path / "home"))
+
+
+def test_figures_tensorboard_and_model_files_reach_the_task(store_url: str, tmp_path: Path) -> None:
+    with _run(store_url, tmp_path, "True") as store:
+        [task] = store.tasks.list(project="auto")
+        assert task.status is TaskStatus.COMPLETED
+        plots = store.reported.plots(task.id)
+        assert [(p.title, p.series, p.kind) for p in plots if p.kind == "matplotlib"] == [
+            ("curve", "plot", "matplotlib")
+        ]
+        assert [p.figure["data"][0]["y"] for p in plots if p.title == "curve"] == [[1, 4, 9]]
+        assert [(p.title, p.series) for p in plots if p.kind == "histogram"] == [("weights", "w")]
+        loss = store.outputs.scalars(task.id, title="loss", series="train")
+        assert [(p.iteration, p.value) for p in loss] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+        assert {p.series for p in store.outputs.scalars(task.id, title="lr")} == {
+            "group0",
+            "group1",
+        }
+        [image] = store.reported.samples(task.id, title="input", series="sample")
+        assert image.kind == "image"
+        models = {m.name: m.framework for m in store.registry.of_task(task.id)}
+        assert models == {
+            "model.pt": "PyTorch",
+            "estimator.joblib": "scikit-learn",
+            "estimator.pkl": "scikit-learn",
+        }
+        assert all(m.uri and m.size for m in store.registry.of_task(task.id))
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_each_framework_can_be_turned_off(store_url: str, tmp_path: Path) -> None:
+    off = '{"matplotlib": False, "pytorch": False, "tensorboard": False, "xgboost": True}'
+    with _run(store_url, tmp_path, off) as store:
+        [task] = store.tasks.list(project="auto")
+        assert store.reported.plots(task.id) == []
+        assert store.outputs.scalars(task.id) == []
+        assert {m.name for m in store.registry.of_task(task.id)} == {
+            "estimator.joblib",
+            "estimator.pkl",
+        }
