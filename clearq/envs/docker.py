@@ -150,7 +150,7 @@ class DockerRunner:
                 ipc_mode=extra.ipc_mode,
                 mem_limit=extra.mem_limit,
                 nano_cpus=extra.nano_cpus,
-                labels={"clearq": "task", **task.labels},
+                labels={**self._config.owner_labels, "clearq": "task", **task.labels},
                 name=task.name,
             )
             handle = self._engine.start(spec)
@@ -186,7 +186,7 @@ class DockerRunner:
                 environment=self._environment(),
                 mounts=(*self._shared_mounts(control), Mount(build.resolve(), target, False)),
                 network_mode=self._config.network_mode,
-                labels={"clearq": "env-build"},
+                labels={**self._config.owner_labels, "clearq": "env-build"},
             )
 
         plan = json.loads((control / "plan.json").read_text())["build_plan"]
@@ -222,7 +222,7 @@ class DockerRunner:
             image=image,
             command=("python3", "-I", "-c", _PYTHON_PROBE),
             network_mode="none",
-            labels={"clearq": "probe"},
+            labels={**self._config.owner_labels, "clearq": "probe"},
         )
         handle = self._engine.start(probe)
         try:

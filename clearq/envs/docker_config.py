@@ -42,6 +42,8 @@ class DockerConfig:
     clearq_requirements: tuple[str, ...] = ()
     """clearq's own dependencies, installed into every venv along with the task's."""
     system_site_packages: bool = True
+    owner_labels: Mapping[str, str] = field(default_factory=dict)
+    """Labels on every container started (the agent's own: who to clean up after)."""
 
     @classmethod
     def from_settings(

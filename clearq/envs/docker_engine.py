@@ -143,6 +143,19 @@ class DockerEngine:
             raise ContainerError(f"cannot start the container: {_explain(e)}") from e
         return handle
 
+    def labelled(self, labels: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of every container, running or not, that carries ``labels``."""
+        wanted = [f"{key}={value}" for key, value in labels.items()]
+        try:
+            found = self._client.api.containers(all=True, filters={"label": wanted})
+        except docker.errors.APIError as e:
+            raise ContainerError(f"cannot list containers: {_explain(e)}") from e
+        return [(str(c["Id"]), dict(c.get("Labels") or {})) for c in found]
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container by id, killing it first if it still runs."""
+        DockerContainer(container_id, self._client, self._stream_client).remove()
+
 
 class DockerContainer:
     """A container started by DockerEngine."""

@@ -64,6 +64,11 @@ from clearq.runtime.executor import (
     StepFailed,
 )
 from clearq.runtime.logsink import LogSink
+from clearq.runtime.orphans import (
+    LabelledContainers,
+    owner_labels,
+    remove_dead_agents_containers,
+)
 from clearq.runtime.process import describe_exit as describe_task_exit
 from clearq.runtime.taskenv import with_sdk_requirements
 
@@ -125,9 +130,11 @@ class DockerExecution:
         dependencies at the agent's versions, as host envs do.
         """
         engine = connect_engine()
+        _remove_dead_agents_containers(engine)
         base = DockerConfig.from_settings(settings)
         docker_config = dataclasses.replace(
             base,
+            owner_labels=owner_labels(config.worker),
             default_image=image or settings.docker_image,
             stop_grace_seconds=config.stop_grace,
             clearq_requirements=(),  # with_sdk_requirements adds them, as on the host
@@ -346,3 +353,20 @@ def _warn(text: str) -> None:
 def _infra(error: Exception) -> bool:
     """True for a failure of the machine (the engine gone), not of the task's own request."""
     return isinstance(error, EngineUnavailable | OSError)
+
+
+def _remove_dead_agents_containers(engine: ContainerEngine) -> None:
+    """Containers left running by this host's dead agents go before this agent serves."""
+    if not isinstance(engine, LabelledContainers):
+        return
+    try:
+        removed = remove_dead_agents_containers(engine)
+    except ContainerError as e:  # the agent can serve without: say so, go on
+        print(f"clearq agent: cannot look for dead agents' containers: {e}", file=sys.stderr)
+        return
+    for container_id, agent in removed:
+        print(
+            f"clearq agent: removed container {container_id[:12]} of agent {agent}, which is gone",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -2,7 +2,8 @@
 
 The command is an argument list, never a shell string: nothing from a task's data is
 ever parsed by a shell. ``stop`` sends SIGTERM to the whole group (the task's own
-children included), then SIGKILL after a grace period.
+children included), then SIGKILL after a grace period. On Linux the process dies with
+the agent that started it, however the agent ends (see :mod:`clearq.runtime.deathsig`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import IO
 
 from clearq.errors import ClearqError
+from clearq.runtime.deathsig import die_with_parent
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
 _READ_SIZE = 64 * 1024
@@ -32,7 +34,11 @@ class ProcessStartError(ClearqError):
 
 
 class TaskProcess:
-    """One running task command."""
+    """One running task command.
+
+    The thread that starts it must outlive it (wait for it, stop or kill it): on Linux
+    the process is killed when that thread ends.
+    """
 
     def __init__(
         self,
@@ -56,6 +62,8 @@ class TaskProcess:
                 user=None if user is None else user[0],
                 group=None if user is None else user[1],
                 extra_groups=None if user is None else [],
+                # Runs after the change of user, which would clear the death signal.
+                preexec_fn=die_with_parent(),  # lock-free: see clearq.runtime.deathsig
             )
         except OSError as e:
             raise ProcessStartError(f"cannot start {argv[0]}: {e}") from e

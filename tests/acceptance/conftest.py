@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,6 +125,14 @@ class Agents:
 
     def output(self, index: int) -> str:
         return (self._logs / f"agent-{index}.log").read_text()
+
+    def wait_for_output(self, index: int, text: str) -> str:
+        """Wait until agent ``index`` has said ``text``; its output so far."""
+        deadline = time.monotonic() + AGENT_WAIT_SECONDS
+        while text not in (out := self.output(index)):
+            assert time.monotonic() < deadline, f"agent {index} never said {text!r}: {out}"
+            time.sleep(0.1)
+        return out
 
     def stop_all(self) -> None:
         for proc in self.started:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from clearq.errors import LeaseLost
 from clearq.models import Fence, Script, TaskSpec, TaskStatus
+from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
 from clearq.scheduler.schema import task_scalars
 from tests.acceptance.conftest import Agents, Cli, read_marks
@@ -148,6 +149,54 @@ def test_a_run_reports_its_logs_scalars_and_runtime(
     assert task.runtime["worker"] == task.worker
 
 
+def test_once_runs_a_task_longer_than_the_grace_to_its_end(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "longer than grace", "q", sleep=3)
+    out = agents.run("-q", "q", "--once", "--grace", "0.5")
+    assert f"task {task_id} completed" in out
+    task = store.tasks.get(task_id)
+    assert (task.status, task.attempt) == (TaskStatus.COMPLETED, 1)
+    assert "longer than grace ends" in logs_of(store, task_id)
+
+
+@pytest.mark.parametrize(
+    ("fail", "code", "status"),
+    [(3, OnceExit.FAILED, TaskStatus.FAILED), (0, OnceExit.COMPLETED, TaskStatus.COMPLETED)],
+)
+def test_once_exits_with_how_its_task_ended(
+    store: Store,
+    repo: tuple[Path, str],
+    agents: Agents,
+    fail: int,
+    code: OnceExit,
+    status: TaskStatus,
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "ends", "q", fail=fail)
+    agents.run("-q", "q", "--once", code=code)
+    assert store.tasks.get(task_id).status is status
+
+
+def test_once_without_a_task_says_so_in_its_exit_status(store: Store, agents: Agents) -> None:
+    store.queues.create("q")
+    out = agents.run("-q", "q", "--once", "--idle-exit", "0.5", code=OnceExit.NO_TASK)
+    assert "idle for 0.5 s: exiting" in out
+
+
+def test_sigterm_to_a_once_agent_requeues_its_task(
+    store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    task_id = job(store, repo, "long", "q", sleep=120)
+    agent = agents.start("-q", "q", "--once", "--grace", "0.5", "--stop-grace", "2")
+    wait_for_log(store, task_id, "long starts")
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=WAIT_SECONDS) == OnceExit.REQUEUED
+    assert store.tasks.get(task_id).status is TaskStatus.QUEUED
+
+
 def test_abort_stops_a_running_task(
     cli: Cli, store: Store, repo: tuple[Path, str], agents: Agents
 ) -> None:
@@ -169,7 +218,7 @@ def test_a_task_past_its_maximum_run_time_is_stopped(
     task_id = job(store, repo, "slow", sleep=120)
     store.tasks.edit(task_id, max_run_seconds=1.5)
     store.queues.enqueue(task_id, "q")
-    agents.run("-q", "q", "--once", "--stop-grace", "2")
+    agents.run("-q", "q", "--once", "--stop-grace", "2", code=OnceExit.STOPPED)
     task = store.tasks.get(task_id)
     assert task.status is TaskStatus.STOPPED
     assert task.status_reason == "ran longer than its maximum of 1.5 s"
@@ -210,12 +259,8 @@ def test_a_killed_agents_task_is_completed_once_by_another(
     assert (task.status, task.attempt, task.worker) == (TaskStatus.COMPLETED, 2, task.worker)
     assert task.worker is not None
     assert task.worker.endswith(":second")
-    # The first attempt's orphaned process ends on its own; what it writes is refused.
-    deadline = time.monotonic() + WAIT_SECONDS
-    while len(read_marks(marks) if marks.exists() else []) < 2:
-        assert time.monotonic() < deadline, "the orphaned first attempt never ended"
-        time.sleep(0.2)
-    time.sleep(1.5)  # its last (refused) writes
+    # The first attempt's process died with its agent: only the second one ended.
+    assert [m["attempt"] for m in read_marks(marks)] == [2]
     with store.db.read() as conn:
         ends = (
             conn.execute(

@@ -178,6 +178,21 @@ def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: P
     assert engine.handle.removed
 
 
+def test_every_container_carries_its_agents_labels(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    owner = {"clearq.agent": "box:a", "clearq.agent-pid": "7"}
+    docker = DockerConfig(
+        envs_dir=tmp_path / "docker-envs", default_image="img", owner_labels=owner
+    )
+    config = ExecutorConfig(home=tmp_path / "home", database_url="sqlite://", worker="box:a")
+    execution = DockerExecution(FakeStore(), DockerRunner(engine, docker), config)  # type: ignore[arg-type]
+    execution.run(_ready(tmp_path), Control(), FakeSink())  # type: ignore[arg-type]
+    assert engine.spec is not None
+    for spec in (engine.spec, *engine.builds):
+        assert owner.items() <= spec.labels.items()
+    assert engine.spec.labels["clearq"] == "task"
+
+
 def test_only_the_tasks_own_artifacts_folder_is_mounted(tmp_path: Path) -> None:
     engine = FakeEngine(0)
     _, ran, _ = _run(tmp_path, engine)
