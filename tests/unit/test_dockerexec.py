@@ -185,8 +185,9 @@ def test_every_container_carries_its_agents_labels(tmp_path: Path) -> None:
         envs_dir=tmp_path / "docker-envs", default_image="img", owner_labels=owner
     )
     config = ExecutorConfig(home=tmp_path / "home", database_url="sqlite://", worker="box:a")
-    execution = DockerExecution(FakeStore(), DockerRunner(engine, docker), config)  # type: ignore[arg-type]
-    execution.run(_ready(tmp_path), Control(), FakeSink())  # type: ignore[arg-type]
+    store, fence = _claimed()
+    execution = DockerExecution(store, DockerRunner(engine, docker), config)
+    execution.run(_ready(tmp_path, fence), Control(), FakeSink())  # type: ignore[arg-type]
     assert engine.spec is not None
     for spec in (engine.spec, *engine.builds):
         assert owner.items() <= spec.labels.items()
