@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clearq.automation.controller_nodes import NodeSpec, PipelineNode
+from clearq.automation.local_run import run_here
 from clearq.automation.pipeline import Pipeline
 from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
@@ -92,6 +93,7 @@ class PipelineController:
         self._pipeline: Pipeline | None = None
         self._control = _Control()
         self._stop = threading.Event()
+        self._local = False
 
     # ---- describing ---------------------------------------------------------------------
 
@@ -217,6 +219,7 @@ class PipelineController:
         callbacks until every step has ended.
         """
         callbacks = any(n.pre_execute or n.post_execute for n in self._nodes.values())
+        self._local = False
         if callbacks and Task.running_locally():
             task = Task.current_task() or Task.init(
                 project_name=self.project, task_name=self.name, task_type=Task.TaskTypes.controller
@@ -232,14 +235,11 @@ class PipelineController:
     def start_locally(self, run_pipeline_steps_locally: bool = False) -> None:
         """Drive the pipeline from this process until every step has ended.
 
-        The steps still run on agents (``run_pipeline_steps_locally=True`` is not
-        supported: start an agent on the steps' queue on this machine instead).
+        The steps run on agents, or with ``run_pipeline_steps_locally=True`` here, one
+        after another as their parents complete (``clearq task run``; their queues must
+        exist, and no agent should serve them meanwhile).
         """
-        if run_pipeline_steps_locally:
-            raise InvalidInput(
-                "run_pipeline_steps_locally=True is not supported: start `clearq agent` on "
-                "the steps' queue on this machine and call start_locally()"
-            )
+        self._local = run_pipeline_steps_locally
         self._launch()
         self._drive()
 
@@ -251,7 +251,9 @@ class PipelineController:
         )
         known = set(self._nodes)
         for node in self._nodes.values():
-            node.add_to(pipe, known=known, parameters=self._parameters, nodes=self._nodes)
+            node.add_to(
+                pipe, known=known, parameters=self._parameters, nodes=self._nodes, hold=self._local
+            )
         self._pipeline = pipe.start()
 
     def _drive(self) -> None:
@@ -266,7 +268,7 @@ class PipelineController:
         tasks = self._pipeline.steps()
         statuses = {name: task.get_status() for name, task in tasks.items()}
         for name, node in self._nodes.items():
-            if node.held and name not in self._control.released:
+            if (node.held or self._local) and name not in self._control.released:
                 self._maybe_release(name, node, statuses)
             status = statuses[name]
             if (
@@ -295,12 +297,14 @@ class PipelineController:
         task = self._pipeline.steps()[name]
         before = task.get_parameters()
         given = dict(before)
-        assert node.pre_execute is not None
-        if node.pre_execute(self, self._node(name, task), given) is False:
+        pre = node.pre_execute
+        if pre is not None and pre(self, self._node(name, task), given) is False:
             self._pipeline.skip(name, "its pre_execute_callback returned False")
             return
         changed = {k: v for k, v in given.items() if before.get(k) != v}
         self._pipeline.release(name, changed)
+        if self._local:
+            run_here(task)
 
     def _node(self, name: str, task: Task | None) -> PipelineNode:
         spec = self._nodes[name]

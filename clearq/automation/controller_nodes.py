@@ -84,8 +84,9 @@ class NodeSpec:
         known: set[str],
         parameters: Mapping[str, Any],
         nodes: Mapping[str, NodeSpec],
+        hold: bool = False,
     ) -> None:
-        """Add this step to ``pipe``, its references translated."""
+        """Add this step to ``pipe``, its references translated (held if ``hold``)."""
         parents = self.all_parents(known)
         common: dict[str, Any] = {
             "parents": parents,
@@ -93,7 +94,7 @@ class NodeSpec:
             "cache_executed_step": self.cache,
             "max_retries": self.retries,
             "continue_on_failure": self.continue_on_fail,
-            "hold": self.held,
+            "hold": self.held or hold,
         }
         if self.function is None:
             assert self.base_task_id is not None

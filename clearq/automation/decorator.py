@@ -35,15 +35,13 @@ import functools
 import hashlib
 import inspect
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from clearq import Task
 from clearq.automation.lazy import LazyResult
+from clearq.automation.local_run import run_here
 from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
 
@@ -51,7 +49,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 STEP_TAG = "pipeline-step"
 CACHE_TAG_PREFIX = "cache:"
 DEFAULT_RETURN = ("return_object",)
-LOCAL_RUN_TIMEOUT_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -196,7 +193,7 @@ class _PipelineRun:
             queue = spec.queue or self._queue
             task.enqueue(queue, depends_on=list(parents.values()))
             if self._local:
-                _run_here(task)
+                run_here(task)
         self._steps[step_name] = task
         results = tuple(LazyResult(task, n, _fetch) for n in spec.return_values)
         return results[0] if len(results) == 1 else results
@@ -268,21 +265,6 @@ def _fingerprint(spec: Component, values: dict[str, Any]) -> str:
         {"source": source, "kwargs": values, "packages": list(spec.packages)}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def _run_here(task: Task) -> None:
-    """Run a queued step in this machine, now, with this Python (``clearq task run``)."""
-    clearq = shutil.which("clearq")
-    command = [clearq] if clearq else [sys.executable, "-c", "from clearq.cli import main; main()"]
-    done = subprocess.run(
-        [*command, "task", "run", task.id, "--skip-env"],
-        capture_output=True,
-        text=True,
-        timeout=LOCAL_RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
-    if done.returncode not in (0, 3):  # 3: the task failed, which its status says
-        raise RuntimeError(f"running step {task.name!r} here failed: {done.stderr.strip()}")
 
 
 __all__ = ["PipelineDecorator"]

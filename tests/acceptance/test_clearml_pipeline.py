@@ -92,7 +92,10 @@ pipe.add_function_step(
     function_return=["total"],
     cache_executed_step=True,
 )
-if sys.argv[1] == "locally":
+if sys.argv[1] == "steps-here":
+    pipe.start_locally(run_pipeline_steps_locally=True)
+    print("dag", sorted(pipe.get_pipeline_dag()), pipe.is_successful())
+elif sys.argv[1] == "locally":
     pipe.start_locally()
     print("dag", sorted(pipe.get_pipeline_dag()), pipe.is_successful())
 else:
@@ -145,6 +148,22 @@ def test_a_controller_driven_locally_runs_its_steps_on_an_agent(
     out = run_script(work, "controller.py", CONTROLLER, clearml_env, "locally", str(marks))
     assert "dag ['stage_data', 'stage_process', 'stage_total'] True" in out
     _check(clearml_db, marks)
+
+
+def test_start_locally_can_run_the_steps_here_too(
+    clearml_db: Store,
+    clearml_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    _bases(work, clearml_env)
+    clearml_db.queues.create("default")  # the steps pass through it; no agent serves it
+    marks = tmp_path / "marks.jsonl"
+    out = run_script(work, "controller.py", CONTROLLER, clearml_env, "steps-here", str(marks))
+    assert "dag ['stage_data', 'stage_process', 'stage_total'] True" in out
+    _check(clearml_db, marks)
+    workers = {t.data.worker for t in Task.get_tasks(tags=["pipeline-step"])}
+    assert all(w and ":run-" in w for w in workers)  # each ran by `clearq task run` here
 
 
 def test_start_sends_the_controller_to_the_services_queue(
