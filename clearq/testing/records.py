@@ -15,6 +15,7 @@ from clearq.models import (
     Task,
     TaskSpec,
     TaskStatus,
+    check_environment,
 )
 from clearq.scheduler.references import has_references, resolve_with
 from clearq.testing.state import State
@@ -66,6 +67,7 @@ class MemoryTasks:
                 max_retries=spec.max_retries,
                 retries=0,
                 retry_delay_seconds=spec.retry_delay_seconds,
+                environment=dict(spec.environment),
             )
             s.tasks[task.id] = task
             s.created_order[task.id] = len(s.created_order)
@@ -111,6 +113,11 @@ class MemoryTasks:
         for key in ("tags",):
             if key in values:
                 values[key] = tuple(values[key])
+        if "environment" in values:
+            try:
+                values["environment"] = check_environment(values["environment"])
+            except ValueError as e:
+                raise InvalidInput(f"the task's environment: {e}") from e
         with self._s.lock:
             current = self._s.task(task_id)
             if current.status is not TaskStatus.CREATED:

@@ -86,6 +86,15 @@ def test_tasks_are_created_read_listed_and_edited(any_store: Any) -> None:
         any_store.tasks.edit(a, max_attempts=0)
 
 
+def test_a_tasks_own_environment_is_kept_replaced_and_checked(any_store: Any) -> None:
+    a = _new(any_store, "a", environment={"HF_HOME": "/data"})
+    assert any_store.tasks.get(a).environment == {"HF_HOME": "/data"}
+    assert any_store.tasks.edit(a, environment={"B": "2"}).environment == {"B": "2"}
+    assert any_store.tasks.edit(a, environment={}).environment == {}
+    with pytest.raises(InvalidInput, match="set by the agent only"):
+        any_store.tasks.edit(a, environment={"CLEARQ_HOME": "/x"})
+
+
 def test_queues_refuse_duplicates_and_unknown_names(any_store: Any) -> None:
     any_store.queues.create("q")
     with pytest.raises(AlreadyExists):
