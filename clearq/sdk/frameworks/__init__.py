@@ -5,6 +5,8 @@
   and histograms also reach the task (the event files are still written).
 - ``pytorch``, ``joblib``, ``scikit``: files written with ``torch.save``, ``joblib.dump``,
   or ``pickle.dump`` of a scikit-learn estimator become the task's output models.
+- ``click``, ``typer``: a command's parsed options are connected as ``Args/<name>``,
+  recorded by hand and overridden from a clone under an agent, as argparse is.
 
 ``auto_connect_frameworks=False`` captures nothing; a dict turns single ones off
 (``{"matplotlib": False}``); ClearML's other names are accepted and capture nothing here.
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPTURED = ("matplotlib", "tensorboard", "pytorch", "joblib", "scikit")
+CAPTURED = ("matplotlib", "tensorboard", "pytorch", "joblib", "scikit", "click", "typer")
 NOT_CAPTURED_HERE = (
     "tensorflow",
     "xgboost",
@@ -45,8 +47,6 @@ NOT_CAPTURED_HERE = (
     "gradio",
     "jsonargparse",
     "fire",
-    "click",
-    "typer",
 )
 """ClearML's other names: accepted, so a ClearML script's dict works, but nothing to do."""
 

@@ -1,6 +1,8 @@
 """The patches themselves: each wraps a library function, calls it unchanged, then reports
-what it did into the task. A patch never changes what the library returns or raises, and
-a report that fails is logged and forgotten: the script's own work comes first.
+what it did into the task. A patch never changes what the library returns or raises (the
+one exception: a click command's parsed options, replaced by a clone's overrides under an
+agent, as argparse's are), and a report that fails is logged and forgotten: the script's
+own work comes first.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from clearq.errors import ClearqError
+from clearq.sdk.parameters import ARGS_SECTION
 
 if TYPE_CHECKING:
     from clearq.sdk.logger import Logger
@@ -23,13 +26,28 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARK = "__clearq_wrapped__"
+ACTIVE: Target | None = None
+"""The Target of the newest run that asked for capture."""
+
+
+def _active() -> Target | None:
+    return ACTIVE
+
+
 HISTOGRAM_BINS = 30
 
 
 class Target:
-    """Where captured reports go: the task, while its run lasts."""
+    """Where captured reports go: the task, while its run lasts.
+
+    A library is patched once per process; its wrapper reports into the newest Target
+    (``ACTIVE``), so a later ``Task.init`` in the same process (tests, notebooks) is the
+    one captured into.
+    """
 
     def __init__(self, task: Task) -> None:
+        global ACTIVE
+        ACTIVE = self
         self.task = task
         self._busy = threading.local()
         self._models: dict[Path, OutputModel] = {}
@@ -74,6 +92,13 @@ class Target:
             lambda log_: log_.report_matplotlib_figure(title, "plot", figure, iteration),
         )
 
+    # ---- command-line options -----------------------------------------------------------
+
+    def arguments(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Connect parsed options as ``Args/...``: the values to use (overrides applied)."""
+        connected = self.task.connect(values, name=ARGS_SECTION)
+        return dict(connected)
+
     # ---- models -------------------------------------------------------------------------
 
     def model_saved(self, path: Any, framework: str) -> None:
@@ -93,6 +118,19 @@ class Target:
             model.update_weights(file)
 
         self.report(f"model {file.name}", store)
+
+
+def _call(method: str, *args: Any) -> None:
+    """Call the active Target's ``method``, if a run asked for capture."""
+    target = _active()
+    if target is not None:
+        getattr(target, method)(*args)
+
+
+def _now() -> Target:
+    target = _active()
+    assert target is not None  # only called from a report the active Target runs
+    return target
 
 
 def _signature(figure: Any) -> tuple[Any, ...]:
@@ -156,7 +194,7 @@ def patch_pyplot(pyplot: ModuleType, target: Target) -> None:
         from matplotlib._pylab_helpers import Gcf
 
         for manager in Gcf.get_all_fig_managers():
-            target.figure(manager.canvas.figure)
+            _call("figure", manager.canvas.figure)
         return original(*args, **kwargs)
 
     setattr(show, MARK, True)
@@ -165,7 +203,7 @@ def patch_pyplot(pyplot: ModuleType, target: Target) -> None:
 
 def patch_figure(module: ModuleType, target: Target) -> None:
     """``Figure.savefig`` reports the figure once it is saved."""
-    _wrap(module.Figure, "savefig", lambda call: target.figure(_arg(call, 0, "self")))
+    _wrap(module.Figure, "savefig", lambda call: _call("figure", _arg(call, 0, "self")))
 
 
 # ---- models ---------------------------------------------------------------------------------
@@ -173,7 +211,7 @@ def patch_figure(module: ModuleType, target: Target) -> None:
 
 def patch_torch(torch: ModuleType, target: Target) -> None:
     """``torch.save(obj, path)`` records the file as a PyTorch model."""
-    _wrap(torch, "save", lambda call: target.model_saved(_arg(call, 1, "f"), "PyTorch"))
+    _wrap(torch, "save", lambda call: _call("model_saved", _arg(call, 1, "f"), "PyTorch"))
 
 
 def patch_joblib(joblib: ModuleType, target: Target) -> None:
@@ -181,7 +219,7 @@ def patch_joblib(joblib: ModuleType, target: Target) -> None:
 
     def after(call: Args) -> None:
         framework = _framework_of(_arg(call, 0, "value"), "joblib")
-        target.model_saved(_arg(call, 1, "filename"), framework)
+        _call("model_saved", _arg(call, 1, "filename"), framework)
 
     _wrap(joblib, "dump", after)
 
@@ -194,7 +232,7 @@ def patch_pickle(pickle: ModuleType, target: Target) -> None:
             return
         file = _arg(call, 1, "file")
         file.flush()
-        target.model_saved(getattr(file, "name", None), "scikit-learn")
+        _call("model_saved", getattr(file, "name", None), "scikit-learn")
 
     _wrap(pickle, "dump", after)
 
@@ -233,8 +271,10 @@ def patch_summary_writer(module: ModuleType, target: Target) -> None:
     def scalar(call: Args) -> None:
         tag, value, step = _arg(call, 1, "tag"), _arg(call, 2, "scalar_value"), _step_of(call)
         title, series = _title_series(tag)
-        target.report(
-            f"scalar {tag}", lambda log_: log_.report_scalar(title, series, float(value), step)
+        _call(
+            "report",
+            f"scalar {tag}",
+            lambda log_: log_.report_scalar(title, series, float(value), step),
         )
 
     def scalars(call: Args) -> None:
@@ -248,7 +288,7 @@ def patch_summary_writer(module: ModuleType, target: Target) -> None:
             for series, value in dict(values).items():
                 log_.report_scalar(str(main), str(series), float(value), step)
 
-        target.report(f"scalars {main}", each)
+        _call("report", f"scalars {main}", each)
 
     def image(call: Args) -> None:
         tag, img, step = _arg(call, 1, "tag"), _arg(call, 2, "img_tensor"), _step_of(call)
@@ -258,7 +298,7 @@ def patch_summary_writer(module: ModuleType, target: Target) -> None:
         def report(log_: Logger) -> None:
             log_.report_image(title, series, step, image=_hwc(_numpy(img), formats))
 
-        target.report(f"image {tag}", report)
+        _call("report", f"image {tag}", report)
 
     def histogram(call: Args) -> None:
         import numpy as np
@@ -271,7 +311,7 @@ def patch_summary_writer(module: ModuleType, target: Target) -> None:
             labels = [f"{e:.3g}" for e in edges[:-1]]
             log_.report_histogram(title, series, counts, step, xlabels=labels)
 
-        target.report(f"histogram {tag}", report)
+        _call("report", f"histogram {tag}", report)
 
     _wrap(writer, "add_scalar", scalar)
     _wrap(writer, "add_scalars", scalars)
@@ -288,6 +328,23 @@ def _hwc(array: Any, formats: str) -> Any:
     return array
 
 
+# ---- command-line frameworks ------------------------------------------------------------------
+
+
+def patch_click(core: ModuleType, target: Target) -> None:
+    """A click (or typer) command's parsed options are connected as ``Args/<name>``: recorded
+    when run by hand, replaced by the stored values (a clone's overrides) under an agent."""
+
+    def after(call: Args) -> None:
+        ctx = _arg(call, 1, "ctx")
+        values = dict(ctx.params)
+        _call(
+            "report", "command-line options", lambda _: ctx.params.update(_now().arguments(values))
+        )
+
+    _wrap(core.Command, "parse_args", after)
+
+
 PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "matplotlib": [("matplotlib.pyplot", patch_pyplot), ("matplotlib.figure", patch_figure)],
     "pytorch": [("torch", patch_torch)],
@@ -297,5 +354,7 @@ PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
         ("torch.utils.tensorboard.writer", patch_summary_writer),
         ("tensorboardX.writer", patch_summary_writer),
     ],
+    "click": [("click.core", patch_click)],
+    "typer": [("typer._click.core", patch_click)],  # typer runs on its own copy of click
 }
 """What each ``auto_connect_frameworks`` name patches, by the module it waits for."""

@@ -1,0 +1,84 @@
+"""click and typer options connected as Args/..., as argparse's are: recorded by hand,
+replaced by a clone's overrides under an agent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from clearq import Task
+from clearq.config import Settings
+from clearq.scheduler import Store
+from clearq.sdk.frameworks import connect_frameworks
+from clearq.sdk.records import StoreRecords
+from clearq.sdk.roles import AgentRun
+from tests.runs import start_run
+
+SEEN: dict[str, object] = {}
+
+
+@click.command()
+@click.option("--lr", type=float, default=0.1)
+@click.option("--epochs", type=int, default=3)
+@click.option("--name", default="base")
+def train(lr: float, epochs: int, name: str) -> None:
+    SEEN.update(lr=lr, epochs=epochs, name=name)
+
+
+app = typer.Typer()
+
+
+@app.command()
+def fit(batch: int = 32, augment: bool = False) -> None:
+    SEEN.update(batch=batch, augment=augment)
+
+
+@pytest.fixture
+def store(sqlite_url: str, settings: Settings) -> Iterator[Store]:
+    """The connection rules do not depend on the database: SQLite alone."""
+    with Store(sqlite_url, settings=settings) as s:
+        yield s
+
+
+@pytest.fixture
+def task(store: Store, sqlite_url: str, tmp_path: Path) -> Iterator[Task]:
+    made = start_run(sqlite_url, tmp_path / "out", store=store)
+    connect_frameworks(made, {"click": True})
+    SEEN.clear()
+    yield made
+    made.close()
+
+
+def test_options_are_recorded_by_hand(task: Task) -> None:
+    train.main(["--lr", "0.5"], standalone_mode=False)
+    assert SEEN == {"lr": 0.5, "epochs": 3, "name": "base"}
+    typer.main.get_command(app).main(["--batch", "64"], standalone_mode=False)
+    params = task.get_parameters()
+    assert {k: params[k] for k in ("Args/lr", "Args/epochs", "Args/name")} == {
+        "Args/lr": "0.5",
+        "Args/epochs": "3",
+        "Args/name": "base",
+    }
+    assert (params["Args/batch"], params["Args/augment"]) == ("64", "False")
+
+
+def test_a_clones_overrides_replace_the_options_under_an_agent(task: Task, store: Store) -> None:
+    run = task._run
+    assert run is not None
+    stored = {"Args/lr": "0.01", "Args/epochs": "7", "Args/augment": "True"}
+    under_agent = Task(
+        StoreRecords(store),
+        task_id=run.fence.task_id,
+        project="p",
+        name="n",
+        role=AgentRun(run, stored),
+    )
+    connect_frameworks(under_agent, True)
+    train.main(["--lr", "0.5"], standalone_mode=False)
+    assert SEEN == {"lr": 0.01, "epochs": 7, "name": "base"}
+    typer.main.get_command(app).main([], standalone_mode=False)
+    assert (SEEN["batch"], SEEN["augment"]) == (32, True)
