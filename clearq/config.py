@@ -25,6 +25,7 @@ ENV_PREFIX = "CLEARQ_"
 DEFAULT_HOME = Path("~/.clearq")
 SQLITE_FILENAME = "clearq.db"
 DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_GANG_WAIT_SECONDS = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_WORKER_GONE_SECONDS = 300.0
 DEFAULT_METRICS_RETENTION_SECONDS = 24 * 3600.0
@@ -93,12 +94,24 @@ class Settings:
     ca_bundle: Path | None = None
     """The CA bundle mounted into containers for pip and uv; default: the host's."""
 
+    gang_wait_seconds: float = DEFAULT_GANG_WAIT_SECONDS
+    """How long an agent holding a rank of a gang that is not yet complete waits for the
+    others before it gives its slot back."""
+    agent_address: str | None = None
+    """The address other ranks of a gang reach this agent's rank 0 at; default: the host
+    name's address."""
+
     allow_local_repositories: bool = False
     """An agent clones a task's repository from a path or ``file://`` URL on its own
     machine only when its operator says so; https, ssh and git URLs always work."""
 
     def __post_init__(self) -> None:
-        for name in ("lease_seconds", "worker_gone_seconds", "metrics_retention_seconds"):
+        for name in (
+            "lease_seconds",
+            "worker_gone_seconds",
+            "metrics_retention_seconds",
+            "gang_wait_seconds",
+        ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_env_name(name)} must be a number above 0")
         for name in (
@@ -177,6 +190,8 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "docker_stop_grace_seconds": float,
     "ca_bundle": _optional(Path),
     "allow_local_repositories": _flag,
+    "gang_wait_seconds": float,
+    "agent_address": _optional(str.strip),
 }
 
 

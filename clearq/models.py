@@ -127,6 +127,9 @@ class TaskSpec(_Frozen):
     def _environment(cls, value: dict[str, str]) -> dict[str, str]:
         return check_environment(value)
 
+    nodes: int = Field(default=1, ge=1)
+    """Ranks on as many agents, started together (a gang); 1: an ordinary task."""
+
 
 class Task(_Frozen):
     """A task as stored."""
@@ -164,6 +167,7 @@ class Task(_Frozen):
     retries: int = 0
     retry_delay_seconds: float | None = None
     environment: dict[str, str] = Field(default_factory=dict)
+    nodes: int = 1
 
 
 class TaskEvent(_Frozen):
@@ -189,13 +193,35 @@ class Fence(_Frozen):
     worker: str | None
 
 
+class GangRank(_Frozen):
+    """This rank's place in a gang task (``nodes`` > 1) and where its rank 0 listens."""
+
+    rank: int
+    size: int
+    master_addr: str
+    master_port: int
+
+
+class GangMembership(_Frozen):
+    """A rank an agent holds in a gang task that has not started yet."""
+
+    task_id: uuid.UUID
+    attempt: int
+    rank: int
+    worker: str
+    queue: str
+
+
 class Claim(_Frozen):
     """A task a worker has just claimed from one of its queues."""
 
     task_id: uuid.UUID
     attempt: int
     worker: str
+    """The fence's worker: this worker, or for a gang the gang's shared name."""
     queue: str
+    gang: GangRank | None = None
+    """This worker's rank, for a gang task."""
 
     @property
     def fence(self) -> Fence:
@@ -413,3 +439,10 @@ def check_environment(values: dict[str, str]) -> dict[str, str]:
         if not isinstance(value, str) or "\0" in value:
             raise ValueError(f"{name}: the value must be text without NUL characters")
     return dict(values)
+
+
+class GangJoin(_Frozen):
+    """A join of a gang: the rank still waits, or (``claim``) the gang started with it."""
+
+    membership: GangMembership
+    claim: Claim | None = None

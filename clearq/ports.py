@@ -12,6 +12,7 @@ pass the same contract tests (``tests/contract``).
                      workers: WorkerPort, claimer(), listen(), notifies, settings
     OneTaskStore     an AgentStore that can claim one named task (claim_task)
     ExecutorStore    tasks: TaskRecords, outputs: OutputWrites
+    GangPort         join, wait, leave, beat and complete the ranks of gang tasks
     LogSinkStore     outputs: OutputWrites
     ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
 
@@ -33,6 +34,8 @@ from clearq.models import (
     Container,
     EnvSpec,
     Fence,
+    GangJoin,
+    GangMembership,
     Heartbeat,
     LogLine,
     QueueInfo,
@@ -53,6 +56,7 @@ __all__ = [
     "ClaimPort",
     "ControllerStore",
     "ExecutorStore",
+    "GangPort",
     "LeasePort",
     "ListenPort",
     "LogSinkStore",
@@ -317,6 +321,24 @@ class OneTaskStore(AgentStore, Protocol):
     """What running one named task to its end uses (``clearq task run``, ``agent --once``)."""
 
     def claim_task(self, worker: str, task_id: uuid.UUID) -> Claim: ...
+
+
+class GangPort(Protocol):
+    """Gang tasks (``nodes`` > 1): join, wait, run and end ranks (``clearq.scheduler.gangs``)."""
+
+    def join(
+        self,
+        worker: str,
+        queues_ranked: Sequence[str],
+        *,
+        address: str,
+        port: int,
+        skip: Sequence[uuid.UUID] = ...,
+    ) -> GangJoin | None: ...
+    def wait(self, m: GangMembership) -> Claim | None: ...
+    def leave(self, m: GangMembership) -> bool: ...
+    def beat(self, fence: Fence, rank: int) -> str | None: ...
+    def complete_rank(self, fence: Fence, rank: int) -> bool: ...
 
 
 class ExecutorStore(Protocol):

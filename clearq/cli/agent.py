@@ -190,7 +190,8 @@ def agent_command(
                 allow_host_ipc=allow_host_ipc,
             ),
         )
-        agent = Agent(store, executor, options)
+        # Docker mode takes no ranks of gang tasks (not wired through its container yet).
+        agent = Agent(store, executor, options, gangs=None if docker is not None else store.gangs)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
 

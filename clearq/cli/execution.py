@@ -37,7 +37,9 @@ def build_executor(
     options = docker_options or DockerOptions()
     in_docker = None if docker is None else _docker(store, settings, config, docker, options, stack)
     envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
-    return Executor(store, envs, config, after_workspace=in_docker)
+    # Docker mode runs no gang ranks: their variables and watch are the host steps'.
+    gangs = store.gangs if in_docker is None else None
+    return Executor(store, envs, config, after_workspace=in_docker, gangs=gangs)
 
 
 def _host_envs(settings: Settings) -> EnvProvider:

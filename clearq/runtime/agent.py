@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 
 from clearq.errors import ClearqError, LeaseLost, StoreError
 from clearq.models import Claim, ClaimOrder, TaskStatus
-from clearq.ports import AgentStore, ClaimPort
+from clearq.ports import AgentStore, ClaimPort, GangPort
 from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
+from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
 from clearq.scheduler.notify import Listener
@@ -82,7 +83,14 @@ class _Slot:
 class Agent:
     """Serves queues until told to stop (or ``once`` / ``idle_exit``)."""
 
-    def __init__(self, store: AgentStore, executor: Executor, options: AgentOptions) -> None:
+    def __init__(
+        self,
+        store: AgentStore,
+        executor: Executor,
+        options: AgentOptions,
+        *,
+        gangs: GangPort | None = None,
+    ) -> None:
         if not options.queues:
             raise ClearqError("an agent needs at least one queue: give --queue")
         self._store = store
@@ -97,6 +105,17 @@ class Agent:
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._stopping = threading.Event()
+        self._gang_port = gangs
+        self._gangs = (
+            None
+            if gangs is None
+            else GangClaimer(
+                gangs,
+                wait_seconds=store.settings.gang_wait_seconds,
+                address=machine_address(store.settings.agent_address),
+                stopping=self._stopping,
+            )
+        )
         self._served = 0
         self._ended: OnceExit | None = None
         """How the last task this agent ran ended (``--once``'s exit status)."""
@@ -188,7 +207,8 @@ class Agent:
             if not among:
                 break
             try:
-                claims = slot.claimer.claim(1, among=among)
+                gang = None if self._gangs is None else self._gangs.claim(slot.worker, among)
+                claims = [gang] if gang is not None else slot.claimer.claim(1, among=among)
             except StoreError as e:
                 self._say(f"cannot claim: {e}")
                 break
@@ -254,8 +274,15 @@ class Agent:
                 else:  # its attempts are spent
                     self._say(f"task {claim.task_id} {task.status}: {task.status_reason}")
             elif outcome.status is not None:
+                if not self._ends_the_task(claim, outcome):
+                    self._ended = OnceExit.COMPLETED
+                    self._say(f"task {claim.task_id}: this rank completed; the others run on")
+                    return
+                reason = outcome.reason
+                if claim.gang is not None and reason:
+                    reason = f"rank {claim.gang.rank} of {claim.gang.size}: {reason}"
                 self._store.leases.finish(
-                    fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
+                    fence, outcome.status, exit_code=outcome.exit_code, reason=reason
                 )
                 self._ended = OnceExit.for_status(outcome.status)
                 detail = f": {outcome.reason}" if outcome.reason else ""
@@ -266,6 +293,13 @@ class Agent:
             self._say(f"task {claim.task_id}: {e}")
         except StoreError as e:
             self._say(f"could not record how task {claim.task_id} ended: {e}")
+
+    def _ends_the_task(self, claim: Claim, outcome: Outcome) -> bool:
+        # A gang's rank that completes ends the task only as its last rank to do so.
+        if claim.gang is None or outcome.status is not TaskStatus.COMPLETED:
+            return True
+        assert self._gang_port is not None  # a gang's claim came through it
+        return self._gang_port.complete_rank(claim.fence, claim.gang.rank)
 
     def _busy(self) -> bool:
         return any(s.claim is not None for s in self._slots)

@@ -23,8 +23,9 @@ from typing import Protocol
 
 from clearq.config import ensure_home
 from clearq.errors import ClearqError, EnvBuildError, InvalidInput, LeaseLost, StoreError
-from clearq.models import Claim, Fence, ScalarPoint, Task, TaskStatus
-from clearq.ports import ExecutorStore
+from clearq.models import Claim, Fence, GangRank, ScalarPoint, Task, TaskStatus
+from clearq.ports import ExecutorStore, GangPort
+from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
 from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
@@ -165,8 +166,10 @@ class Executor:
         config: ExecutorConfig,
         *,
         after_workspace: AfterWorkspace | None = None,
+        gangs: GangPort | None = None,
     ) -> None:
         self._store = store
+        self._gangs = gangs
         self._envs = envs
         self._config = config
         self._after_workspace = after_workspace
@@ -177,15 +180,19 @@ class Executor:
     def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
         """Run the claimed attempt to its end and say how it ended (the caller records it)."""
         fence = claim.fence
-        sink = LogSink(self._store, fence, secrets=self._config.secrets)
-        folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}"
+        prefix = rank_prefix(claim.gang)
+        sink = LogSink(self._store, fence, secrets=self._config.secrets, line_prefix=prefix)
+        # Ranks of one gang may run on one machine: each has a folder of its own.
+        rank = "" if claim.gang is None else f"-rank{claim.gang.rank}"
+        folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}{rank}"
         try:
             task = self._store.tasks.get(claim.task_id)
             sink.agent(
                 f"clearq agent {self._config.worker}: attempt {claim.attempt} of task "
                 f"{task.id} from queue {claim.queue}"
             )
-            outcome = self._run(task, fence, control, gpus, sink, folder)
+            with gang_watch(self._gangs, claim, control):
+                outcome = self._run(task, fence, control, gpus, sink, folder, claim.gang)
         except LeaseLost:
             outcome = Outcome(None, reason="lease lost")
         except StepFailed as e:
@@ -210,6 +217,7 @@ class Executor:
         gpus: Sequence[str] | None,
         sink: LogSink,
         folder: Path,
+        gang: GangRank | None = None,
     ) -> Outcome:
         self._resolve_references(fence)
         code_dir = folder / "code"
@@ -234,7 +242,10 @@ class Executor:
                     return early
                 argv = _command(task, env.python, code_dir)
                 environ = self._environ(task, fence, env.python, gpus)
-                return self._supervise(task, fence, argv, run_dir, environ, sink, control)
+                if gang is not None:
+                    environ.update(rank_environment(gang))
+                title = MONITOR_TITLE if gang is None else f"{MONITOR_TITLE}/rank{gang.rank}"
+                return self._supervise(task, fence, argv, run_dir, environ, sink, control, title)
         except EnvBuildError as e:
             sink.agent(str(e))  # the installer's own words, whole, in the task's log
             raise StepFailed(Step.ENVIRONMENT, e.summary, infra=e.infra) from e
@@ -345,12 +356,13 @@ class Executor:
         environ: dict[str, str],
         sink: LogSink,
         control: Control,
+        title: str = MONITOR_TITLE,
     ) -> Outcome:
         try:
             proc = TaskProcess(argv, cwd=run_dir, env=environ, sink=sink, user=self._user)
         except ProcessStartError as e:
             raise StepFailed(Step.START, str(e)) from e
-        watch = _Watch(proc, self._resource_writer(fence, control))
+        watch = _Watch(proc, self._resource_writer(fence, control), title=title)
         while (code := proc.poll()) is None:
             control.wake.wait(_WATCH_SECONDS)
             control.wake.clear()
@@ -391,7 +403,9 @@ class _Watch:
         proc: TaskProcess,
         write: Callable[[list[ScalarPoint]], None],
         every: float = TASK_MONITOR_SECONDS,
+        title: str = MONITOR_TITLE,
     ) -> None:
+        self._title = title
         self._started = time.monotonic()
         self._write = write
         self._every = every
@@ -410,9 +424,9 @@ class _Watch:
         second = int(now - self._started)
         self._write(
             [
-                ScalarPoint(title=MONITOR_TITLE, series="cpu_percent", iteration=second, value=cpu),
+                ScalarPoint(title=self._title, series="cpu_percent", iteration=second, value=cpu),
                 ScalarPoint(
-                    title=MONITOR_TITLE, series="memory_mb", iteration=second, value=rss / 2**20
+                    title=self._title, series="memory_mb", iteration=second, value=rss / 2**20
                 ),
             ]
         )

@@ -31,8 +31,11 @@ class LogSink:
         *,
         interval: float = LOG_FLUSH_SECONDS,
         secrets: Iterable[str] = (),
+        line_prefix: str = "",
     ) -> None:
         self._store = store
+        self._prefix = line_prefix
+        self._line_start: dict[str, bool] = {}
         self._mask = SecretMask(secrets)
         self._fence = fence
         self._interval = interval
@@ -53,9 +56,20 @@ class LogSink:
             text = self._mask.feed(stream, text)
             if not text:
                 return
+            if self._prefix:
+                text = self._prefixed(stream, text)
             self._pending.append((stream, text))
             if len(self._pending) > MAX_PENDING_PIECES:
                 del self._pending[: len(self._pending) - MAX_PENDING_PIECES]
+
+    def _prefixed(self, stream: str, text: str) -> str:
+        # Each line starts with the prefix (a gang's rank), wherever the pieces split.
+        start = self._line_start.get(stream, True)
+        lines = text.split("\n")
+        out = [(self._prefix if start and lines[0] else "") + lines[0]]
+        out += [self._prefix + line if line else line for line in lines[1:]]
+        self._line_start[stream] = text.endswith("\n")
+        return "\n".join(out)
 
     def agent(self, line: str) -> None:
         """Queue a line from the agent itself (what it is doing for the task)."""

@@ -23,6 +23,7 @@ from clearq.models import Claim, TaskStatus
 from clearq.scheduler.claim import BLOCKED, PG_TAKE_AND_RUN, SQLITE_RUN
 from clearq.scheduler.engine import Database
 from clearq.scheduler.schema import queue_entries, queues, task_dependencies, tasks
+from clearq.scheduler.statements import GANG_HOLD
 
 _PG_CLAIM_TASK = sa.text(
     """
@@ -31,6 +32,7 @@ WITH picked AS MATERIALIZED (
     FROM queue_entries e
     JOIN queues q ON q.id = e.queue_id
     WHERE e.task_id = :task_id
+      AND (e.held_by IS NULL OR e.held_by <> 'gang')
       AND NOT EXISTS (
           SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
           WHERE d.child_id = e.task_id AND p.status <> 'completed'
@@ -45,7 +47,11 @@ WITH picked AS MATERIALIZED (
 _SQLITE_ENTRY = (
     sa.select(queue_entries.c.id, queues.c.name)
     .select_from(queue_entries.join(queues, queues.c.id == queue_entries.c.queue_id))
-    .where(queue_entries.c.task_id == sa.bindparam("task_id"), ~BLOCKED)
+    .where(
+        queue_entries.c.task_id == sa.bindparam("task_id"),
+        sa.or_(queue_entries.c.held_by.is_(None), queue_entries.c.held_by != GANG_HOLD),
+        ~BLOCKED,
+    )
 )
 
 
@@ -74,13 +80,18 @@ def claim_task(db: Database, *, worker: str, task_id: uuid.UUID, lease_seconds: 
 def _why_not(conn: Connection, task_id: uuid.UUID) -> Exception:
     """The reason a named task could not be claimed, as an error a person can act on."""
     row = conn.execute(
-        sa.select(tasks.c.status, tasks.c.worker).where(tasks.c.id == task_id)
+        sa.select(tasks.c.status, tasks.c.worker, tasks.c.nodes).where(tasks.c.id == task_id)
     ).first()
     if row is None:
         return NotFound(f"no task with id {task_id}: check the id with `clearq task list`")
     status = TaskStatus(row.status)
     if status is TaskStatus.RUNNING:
         return InvalidInput(f"task {task_id} is already running on {row.worker or 'a run by hand'}")
+    if status is TaskStatus.QUEUED and row.nodes > 1:
+        return InvalidInput(
+            f"task {task_id} runs on {row.nodes} nodes at once: agents start it as a gang "
+            "(`clearq agent` on as many machines); `clearq task run` runs one-node tasks"
+        )
     if status is not TaskStatus.QUEUED:
         return InvalidInput(
             f"task {task_id} is {status}, not queued: enqueue it first "

@@ -168,12 +168,14 @@ class QueueOps:
         priority: int = 0,
         depends_on: Sequence[uuid.UUID] = (),
         continue_on_failure: bool = False,
+        nodes: int | None = None,
     ) -> Task:
         """Put a draft in a queue; higher ``priority`` is claimed first, then FIFO.
 
         With ``depends_on`` the task is claimed only once every one of those tasks has
         completed; if one fails or is stopped it is skipped instead, unless
-        ``continue_on_failure`` (then it runs once they have all ended).
+        ``continue_on_failure`` (then it runs once they have all ended). ``nodes``: run
+        it on that many agents at once, one rank each (a gang: ``clearq.scheduler.gangs``).
         """
         with self._db.write() as conn:
             row = queue_row(conn, queue)
@@ -188,12 +190,16 @@ class QueueOps:
                 queued_at=db_now(),
                 status_reason="",
             )
+            if nodes is not None:
+                _set_nodes(conn, task_id, nodes)
             insert_entry(conn, queue_id=row.id, task_id=task_id, priority=priority)
             if depends_on:
                 skip_blocked(conn)  # a parent that already failed
             return fetch_task(conn, task_id)
 
-    def enqueue_run(self, fence: Fence, queue: str, *, priority: int = 0) -> Task:
+    def enqueue_run(
+        self, fence: Fence, queue: str, *, priority: int = 0, nodes: int | None = None
+    ) -> Task:
         """Send a task that is running by hand to a queue (``execute_remotely``).
 
         The local run gives the task up: it goes back in line for an agent, which
@@ -214,6 +220,8 @@ class QueueOps:
                 lease_expires_at=None,
                 status_reason=f"sent to queue {queue!r} by its local run",
             )
+            if nodes is not None:
+                _set_nodes(conn, fence.task_id, nodes)
             insert_entry(conn, queue_id=row.id, task_id=fence.task_id, priority=priority)
             return fetch_task(conn, fence.task_id)
 
@@ -336,3 +344,10 @@ class QueueOps:
             )
             for r in rows
         ]
+
+
+def _set_nodes(conn: Connection, task_id: uuid.UUID, nodes: int) -> None:
+    """Ask for ``nodes`` ranks (a gang for more than one)."""
+    if nodes < 1:
+        raise InvalidInput(f"a task runs on at least one node, not {nodes}")
+    conn.execute(tasks.update().where(tasks.c.id == task_id).values(nodes=nodes))

@@ -60,6 +60,7 @@ def task_from_row(row: Row[Any]) -> Task:
         retries=m["retries"],
         retry_delay_seconds=m["retry_delay_seconds"],
         environment=dict(m["environment"] or {}),
+        nodes=m["nodes"],
     )
 
 

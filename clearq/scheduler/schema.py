@@ -119,6 +119,8 @@ tasks = sa.Table(
     sa.Column("has_children", sa.Boolean(), nullable=False, server_default=sa.false()),
     # Variables the task's process gets besides the agent's allow-list (migration 0007).
     sa.Column("environment", sa.JSON()),
+    # Ranks on as many agents (a gang, claimed all at once: clearq.scheduler.gangs).
+    sa.Column("nodes", sa.Integer(), nullable=False, server_default="1"),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
 )
@@ -339,4 +341,22 @@ task_models = sa.Table(
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Index("ix_task_models_task_id", "task_id"),
     sa.Index("ix_task_models_name", "name"),
+)
+
+# The ranks of a gang task (nodes > 1): agents join while it forms, for its next attempt;
+# the last to join starts it. Each rank's agent renews its own lease while it waits and
+# while it runs, so that a lost rank is seen by the others.
+gang_members = sa.Table(
+    "gang_members",
+    metadata,
+    sa.Column(
+        "task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("rank", sa.Integer(), primary_key=True),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("worker", sa.String(255), nullable=False),
+    sa.Column("address", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("lease_expires_at", UtcDateTime(), nullable=False),
 )

@@ -46,6 +46,9 @@ _TASK_COLUMNS = (
 # A parameter used twice must have one type on PostgreSQL: cast where it is not a column.
 _IS_RUNNING = "CAST(:status AS varchar(16)) = 'running'"
 _NOT_BEFORE = "CASE WHEN CAST(:delay AS double precision) > 0 THEN {after_delay} END"
+GANG_HOLD = "gang"
+"""The holder of a gang task's entry: the agents' claim passes it over, ranks join it."""
+_GANG_HOLD = f"(SELECT CASE WHEN nodes > 1 THEN '{GANG_HOLD}' END FROM tasks WHERE id = :task_id)"
 
 INSERT_TASK = Statement(
     "insert_task",
@@ -174,13 +177,17 @@ FRONT_OF = Statement(
 )
 INSERT_ENTRY = Statement(
     "insert_entry",
-    "INSERT INTO queue_entries (queue_id, task_id, priority, enqueued_at, not_before) "
-    "VALUES (:queue_id, :task_id, :priority, {now}, " + _NOT_BEFORE + ")",
+    "INSERT INTO queue_entries (queue_id, task_id, priority, enqueued_at, not_before, held_by) "
+    "VALUES (:queue_id, :task_id, :priority, {now}, " + _NOT_BEFORE + ", " + _GANG_HOLD + ")",
 )
 INSERT_ENTRY_AT = Statement(
     "insert_entry_at",
-    "INSERT INTO queue_entries (id, queue_id, task_id, priority, enqueued_at, not_before) "
-    "VALUES (:id, :queue_id, :task_id, :priority, {now}, " + _NOT_BEFORE + ")",
+    "INSERT INTO queue_entries (id, queue_id, task_id, priority, enqueued_at, not_before, "
+    "held_by) VALUES (:id, :queue_id, :task_id, :priority, {now}, "
+    + _NOT_BEFORE
+    + ", "
+    + _GANG_HOLD
+    + ")",
 )
 """An entry with its id chosen (the front of the queue: below every other id)."""
 

@@ -15,6 +15,7 @@ from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
 from clearq.scheduler.claim_task import claim_task
 from clearq.scheduler.engine import Database
+from clearq.scheduler.gangs import Gangs
 from clearq.scheduler.holds import Holds
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.migrate import ensure_schema
@@ -63,6 +64,7 @@ class Store:
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
         self.views = Views(self.db)
         self.holds = Holds(self.db)
+        self.gangs = Gangs(self.db, leases=self.leases, lease_seconds=s.lease_seconds)
 
     @property
     def url(self) -> str:

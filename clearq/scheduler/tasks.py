@@ -91,6 +91,8 @@ class TaskRepo:
             if spec.environment:
                 where = tasks.c.id == task_id
                 conn.execute(tasks.update().where(where).values(environment=spec.environment))
+            if spec.nodes > 1:
+                conn.execute(tasks.update().where(tasks.c.id == task_id).values(nodes=spec.nodes))
             return fetch_task(conn, task_id)
 
     def clone(
@@ -118,6 +120,7 @@ class TaskRepo:
             max_retries=source.max_retries,
             retry_delay_seconds=source.retry_delay_seconds,
             environment=source.environment,
+            nodes=source.nodes,
         )
         return self.create(spec)
 

@@ -88,19 +88,21 @@ class StoreRecords:
         priority: int,
         depends_on: Sequence[uuid.UUID],
         continue_on_failure: bool,
+        nodes: int | None = None,
     ) -> TaskRecord:
-        """Put a draft in a queue."""
+        """Put a draft in a queue (``nodes``: on that many agents at once)."""
         return self.store.queues.enqueue(
             task_id,
             queue,
             priority=priority,
             depends_on=depends_on,
             continue_on_failure=continue_on_failure,
+            nodes=nodes,
         )
 
-    def enqueue_run(self, fence: Fence, queue: str) -> TaskRecord:
+    def enqueue_run(self, fence: Fence, queue: str, nodes: int | None = None) -> TaskRecord:
         """Send the task this process runs by hand to a queue (``execute_remotely``)."""
-        return self.store.queues.enqueue_run(fence, queue)
+        return self.store.queues.enqueue_run(fence, queue, nodes=nodes)
 
     def release_run(self, fence: Fence) -> TaskRecord:
         """Leave the task this process runs by hand a draft (``execute_remotely()``)."""

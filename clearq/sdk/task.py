@@ -17,6 +17,7 @@ from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
 from clearq.sdk import parameters as params
 from clearq.sdk.logger import Logger
+from clearq.sdk.multinode import launch_multi_node
 from clearq.sdk.preemption import CHECKPOINT_ARTIFACT, DEFAULT_CALLBACK_TIMEOUT_SECONDS
 from clearq.sdk.records import StoreRecords
 from clearq.sdk.roles import Role, Stored
@@ -315,12 +316,15 @@ class Task(TaskSurface):
         priority: int = 0,
         depends_on: Sequence[Task | str | uuid.UUID] = (),
         continue_on_failure: bool = False,
+        nodes: int | None = None,
     ) -> Task:
         """Put this draft in a queue: ``Task.enqueue(task, "q")`` or ``task.enqueue("q")``.
 
         ``depends_on``: tasks that must complete first; the task waits in its queue
         until then (the claim checks it), and is skipped if one fails or is stopped,
-        unless ``continue_on_failure``.
+        unless ``continue_on_failure``. ``nodes``: run it on that many agents at once,
+        one rank each, all started together (``launch_multi_node`` inside tells a rank
+        its place).
         """
         parents = [p._id if isinstance(p, Task) else _as_uuid(p) for p in depends_on]
         self._remember(
@@ -330,6 +334,7 @@ class Task(TaskSurface):
                 priority=priority,
                 depends_on=parents,
                 continue_on_failure=continue_on_failure,
+                nodes=nodes,
             )
         )
         return self
@@ -595,6 +600,25 @@ class Task(TaskSurface):
         return self.load_artifact(CHECKPOINT_ARTIFACT, allow_pickle=allow_pickle)
 
     # ---- control --------------------------------------------------------------------
+
+    def launch_multi_node(
+        self,
+        total_num_nodes: int,
+        port: int | None = 29500,
+        queue: str | None = None,
+        wait: bool = False,
+        addr: str | None = None,
+    ) -> dict[str, Any]:
+        """This rank's place in a multi-node run (ClearML's name and return value).
+
+        Run by an agent as one rank of a gang: ``{"node_rank", "total_num_nodes",
+        "master_addr", "master_port"}`` (the same facts are in ``MASTER_ADDR``, ``RANK``,
+        ... for torch.distributed). Run by hand: the task goes to ``queue`` (default
+        ``"default"``) asking for ``total_num_nodes`` ranks, and this process exits.
+        ``port``, ``wait`` and ``addr`` are accepted for ClearML's signature; rank 0's
+        agent picks a free port and its own address.
+        """
+        return launch_multi_node(self, total_num_nodes, queue)
 
     def execute_remotely(
         self, queue_name: str | None = None, clone: bool = False, exit_process: bool = True

@@ -51,6 +51,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_DOCKER_STOP_GRACE_SECONDS": "3",
         "CLEARQ_CA_BUNDLE": "/etc/ca.pem",
         "CLEARQ_ALLOW_LOCAL_REPOSITORIES": "yes",
+        "CLEARQ_GANG_WAIT_SECONDS": "12",
+        "CLEARQ_AGENT_ADDRESS": "10.0.0.7",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -71,6 +73,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.docker_stop_grace_seconds == 3.0
     assert settings.ca_bundle == Path("/etc/ca.pem")
     assert settings.allow_local_repositories is True
+    assert settings.gang_wait_seconds == 12.0
+    assert settings.agent_address == "10.0.0.7"
 
 
 def test_overrides_win_over_the_environment() -> None:
