@@ -194,7 +194,7 @@ class OutputModel:
 
         run = self._task._run
         assert run is not None
-        self._record = self._task._records.store.registry.save(_fence(run), self._record)
+        self._record = self._task._records.save_model(_fence(run), self._record)
 
     def __repr__(self) -> str:
         return f"<OutputModel {self.id} {self.name!r} {self.framework or '-'}>"
@@ -209,11 +209,10 @@ class InputModel:
         from clearq.sdk.records import StoreRecords
 
         self._records = StoreRecords()
-        registry = self._records.store.registry
         if model_id is not None:
-            self._record = registry.get(_model_uuid(model_id))
+            self._record = self._records.model(_model_uuid(model_id))
         elif name is not None:
-            self._record = registry.find(name, project=project)
+            self._record = self._records.find_model(name, project=project)
         else:
             raise InvalidInput("InputModel needs model_id, or name (with project to narrow it)")
 
@@ -295,7 +294,7 @@ class InputModel:
         key = name or self.name
         picked = str(task.connect({key: self.id}, name=MODELS_SECTION)[key])
         if picked != self.id:
-            self._record = self._records.store.registry.get(_model_uuid(picked))
+            self._record = self._records.model(_model_uuid(picked))
         return self
 
     def __repr__(self) -> str:
@@ -324,14 +323,14 @@ class ModelList(list[Any]):
 
 def task_models(task: Task) -> dict[str, ModelList]:
     """``task.models``: ``{"input": [...], "output": [...]}``."""
-    registry = task._records.store.registry
-    output = ModelList(InputModel._of(r) for r in registry.of_task(uuid.UUID(task.id)))
+    records = task._records
+    output = ModelList(InputModel._of(r) for r in records.models(uuid.UUID(task.id)))
     inputs = ModelList()
     for key, value in task.get_parameters().items():
         if not key.startswith(f"{MODELS_SECTION}/") or not _UUID.match(value):
             continue  # a parameter of the script's own that happens to be called Models/...
         try:
-            inputs.append(InputModel._of(registry.get(uuid.UUID(value))))
+            inputs.append(InputModel._of(records.model(uuid.UUID(value))))
         except NotFound:
             log.warning("task %s: input model %s (%s) is no longer stored", task.id, value, key)
     return {"input": inputs, "output": output}

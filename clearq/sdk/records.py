@@ -1,7 +1,7 @@
 """The store-backed half of ``Task``: reading and changing tasks by id.
 
 :class:`StoreRecords` is everything a :class:`~clearq.sdk.task.Task` asks of the store
-(get, list, create, clone, enqueue, parameters, results, artifacts), over one Store: the
+(get, list, create, clone, enqueue, parameters, results, artifacts, models), over one Store: the
 one it was given, else the session's default (``clearq.sdk.session``), opened on first
 use.
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         DebugSample,
         Fence,
         LogLine,
+        ModelRecord,
         ReportedPlot,
         ScalarPoint,
         ScalarSummary,
@@ -155,6 +156,24 @@ class StoreRecords:
     def add_artifact(self, fence: Fence, artifact: Artifact) -> None:
         """Record an artifact the run ``fence`` stored."""
         self.store.outputs.add_artifact(fence, artifact)
+
+    # ---- models -------------------------------------------------------------------------
+
+    def save_model(self, fence: Fence, model: ModelRecord) -> ModelRecord:
+        """Create or update a model of the run ``fence`` (OutputModel)."""
+        return self.store.registry.save(fence, model)
+
+    def model(self, model_id: uuid.UUID) -> ModelRecord:
+        """A model by id."""
+        return self.store.registry.get(model_id)
+
+    def find_model(self, name: str, *, project: str | None) -> ModelRecord:
+        """The newest model named ``name`` (in ``project``, when given)."""
+        return self.store.registry.find(name, project=project)
+
+    def models(self, task_id: uuid.UUID) -> builtins.list[ModelRecord]:
+        """A task's models, oldest first."""
+        return self.store.registry.of_task(task_id)
 
     # ---- where files go -----------------------------------------------------------------
 
