@@ -37,6 +37,11 @@ def to_text(value: Any) -> str:
     return str(value)
 
 
+def literal(text: str) -> Any:
+    """The value a stored text spells (JSON, then a Python literal), else the text."""
+    return _literal(text)
+
+
 def _literal(text: str) -> Any:
     try:
         return json.loads(text)

@@ -152,7 +152,7 @@ class Task(TaskSurface):
         captures matplotlib figures, TensorBoard writers' scalars, images and histograms,
         and models saved with torch.save / joblib.dump / pickle.dump of an estimator; a
         dict turns single ones off (``clearq.sdk.frameworks``). ``auto_resource_monitoring``
-        is the agent's job in clearq: a run by hand reports no machine metrics.
+        reports the machine's CPU and memory as scalars (``:monitor:machine``).
         """
         from clearq.sdk import frameworks
         from clearq.sdk.init import attach_or_capture
@@ -179,6 +179,11 @@ class Task(TaskSurface):
         )
         SESSION.current = task
         frameworks.connect_frameworks(task, auto_connect_frameworks)
+        run = task._run
+        if auto_resource_monitoring and run is not None:
+            from clearq.sdk.resource_monitor import ResourceMonitor
+
+            run.before_end.append(ResourceMonitor(run.reporter).stop)
         return task
 
     @classmethod

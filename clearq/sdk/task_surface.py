@@ -146,6 +146,34 @@ class TaskSurface:
         """The task's own environment variables."""
         return dict(self.reload()._record.environment)
 
+    # ---- parameters, ClearML's other forms ----------------------------------------------
+
+    def set_parameter(
+        self, name: str, value: Any, description: str | None = None, value_type: Any = None
+    ) -> None:
+        """Set one parameter by its ``Section/name`` (a draft, or the task this process runs)."""
+        self._write_parameters({name: params.to_text(value)})
+
+    def get_parameters_as_dict(self, cast: bool = False) -> dict[str, Any]:
+        """The parameters nested by section: ``{"General": {"lr": "0.1"}, "Args": {...}}``.
+
+        With ``cast`` each text is read back as the value it spells (number, bool, list).
+        """
+        nested: dict[str, Any] = {}
+        for key, text in self.get_parameters().items():
+            section, _, name = key.partition(params.SEPARATOR)
+            nested.setdefault(section, {})[name] = params.literal(text) if cast else text
+        return nested
+
+    def set_parameters_as_dict(self, dictionary: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set parameters from ``{section: {name: value}}`` (merged into the stored ones)."""
+        flat = {
+            f"{section}{params.SEPARATOR}{name}": params.to_text(value)
+            for section, values in dictionary.items()
+            for name, value in values.items()
+        }
+        self._write_parameters(flat)
+
     # ---- user properties --------------------------------------------------------------
 
     def set_user_properties(self, *iterables: Any, **properties: Any) -> bool:

@@ -133,3 +133,14 @@ def test_task_parameters_check_types_and_ranges() -> None:
         params.update_from_dict({"depth": 3})
     with pytest.raises(InvalidInput, match="needs a value for 'iterations'"):
         Params()
+
+
+def test_parameters_in_clearmls_other_forms(sdk: Store, tmp_path: Path) -> None:
+    task = _draft(tmp_path, "p", "params")
+    task.set_parameter("General/lr", 0.1)
+    task.set_parameters_as_dict({"Args": {"epochs": 3, "layers": [1, 2]}})
+    assert task.get_parameters_as_dict() == {
+        "General": {"lr": "0.1"},
+        "Args": {"epochs": "3", "layers": "[1, 2]"},
+    }
+    assert task.get_parameters_as_dict(cast=True)["Args"] == {"epochs": 3, "layers": [1, 2]}
