@@ -69,20 +69,16 @@ def scrub_env_fields(env: Mapping[str, Any], where: str) -> tuple[dict[str, Any]
     for field in ("requirements", "index_urls"):
         values = clean.get(field) or ()
         clean[field] = [
-            _scrub(str(v), f"{where}: {field}[{i}]", warnings) for i, v in enumerate(values)
+            scrub_text(str(v), f"{where}: {field}[{i}]", warnings) for i, v in enumerate(values)
         ]
     for field in ("lock_file", "project_file"):
         if isinstance(clean.get(field), str):
-            clean[field] = _scrub(clean[field], f"{where}: {field}", warnings)
+            clean[field] = scrub_text(clean[field], f"{where}: {field}", warnings)
     return clean, warnings
 
 
 def scrub_text(text: str, where: str, warnings: list[str]) -> str:
     """``text`` without URL credentials; a warning naming ``where`` when any were there."""
-    return _scrub(text, where, warnings)
-
-
-def _scrub(text: str, where: str, warnings: list[str]) -> str:
     clean, removed = strip_url_credentials(text)
     if removed:
         shown = clean if len(clean) <= 120 else clean[:117] + "..."
