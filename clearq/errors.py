@@ -13,6 +13,9 @@ errors are translated into this tree where they enter the package::
     │   ├── QueueNotEmpty        deleting a queue that still holds entries
     │   └── LeaseLost            a worker wrote about an attempt that is no longer its own
     ├── InvalidInput             a value a user gave that cannot be used
+    ├── TaskEnded                a task waited on ended in a status asked to raise on
+    │                            (also a RuntimeError, as ClearML's wait_for_status raises)
+    ├── WaitTimeout              a wait ran out of time (also a TimeoutError)
     ├── CaptureError             git could not describe the code (clearq.sdk.capture.git)
     ├── WorkspaceError           a task's code could not be rebuilt (clearq.runtime.workspace)
     ├── SlurmError               a Slurm command failed (clearq.runtime.slurmcli)
@@ -41,6 +44,14 @@ class ConfigError(ClearqError):
 
 class InvalidInput(ClearqError):
     """A value given by a user that cannot be used as it is."""
+
+
+class TaskEnded(ClearqError, RuntimeError):
+    """A task waited on ended in one of the statuses the caller asked to raise on."""
+
+
+class WaitTimeout(ClearqError, TimeoutError):
+    """A wait for tasks ran out of time before they ended."""
 
 
 class StoreError(ClearqError):

@@ -413,6 +413,8 @@ class Heartbeat(_Frozen):
     """Held tasks someone asked to stop."""
     overtime: frozenset[uuid.UUID] = frozenset()
     """Held tasks running longer than their ``max_run_seconds``, on the database's clock."""
+    stop_reasons: dict[uuid.UUID, str] = {}
+    """Why each of ``stop_requested`` was asked to stop (what the stopped task will say)."""
 
 
 class ReapReport(_Frozen):

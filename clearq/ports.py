@@ -211,8 +211,8 @@ class LeasePort(Protocol):
         """Give a running attempt back to the front of its queue."""
         ...
 
-    def request_stop(self, task_id: uuid.UUID) -> Task:
-        """Ask the worker running a task to stop it."""
+    def request_stop(self, task_id: uuid.UUID, *, reason: str = ..., force: bool = ...) -> Task:
+        """Ask the worker running a task to stop it (``force``: end the attempt now)."""
         ...
 
     def reap(self) -> ReapReport:

@@ -87,3 +87,21 @@ def store(store_url: str, settings: Settings) -> Iterator[Store]:
     """A Store on a fresh database, on each dialect."""
     with Store(store_url, settings=settings) as s:
         yield s
+
+
+_FAST_FOLDERS = ("unit",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the newcomer's fast subset ``fast``: ``pytest -m fast`` (README, Tests).
+
+    It is the unit tests and the store's contract on the in-memory twin: no database
+    server, no process started, well under a minute.
+    """
+    root = Path(__file__).parent
+    for item in items:
+        folder = item.path.relative_to(root).parts[0] if item.path.is_relative_to(root) else ""
+        callspec = getattr(item, "callspec", None)
+        on_memory = callspec is not None and callspec.params.get("any_store") == "memory"
+        if folder in _FAST_FOLDERS or (folder == "contract" and on_memory):
+            item.add_marker(pytest.mark.fast)

@@ -33,7 +33,7 @@ from clearq.automation.pipeline_steps import (
     descendants,
     topological,
 )
-from clearq.errors import InvalidInput
+from clearq.errors import InvalidInput, WaitTimeout
 from clearq.models import FINAL_STATUSES, STEP_KEY_PREFIX, TaskSpec, TaskStatus
 from clearq.ports import ControllerStore
 from clearq.sdk import Task, default_store
@@ -254,7 +254,7 @@ class Pipeline:
                 return statuses
             if deadline is not None and time.monotonic() >= deadline:
                 waiting = sorted(n for n, s in statuses.items() if s not in FINAL_STATUSES)
-                raise TimeoutError(f"pipeline {self.name!r}: steps {waiting} still not ended")
+                raise WaitTimeout(f"pipeline {self.name!r}: steps {waiting} still not ended")
             time.sleep(WAIT_POLL_SECONDS)
 
     def rerun(self, from_step: str, *, queue: str | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from clearq.cli.context import cli_context
+from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import DockerOptions, build_executor
 from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, ExecutorConfig
@@ -176,6 +177,7 @@ def agent_command(
         forced_environment=forced.values,
         task_user=user,
     )
+    show_diagnostics("clearq agent")
     with context.store() as store, ExitStack() as stack:
         executor = build_executor(
             store,

@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from clearq.cli.context import cli_context
+from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import build_executor
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import say
@@ -89,6 +90,7 @@ def run_command(
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
         secrets=known_secrets(settings.resolved_database_url, os.environ),
     )
+    show_diagnostics("clearq agent")
     with context.store() as store, ExitStack() as stack:
         found = resolve_task_id(store, task_id)
         executor = build_executor(

@@ -14,9 +14,9 @@ whose per-task GPU need fits the devices free now, and gets distinct devices.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +31,8 @@ from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
 from clearq.scheduler.notify import Listener
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 SQLITE_POLL_SECONDS = 0.25
@@ -365,7 +367,7 @@ class Agent:
             if claim.task_id in beat.lost:
                 slot.control.lose()
             elif claim.task_id in beat.stop_requested:
-                slot.control.stop("stop requested")
+                slot.control.stop(beat.stop_reasons.get(claim.task_id) or "stop requested")
             elif claim.task_id in beat.overtime:
                 limit = self._max_run_seconds(claim)
                 slot.control.stop(f"ran longer than its maximum of {limit:g} s")
@@ -392,4 +394,4 @@ class Agent:
             self._say(f"cannot record machine metrics: {e}")
 
     def _say(self, text: str) -> None:
-        print(f"clearq agent: {text}", file=sys.stderr, flush=True)
+        log.info("%s", text)

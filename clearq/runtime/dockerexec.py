@@ -21,8 +21,8 @@ refused docker arguments) fail it as the ``container`` step.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
-import sys
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -71,6 +71,8 @@ from clearq.runtime.orphans import (
 )
 from clearq.runtime.process import describe_exit as describe_task_exit
 from clearq.runtime.taskenv import with_sdk_requirements
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DockerExecution"]
 
@@ -347,7 +349,7 @@ def _close(run: DockerRun, sink: LogSink) -> None:
 
 
 def _warn(text: str) -> None:
-    print(f"clearq agent: {text}", file=sys.stderr, flush=True)
+    log.warning("%s", text)
 
 
 def _infra(error: Exception) -> bool:

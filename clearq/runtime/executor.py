@@ -11,6 +11,7 @@ scalars.
 from __future__ import annotations
 
 import enum
+import logging
 import os
 import shutil
 import socket
@@ -38,6 +39,8 @@ from clearq.runtime.taskenv import (
 )
 from clearq.runtime.taskuser import TaskUser
 from clearq.runtime.workspace import WorkspaceError, build_workspace
+
+log = logging.getLogger(__name__)
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
 TASK_MONITOR_SECONDS = 5.0
@@ -390,7 +393,7 @@ class Executor:
             except LeaseLost:
                 control.lose()
             except StoreError as e:
-                print(f"clearq agent: cannot write task resources: {e}", flush=True)
+                log.warning("cannot write task resources: %s", e)
 
         return write
 
@@ -468,4 +471,4 @@ def _remove(folder: Path) -> None:
         return
     except OSError as e:
         # A run folder that cannot be removed costs disk, not correctness: say so, go on.
-        print(f"clearq agent: could not remove {folder}: {e}", flush=True)
+        log.warning("could not remove %s: %s", folder, e)

@@ -7,7 +7,7 @@ credentials in its package index URLs) are masked before anything is stored
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections.abc import Iterable
 
@@ -15,6 +15,8 @@ from clearq.errors import LeaseLost, StoreError
 from clearq.models import Fence
 from clearq.ports import LogSinkStore
 from clearq.runtime.logmask import SecretMask
+
+log = logging.getLogger(__name__)
 
 LOG_FLUSH_SECONDS = 0.5
 MAX_PENDING_PIECES = 100_000
@@ -91,7 +93,7 @@ class LogSink:
                     self._pending[:0] = pieces
                 if not self._warned:
                     self._warned = True
-                    print(f"clearq agent: cannot write task logs yet: {e}", file=sys.stderr)
+                    log.warning("cannot write task logs yet: %s", e)
 
     def close(self) -> None:
         """Stop the thread after a last write."""

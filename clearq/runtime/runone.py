@@ -125,7 +125,7 @@ class TaskRunner:
             if claim.task_id in beat.lost:
                 self._control.lose()
             elif claim.task_id in beat.stop_requested:
-                self._control.stop("stop requested")
+                self._control.stop(beat.stop_reasons.get(claim.task_id) or "stop requested")
             elif claim.task_id in beat.overtime:
                 limit = self._store.tasks.get(claim.task_id).max_run_seconds or 0.0
                 self._control.stop(f"ran longer than its maximum of {limit:g} s")

@@ -109,6 +109,8 @@ class Renewal:
     held: bool
     stop_requested: bool = False
     overtime: bool = False
+    stop_reason: str = ""
+    """Why the stop was asked for (the task's reason while it stops), when it was."""
 
 
 @dataclass(frozen=True)
@@ -318,8 +320,14 @@ def renew(x: Execution, fence: FenceLike, lease_seconds: float) -> Renewal:
     found = rows(x, q.RENEW, {**fence_params(fence), "lease": lease_seconds})
     if not found:
         return Renewal(held=False)
-    stop, overtime = found[0]
-    return Renewal(held=True, stop_requested=stop is not None, overtime=bool(overtime))
+    stop, reason, overtime = found[0]
+    asked = stop is not None
+    return Renewal(
+        held=True,
+        stop_requested=asked,
+        overtime=bool(overtime),
+        stop_reason=reason if asked else "",
+    )
 
 
 # ---- queue entries and hints ------------------------------------------------------------

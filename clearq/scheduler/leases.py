@@ -28,6 +28,8 @@ from clearq.scheduler.schema import db_now, tasks, workers
 from clearq.scheduler.sqla_exec import SqlaConnector, on
 
 REAP_BATCH = 500
+STOP_REASON = "stop requested"
+"""What a stopped task says when someone asked for it (a reason given follows it)."""
 
 
 def _ending(fence: Fence, status: TaskStatus, exit_code: int | None, reason: str) -> Ending:
@@ -51,6 +53,7 @@ class Leases:
         """
         held: dict[uuid.UUID, bool] = {}
         overtime: set[uuid.UUID] = set()
+        reasons: dict[uuid.UUID, str] = {}
         with self._db.write() as conn:
             names = {f.worker for f in fences if f.worker is not None}
             if worker is not None:
@@ -66,6 +69,8 @@ class Leases:
                 renewal = fenced.renew(x, f, self.lease_seconds)
                 if renewal.held:
                     held[f.task_id] = renewal.stop_requested
+                if renewal.stop_requested:
+                    reasons[f.task_id] = renewal.stop_reason
                 if renewal.overtime:
                     overtime.add(f.task_id)
         return Heartbeat(
@@ -73,6 +78,7 @@ class Leases:
             lost=frozenset(f.task_id for f in fences if f.task_id not in held),
             stop_requested=frozenset(t for t, stop in held.items() if stop),
             overtime=frozenset(overtime),
+            stop_reasons=reasons,
         )
 
     def finish(
@@ -130,19 +136,36 @@ class Leases:
             self.skip_blocked()
         return task
 
-    def request_stop(self, task_id: uuid.UUID) -> Task:
-        """Ask the worker running a task to stop it (it records ``stopped``)."""
+    def request_stop(self, task_id: uuid.UUID, *, reason: str = "", force: bool = False) -> Task:
+        """Ask the worker running a task to stop it (it records ``stopped``).
+
+        ``reason`` is what the stopped task will say (``stop requested: <reason>``): the
+        worker reads it with its next heartbeat. ``force`` ends the running attempt now,
+        as ``stopped``, without waiting for its worker, whose writes are then refused
+        (it stops the process when its heartbeat finds the attempt lost).
+        """
+        why = f"{STOP_REASON}: {reason}" if reason else STOP_REASON
         with self._db.write() as conn:
             status = lock_status(conn, task_id)
             if status is not TaskStatus.RUNNING:
                 hint = "dequeue it instead" if status is TaskStatus.QUEUED else "nothing to stop"
                 raise InvalidInput(f"task {task_id} is {status}, not running: {hint}")
-            conn.execute(
-                tasks.update()
-                .where(tasks.c.id == task_id, tasks.c.stop_requested_at.is_(None))
-                .values(stop_requested_at=db_now(), updated_at=db_now())
-            )
-            notify(conn, self._db, STOP_CHANNEL, str(task_id))
+            task = fetch_task(conn, task_id)
+            if not force:
+                conn.execute(
+                    tasks.update()
+                    .where(tasks.c.id == task_id)
+                    .values(
+                        stop_requested_at=sa.func.coalesce(tasks.c.stop_requested_at, db_now()),
+                        status_reason=why,
+                        updated_at=db_now(),
+                    )
+                )
+                notify(conn, self._db, STOP_CHANNEL, str(task_id))
+                return fetch_task(conn, task_id)
+        fence = Fence(task_id=task_id, attempt=task.attempt, worker=task.worker)
+        self.finish(fence, TaskStatus.STOPPED, reason=f"{why} (forced)")
+        with self._db.read() as conn:
             return fetch_task(conn, task_id)
 
     def reap(self, *, batch: int = REAP_BATCH) -> ReapReport:

@@ -66,6 +66,7 @@ class Beat:
 
     held: bool
     stop_requested: bool
+    stop_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class RunLink:
         """Extend the run's lease; say whether it is still held and if a stop was asked."""
         with self.statement() as x:
             renewal = fenced.renew(x, fence, self.lease_seconds)
-        return Beat(held=renewal.held, stop_requested=renewal.stop_requested)
+        return Beat(renewal.held, renewal.stop_requested, renewal.stop_reason)
 
     def finish(
         self, fence: RunFence, status: TaskStatus, *, exit_code: int | None, reason: str

@@ -131,7 +131,7 @@ INSERT_SAMPLE = Statement(
 RENEW = Statement(
     "renew",
     "UPDATE tasks SET lease_expires_at = {after_lease} WHERE {fence} "
-    "RETURNING tasks.stop_requested_at, {over_time}",
+    "RETURNING tasks.stop_requested_at, tasks.status_reason, {over_time}",
 )
 """Extend one attempt's lease; say whether a stop was asked and if it ran past its limit.
 

@@ -8,6 +8,7 @@ overrides) are handed to ``connect()`` and argparse; nothing is captured again.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,8 @@ from clearq.sdk.reporter import Reporter
 from clearq.sdk.roles import AgentRun, LocalRun
 from clearq.sdk.run import Run
 from clearq.sdk.session import SESSION, default_store, settings_in_use
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import uuid
@@ -142,7 +145,7 @@ def _take_over(
         summary = store.outputs.summary(candidate)
         ends = [s.last_iteration for s in summary if s.last_iteration is not None]
         offset = max(ends) + 1 if ends else 0
-    print(f"clearq: {'continuing' if keep else 'reusing'} task {candidate}", file=sys.__stderr__)
+    log.info("clearq: %s task %s", "continuing" if keep else "reusing", candidate)
     return RunFence(task_id=fence.task_id, attempt=fence.attempt, worker=None), offset
 
 
@@ -175,7 +178,7 @@ def _remember(settings: Settings, project: str, name: str, task_id: uuid.UUID) -
     try:
         remember_task(settings.home_dir, settings.resolved_database_url, project, name, task_id)
     except OSError as e:
-        print(f"clearq: warning: cannot remember this task for reuse: {e}", file=sys.stderr)
+        log.warning("clearq: cannot remember this task for reuse: %s", e)
 
 
 def _attach(cls: type[Task], link: RunLink, settings: Settings, options: InitOptions) -> Task:
@@ -231,7 +234,7 @@ def _capture(settings: Settings, packages: str) -> tuple[dict[str, Any], dict[st
         ignore=SESSION.ignored_requirements,
     )
     for warning in [*code.warnings, *env.warnings]:
-        print(f"clearq: warning: {warning}", file=sys.stderr)
+        log.warning("clearq: %s", warning)
     return code.fields, env.fields
 
 

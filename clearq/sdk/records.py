@@ -117,9 +117,11 @@ class StoreRecords:
         """Merge parameters into a draft."""
         return self.store.tasks.update_parameters(task_id, values)
 
-    def request_stop(self, task_id: uuid.UUID) -> TaskRecord:
-        """Ask the run of a task to stop."""
-        return self.store.leases.request_stop(task_id)
+    def request_stop(
+        self, task_id: uuid.UUID, *, reason: str = "", force: bool = False
+    ) -> TaskRecord:
+        """Ask the run of a task to stop (``force``: end its attempt now)."""
+        return self.store.leases.request_stop(task_id, reason=reason, force=force)
 
     def reset(self, task_id: uuid.UUID) -> TaskRecord:
         """Turn an ended task back into a draft."""

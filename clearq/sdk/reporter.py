@@ -12,7 +12,7 @@ nothing more is written.
 from __future__ import annotations
 
 import _thread
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +20,8 @@ from collections.abc import Callable
 from clearq.errors import ClearqError, LeaseLost, StoreError
 from clearq.scheduler.runlink import Point, RunFence, RunLink
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
+
+log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
 SINGLE_VALUES_TITLE = "Summary"
@@ -59,6 +61,7 @@ class Reporter:
         self._closed = threading.Event()
         self.lease_lost = False
         self.stop_requested = False
+        self.stop_reason = ""
         self.iteration_offset = 0
         """Added to every reported iteration (``task.set_initial_iteration``)."""
         self._last_beat = time.monotonic()
@@ -173,6 +176,7 @@ class Reporter:
             self._lose(f"task {self.fence.task_id} was taken over; results are no longer kept")
         elif beat.stop_requested and not self.stop_requested:
             self.stop_requested = True
+            self.stop_reason = beat.stop_reason
             # Stop the script the way Ctrl-C would; the exit hook records "stopped".
             _thread.interrupt_main()
 
@@ -189,4 +193,4 @@ class Reporter:
     def _warn(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
-            print(message, file=sys.__stderr__, flush=True)
+            log.warning("%s", message)

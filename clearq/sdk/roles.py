@@ -19,7 +19,7 @@ and never branch on the kind of run themselves.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
 from clearq.sdk import parameters as params
 from clearq.sdk.preemption import AbortHandler
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clearq.models import Fence
@@ -137,10 +139,10 @@ class LocalRun(Stored):
             return self._send_clone(task, queue_name, exit_process)
         if queue_name is None:
             task._remember(task._records.release_run(self.fence(task)))
-            print(f"clearq: task {task.id} left as a draft", file=sys.__stderr__)
+            log.info("clearq: task %s left as a draft", task.id)
         else:
             task._remember(task._records.enqueue_run(self.fence(task), queue_name))
-            print(f"clearq: task {task.id} sent to queue {queue_name!r}", file=sys.__stderr__)
+            log.info("clearq: task %s sent to queue %r", task.id, queue_name)
         self.run.end(record=False)
         raise SystemExit(0)
 
@@ -151,7 +153,7 @@ class LocalRun(Stored):
         if queue_name is not None:
             made.enqueue(queue_name)
         where = f"queue {queue_name!r}" if queue_name else "a draft"
-        print(f"clearq: task {made.id}, a clone of {task.id}, is {where}", file=sys.__stderr__)
+        log.info("clearq: task %s, a clone of %s, is %s", made.id, task.id, where)
         if exit_process:
             self.run.end(Outcome(TaskStatus.STOPPED, 0, f"a clone ({made.id}) runs instead"))
             raise SystemExit(0)

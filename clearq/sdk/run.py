@@ -10,6 +10,7 @@ the attempt and records the end from the exit code; the run only flushes what it
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.exits import ExitStatus, ExitWatch
 from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
 from clearq.sdk.reporter import Reporter
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clearq.sdk.samples import SampleFiles
@@ -91,7 +94,8 @@ class Run:
         sys.stderr.write("".join(traceback.format_exception(kind, value, tb)))
         sys.stderr.flush()
         if issubclass(kind, KeyboardInterrupt):
-            why = "stop requested" if self.reporter.stop_requested else "interrupted (Ctrl-C)"
+            asked = self.reporter.stop_reason or "stop requested"
+            why = asked if self.reporter.stop_requested else "interrupted (Ctrl-C)"
             self.outcome = Outcome(TaskStatus.STOPPED, None, why)
         else:
             message = f"{kind.__name__}: {value}".strip().rstrip(":")
@@ -119,7 +123,7 @@ class Run:
             try:
                 finish()
             except Exception as e:  # noqa: BLE001 - the run must still end and be recorded
-                print(f"clearq: before the run ended: {e}", file=sys.__stderr__)
+                log.warning("clearq: before the run ended: %s", e)
                 if outcome.status is TaskStatus.COMPLETED:
                     outcome = Outcome(TaskStatus.FAILED, 1, f"an artifact upload failed: {e}")
         self.reporter.close()
@@ -141,12 +145,9 @@ class Run:
                 self.fence, outcome.status, exit_code=outcome.exit_code, reason=outcome.reason
             )
         except LeaseLost as e:
-            print(f"clearq: this run's end was not recorded: {e}", file=sys.__stderr__)
+            log.warning("clearq: this run's end was not recorded: %s", e)
         except StoreError as e:
-            print(
-                f"clearq: could not record how task {self.fence.task_id} ended: {e}",
-                file=sys.__stderr__,
-            )
+            log.warning("clearq: could not record how task %s ended: %s", self.fence.task_id, e)
 
 
 def _outcome(status: ExitStatus) -> Outcome:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from clearq.enums import FINAL_STATUSES, TaskStatus
-from clearq.errors import InvalidInput
+from clearq.errors import InvalidInput, TaskEnded, WaitTimeout
 from clearq.sdk import parameters as params
 from clearq.sdk.logger import Logger
 from clearq.sdk.multinode import launch_multi_node
@@ -649,18 +649,24 @@ class Task(TaskSurface):
         while True:
             current = self.status
             if current in raise_on_status:
-                raise RuntimeError(
+                raise TaskEnded(
                     f"task {self.id} ended {current}: {self._record.status_reason or 'no reason'}"
                 )
             if current in status:
                 return current
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"task {self.id} is still {current} after {timeout} s")
+                raise WaitTimeout(f"task {self.id} is still {current} after {timeout} s")
             time.sleep(check_interval_sec)
 
     def mark_stopped(self, force: bool = False, status_message: str | None = None) -> None:
-        """Ask the run of this task to stop (an agent's, or a script's started by hand)."""
-        self._remember(self._records.request_stop(self._id))
+        """Ask the run of this task to stop (an agent's, or a script's started by hand).
+
+        ``status_message`` is what the stopped task says (``stop requested: ...``).
+        ``force`` marks it stopped now, without waiting for its run to stop: the run's
+        later writes are refused, and its agent stops it on its next heartbeat.
+        """
+        found = self._records.request_stop(self._id, reason=status_message or "", force=force)
+        self._remember(found)
 
     def reset(self) -> Task:
         """Turn an ended task back into a draft."""

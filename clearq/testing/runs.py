@@ -132,6 +132,7 @@ class MemoryLeases:
         s = self._s
         held: dict[uuid.UUID, bool] = {}
         overtime: set[uuid.UUID] = set()
+        reasons: dict[uuid.UUID, str] = {}
         with s.lock:
             now = s.now()
             names = {f.worker for f in fences if f.worker is not None} | {worker} - {None}
@@ -149,6 +150,8 @@ class MemoryLeases:
                     update={"lease_expires_at": now + timedelta(seconds=self.lease_seconds)}
                 )
                 held[task.id] = task.stop_requested_at is not None
+                if held[task.id]:
+                    reasons[task.id] = task.status_reason
                 limit, started = task.max_run_seconds, task.started_at
                 if (
                     limit is not None
@@ -161,6 +164,7 @@ class MemoryLeases:
             lost=frozenset(f.task_id for f in fences if f.task_id not in held),
             stop_requested=frozenset(t for t, stop in held.items() if stop),
             overtime=frozenset(overtime),
+            stop_reasons=reasons,
         )
 
     def finish(
@@ -274,8 +278,9 @@ class MemoryLeases:
         )
         return False
 
-    def request_stop(self, task_id: uuid.UUID) -> Task:
-        """Ask the worker running a task to stop it."""
+    def request_stop(self, task_id: uuid.UUID, *, reason: str = "", force: bool = False) -> Task:
+        """Ask the worker running a task to stop it (``force``: end the attempt now)."""
+        why = f"stop requested: {reason}" if reason else "stop requested"
         s = self._s
         with s.lock:
             task = s.task(task_id)
@@ -283,8 +288,13 @@ class MemoryLeases:
                 queued = task.status is TaskStatus.QUEUED
                 hint = "dequeue it instead" if queued else "nothing to stop"
                 raise InvalidInput(f"task {task_id} is {task.status}, not running: {hint}")
-            if task.stop_requested_at is None:
-                task = s.put(task, stop_requested_at=s.now())
+            if force:
+                fence = Fence(task_id=task_id, attempt=task.attempt, worker=task.worker)
+                self.finish(fence, TaskStatus.STOPPED, reason=f"{why} (forced)")
+                return s.task(task_id)
+            task = s.put(
+                task, stop_requested_at=task.stop_requested_at or s.now(), status_reason=why
+            )
             s.notices.append(("clearq_stop", str(task_id)))
             return task
 

@@ -305,3 +305,20 @@ def test_workers_register_and_go(any_store: Any) -> None:
     assert [w.id for w in any_store.workers.list()] == ["h:w"]
     any_store.workers.unregister("h:w")
     assert any_store.workers.list() == []
+
+
+def test_a_stop_request_carries_its_reason_and_force_ends_the_attempt_now(any_store: Any) -> None:
+    any_store.queues.create("q")
+    _queued(any_store, "q", "a")
+    _queued(any_store, "q", "b")
+    [a, b] = any_store.claimer("w", ["q"]).claim(2)
+    any_store.leases.request_stop(a.task_id, reason="budget spent")
+    beat = any_store.leases.heartbeat("w", [a.fence, b.fence])
+    assert beat.stop_requested == {a.task_id}
+    assert beat.stop_reasons == {a.task_id: "stop requested: budget spent"}
+    forced = any_store.leases.request_stop(b.task_id, reason="now", force=True)
+    assert forced.status is TaskStatus.STOPPED
+    assert forced.status_reason == "stop requested: now (forced)"
+    assert any_store.leases.heartbeat("w", [b.fence]).lost == {b.task_id}
+    with pytest.raises(InvalidInput, match="not running"):
+        any_store.leases.request_stop(b.task_id, force=True)

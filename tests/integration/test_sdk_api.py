@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from clearq import Task
-from clearq.errors import InvalidInput
+from clearq.errors import InvalidInput, TaskEnded, WaitTimeout
 from clearq.models import Artifact, TaskStatus
 from clearq.scheduler import Store
 from clearq.sdk import artifacts as artifact_files
@@ -99,10 +99,37 @@ def test_wait_for_status_returns_when_the_task_ends(sdk: Store, tmp_path: Path) 
     thread.start()
     assert task.wait_for_status(check_interval_sec=0.05, timeout=10) is TaskStatus.COMPLETED
     thread.join()
-    with pytest.raises(TimeoutError):
+    with pytest.raises(WaitTimeout):
         Task.create("p", "never", script=str(_script(tmp_path))).wait_for_status(
             check_interval_sec=0.01, timeout=0.05
         )
+
+
+def test_wait_for_status_raises_clearqs_own_error_on_a_failure(sdk: Store, tmp_path: Path) -> None:
+    sdk.queues.create("default")
+    task = Task.create("p", "w", script=str(_script(tmp_path)))
+    task.enqueue("default")
+    [claim] = sdk.claimer("w", ["default"]).claim()
+    sdk.leases.finish(claim.fence, TaskStatus.FAILED, exit_code=3, reason="exited with 3")
+    with pytest.raises(TaskEnded, match="ended failed: exited with 3") as ended:
+        task.wait_for_status(check_interval_sec=0.01, timeout=10)
+    assert isinstance(ended.value, RuntimeError)  # what ClearML's raises, still caught
+
+
+def test_mark_stopped_says_why_and_force_does_not_wait(sdk: Store, tmp_path: Path) -> None:
+    sdk.queues.create("default")
+    polite, forced = (Task.create("p", n, script=str(_script(tmp_path))) for n in ("a", "b"))
+    polite.enqueue("default")
+    forced.enqueue("default")
+    claims = {str(c.task_id): c for c in sdk.claimer("w", ["default"]).claim(2)}
+    polite.mark_stopped(status_message="enough")
+    fence = claims[polite.id].fence
+    beat = sdk.leases.heartbeat("w", [fence])
+    assert beat.stop_reasons == {fence.task_id: "stop requested: enough"}
+    assert polite.status is TaskStatus.RUNNING  # until its worker stops it
+    forced.mark_stopped(force=True, status_message="now")
+    assert forced.status is TaskStatus.STOPPED
+    assert sdk.tasks.get(claims[forced.id].task_id).status_reason == "stop requested: now (forced)"
 
 
 def test_pickled_artifacts_need_consent_both_ways(tmp_path: Path) -> None:

@@ -88,3 +88,31 @@ def test_automation_uses_only_the_sdks_public_names() -> None:
                 names = {a.name for a in node.names}
                 found += [f"{path.name}: {node.module}.{n}" for n in names - public[node.module]]
     assert found == []
+
+
+PRINTS_ON_PURPOSE = {
+    "cli",  # the command decides what to show
+    "sdk/logger.py",  # report_text prints to the console, as ClearML's does
+    "envs/docker_bootstrap.py",  # a program of its own, run inside the container
+}
+
+
+def test_library_diagnostics_go_through_logging() -> None:
+    """No print() in the library: the command (or the script) decides what to show."""
+    import ast
+    from pathlib import Path
+
+    root = Path(importlib.import_module("clearq").__file__).parent  # type: ignore[arg-type]
+    found = []
+    for path in root.rglob("*.py"):
+        relative = path.relative_to(root).as_posix()
+        if any(relative == p or relative.startswith(p + "/") for p in PRINTS_ON_PURPOSE):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id == "print"
+            ):
+                found.append(f"{relative}:{node.lineno}")
+    assert found == []
