@@ -364,11 +364,7 @@ def _remove_dead_agents_containers(engine: ContainerEngine) -> None:
     try:
         removed = remove_dead_agents_containers(engine)
     except ContainerError as e:  # the agent can serve without: say so, go on
-        print(f"clearq agent: cannot look for dead agents' containers: {e}", file=sys.stderr)
+        log.warning("cannot look for dead agents' containers: %s", e)
         return
     for container_id, agent in removed:
-        print(
-            f"clearq agent: removed container {container_id[:12]} of agent {agent}, which is gone",
-            file=sys.stderr,
-            flush=True,
-        )
+        log.info("removed container %s of agent %s, which is gone", container_id[:12], agent)
