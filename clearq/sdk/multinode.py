@@ -8,11 +8,13 @@ process exits, as ``execute_remotely`` does; agents then run N ranks of it toget
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from clearq.errors import InvalidInput
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from clearq.sdk.task import Task
@@ -61,9 +63,8 @@ def launch_multi_node(task: Task, total_num_nodes: int, queue: str | None) -> di
     target = queue or DEFAULT_QUEUE
     task.flush(wait_for_uploads=True)
     task._remember(task._records.enqueue_run(role.fence(task), target, nodes=total_num_nodes))
-    print(
-        f"clearq: task {task.id} sent to queue {target!r} to run on {total_num_nodes} nodes",
-        file=sys.__stderr__,
+    log.info(
+        "clearq: task %s sent to queue %r to run on %s nodes", task.id, target, total_num_nodes
     )
     role.run.end(record=False)
     raise SystemExit(0)
