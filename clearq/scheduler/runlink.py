@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from clearq.enums import TaskStatus
 from clearq.errors import ConfigError, NotFound, SchemaError, StoreError
-from clearq.scheduler import fenced
+from clearq.scheduler import fenced, takeover
 from clearq.scheduler import runlink_results as results
 from clearq.scheduler import statements as q
 from clearq.scheduler.fenced import LOG_STREAMS, Point, lost_message, summarise
@@ -150,6 +150,35 @@ class RunLink:
             parameters=dict(fenced.as_json(parameters)),
             output_uri=output_uri,
         )
+
+    def takeover_candidate(self, task_id: uuid.UUID) -> takeover.Candidate | None:
+        """What an earlier task is, for ``Task.init``'s reuse and continue (None: none)."""
+        with self.transaction() as x:
+            return takeover.candidate(x, task_id)
+
+    def take_over(
+        self,
+        task_id: uuid.UUID,
+        *,
+        keep_outputs: bool,
+        name: str,
+        script: dict[str, Any],
+        env: dict[str, Any],
+        add_tags: Sequence[str] = (),
+    ) -> tuple[RunFence, int]:
+        """Start an earlier task as this process's run; its fence and next iteration."""
+        with self.transaction() as x:
+            taken = takeover.take_over(
+                x,
+                task_id,
+                keep_outputs=keep_outputs,
+                name=name,
+                script=script,
+                env=env,
+                add_tags=add_tags,
+                lease_seconds=self.lease_seconds,
+            )
+        return RunFence(task_id=task_id, attempt=taken.attempt, worker=None), taken.next_iteration
 
     def update_parameters(self, fence: RunFence, values: dict[str, str]) -> dict[str, str]:
         """Merge ``values`` into the running task's parameters; return them all."""

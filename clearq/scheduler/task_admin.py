@@ -14,21 +14,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from clearq.errors import InvalidInput
-from clearq.models import FINAL_STATUSES, Artifact, Fence, Task, TaskStatus
+from clearq.models import Artifact, Fence, Task, TaskStatus
+from clearq.scheduler import takeover
 from clearq.scheduler.dependencies import skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, hold, lock_status, transition
-from clearq.scheduler.schema import (
-    db_now,
-    queue_entries,
-    task_artifacts,
-    task_logs,
-    task_scalar_summary,
-    task_scalars,
-    tasks,
-)
-
-_OUTPUT_TABLES = (task_logs, task_scalars, task_scalar_summary, task_artifacts)
+from clearq.scheduler.schema import db_now, queue_entries, task_artifacts, tasks
+from clearq.scheduler.sqla_exec import on
+from clearq.scheduler.tasks import RESET_TABLES
 
 
 class TaskAdmin:
@@ -113,48 +106,23 @@ class TaskAdmin:
         """Start a task again as a run by hand (no worker); the fence its writes carry.
 
         ``keep_outputs=False`` (``reuse_last_task_id``): the task becomes a fresh run of
-        the code captured now; its earlier logs, scalars and artifacts are deleted and
-        a new attempt starts. ``keep_outputs=True`` (``continue_last_task``): the same
-        attempt goes on, so its scalars, logs and artifacts stay and new ones add to them.
+        the code captured now; its earlier outputs are deleted and a new attempt starts.
+        ``keep_outputs=True`` (``continue_last_task``): the same attempt goes on, so its
+        scalars, logs and artifacts stay and new ones add to them. (A run's own path
+        does the same through ``RunLink.take_over``: ``takeover.py`` holds both.)
         """
         with self._db.write() as conn:
-            status = lock_status(conn, task_id)
-            if status not in FINAL_STATUSES | {TaskStatus.CREATED}:
-                raise InvalidInput(
-                    f"task {task_id} is {status}: only a draft or an ended task can be "
-                    "continued or reused; wait for it to end or abort it"
-                )
-            # A draft has had no attempt yet (or only a released one): it starts a new one.
-            same_attempt = keep_outputs and status is not TaskStatus.CREATED
-            if status is not TaskStatus.CREATED:
-                transition(conn, task_id, TaskStatus.CREATED, expect=FINAL_STATUSES)
-            if not keep_outputs:
-                for table in _OUTPUT_TABLES:
-                    conn.execute(table.delete().where(table.c.task_id == task_id))
-            code: dict[str, Any] = {}
-            if script is not None:
-                code["script"] = script
-            if env is not None:
-                code["env"] = env
-            transition(
-                conn,
+            taken = takeover.take_over(
+                on(conn),
                 task_id,
-                TaskStatus.RUNNING,
-                expect=TaskStatus.CREATED,
-                worker=None,
-                queue_id=None,
-                attempt=tasks.c.attempt if same_attempt else tasks.c.attempt + 1,
-                tries=tasks.c.tries + 1,
-                started_at=db_now(),
-                finished_at=None,
-                exit_code=None,
-                stop_requested_at=None,
-                lease_expires_at=db_now(self._lease_seconds),
-                status_reason="",
-                **code,
+                keep_outputs=keep_outputs,
+                name=None,
+                script=script,
+                env=env,
+                add_tags=(),
+                lease_seconds=self._lease_seconds,
             )
-            attempt = fetch_task(conn, task_id).attempt
-        return Fence(task_id=task_id, attempt=attempt, worker=None)
+        return Fence(task_id=task_id, attempt=taken.attempt, worker=None)
 
     def skip(self, task_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
         """Mark a draft or queued task skipped, and the queued tasks waiting on it after it.
@@ -184,7 +152,7 @@ class TaskAdmin:
                 lease_expires_at=None,
                 status_reason="left as a draft by its local run (execute_remotely)",
             )
-            for table in _OUTPUT_TABLES:
+            for table in RESET_TABLES:
                 conn.execute(table.delete().where(table.c.task_id == fence.task_id))
             return fetch_task(conn, fence.task_id)
 

@@ -26,7 +26,7 @@ from clearq.sdk.records import StoreRecords
 from clearq.sdk.reporter import Reporter
 from clearq.sdk.roles import AgentRun, LocalRun
 from clearq.sdk.run import Run
-from clearq.sdk.session import SESSION, default_store, settings_in_use
+from clearq.sdk.session import SESSION, settings_in_use
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def attach_or_capture(
         output_uri = options.output_uri
         if options.output_uri_default:
             output_uri = str(settings.artifacts_dir)
-        taken = _take_over(settings, options, project_name, task_name, script, env, tags)
+        taken = _take_over(link, settings, options, project_name, task_name, (script, env), tags)
         if taken is not None:
             fence, offset = taken
         else:
@@ -112,64 +112,49 @@ def attach_or_capture(
 
 
 def _take_over(
+    link: RunLink,
     settings: Settings,
     options: InitOptions,
     project: str,
     name: str,
-    script: dict[str, Any],
-    env: dict[str, Any],
+    code: tuple[dict[str, Any], dict[str, Any]],
     tags: Sequence[str] | None,
 ) -> tuple[RunFence, int] | None:
-    """Start the earlier task this run takes over, if any: its fence and iteration offset."""
+    """Start the earlier task this run takes over, if any: its fence and iteration offset.
+
+    Through the run's own link, so a script run again pays no Store import.
+    """
     from clearq.sdk.init_options import last_task
 
-    url = settings.resolved_database_url
-    remembered = last_task(settings.home_dir, url, project, name)
+    remembered = last_task(settings.home_dir, settings.resolved_database_url, project, name)
     keep = options.continue_last
     wanted = options.continue_id if keep else options.reuse_id
     candidate = wanted or remembered
     if candidate is None or not (keep or options.reuse):
         return None
-    store = default_store()
-    if not _can_take(store, candidate, keep=keep, named=wanted is not None):
+    found = link.takeover_candidate(candidate)
+    if found is None or not found.free:
+        if wanted is not None:
+            now = "missing" if found is None else found.status
+            raise InvalidInput(
+                f"task {candidate} is {now}: only a draft or an ended task can be taken over"
+            )
         return None
-    fence = store.admin.take_over(candidate, keep_outputs=keep, script=script, env=env)
-    labels: dict[str, Any] = {"name": name}
-    if tags:
-        labels["tags"] = [*store.tasks.get(candidate).tags, *tags]
-    store.admin.annotate(candidate, **labels)
+    if not keep and wanted is None and found.artifacts:
+        return None  # as ClearML: a task with results is kept, a new one is made
+    fence, next_iteration = link.take_over(
+        candidate,
+        keep_outputs=keep,
+        name=name,
+        script=code[0],
+        env=code[1],
+        add_tags=tuple(tags or ()),
+    )
     offset = 0
-    if keep and options.initial_iteration is not None:
-        offset = options.initial_iteration
-    elif keep:
-        summary = store.outputs.summary(candidate)
-        ends = [s.last_iteration for s in summary if s.last_iteration is not None]
-        offset = max(ends) + 1 if ends else 0
+    if keep:
+        offset = next_iteration if options.initial_iteration is None else options.initial_iteration
     log.info("clearq: %s task %s", "continuing" if keep else "reusing", candidate)
-    return RunFence(task_id=fence.task_id, attempt=fence.attempt, worker=None), offset
-
-
-def _can_take(store: Any, task_id: uuid.UUID, *, keep: bool, named: bool) -> bool:
-    """Whether the earlier task may be taken over (a named one must be; else it is skipped)."""
-    from clearq.enums import FINAL_STATUSES, TaskStatus
-    from clearq.errors import NotFound
-
-    try:
-        record = store.tasks.get(task_id)
-    except NotFound:
-        if named:
-            raise
-        return False
-    free = record.status in FINAL_STATUSES or record.status is TaskStatus.CREATED
-    if named and not free:
-        raise InvalidInput(
-            f"task {task_id} is {record.status}: only a draft or an ended task can be taken over"
-        )
-    if not free:
-        return False
-    if keep or named:
-        return True
-    return not store.outputs.artifacts(task_id)  # ClearML: a task with results is kept
+    return fence, offset
 
 
 def _remember(settings: Settings, project: str, name: str, task_id: uuid.UUID) -> None:

@@ -144,3 +144,10 @@ def test_parameters_in_clearmls_other_forms(sdk: Store, tmp_path: Path) -> None:
         "Args": {"epochs": "3", "layers": "[1, 2]"},
     }
     assert task.get_parameters_as_dict(cast=True)["Args"] == {"epochs": 3, "layers": [1, 2]}
+
+
+def test_a_take_over_clears_what_a_reset_clears() -> None:
+    from clearq.scheduler.takeover import OUTPUT_TABLES
+    from clearq.scheduler.tasks import RESET_TABLES
+
+    assert set(OUTPUT_TABLES) == {t.name for t in RESET_TABLES}
