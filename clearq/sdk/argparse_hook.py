@@ -37,7 +37,8 @@ class ArgparseHook:
 
     def handle(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace) -> None:
         """Record the parsed values, or replace them with the stored overrides."""
-        dests = [d for d in _dests(parser) if d not in self._skip]
+        # An action whose default is SUPPRESS (a --version flag) leaves no attribute.
+        dests = [d for d in _dests(parser) if d not in self._skip and hasattr(namespace, d)]
         if self._overrides is None:
             values = {
                 f"{ARGS_SECTION}{SEPARATOR}{d}": to_text(getattr(namespace, d)) for d in dests

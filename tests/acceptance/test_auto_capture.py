@@ -109,3 +109,37 @@ def test_each_framework_can_be_turned_off(store_url: str, tmp_path: Path) -> Non
             "estimator.joblib",
             "estimator.pkl",
         }
+
+
+HYDRA_APP = """
+import hydra
+from clearq import Task
+
+task = Task.init(project_name="auto", task_name="hydra")
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def main(cfg):
+    print(f"port={cfg.db.port}")
+
+
+main()
+"""
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_hydra_apps_composed_config_is_recorded(store_url: str, tmp_path: Path) -> None:
+    work = tmp_path / "app"
+    (work / "conf").mkdir(parents=True)
+    (work / "conf" / "config.yaml").write_text("db:\n  host: localhost\n  port: 5432\n")
+    (work / "app.py").write_text(textwrap.dedent(HYDRA_APP))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    env.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
+    args = [sys.executable, "app.py", "db.port=6000", f"hydra.run.dir={tmp_path / 'runs'}"]
+    done = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "port=6000" in done.stdout
+    with Store(store_url, settings=Settings(home=tmp_path / "home")) as store:
+        [task] = store.tasks.list(project="auto", name="hydra")
+        assert task.parameters["OmegaConf/db/port"] == "6000"
+        assert task.parameters["OmegaConf/db/host"] == "localhost"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -82,3 +83,57 @@ def test_a_clones_overrides_replace_the_options_under_an_agent(task: Task, store
     assert SEEN == {"lr": 0.01, "epochs": 7, "name": "base"}
     typer.main.get_command(app).main([], standalone_mode=False)
     assert (SEEN["batch"], SEEN["augment"]) == (32, True)
+
+
+def _jsonargparse_parser() -> Any:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--model.layers", type=int, default=2)
+    return parser
+
+
+def test_jsonargparse_options_are_recorded_and_overridden(task: Task, store: Store) -> None:
+    parsed = _jsonargparse_parser().parse_args(["--lr", "0.5"])
+    assert (parsed.lr, parsed.model.layers) == (0.5, 2)
+    params = task.get_parameters()
+    assert (params["Args/lr"], params["Args/model/layers"]) == ("0.5", "2")
+
+    run = task._run
+    assert run is not None
+    stored = {"Args/lr": "0.01", "Args/model/layers": "8"}
+    agent_task = Task(
+        StoreRecords(store),
+        task_id=run.fence.task_id,
+        project="p",
+        name="n",
+        role=AgentRun(run, stored),
+    )
+    connect_frameworks(agent_task, True)
+    parsed = _jsonargparse_parser().parse_args(["--lr", "0.5"])
+    assert (parsed.lr, parsed.model.layers) == (0.01, 8)
+
+
+def test_a_hydra_config_takes_a_clones_overrides(task: Task, store: Store) -> None:
+    from omegaconf import OmegaConf
+
+    from clearq.sdk.frameworks import patches
+
+    run = task._run
+    assert run is not None
+    stored = {"OmegaConf/db/port": "6543", "OmegaConf/tags": '["a", "b"]'}
+    agent_task = Task(
+        StoreRecords(store),
+        task_id=run.fence.task_id,
+        project="p",
+        name="n",
+        role=AgentRun(run, stored),
+    )
+    connect_frameworks(agent_task, True)
+    cfg = OmegaConf.create({"db": {"host": "localhost", "port": 5432}, "tags": ["x"]})
+    OmegaConf.set_struct(cfg, True)  # as Hydra hands it over
+    patches._connect_omegaconf(cfg)
+    assert cfg.db.port == 6543
+    assert list(cfg.tags) == ["a", "b"]
+    assert cfg.db.host == "localhost"

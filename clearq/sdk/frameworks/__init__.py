@@ -5,8 +5,11 @@
   and histograms also reach the task (the event files are still written).
 - ``pytorch``, ``joblib``, ``scikit``: files written with ``torch.save``, ``joblib.dump``,
   or ``pickle.dump`` of a scikit-learn estimator become the task's output models.
-- ``click``, ``typer``: a command's parsed options are connected as ``Args/<name>``,
-  recorded by hand and overridden from a clone under an agent, as argparse is.
+- ``click``, ``typer``, ``jsonargparse``: parsed options are connected as ``Args/<name>``
+  (jsonargparse's nested ones as ``Args/model/lr``), recorded by hand and overridden from a
+  clone under an agent, as argparse is.
+- ``hydra``: the composed configuration is connected as ``OmegaConf/<path>`` before the
+  task function runs; under an agent a clone's overrides are written into it.
 
 ``auto_connect_frameworks=False`` captures nothing; a dict turns single ones off
 (``{"matplotlib": False}``); ClearML's other names are accepted and capture nothing here.
@@ -33,19 +36,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CAPTURED = ("matplotlib", "tensorboard", "pytorch", "joblib", "scikit", "click", "typer")
+CAPTURED = (
+    "matplotlib",
+    "tensorboard",
+    "pytorch",
+    "joblib",
+    "scikit",
+    "click",
+    "typer",
+    "jsonargparse",
+    "hydra",
+)
 NOT_CAPTURED_HERE = (
     "tensorflow",
     "xgboost",
     "fastai",
     "lightgbm",
-    "hydra",
     "detect_repository",
     "tfdefines",
     "megengine",
     "catboost",
     "gradio",
-    "jsonargparse",
     "fire",
 )
 """ClearML's other names: accepted, so a ClearML script's dict works, but nothing to do."""

@@ -7,6 +7,7 @@ own work comes first.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import threading
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MARK = "__clearq_wrapped__"
+OMEGACONF_SECTION = "OmegaConf"
 ACTIVE: Target | None = None
 """The Target of the newest run that asked for capture."""
 
@@ -345,6 +347,74 @@ def patch_click(core: ModuleType, target: Target) -> None:
     _wrap(core.Command, "parse_args", after)
 
 
+def patch_jsonargparse(module: ModuleType, target: Target) -> None:
+    """A jsonargparse parser's result is connected as ``Args/...`` (nested keys as paths)."""
+    parser = module.ArgumentParser
+    original = parser.parse_args
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def parse_args(self: Any, *args: Any, **kwargs: Any) -> Any:
+        namespace = original(self, *args, **kwargs)
+        values = namespace.as_dict()
+
+        def connect(_: Logger) -> None:
+            for key, value in _changed(values, _now().arguments(copy.deepcopy(values))):
+                namespace[key] = value
+
+        _call("report", "jsonargparse options", connect)
+        return namespace
+
+    setattr(parse_args, MARK, True)
+    parser.parse_args = parse_args
+
+
+def patch_hydra_run_job(module: ModuleType, target: Target) -> None:
+    """Hydra's composed config is connected as ``OmegaConf/...`` before the task function
+    runs: recorded by hand, and a clone's overrides written into it under an agent."""
+    original = module.run_job
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def run_job(task_function: Any, config: Any, *args: Any, **kwargs: Any) -> Any:
+        @functools.wraps(task_function)
+        def connected(cfg: Any) -> Any:
+            _call("report", "the Hydra configuration", lambda _: _connect_omegaconf(cfg))
+            return task_function(cfg)
+
+        return original(connected, config, *args, **kwargs)
+
+    setattr(run_job, MARK, True)
+    setattr(module, "run_job", run_job)  # noqa: B010 - a module attribute mypy cannot see
+
+
+def _connect_omegaconf(cfg: Any) -> None:
+    from omegaconf import OmegaConf, open_dict
+
+    values = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(values, dict):
+        return
+    chosen = dict(_now().task.connect(copy.deepcopy(values), name=OMEGACONF_SECTION))
+    with open_dict(cfg):
+        for key, value in _changed(values, chosen):
+            OmegaConf.update(cfg, key, value, merge=False)
+
+
+def _changed(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """The dotted keys whose values differ between two nested mappings, with the new ones."""
+    found: list[tuple[str, Any]] = []
+    for key, value in after.items():
+        path = f"{prefix}{key}"
+        old = before.get(key) if isinstance(before, dict) else None
+        if isinstance(value, dict) and isinstance(old, dict):
+            found += _changed(old, value, f"{path}.")
+        elif value != old:
+            found.append((path, value))
+    return found
+
+
 PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "matplotlib": [("matplotlib.pyplot", patch_pyplot), ("matplotlib.figure", patch_figure)],
     "pytorch": [("torch", patch_torch)],
@@ -356,5 +426,10 @@ PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     ],
     "click": [("click.core", patch_click)],
     "typer": [("typer._click.core", patch_click)],  # typer runs on its own copy of click
+    "jsonargparse": [("jsonargparse", patch_jsonargparse)],
+    "hydra": [
+        ("hydra._internal.hydra", patch_hydra_run_job),
+        ("hydra._internal.core_plugins.basic_launcher", patch_hydra_run_job),
+    ],
 }
 """What each ``auto_connect_frameworks`` name patches, by the module it waits for."""
