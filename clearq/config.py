@@ -40,6 +40,16 @@ DEFAULT_STORAGE_CACHE_MAX_BYTES = 20 * 1024**3
 """Bytes of downloaded files ``StorageManager`` keeps per cache context under home/cache."""
 DEFAULT_DOCKER_STOP_GRACE_SECONDS = 10.0
 """How long a stopped container has between SIGTERM and SIGKILL."""
+DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 10.0
+"""How long opening a PostgreSQL connection may take (libpq ``connect_timeout``)."""
+DEFAULT_DB_KEEPALIVE_SECONDS = 10.0
+"""Idle seconds before TCP keepalive probes start, and between them (three are sent)."""
+DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS = 30.0
+"""How long sent data may stay unacknowledged before the connection is dropped."""
+DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 60.0
+"""The server cancels one of clearq's statements that runs longer (0: no limit)."""
+DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS = 60.0
+"""The server ends a session idle inside a transaction this long, freeing its locks."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 """Debian's and Ubuntu's system CA bundle: carried into containers when nothing else is set."""
 PACKAGE_INDEX_VARIABLES = (
@@ -70,6 +80,15 @@ class Settings:
     metrics_retention_seconds: float = DEFAULT_METRICS_RETENTION_SECONDS
     max_diff_bytes: int = DEFAULT_MAX_DIFF_BYTES
     """Above this size a captured diff plus untracked files warns loudly."""
+
+    # How PostgreSQL connections give up on a server or network that stopped answering
+    # (clearq.scheduler.engine). 0 turns a server-side timeout off (pgbouncer in
+    # transaction mode, which refuses startup options: set them on the server instead).
+    db_connect_timeout_seconds: float = DEFAULT_DB_CONNECT_TIMEOUT_SECONDS
+    db_keepalive_seconds: float = DEFAULT_DB_KEEPALIVE_SECONDS
+    db_tcp_user_timeout_seconds: float = DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS
+    db_statement_timeout_seconds: float = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
+    db_idle_in_transaction_seconds: float = DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS
 
     # Set by an agent in the environment of a task it runs: Task.init attaches to it.
     task_id: uuid.UUID | None = None
@@ -123,8 +142,17 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
-        if self.docker_stop_grace_seconds < 0:
-            raise ConfigError(f"{_env_name('docker_stop_grace_seconds')} must not be negative")
+        for name in ("db_connect_timeout_seconds", "db_keepalive_seconds"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"{_env_name(name)} must be a number of at least 1")
+        for name in (
+            "docker_stop_grace_seconds",
+            "db_tcp_user_timeout_seconds",
+            "db_statement_timeout_seconds",
+            "db_idle_in_transaction_seconds",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{_env_name(name)} must not be negative")
 
     @property
     def home_dir(self) -> Path:
@@ -188,6 +216,11 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "docker_image": _optional(str.strip),
     "docker_volume_roots": lambda text: tuple(Path(p) for p in text.split(os.pathsep) if p),
     "docker_stop_grace_seconds": float,
+    "db_connect_timeout_seconds": float,
+    "db_keepalive_seconds": float,
+    "db_tcp_user_timeout_seconds": float,
+    "db_statement_timeout_seconds": float,
+    "db_idle_in_transaction_seconds": float,
     "ca_bundle": _optional(Path),
     "allow_local_repositories": _flag,
     "gang_wait_seconds": float,

@@ -11,7 +11,9 @@ errors are translated into this tree where they enter the package::
     │   ├── AlreadyExists        a queue of that name exists
     │   ├── IllegalTransition    a task status change the state machine forbids
     │   ├── QueueNotEmpty        deleting a queue that still holds entries
-    │   └── LeaseLost            a worker wrote about an attempt that is no longer its own
+    │   ├── LeaseLost            a worker wrote about an attempt that is no longer its own
+    │   └── StoreUnavailable     the database cannot answer now (busy, timed out): retry
+    │       └── ConnectionLost   the database cannot be reached or dropped the connection
     ├── InvalidInput             a value a user gave that cannot be used
     ├── TaskEnded                a task waited on ended in a status asked to raise on
     │                            (also a RuntimeError, as ClearML's wait_for_status raises)
@@ -84,6 +86,24 @@ class LeaseLost(StoreError):
     The lease expired and the reaper requeued or failed the task, or the task was
     stopped or reset. The worker must stop working on it: nothing it writes about that
     attempt will be kept.
+    """
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot answer now: a fault of the infrastructure, not of the request.
+
+    The SQLite file stayed locked past the busy timeout, or PostgreSQL gave up on a
+    statement (``statement_timeout``) or is shutting down. The same call may succeed
+    later: an agent retries it, and a task it was running is requeued, never failed.
+    """
+
+
+class ConnectionLost(StoreUnavailable):
+    """The database cannot be reached, or the connection to it was dropped.
+
+    The server restarted or is down, the network dropped the connection, or a
+    connection timeout passed. Whether the statement in flight was applied is unknown:
+    every write clearq retries is fenced, so applying it twice changes nothing.
     """
 
 

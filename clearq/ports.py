@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from clearq.config import Settings
+from clearq.errors import StoreError
 from clearq.models import (
     Claim,
     ClaimOrder,
@@ -314,7 +315,12 @@ class AgentStore(Protocol):
     def claimer(
         self, worker: str, queues: Sequence[str], *, order: ClaimOrder = ...
     ) -> ClaimPort: ...
-    def listen(self, channels: Sequence[str] = ...) -> ListenPort: ...
+    def listen(
+        self,
+        channels: Sequence[str] = ...,
+        *,
+        on_change: Callable[[StoreError | None], None] | None = None,
+    ) -> ListenPort: ...
 
 
 class OneTaskStore(AgentStore, Protocol):

@@ -35,7 +35,8 @@ class CliContext:
     @contextmanager
     def database(self) -> Iterator[Database]:
         """The bare database, for schema commands that must not create the schema."""
-        db = Database(self.settings().resolved_database_url)
+        settings = self.settings()
+        db = Database(settings.resolved_database_url, settings=settings)
         try:
             yield db
         finally:

@@ -9,6 +9,14 @@ this machine's metrics. The agent's own lifecycle is an explicit enum.
 Slots: one by default; ``services`` runs up to N tasks at once, each under a sub-worker
 of its own (``host:name:1`` ...); with dynamic GPUs a task is claimed only from queues
 whose per-task GPU need fits the devices free now, and gets distinct devices.
+
+The database may go away (a restart, a dropped connection, a network partition): every
+store call is retried on its next round, the listener reconnects on its own, and the
+outage is reported once when it starts and once when it ends. Each running task holds
+its attempt until a give-up time on the agent's monotonic clock that every successful
+lease renewal moves on (``HOLD_FRACTION`` of the lease after the renewal was sent); an
+agent cut off for longer stops the task itself, before the lease can expire and
+another agent claim it.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from clearq.errors import ClearqError, LeaseLost, StoreError
+from clearq.errors import ClearqError, LeaseLost, StoreError, StoreUnavailable
 from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.ports import AgentStore, ClaimPort, GangPort
 from clearq.runtime.executor import Control, Executor, Outcome
@@ -30,6 +38,7 @@ from clearq.runtime.exits import OnceExit
 from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
+from clearq.runtime.outage import Outage, retry_while_held
 from clearq.scheduler.notify import Listener
 
 log = logging.getLogger(__name__)
@@ -39,6 +48,8 @@ SQLITE_POLL_SECONDS = 0.25
 PG_WAIT_SECONDS = 1.0
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
+HOLD_FRACTION = 0.75
+"""An attempt is given up this fraction of a lease after its last renewal was sent."""
 
 
 class AgentState(enum.StrEnum):
@@ -121,6 +132,9 @@ class Agent:
         self._served = 0
         self._ended: OnceExit | None = None
         """How the last task this agent ran ended (``--once``'s exit status)."""
+        self._lease = store.settings.lease_seconds
+        self._db_outage = Outage("the database", self._say)
+        self._listen_outage = Outage("the notification connection", self._say)
         self._monitor = MachineMonitor(
             disk_path=store.settings.home_dir,
             gpus=[int(d) for d in options.gpus or () if d.isdigit()] or None,
@@ -176,7 +190,7 @@ class Agent:
     # ---- claiming -----------------------------------------------------------------------
 
     def _serve(self) -> None:
-        listener = self._store.listen()
+        listener = self._store.listen(on_change=self._listener_changed)
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -205,20 +219,27 @@ class Agent:
                 continue
             if self._options.once and self._served + claimed >= 1:
                 break
-            among = self._pool.claimable_queues(self._queue_needs())
-            if not among:
-                break
+            sent = time.monotonic()  # the lease the claim sets starts after this
             try:
-                gang = None if self._gangs is None else self._gangs.claim(slot.worker, among)
-                claims = [gang] if gang is not None else slot.claimer.claim(1, among=among)
+                needs = self._queue_needs()
+                among = self._pool.claimable_queues(needs)
+                claims = self._claim_among(slot, among) if among else []
+            except StoreUnavailable as e:
+                self._db_outage.failed(e)
+                break
             except StoreError as e:
                 self._say(f"cannot claim: {e}")
                 break
+            self._db_outage.ok()
             if not claims:
                 break
-            self._start(slot, claims[0])
+            self._start(slot, claims[0], needs.get(claims[0].queue, 0), sent)
             claimed += 1
         return claimed
+
+    def _claim_among(self, slot: _Slot, among: Sequence[str]) -> list[Claim]:
+        gang = None if self._gangs is None else self._gangs.claim(slot.worker, among)
+        return [gang] if gang is not None else slot.claimer.claim(1, among=among)
 
     def _queue_needs(self) -> dict[str, int]:
         if not self._options.dynamic_gpus:
@@ -229,15 +250,14 @@ class Agent:
                 needs[info.name] = info.gpus
         return {q: needs.get(q, 0) for q in self._options.queues}
 
-    def _start(self, slot: _Slot, claim: Claim) -> None:
-        need = self._queue_needs().get(claim.queue, 0) if self._options.dynamic_gpus else 0
-        devices = self._pool.take(need)
+    def _start(self, slot: _Slot, claim: Claim, need: int, sent: float) -> None:
+        devices = self._pool.take(need if self._options.dynamic_gpus else 0)
         if devices is None:  # cannot happen: the claim was among queues that fit
             self._store.leases.requeue(claim.fence, reason="no free GPU for it on this agent")
             return
         with self._lock:
             slot.claim = claim
-            slot.control = Control()
+            slot.control = Control(hold_until=sent + self._lease * HOLD_FRACTION)
             slot.gpus = devices if self._options.gpus is not None else None
             self._served += 1
         self._say(f"running task {claim.task_id} (attempt {claim.attempt}) from {claim.queue}")
@@ -248,13 +268,17 @@ class Agent:
 
     def _run_slot(self, slot: _Slot) -> None:
         assert slot.claim is not None
-        claim = slot.claim
+        claim, control = slot.claim, slot.control
         try:
-            outcome = self._executor.run(claim, slot.control, slot.gpus)
+            outcome = self._executor.run(claim, control, slot.gpus)
+        except StoreUnavailable as e:  # the database failed the run, not the task's code
+            outcome = Outcome(
+                None, reason=f"the store failed during the run: {e}", requeue=True, infra=True
+            )
         except Exception as e:  # noqa: BLE001 - the agent must outlive any one task
             outcome = Outcome(TaskStatus.FAILED, None, f"agent error: {type(e).__name__}: {e}")
         try:
-            self._record(claim, outcome)
+            self._record(claim, outcome, control)
         finally:
             with self._lock:
                 self._pool.give_back(slot.gpus or ())
@@ -262,13 +286,23 @@ class Agent:
                 slot.gpus = None
             self._changed.set()
 
-    def _record(self, claim: Claim, outcome: Outcome) -> None:
+    def _record(self, claim: Claim, outcome: Outcome, control: Control) -> None:
+        # Through an outage the end is written once the database is back, for as long as
+        # the attempt is held; past that the reaper gives the task back (or fails it).
         fence = claim.fence
+        leases = self._store.leases
+        held = lambda: not control.lost  # noqa: E731 - a name for the condition
         self._ended = OnceExit.LOST
         try:
             if outcome.requeue:
-                task = self._store.leases.requeue(
-                    fence, reason=outcome.reason, infra=outcome.infra, preempted=outcome.preempted
+                task = retry_while_held(
+                    lambda: leases.requeue(
+                        fence,
+                        reason=outcome.reason,
+                        infra=outcome.infra,
+                        preempted=outcome.preempted,
+                    ),
+                    held,
                 )
                 self._ended = OnceExit.for_status(task.status)
                 if task.status is TaskStatus.QUEUED:
@@ -283,12 +317,21 @@ class Agent:
                 reason = outcome.reason
                 if claim.gang is not None and reason:
                     reason = f"rank {claim.gang.rank} of {claim.gang.size}: {reason}"
-                self._store.leases.finish(
-                    fence, outcome.status, exit_code=outcome.exit_code, reason=reason
+                status = outcome.status
+                retry_while_held(
+                    lambda: leases.finish(
+                        fence, status, exit_code=outcome.exit_code, reason=reason
+                    ),
+                    held,
                 )
                 self._ended = OnceExit.for_status(outcome.status)
                 detail = f": {outcome.reason}" if outcome.reason else ""
                 self._say(f"task {claim.task_id} {outcome.status}{detail}")
+            elif control.outlived:
+                self._say(
+                    f"task {claim.task_id} stopped: its lease could not be renewed for "
+                    f"{self._lease * HOLD_FRACTION:g} s; it will run again elsewhere"
+                )
             else:
                 self._say(f"task {claim.task_id} is no longer this agent's: {outcome.reason}")
         except LeaseLost as e:
@@ -354,12 +397,21 @@ class Agent:
             return [s for s in self._slots if s.claim is not None]
 
     def _beat(self, running: Sequence[_Slot]) -> None:
-        fences = [s.claim.fence for s in running if s.claim is not None]
+        held = [(s.claim, s.control) for s in running if s.claim is not None]
+        fences = [c.fence for c, _ in held]
+        sent = time.monotonic()  # the renewed leases start after this
         try:
             beat = self._store.leases.heartbeat(self.worker, fences)
+        except StoreUnavailable as e:
+            self._db_outage.failed(e)
+            return
         except StoreError as e:
             self._say(f"cannot renew leases: {e}")
             return
+        self._db_outage.ok()
+        for renewed, control in held:
+            if renewed.task_id in beat.held:
+                control.renewed(sent + self._lease * HOLD_FRACTION)
         for slot in running:
             claim = slot.claim
             if claim is None:
@@ -381,6 +433,9 @@ class Agent:
     def _reap(self) -> None:
         try:
             report = self._store.leases.reap()
+        except StoreUnavailable as e:
+            self._db_outage.failed(e)
+            return
         except StoreError as e:
             self._say(f"cannot reap expired leases: {e}")
             return
@@ -390,8 +445,16 @@ class Agent:
     def _metrics(self) -> None:
         try:
             self._store.workers.record_metrics(self.worker, self._monitor.sample())
+        except StoreUnavailable as e:
+            self._db_outage.failed(e)
         except StoreError as e:
             self._say(f"cannot record machine metrics: {e}")
+
+    def _listener_changed(self, error: StoreError | None) -> None:
+        if error is None:
+            self._listen_outage.ok()
+        else:
+            self._listen_outage.failed(error)
 
     def _say(self, text: str) -> None:
         log.info("%s", text)

@@ -23,12 +23,20 @@ from pathlib import Path
 from typing import Protocol
 
 from clearq.config import ensure_home
-from clearq.errors import ClearqError, EnvBuildError, InvalidInput, LeaseLost, StoreError
+from clearq.errors import (
+    ClearqError,
+    EnvBuildError,
+    InvalidInput,
+    LeaseLost,
+    StoreError,
+    StoreUnavailable,
+)
 from clearq.models import Claim, Fence, GangRank, ScalarPoint, Task, TaskStatus
 from clearq.ports import ExecutorStore, GangPort
 from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
+from clearq.runtime.outage import retry_while_held
 from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
 from clearq.runtime.taskenv import (
     EnvProvider,
@@ -71,12 +79,20 @@ class StepFailed(ClearqError):
 
 @dataclass
 class Control:
-    """How the agent tells a running task what to do; set from other threads."""
+    """How the agent tells a running task what to do; set from other threads.
+
+    ``hold_until`` is the agent's own give-up time for the attempt's lease, on its
+    monotonic clock: each successful renewal moves it on. Once it passes, the attempt
+    counts as lost (``lost`` is True, ``outlived`` says why): a partitioned agent stops
+    its task before the lease can pass to another agent, whatever the database says.
+    """
 
     stop_reason: str | None = None
-    lost: bool = False
     requeue_reason: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
+    hold_until: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    _lost: bool = False
 
     def stop(self, reason: str) -> None:
         """Stop the task; it ends ``stopped`` with ``reason``."""
@@ -86,7 +102,7 @@ class Control:
 
     def lose(self) -> None:
         """The attempt is no longer ours: kill the process, record nothing."""
-        self.lost = True
+        self._lost = True
         self.wake.set()
 
     def requeue(self, reason: str) -> None:
@@ -94,6 +110,21 @@ class Control:
         front of its queue, without spending an attempt; its history says ``preempted``."""
         self.requeue_reason = reason
         self.wake.set()
+
+    def renewed(self, until: float) -> None:
+        """The lease was renewed: hold the attempt until ``until`` (monotonic) at least."""
+        if self.hold_until is None or until > self.hold_until:
+            self.hold_until = until
+
+    @property
+    def outlived(self) -> bool:
+        """True once the agent's own give-up time for the lease has passed."""
+        return self.hold_until is not None and self.clock() >= self.hold_until
+
+    @property
+    def lost(self) -> bool:
+        """True once the attempt is no longer ours: taken over, or its lease outlived."""
+        return self._lost or self.outlived
 
     @property
     def interrupted(self) -> bool:
@@ -188,8 +219,9 @@ class Executor:
         # Ranks of one gang may run on one machine: each has a folder of its own.
         rank = "" if claim.gang is None else f"-rank{claim.gang.rank}"
         folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}{rank}"
+        held = _held(control)
         try:
-            task = self._store.tasks.get(claim.task_id)
+            task = retry_while_held(lambda: self._store.tasks.get(claim.task_id), held)
             sink.agent(
                 f"clearq agent {self._config.worker}: attempt {claim.attempt} of task "
                 f"{task.id} from queue {claim.queue}"
@@ -198,6 +230,13 @@ class Executor:
                 outcome = self._run(task, fence, control, gpus, sink, folder, claim.gang)
         except LeaseLost:
             outcome = Outcome(None, reason="lease lost")
+        except StoreUnavailable as e:
+            # The database failed the run, not the task's code: it runs again.
+            outcome = Outcome(
+                None, reason=f"the store failed during the run: {e}", requeue=True, infra=True
+            )
+            if control.lost:
+                outcome = Outcome(None, reason="lease outlived while the store was unreachable")
         except StepFailed as e:
             sink.agent(str(e))
             if e.infra:  # the network or the machine failed, not the task: try again
@@ -205,7 +244,7 @@ class Executor:
             else:
                 outcome = Outcome(TaskStatus.FAILED, None, str(e))
         finally:
-            sink.close()
+            sink.close(held=held)
             if not self._config.keep_workspaces:
                 _remove(folder)
         if sink.lost:
@@ -222,7 +261,7 @@ class Executor:
         folder: Path,
         gang: GangRank | None = None,
     ) -> Outcome:
-        self._resolve_references(fence)
+        self._resolve_references(fence, control)
         code_dir = folder / "code"
         run_dir = self._workspace(task, code_dir)
         if self._config.task_user is not None:
@@ -253,10 +292,10 @@ class Executor:
             sink.agent(str(e))  # the installer's own words, whole, in the task's log
             raise StepFailed(Step.ENVIRONMENT, e.summary, infra=e.infra) from e
 
-    def _resolve_references(self, fence: Fence) -> None:
+    def _resolve_references(self, fence: Fence, control: Control) -> None:
         # A pipeline step's ${step.…} parameters: its parents have completed by now.
         try:
-            self._store.tasks.resolve_references(fence)
+            retry_while_held(lambda: self._store.tasks.resolve_references(fence), _held(control))
         except InvalidInput as e:
             raise StepFailed(Step.PARAMETERS, str(e)) from e
 
@@ -317,7 +356,7 @@ class Executor:
             "gpus": list(gpus) if gpus is not None else None,
         }
         try:
-            self._store.tasks.update_runtime(fence, facts)
+            retry_while_held(lambda: self._store.tasks.update_runtime(fence, facts), _held(control))
         except LeaseLost:
             control.lose()
 
@@ -392,6 +431,8 @@ class Executor:
                 self._store.outputs.append_scalars(fence, points)
             except LeaseLost:
                 control.lose()
+            except StoreUnavailable:
+                return  # a sample lost in an outage: the agent reports the outage itself
             except StoreError as e:
                 log.warning("cannot write task resources: %s", e)
 
@@ -435,6 +476,11 @@ class _Watch:
         )
 
 
+def _held(control: Control) -> Callable[[], bool]:
+    """True while the attempt under ``control`` is still this agent's."""
+    return lambda: not control.lost
+
+
 def _before_start(control: Control) -> Outcome | None:
     """The outcome when the run was interrupted before its process started."""
     if control.lost:
@@ -450,6 +496,8 @@ def _wait_or_stop(proc: TaskProcess, control: Control, grace: float) -> int:
     while proc.poll() is None:
         control.wake.wait(_WATCH_SECONDS)
         control.wake.clear()
+        if control.lost:
+            return proc.kill()  # another agent may own the task by now: no grace
         if control.interrupted:
             return proc.stop(grace)
     return proc.wait()

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
-from clearq.errors import LeaseLost, StoreError
+from clearq.errors import LeaseLost, StoreError, StoreUnavailable
 from clearq.models import Fence
 from clearq.ports import LogSinkStore
 from clearq.runtime.logmask import SecretMask
@@ -77,13 +78,13 @@ class LogSink:
         """Queue a line from the agent itself (what it is doing for the task)."""
         self("agent", line if line.endswith("\n") else f"{line}\n")
 
-    def flush(self) -> None:
-        """Write what is queued now."""
+    def flush(self) -> bool:
+        """Write what is queued now; False when the store cannot take it yet (an outage)."""
         with self._write_lock:
             with self._lock:
                 pieces, self._pending = self._pending, []
             if not pieces or self.lost:
-                return
+                return True
             try:
                 self._store.outputs.append_logs(self._fence, pieces)
             except LeaseLost:
@@ -94,14 +95,21 @@ class LogSink:
                 if not self._warned:
                     self._warned = True
                     log.warning("cannot write task logs yet: %s", e)
+                return not isinstance(e, StoreUnavailable)
+            return True
 
-    def close(self) -> None:
-        """Stop the thread after a last write."""
+    def close(self, *, held: Callable[[], bool] = lambda: False) -> None:
+        """Stop the thread after a last write, tried again while ``held()`` stays True.
+
+        ``held`` says the attempt is still this agent's: through a database outage the
+        last lines are kept and written once it is back, until the lease is outlived.
+        """
         self._closed.set()
         self._thread.join(timeout=30)
         with self._lock:
             self._pending.extend(self._mask.drain())
-        self.flush()
+        while not self.flush() and held():
+            time.sleep(self._interval)
 
     def _loop(self) -> None:
         while not self._closed.wait(self._interval):

@@ -4,6 +4,13 @@ PostgreSQL runs at READ COMMITTED and relies on row locks (``FOR UPDATE``, ``SKI
 LOCKED``). SQLite has one writer at a time: every write transaction starts with
 ``BEGIN IMMEDIATE`` so it takes the write lock up front and never fails half way on a
 lock upgrade; readers use a deferred ``BEGIN`` and, in WAL mode, never block writers.
+
+Driver errors are translated here, where they enter the store (:func:`translate`): a
+connection that dropped or could not be opened is ``ConnectionLost``, a database that
+cannot answer now (busy, a statement timed out) is ``StoreUnavailable``; both are
+infrastructure faults a caller may retry. PostgreSQL connections carry libpq timeouts
+and TCP keepalives (:func:`pg_connect_args`) so a server or network that stops
+answering ends in an error instead of a hang.
 """
 
 from __future__ import annotations
@@ -18,14 +25,26 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
-from clearq.config import ensure_home
-from clearq.errors import ConfigError, StoreError
+from clearq.config import Settings, ensure_home
+from clearq.errors import ConfigError, ConnectionLost, SchemaError, StoreError, StoreUnavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled PostgreSQL connection idle longer than this is pinged before use."""
+KEEPALIVE_PROBES = 3
+"""Unanswered TCP keepalive probes before the kernel drops a PostgreSQL connection."""
+_PG_CONNECTION_CLASSES = ("08", "57P")
+"""SQLSTATE prefixes of a connection gone: connection exceptions, the server shutting down."""
+_SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
+"""SQLite messages of a file that cannot be used now, but may be later."""
 _BEGIN_OPTION = "clearq_sqlite_begin"
 _IDLE_SINCE = "clearq_idle_since"
 
@@ -56,12 +75,71 @@ def normalise_url(url: str) -> URL:
     raise ConfigError(f"database {backend!r} is not supported: clearq runs on PostgreSQL or SQLite")
 
 
+def pg_connect_args(settings: Settings, url: URL | None = None) -> dict[str, Any]:
+    """libpq parameters that bound how long a dead server or network can hold a call.
+
+    ``connect_timeout`` bounds opening a connection; keepalives and ``tcp_user_timeout``
+    make the kernel drop a connection whose peer stopped answering; the server ends a
+    statement past ``statement_timeout`` and a session idle in a transaction past
+    ``idle_in_transaction_session_timeout`` (so a cut-off agent's locks free themselves).
+    A parameter given in the URL's query wins.
+    """
+    keepalive = str(round(settings.db_keepalive_seconds))
+    args: dict[str, Any] = {
+        "connect_timeout": str(max(1, round(settings.db_connect_timeout_seconds))),
+        "keepalives": "1",
+        "keepalives_idle": keepalive,
+        "keepalives_interval": keepalive,
+        "keepalives_count": str(KEEPALIVE_PROBES),
+    }
+    if settings.db_tcp_user_timeout_seconds:
+        args["tcp_user_timeout"] = str(round(settings.db_tcp_user_timeout_seconds * 1000))
+    options = [
+        f"-c {name}={round(seconds * 1000)}"
+        for name, seconds in (
+            ("statement_timeout", settings.db_statement_timeout_seconds),
+            ("idle_in_transaction_session_timeout", settings.db_idle_in_transaction_seconds),
+        )
+        if seconds
+    ]
+    if options:
+        args["options"] = " ".join(options)
+    given = set(url.query) if url is not None else set()
+    return {key: value for key, value in args.items() if key not in given}
+
+
+def translate(error: DBAPIError, where: str, *, postgres: bool) -> StoreError:
+    """The clearq error for a driver error raised while talking to the store at ``where``."""
+    why = " ".join(str(error.orig).split())
+    sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+    transient = isinstance(error, OperationalError)
+    if (
+        error.connection_invalidated
+        or sqlstate.startswith(_PG_CONNECTION_CLASSES)
+        or (postgres and transient and not sqlstate)  # psycopg's own: the socket failed
+    ):
+        return ConnectionLost(
+            f"lost the connection to {where} ({why}): the server restarted or the network "
+            "dropped it; clearq reconnects on the next call"
+        )
+    if postgres and transient:
+        return StoreUnavailable(f"{where} cannot answer now ({why}): retry later")
+    if transient:  # SQLite
+        if "no such table" in why:
+            return SchemaError(f"{where} has no clearq schema ({why}): run `clearq db upgrade`")
+        if any(word in why.lower() for word in _SQLITE_TRANSIENT):
+            return StoreUnavailable(f"{where} cannot be used now ({why}): retry later")
+    return StoreError(f"{where} refused a statement: {why}")
+
+
 class Database:
     """An engine plus the two kinds of transaction clearq uses."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, settings: Settings | None = None) -> None:
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
+        self._settings = settings or Settings()
+        self._where = self.url.render_as_string(hide_password=True)
         self._autocommit: Engine | None = None
         try:
             self.engine = self._create_engine()
@@ -75,7 +153,7 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_postgres:
-            engine = sa.create_engine(self.url)
+            engine = sa.create_engine(self.url, connect_args=self.pg_connect_args())
             _ping_idle_connections(engine)
             return engine
         if self.url.database and self.url.database != ":memory:":
@@ -84,10 +162,14 @@ class Database:
         _configure_sqlite(engine)
         return engine
 
+    def pg_connect_args(self) -> dict[str, Any]:
+        """The libpq timeouts of this store's PostgreSQL connections (:func:`pg_connect_args`)."""
+        return pg_connect_args(self._settings, self.url)
+
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """A transaction that will write; on SQLite it holds the write lock from the start."""
-        with self._connect() as conn:
+        with self._translated(), self._connect() as conn:
             conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
                 yield conn
@@ -106,14 +188,22 @@ class Database:
             with self.write() as conn:
                 yield conn
             return
-        with self._connect(self._autocommit_engine()) as conn:
+        with self._translated(), self._connect(self._autocommit_engine()) as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads."""
-        with self._connect() as conn, conn.begin():
+        with self._translated(), self._connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        # Every statement, commit and rollback of a transaction runs inside this block.
+        try:
+            yield
+        except DBAPIError as e:
+            raise translate(e, self._where, postgres=self.is_postgres) from e
 
     def _autocommit_engine(self) -> Engine:
         # A pool of its own whose connections stay in autocommit: switching a pooled
@@ -121,7 +211,10 @@ class Database:
         # single statement itself on the hot path.
         if self._autocommit is None:
             self._autocommit = sa.create_engine(
-                self.url, isolation_level="AUTOCOMMIT", pool_reset_on_return=None
+                self.url,
+                isolation_level="AUTOCOMMIT",
+                pool_reset_on_return=None,
+                connect_args=self.pg_connect_args(),
             )
             _ping_idle_connections(self._autocommit)
         return self._autocommit
@@ -132,8 +225,8 @@ class Database:
             return (engine or self.engine).connect()
         except OperationalError as e:
             why = " ".join(str(e.orig).split())
-            raise StoreError(
-                f"cannot connect to {self.url.render_as_string(hide_password=True)} ({why}): "
+            raise ConnectionLost(
+                f"cannot connect to {self._where} ({why}): "
                 "check the database URL (CLEARQ_DATABASE_URL) and that the server is running"
             ) from e
 

@@ -73,6 +73,8 @@ def upgrade(db: Database, revision: str = "head") -> None:
 
     with db.write() as conn:
         if db.is_postgres:
+            # A migration may rewrite a big table: no statement timeout for it.
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_UPGRADE_LOCK})
         try:
             command.upgrade(_config(conn), revision)

@@ -7,14 +7,17 @@ lost or duplicated hint costs latency, never correctness.
 
 from __future__ import annotations
 
+import contextlib
+import random
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from clearq.errors import StoreError
+from clearq.errors import ConnectionLost, StoreError
 from clearq.models import _Frozen
 from clearq.scheduler.engine import Database
 
@@ -22,6 +25,8 @@ ENQUEUE_CHANNEL = "clearq_enqueue"
 """Payload: the id of the queue that got an entry."""
 STOP_CHANNEL = "clearq_stop"
 """Payload: the id of the task asked to stop."""
+RECONNECT_FIRST_SECONDS = 0.5
+RECONNECT_MAX_SECONDS = 15.0
 
 
 class Notice(_Frozen):
@@ -61,33 +66,133 @@ class PollingListener:
         """Nothing to release."""
 
 
-class PgListener:
-    """LISTEN on a dedicated PostgreSQL connection."""
+class Backoff:
+    """Jittered exponential delays: ``first``, then doubling up to ``most``, each 50-100 %.
 
-    def __init__(self, db: Database, channels: tuple[str, ...]) -> None:
+    The jitter spreads a fleet's reconnects after a restart instead of every agent
+    knocking at the same instant.
+    """
+
+    def __init__(
+        self,
+        first: float = RECONNECT_FIRST_SECONDS,
+        most: float = RECONNECT_MAX_SECONDS,
+        *,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._first = first
+        self._most = most
+        self._rng = rng
+        self._next = first
+
+    def delay(self) -> float:
+        """The pause before the next try; the one after will be longer."""
+        base = self._next
+        self._next = min(self._most, self._next * 2)
+        return base * (0.5 + self._rng() / 2)
+
+    def reset(self) -> None:
+        """A try succeeded: start again from ``first``."""
+        self._next = self._first
+
+
+class PgListener:
+    """LISTEN on a dedicated PostgreSQL connection, reconnected when it drops.
+
+    A dropped connection (a restart, a killed backend, a network fault) is not an
+    error for the waiter: ``wait`` turns into a polling sleep while the listener
+    reconnects with a jittered backoff, and ``on_change`` hears the loss (with the
+    error) and the recovery (with None). Hints sent while it was away are lost, which
+    costs latency only: waiters read the store after every wait.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        channels: tuple[str, ...],
+        *,
+        on_change: Callable[[StoreError | None], None] | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         import psycopg  # only PostgreSQL needs it: SQLite users never pay its import
 
-        self._error = psycopg.Error
-        dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._psycopg = psycopg
+        self._dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._where = db.url.render_as_string(hide_password=True)
+        self._args = db.pg_connect_args()
+        self._channels = channels
+        self._on_change = on_change
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._conn: Any = None
+        self._retry_at = 0.0
+        self._lost: StoreError | None = None
+        self._connect()
+
+    @property
+    def connected(self) -> bool:
+        """True while the LISTEN connection is up."""
+        return self._conn is not None
+
+    def _connect(self) -> bool:
+        psycopg = self._psycopg
         try:
-            self._conn = psycopg.connect(dsn, autocommit=True)
-            for channel in channels:
-                self._conn.execute(f'LISTEN "{channel}"')
+            conn = psycopg.connect(self._dsn, autocommit=True, **self._args)
+            try:
+                for channel in self._channels:
+                    conn.execute(f'LISTEN "{channel}"')
+            except psycopg.Error:
+                conn.close()
+                raise
         except psycopg.Error as e:
-            raise StoreError(f"cannot listen for notifications: {e}") from e
+            self._dropped(f"cannot listen for notifications on {self._where}", e)
+            return False
+        self._conn = conn
+        self._backoff.reset()
+        if self._lost is not None:
+            self._lost = None
+            if self._on_change is not None:
+                self._on_change(None)
+        return True
+
+    def _dropped(self, what: str, error: Exception) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(self._psycopg.Error):
+                self._conn.close()
+        self._conn = None
+        self._retry_at = self._clock() + self._backoff.delay()
+        if self._lost is None:
+            why = " ".join(str(error).split())
+            self._lost = ConnectionLost(f"{what} ({why}): reconnecting, polling meanwhile")
+            if self._on_change is not None:
+                self._on_change(self._lost)
 
     def wait(self, timeout: float) -> list[Notice]:
-        """Block until hints arrive (all that are pending are returned) or the timeout."""
+        """Block until hints arrive (all that are pending are returned) or the timeout.
+
+        While the connection is down this sleeps (the caller then polls the store),
+        trying to reconnect whenever the backoff allows.
+        """
+        deadline = self._clock() + timeout
+        if self._conn is None:
+            if self._clock() >= self._retry_at and self._connect():
+                return []  # back: the caller polls for what it missed
+            time.sleep(max(0.0, min(deadline, self._retry_at) - self._clock()))
+            return []
         try:
             first = list(self._conn.notifies(timeout=timeout, stop_after=1))
             rest = list(self._conn.notifies(timeout=0)) if first else []
-        except self._error as e:
-            raise StoreError(f"lost the notification connection: {e}") from e
+        except self._psycopg.Error as e:
+            self._dropped("lost the notification connection", e)
+            return []
         return [Notice(channel=n.channel, payload=n.payload) for n in first + rest]
 
     def close(self) -> None:
         """Close the listening connection."""
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> PgListener:
         return self
@@ -101,8 +206,16 @@ class PgListener:
         self.close()
 
 
-def listen(db: Database, channels: tuple[str, ...]) -> Listener:
-    """A listener for ``channels``: LISTEN on PostgreSQL, polling on SQLite."""
+def listen(
+    db: Database,
+    channels: tuple[str, ...],
+    *,
+    on_change: Callable[[StoreError | None], None] | None = None,
+) -> Listener:
+    """A listener for ``channels``: LISTEN on PostgreSQL, polling on SQLite.
+
+    ``on_change`` hears a lost LISTEN connection (the error) and its return (None).
+    """
     if db.is_postgres:
-        return PgListener(db, channels)
+        return PgListener(db, channels, on_change=on_change)
     return PollingListener()

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from clearq.config import Settings, load_settings
-
-if TYPE_CHECKING:
-    from clearq import ports
+from clearq.errors import StoreError
 from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
 from clearq.scheduler.claim_task import claim_task
@@ -29,6 +27,9 @@ from clearq.scheduler.tasks import TaskRepo
 from clearq.scheduler.views import Views
 from clearq.scheduler.workers import Workers
 
+if TYPE_CHECKING:
+    from clearq import ports
+
 
 class Store:
     """clearq's state in SQL: tasks, queues, leases, outputs and workers.
@@ -45,7 +46,7 @@ class Store:
         create_schema: bool = True,
     ) -> None:
         self.settings = settings or load_settings()
-        self.db = Database(url or self.settings.resolved_database_url)
+        self.db = Database(url or self.settings.resolved_database_url, settings=self.settings)
         try:
             ensure_schema(self.db, create_if_empty=create_schema)
         except BaseException:
@@ -94,9 +95,18 @@ class Store:
             self.db, worker=worker, task_id=task_id, lease_seconds=self.settings.lease_seconds
         )
 
-    def listen(self, channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL)) -> Listener:
-        """Wake-up hints: LISTEN on PostgreSQL, a polling sleep on SQLite."""
-        return listen(self.db, tuple(channels))
+    def listen(
+        self,
+        channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL),
+        *,
+        on_change: Callable[[StoreError | None], None] | None = None,
+    ) -> Listener:
+        """Wake-up hints: LISTEN on PostgreSQL, a polling sleep on SQLite.
+
+        The PostgreSQL listener reconnects by itself; ``on_change`` hears it lose its
+        connection (the error) and get it back (None).
+        """
+        return listen(self.db, tuple(channels), on_change=on_change)
 
     def close(self) -> None:
         """Release every connection."""

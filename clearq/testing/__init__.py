@@ -17,12 +17,13 @@ persisted and nothing is shared between processes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from clearq.config import Settings
+from clearq.errors import StoreError
 from clearq.models import ClaimOrder
 from clearq.testing.records import MemoryQueues, MemoryTasks
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs, MemoryWorkers
@@ -90,8 +91,13 @@ class MemoryStore:
         """A worker's claimer over its ordered queues."""
         return MemoryClaimer(self.state, worker, queues, order, self.settings.lease_seconds)
 
-    def listen(self, channels: Sequence[str] = ()) -> MemoryListener:
-        """A listener that never blocks: agents poll an in-memory store."""
+    def listen(
+        self,
+        channels: Sequence[str] = (),
+        *,
+        on_change: Callable[[StoreError | None], None] | None = None,
+    ) -> MemoryListener:
+        """A listener that never blocks and never loses its connection: agents poll."""
         return MemoryListener()
 
     def close(self) -> None:

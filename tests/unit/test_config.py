@@ -53,6 +53,11 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_ALLOW_LOCAL_REPOSITORIES": "yes",
         "CLEARQ_GANG_WAIT_SECONDS": "12",
         "CLEARQ_AGENT_ADDRESS": "10.0.0.7",
+        "CLEARQ_DB_CONNECT_TIMEOUT_SECONDS": "4",
+        "CLEARQ_DB_KEEPALIVE_SECONDS": "6",
+        "CLEARQ_DB_TCP_USER_TIMEOUT_SECONDS": "12",
+        "CLEARQ_DB_STATEMENT_TIMEOUT_SECONDS": "0",
+        "CLEARQ_DB_IDLE_IN_TRANSACTION_SECONDS": "30",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -75,6 +80,11 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.allow_local_repositories is True
     assert settings.gang_wait_seconds == 12.0
     assert settings.agent_address == "10.0.0.7"
+    assert settings.db_connect_timeout_seconds == 4.0
+    assert settings.db_keepalive_seconds == 6.0
+    assert settings.db_tcp_user_timeout_seconds == 12.0
+    assert settings.db_statement_timeout_seconds == 0.0
+    assert settings.db_idle_in_transaction_seconds == 30.0
 
 
 def test_overrides_win_over_the_environment() -> None:
@@ -89,6 +99,8 @@ def test_overrides_win_over_the_environment() -> None:
         ({"CLEARQ_LEASE_SECONDS": "0"}, "CLEARQ_LEASE_SECONDS must be a number above 0"),
         ({"CLEARQ_MAX_ATTEMPTS": "0"}, "CLEARQ_MAX_ATTEMPTS must be a whole number"),
         ({"CLEARQ_TASK_ID": "nope"}, "CLEARQ_TASK_ID='nope'"),
+        ({"CLEARQ_DB_CONNECT_TIMEOUT_SECONDS": "0"}, "at least 1"),
+        ({"CLEARQ_DB_STATEMENT_TIMEOUT_SECONDS": "-1"}, "must not be negative"),
     ],
 )
 def test_bad_environment_values_say_which_variable(environ: dict[str, str], words: str) -> None:

@@ -1,0 +1,107 @@
+"""Riding out a database that stops answering: outage reports and bounded retries.
+
+An agent talks to its database from several threads (claims, heartbeats, reaping,
+metrics, a run's own writes, the notification listener). When the database goes away
+they all fail at once and keep failing at every retry; an operator should read one line
+when the connection is lost and one when it is back, with the times, not one per retry.
+:class:`Outage` keeps that state. :func:`retry_while_held` retries a store call through
+an outage for as long as the attempt it serves is still this agent's.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from clearq.errors import StoreUnavailable
+
+RETRY_SECONDS = 0.5
+"""Pause between two tries of a store call during an outage."""
+
+T = TypeVar("T")
+
+
+def _clock_text(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class Outage:
+    """Whether ``what`` (a connection) is down now; says so once when lost and once when back.
+
+    ``failed`` and ``ok`` may be called from any thread, as often as calls fail or
+    succeed: only the first failure after a success and the first success after a
+    failure are reported to ``say``.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        say: Callable[[str], None],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._what = what
+        self._say = say
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._failures = 0
+
+    @property
+    def down(self) -> bool:
+        """True between a reported loss and the next success."""
+        return self._since is not None
+
+    def failed(self, error: Exception) -> None:
+        """A call failed because ``what`` cannot be reached; report it if it is news."""
+        with self._lock:
+            self._failures += 1
+            if self._since is not None:
+                return
+            self._since = self._clock()
+            self._failures = 1
+        self._say(f"lost {self._what} at {_clock_text(self._wall())}: {error}; retrying")
+
+    def ok(self) -> None:
+        """A call succeeded; report the end of the outage if there was one."""
+        with self._lock:
+            if self._since is None:
+                return
+            lasted = self._clock() - self._since
+            failures, self._since = self._failures, None
+        self._say(
+            f"{self._what} is back at {_clock_text(self._wall())} after {lasted:.1f} s "
+            f"({failures} failed call{'s' if failures != 1 else ''} retried)"
+        )
+
+
+def retry_while_held(
+    call: Callable[[], T],
+    held: Callable[[], bool],
+    *,
+    outage: Outage | None = None,
+    pause: float = RETRY_SECONDS,
+) -> T:
+    """``call()``, tried again through StoreUnavailable while ``held()`` stays True.
+
+    The last StoreUnavailable is raised once ``held()`` is False (the attempt's lease was
+    outlived: another agent may own the task by now, and nothing written matters).
+    """
+    while True:
+        try:
+            result = call()
+        except StoreUnavailable as e:
+            if outage is not None:
+                outage.failed(e)
+            if not held():
+                raise
+            time.sleep(pause)
+            continue
+        if outage is not None:
+            outage.ok()
+        return result
