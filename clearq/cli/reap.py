@@ -11,7 +11,7 @@ from clearq.cli.output import JsonFlag, dump, print_json, say
 def reap_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Requeue (or fail, past max attempts) tasks whose lease expired; mark silent workers gone."""
     with cli_context(ctx).store() as store:
-        report = store.leases.reap()
+        report = store.leases.reap_by_hand()
     if as_json:
         print_json(dump(report))
         return

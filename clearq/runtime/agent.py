@@ -386,7 +386,7 @@ class Agent:
                 next_idle_beat = now + lease / 3
             if now >= next_reap:
                 self._reap()
-                next_reap = now + lease
+                next_reap = now + lease / 2  # SQLite's reaper needs two looks a lease apart
             if now >= next_metrics:
                 self._metrics()
                 next_metrics = now + METRICS_SECONDS

@@ -9,8 +9,9 @@ are exactly once.
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -19,6 +20,7 @@ from clearq.errors import InvalidInput
 from clearq.models import Fence, Heartbeat, ReapReport, RunResult, Task, TaskStatus
 from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
+from clearq.scheduler.expiry import BeatWatch, Running
 from clearq.scheduler.fenced import Ending
 from clearq.scheduler.history import mark_preempted
 from clearq.scheduler.lifecycle import check_transition
@@ -39,11 +41,19 @@ def _ending(fence: Fence, status: TaskStatus, exit_code: int | None, reason: str
 class Leases:
     """Heartbeats, completions, stop requests and the reaper."""
 
-    def __init__(self, db: Database, *, lease_seconds: float, worker_gone_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        lease_seconds: float,
+        worker_gone_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = db
         self.lease_seconds = lease_seconds
         self._gone_seconds = worker_gone_seconds
         self._connector = SqlaConnector(db)
+        self._watch = BeatWatch(lease_seconds, clock=clock)
 
     def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
         """Mark ``worker`` (and any sub-workers in ``fences``) seen, extend their leases.
@@ -173,27 +183,19 @@ class Leases:
 
         Safe to run from every agent at once: on PostgreSQL each expired task is locked
         by one reaper (SKIP LOCKED) before it changes, so a heartbeat cannot slip in
-        between; on SQLite the reaper holds the write lock.
+        between; on SQLite the reaper holds the write lock. On SQLite a lease is dead
+        when its renewals stood still for a lease length of this process's monotonic
+        clock (``clearq.scheduler.expiry``): call this regularly, as agents do.
         """
         requeued: list[uuid.UUID] = []
         failed: list[uuid.UUID] = []
         with self._db.write() as conn:
-            expired = conn.execute(
-                sa.select(tasks.c.id, tasks.c.worker)
-                .where(
-                    tasks.c.status == TaskStatus.RUNNING.value,
-                    tasks.c.lease_expires_at < db_now(),
-                )
-                .order_by(tasks.c.lease_expires_at)
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row in expired:
-                who = f"worker {row.worker}" if row.worker else "the process running it"
+            for task_id, worker in self._expired(conn, batch):
+                who = f"worker {worker}" if worker else "the process running it"
                 went_back = self._back_to_queue_or_fail(
-                    conn, row.id, reason=f"{who} stopped renewing its lease", count_try=True
+                    conn, task_id, reason=f"{who} stopped renewing its lease", count_try=True
                 )
-                (requeued if went_back else failed).append(row.id)
+                (requeued if went_back else failed).append(task_id)
             gone = conn.execute(
                 workers.update()
                 .where(
@@ -206,6 +208,47 @@ class Leases:
             workers_gone = tuple(sorted(gone))
             fenced.skip_blocked(on(conn))  # whichever path ended a parent, its children learn
         return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=workers_gone)
+
+    def _expired(self, conn: Connection, batch: int) -> list[tuple[uuid.UUID, str | None]]:
+        """(task, worker) of each running task whose lease is dead: by the server's clock
+        on PostgreSQL, by its renewals standing still on SQLite."""
+        if self._db.is_postgres:
+            found = conn.execute(
+                sa.select(tasks.c.id, tasks.c.worker)
+                .where(
+                    tasks.c.status == TaskStatus.RUNNING.value,
+                    tasks.c.lease_expires_at < db_now(),
+                )
+                .order_by(tasks.c.lease_expires_at)
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            ).all()
+            return [(r.id, r.worker) for r in found]
+        rows = conn.execute(
+            sa.select(tasks.c.id, tasks.c.worker, tasks.c.attempt, tasks.c.beats).where(
+                tasks.c.status == TaskStatus.RUNNING.value
+            )
+        ).all()
+        dead = set(self._watch.dead(Running(r.id, r.attempt, r.worker, r.beats) for r in rows))
+        return [(r.id, r.worker) for r in rows if r.id in dead][:batch]
+
+    def reap_by_hand(self) -> ReapReport:
+        """One reaping for a process that has not been watching (``clearq reap``).
+
+        On SQLite a lease is dead only once its renewals stood still for a lease length
+        of this process's clock (``clearq.scheduler.expiry``): this watches for that
+        long, then reaps. On PostgreSQL it is one :meth:`reap`.
+        """
+        if self._db.is_postgres:
+            return self.reap()
+        first = self.reap()
+        time.sleep(self.lease_seconds)
+        then = self.reap()
+        return ReapReport(
+            requeued=first.requeued + then.requeued,
+            failed=first.failed + then.failed,
+            workers_gone=first.workers_gone + then.workers_gone,
+        )
 
     def _back_to_queue_or_fail(
         self, conn: Connection, task_id: uuid.UUID, *, reason: str, count_try: bool

@@ -121,6 +121,8 @@ tasks = sa.Table(
     sa.Column("environment", sa.JSON()),
     # Ranks on as many agents (a gang, claimed all at once: clearq.scheduler.gangs).
     sa.Column("nodes", sa.Integer(), nullable=False, server_default="1"),
+    # Lease renewals of the running attempt: SQLite's reaper watches it move (expiry.py).
+    sa.Column("beats", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
 )

@@ -130,10 +130,12 @@ INSERT_SAMPLE = Statement(
 
 RENEW = Statement(
     "renew",
-    "UPDATE tasks SET lease_expires_at = {after_lease} WHERE {fence} "
+    "UPDATE tasks SET lease_expires_at = {after_lease}, beats = beats + 1 WHERE {fence} "
     "RETURNING tasks.stop_requested_at, tasks.status_reason, {over_time}",
 )
 """Extend one attempt's lease; say whether a stop was asked and if it ran past its limit.
+
+``beats`` counts the renewals: SQLite's reaper watches it move (``expiry.py``).
 
 No ``IS [NOT] NULL`` in a RETURNING list: SQLite 3.40 answers it wrongly on ``tasks``
 (whose history triggers fire on update); NULL-propagating arithmetic under COALESCE is fine.

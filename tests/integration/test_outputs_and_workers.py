@@ -52,6 +52,7 @@ def test_scalar_summary_folds_batches_and_restarts_per_attempt(
         assert (loss.last, loss.min, loss.max, loss.last_iteration) == (1, 1, 9, 1)
         assert summary[("acc", "train")].last == 7
 
+        store.leases.reap()  # SQLite's reaper watches the renewals stand still first
         time.sleep(0.5)
         store.leases.reap()
         [second] = store.claimer("w", ["q"]).claim()
