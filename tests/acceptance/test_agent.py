@@ -246,7 +246,9 @@ def test_a_killed_agents_task_is_completed_once_by_another(
 ) -> None:
     store.queues.create("q")
     marks = tmp_path / "marks.jsonl"
-    task_id = job(store, repo, "survivor", "q", marks=marks, sleep=4)
+    # Long enough that the orphan still runs when the second agent's reaper (which on
+    # SQLite watches the renewals stand still for a lease first) takes its attempt away.
+    task_id = job(store, repo, "survivor", "q", marks=marks, sleep=8)
     short = {"CLEARQ_LEASE_SECONDS": "1.5"}
     first = agents.start("-q", "q", "--name", "first", env=short)
     wait_for_log(store, task_id, "survivor starts")
