@@ -225,12 +225,12 @@ class Agent:
                 among = self._pool.claimable_queues(needs)
                 claims = self._claim_among(slot, among) if among else []
             except StoreUnavailable as e:
-                self._db_outage.failed(e)
+                self._db_outage.failed(e, started=sent)
                 break
             except StoreError as e:
                 self._say(f"cannot claim: {e}")
                 break
-            self._db_outage.ok()
+            self._db_outage.ok(started=sent)
             if not claims:
                 break
             self._start(slot, claims[0], needs.get(claims[0].queue, 0), sent)
@@ -403,12 +403,12 @@ class Agent:
         try:
             beat = self._store.leases.heartbeat(self.worker, fences)
         except StoreUnavailable as e:
-            self._db_outage.failed(e)
+            self._db_outage.failed(e, started=sent)
             return
         except StoreError as e:
             self._say(f"cannot renew leases: {e}")
             return
-        self._db_outage.ok()
+        self._db_outage.ok(started=sent)
         for renewed, control in held:
             if renewed.task_id in beat.held:
                 control.renewed(sent + self._lease * HOLD_FRACTION)
@@ -431,10 +431,11 @@ class Agent:
             return 0.0
 
     def _reap(self) -> None:
+        started = time.monotonic()
         try:
             report = self._store.leases.reap()
         except StoreUnavailable as e:
-            self._db_outage.failed(e)
+            self._db_outage.failed(e, started=started)
             return
         except StoreError as e:
             self._say(f"cannot reap expired leases: {e}")
@@ -443,10 +444,11 @@ class Agent:
             self._say(f"reaped the expired lease of task {task_id}")
 
     def _metrics(self) -> None:
+        started = time.monotonic()
         try:
             self._store.workers.record_metrics(self.worker, self._monitor.sample())
         except StoreUnavailable as e:
-            self._db_outage.failed(e)
+            self._db_outage.failed(e, started=started)
         except StoreError as e:
             self._say(f"cannot record machine metrics: {e}")
 

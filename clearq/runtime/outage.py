@@ -50,6 +50,7 @@ class Outage:
         self._wall = wall
         self._lock = threading.Lock()
         self._since: float | None = None
+        self._back_at = float("-inf")
         self._failures = 0
 
     @property
@@ -57,9 +58,15 @@ class Outage:
         """True between a reported loss and the next success."""
         return self._since is not None
 
-    def failed(self, error: Exception) -> None:
-        """A call failed because ``what`` cannot be reached; report it if it is news."""
+    def failed(self, error: Exception, *, started: float | None = None) -> None:
+        """A call that began at ``started`` (monotonic; default now) could not reach ``what``.
+
+        A call that began before the last recovery belongs to the outage already over
+        and reports nothing.
+        """
         with self._lock:
+            if started is not None and started < self._back_at:
+                return
             self._failures += 1
             if self._since is not None:
                 return
@@ -67,12 +74,16 @@ class Outage:
             self._failures = 1
         self._say(f"lost {self._what} at {_clock_text(self._wall())}: {error}; retrying")
 
-    def ok(self) -> None:
-        """A call succeeded; report the end of the outage if there was one."""
+    def ok(self, *, started: float | None = None) -> None:
+        """A call that began at ``started`` succeeded; report the end of an outage.
+
+        A call that began before the outage did proves nothing about its end.
+        """
         with self._lock:
-            if self._since is None:
+            if self._since is None or (started is not None and started < self._since):
                 return
-            lasted = self._clock() - self._since
+            self._back_at = self._clock()
+            lasted = self._back_at - self._since
             failures, self._since = self._failures, None
         self._say(
             f"{self._what} is back at {_clock_text(self._wall())} after {lasted:.1f} s "
@@ -93,15 +104,16 @@ def retry_while_held(
     outlived: another agent may own the task by now, and nothing written matters).
     """
     while True:
+        started = time.monotonic()
         try:
             result = call()
         except StoreUnavailable as e:
             if outage is not None:
-                outage.failed(e)
+                outage.failed(e, started=started)
             if not held():
                 raise
             time.sleep(pause)
             continue
         if outage is not None:
-            outage.ok()
+            outage.ok(started=started)
         return result

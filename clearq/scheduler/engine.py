@@ -203,7 +203,18 @@ class Database:
         try:
             yield
         except DBAPIError as e:
-            raise translate(e, self._where, postgres=self.is_postgres) from e
+            error = translate(e, self._where, postgres=self.is_postgres)
+            if isinstance(error, ConnectionLost):
+                self._drop_pools()
+            raise error from e
+
+    def _drop_pools(self) -> None:
+        # The server went away: every pooled connection of both pools is dead too. New
+        # pools replace them, so the next call of any kind connects afresh instead of
+        # failing once more on a dead connection (connections in use end with their call).
+        self.engine.dispose()
+        if self._autocommit is not None:
+            self._autocommit.dispose()
 
     def _autocommit_engine(self) -> Engine:
         # A pool of its own whose connections stay in autocommit: switching a pooled

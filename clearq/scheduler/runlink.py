@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from clearq.enums import TaskStatus
-from clearq.errors import ConfigError, NotFound, SchemaError, StoreError
+from clearq.errors import ConfigError, NotFound, SchemaError, StoreError, StoreUnavailable
 from clearq.scheduler import fenced, takeover
 from clearq.scheduler import runlink_results as results
 from clearq.scheduler import statements as q
@@ -357,6 +357,8 @@ class _SqliteDriver:
         except sqlite3.OperationalError as e:
             if "no such table" in str(e):
                 raise SchemaError(f"the store has no clearq schema ({e})") from e
+            if "locked" in str(e) or "busy" in str(e):
+                raise StoreUnavailable(f"the SQLite store is busy: {e}") from e
             raise StoreError(f"the SQLite store said: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"the SQLite store said: {e}") from e

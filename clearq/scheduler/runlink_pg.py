@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from clearq.errors import StoreError
+from clearq.errors import ConnectionLost, StoreError, StoreUnavailable
 
 
 class PgDriver:
@@ -24,7 +24,7 @@ class PgDriver:
             return psycopg.connect(self._conninfo, autocommit=True)
         except psycopg.Error as e:
             why = " ".join(str(e).split())
-            raise StoreError(
+            raise ConnectionLost(
                 f"cannot connect to {self._where} ({why}): check the database URL "
                 "(CLEARQ_DATABASE_URL) and that the server is running"
             ) from e
@@ -68,7 +68,12 @@ class PgDriver:
         self._conn.close()
 
     def _error(self, e: psycopg.Error) -> StoreError:
-        return StoreError(f"the PostgreSQL store at {self._where} said: {' '.join(str(e).split())}")
+        said = f"the PostgreSQL store at {self._where} said: {' '.join(str(e).split())}"
+        if self._conn.broken or self._conn.closed:
+            return ConnectionLost(said)  # the next call reconnects
+        if isinstance(e, psycopg.OperationalError):
+            return StoreUnavailable(said)  # a timeout, a shutdown: it may work later
+        return StoreError(said)
 
 
 def _without_password(conninfo: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clearq.config import Settings
-from clearq.errors import InvalidInput
-from clearq.scheduler.runlink import RunFence, RunLink, open_run_link
+from clearq.errors import InvalidInput, StoreUnavailable
+from clearq.scheduler.runlink import RunFence, RunLink, RunTask, open_run_link
 from clearq.sdk import argparse_hook
 from clearq.sdk.capture.git import capture_script, strip_credentials
 from clearq.sdk.capture.packages import capture_packages, parse_requirements
@@ -29,6 +30,9 @@ from clearq.sdk.run import Run
 from clearq.sdk.session import SESSION, settings_in_use
 
 log = logging.getLogger(__name__)
+
+ATTACH_RETRY_SECONDS = 0.5
+"""Pause between two tries of reaching the store when a run under an agent starts."""
 
 if TYPE_CHECKING:
     import uuid
@@ -58,11 +62,16 @@ def attach_or_capture(
     settings = settings_in_use()
     if settings.task_id is None and (not project_name or not task_name):
         raise InvalidInput("Task.init needs project_name and task_name")
+    if settings.task_id is not None:
+        link, stored = _reach_attached_task(settings)
+        try:
+            return _attach(cls, link, stored, settings, options)
+        except BaseException:
+            link.close()
+            raise
     link = open_run_link(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
     offset = 0
     try:
-        if settings.task_id is not None:
-            return _attach(cls, link, settings, options)
         assert project_name
         assert task_name
         script, env = _capture(settings, packages)
@@ -166,9 +175,37 @@ def _remember(settings: Settings, project: str, name: str, task_id: uuid.UUID) -
         log.warning("clearq: cannot remember this task for reuse: %s", e)
 
 
-def _attach(cls: type[Task], link: RunLink, settings: Settings, options: InitOptions) -> Task:
+def _reach_attached_task(settings: Settings) -> tuple[RunLink, RunTask]:
+    """Under an agent: a link to the store and the task, through a store outage.
+
+    The database may be restarting as the run starts: that is no fault of the task's
+    code, so the link is tried again for up to a lease length (past it, the agent has
+    given the attempt up and stops this process anyway).
+    """
     assert settings.task_id is not None
-    stored = link.read(settings.task_id)
+    deadline = time.monotonic() + settings.lease_seconds
+    while True:
+        link: RunLink | None = None
+        try:
+            link = open_run_link(
+                settings.resolved_database_url, lease_seconds=settings.lease_seconds
+            )
+            return link, link.read(settings.task_id)
+        except StoreUnavailable:
+            if link is not None:
+                link.close()
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(ATTACH_RETRY_SECONDS)
+        except BaseException:
+            if link is not None:
+                link.close()
+            raise
+
+
+def _attach(
+    cls: type[Task], link: RunLink, stored: RunTask, settings: Settings, options: InitOptions
+) -> Task:
     fence = RunFence(
         task_id=stored.id,
         attempt=settings.attempt if settings.attempt is not None else stored.attempt,

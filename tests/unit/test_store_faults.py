@@ -161,3 +161,19 @@ def test_reconnect_delays_double_with_jitter_up_to_a_limit() -> None:
     assert backoff.delay() == 1.0
     low = Backoff(1.0, 4.0, rng=lambda: 0.0)
     assert low.delay() == 0.5
+
+
+def test_a_call_from_before_the_recovery_does_not_open_a_new_outage() -> None:
+    said: list[str] = []
+    clock = _Clock()
+    outage = Outage("the database", said.append, clock=clock, wall=lambda: 0.0)
+    outage.failed(ConnectionLost("down"), started=100.0)
+    clock.now = 103.0
+    outage.ok(started=99.0)  # began before the outage: proves nothing
+    assert not said[1:]
+    outage.ok(started=102.0)
+    assert len(said) == 2
+    outage.failed(ConnectionLost("late"), started=101.5)  # in flight during the old outage
+    assert len(said) == 2
+    outage.failed(ConnectionLost("new"), started=104.0)
+    assert len(said) == 3
