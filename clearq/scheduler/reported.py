@@ -53,6 +53,24 @@ class Reported:
         plots = [_plot(r) for r in rows]
         return plots if max_iterations is None else _last_iterations(plots, max_iterations)
 
+    def plot_index(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The newest plot of each (title, series) of the latest attempt, in first-report
+        order, without its figure (the page fetches a figure only when it changed)."""
+        p = task_plots.c
+        query = (
+            sa.select(p.id, p.title, p.series, p.iteration, p.kind)
+            .where(p.task_id == task_id, p.attempt == _latest(task_id))
+            .order_by(p.id)
+        )
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        with self._db.read() as conn:
+            for r in conn.execute(query):
+                key = (r.title, r.series)
+                known = newest.get(key)
+                if known is None or (r.iteration, r.id) >= (known["iteration"], known["id"]):
+                    newest[key] = dict(r._mapping)
+        return list(newest.values())
+
     def plot(self, task_id: uuid.UUID, plot_id: int) -> ReportedPlot:
         """One plot of a task; NotFound when the task has no such plot."""
         p = task_plots.c

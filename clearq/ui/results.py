@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from clearq.errors import NotFound
-from clearq.models import DebugSample, ReportedPlot, Task
+from clearq.models import DebugSample, Task
 from clearq.scheduler import Store
 from clearq.scheduler.runlink_results import kind_of
 from clearq.ui.web import store_of, task_id_of
@@ -44,23 +44,9 @@ _HTML_CSP = (
 )
 
 
-def plot_list(plots: list[ReportedPlot]) -> list[dict[str, Any]]:
-    """The newest plot of each (title, series), in first-report order, without figures."""
-    newest: dict[tuple[str, str], ReportedPlot] = {}
-    for p in plots:
-        key = (p.title, p.series)
-        if key not in newest or (p.iteration, p.id) >= (newest[key].iteration, newest[key].id):
-            newest[key] = p
-    return [
-        {"id": p.id, "title": p.title, "series": p.series, "iteration": p.iteration, "kind": p.kind}
-        for p in newest.values()
-    ]
-
-
 def plots(request: Request) -> Response:
     """GET /api/tasks/ID/plots: the newest plot of each (title, series)."""
-    found = store_of(request).reported.plots(task_id_of(request))
-    return JSONResponse(plot_list(found))
+    return JSONResponse(store_of(request).reported.plot_index(task_id_of(request)))
 
 
 def plot(request: Request) -> Response:

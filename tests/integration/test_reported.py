@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,15 @@ def test_plots_and_samples_are_fenced_and_reset(task: Task, store: Store) -> Non
     store.tasks.reset(run.fence.task_id)
     assert task.get_reported_plots() == []
     assert task.get_debug_samples("i", "s") == []
+
+
+def test_the_page_index_names_the_newest_plot_of_each_series(task: Task, store: Store) -> None:
+    log = task.get_logger()
+    for iteration in (0, 2, 1):
+        log.report_histogram("h", "a", [iteration], iteration=iteration)
+    log.report_histogram("h", "b", [9], iteration=0)
+    task.flush()
+    index = store.reported.plot_index(uuid.UUID(task.id))
+    assert [(p["series"], p["iteration"]) for p in index] == [("a", 2), ("b", 0)]
+    newest = store.reported.plot(uuid.UUID(task.id), index[0]["id"])
+    assert newest.figure["data"][0]["y"] == [2]
