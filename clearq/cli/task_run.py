@@ -96,7 +96,7 @@ def run_command(
         executor = build_executor(
             store, settings, config, docker=docker, skip_env=skip_env, stack=stack
         )
-        runner = TaskRunner(store, executor, worker=worker, gpus=devices)
+        runner = TaskRunner(store, executor, worker=worker, gpus=devices, gangs=store.gangs)
         _preempt_on_signals(runner)
         end = runner.run(found)
     say(_summary(end))
@@ -113,7 +113,9 @@ def _summary(end: RunEnd) -> str:
         why = f"preempted: {outcome.reason}" if outcome.preempted else outcome.reason
         return f"task {task} is queued again: {why}"
     detail = f": {outcome.reason}" if outcome.reason else ""
-    return f"task {task} {outcome.status}{detail}"
+    gang = end.claim.gang
+    rank = "" if gang is None else f" (rank {gang.rank} of {gang.size})"
+    return f"task {task}{rank} {outcome.status}{detail}"
 
 
 def _preempt_on_signals(runner: TaskRunner) -> None:

@@ -85,6 +85,16 @@ class GangClaimer:
             return joined.claim
         return self._wait_for(joined.membership)
 
+    def claim_task(self, worker: str, task_id: uuid.UUID) -> Claim | None:
+        """A rank of one named gang task, once all its ranks joined; None: none was free,
+        or the gang did not fill within the bound (the rank was given back)."""
+        joined = self._gangs.join_task(worker, task_id, address=self._address, port=free_port())
+        if joined is None:
+            return None
+        if joined.claim is not None:
+            return joined.claim
+        return self._wait_for(joined.membership)
+
     def _wait_for(self, m: GangMembership) -> Claim | None:
         log.info("joined task %s as rank %d; waiting for the rest of its gang", m.task_id, m.rank)
         deadline = time.monotonic() + self._wait

@@ -21,13 +21,14 @@ import socket
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from clearq.errors import LeaseLost, StoreError
+from clearq.errors import InvalidInput, LeaseLost, StoreError
 from clearq.models import Claim, TaskStatus
-from clearq.ports import OneTaskStore
+from clearq.ports import GangPort, OneTaskStore
 from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
+from clearq.runtime.gangs import GangClaimer, machine_address
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,20 @@ class TaskRunner:
         *,
         worker: str,
         gpus: Sequence[str] | None = None,
+        gangs: GangPort | None = None,
     ) -> None:
         self._store = store
+        self._gang_port = gangs
+        self._stopping = threading.Event()
+        self._gangs = None
+        if gangs is not None:
+            settings = store.settings
+            self._gangs = GangClaimer(
+                gangs,
+                wait_seconds=settings.gang_wait_seconds,
+                address=machine_address(settings.agent_address),
+                stopping=self._stopping,
+            )
         self._executor = executor
         self.worker = worker
         self._gpus = tuple(gpus) if gpus is not None else None
@@ -79,11 +92,12 @@ class TaskRunner:
     def preempt(self, reason: str) -> None:
         """Interrupt the run from outside: it goes back to its queue (signal-safe)."""
         self._preempted = reason
+        self._stopping.set()
         self._control.requeue(reason)
 
     def run(self, task_id: uuid.UUID) -> RunEnd:
         """Claim ``task_id`` (InvalidInput when it cannot be), run it, record its end."""
-        claim = self._store.claim_task(self.worker, task_id)
+        claim = self._claim(task_id)
         self._store.workers.register(
             self.worker,
             host=socket.gethostname(),
@@ -97,12 +111,24 @@ class TaskRunner:
         beat.start()
         try:
             outcome = self._outcome(claim)
-            recorded = record_outcome(self._store, claim, outcome)
+            recorded = record_outcome(self._store, claim, outcome, self._gang_port)
         finally:
             self._done.set()
             beat.join(timeout=5)
             self._unregister()
         return RunEnd(claim, outcome, recorded)
+
+    def _claim(self, task_id: uuid.UUID) -> Claim:
+        """The task's claim; for a gang task, this process's rank once all ranks joined."""
+        if self._gangs is None or self._store.tasks.get(task_id).nodes == 1:
+            return self._store.claim_task(self.worker, task_id)
+        claim = self._gangs.claim_task(self.worker, task_id)
+        if claim is None:
+            raise InvalidInput(
+                f"task {task_id} did not start: no free rank, or its other ranks did not "
+                "join in time (CLEARQ_GANG_WAIT_SECONDS)"
+            )
+        return claim
 
     def _outcome(self, claim: Claim) -> Outcome:
         try:
@@ -137,10 +163,27 @@ class TaskRunner:
             log.warning("could not unregister %s: %s", self.worker, e)
 
 
-def record_outcome(store: OneTaskStore, claim: Claim, outcome: Outcome) -> bool:
-    """Record how an attempt ended; False when it was no longer ``claim``'s to record."""
+def record_outcome(
+    store: OneTaskStore, claim: Claim, outcome: Outcome, gangs: GangPort | None = None
+) -> bool:
+    """Record how an attempt ended; False when it was no longer ``claim``'s to record.
+
+    A gang's rank that completes ends the task only as its last rank; a rank that fails
+    says which it was.
+    """
     fence = claim.fence
+    gang = claim.gang
+    if gang is not None and outcome.reason:
+        outcome = replace(outcome, reason=f"rank {gang.rank} of {gang.size}: {outcome.reason}")
     try:
+        if (
+            gang is not None
+            and gangs is not None
+            and outcome.status is TaskStatus.COMPLETED
+            and not gangs.complete_rank(fence, gang.rank)
+        ):
+            log.info("task %s: rank %d completed; the others run on", claim.task_id, gang.rank)
+            return True
         if outcome.requeue:
             store.leases.requeue(
                 fence, reason=outcome.reason, infra=outcome.infra, preempted=outcome.preempted

@@ -16,7 +16,9 @@ Each pass reads Slurm's view first (``squeue``), then the store's, and makes the
 4. While fewer than ``max_jobs`` clearq jobs are in Slurm, the next entry of a served
    queue is held (``slurm:<job id>``) and submitted: ``sbatch`` of a fixed script that
    runs ``clearq task run ID`` in the job, which claims the held entry through the
-   normal fenced claim. A pending job's Slurm reason is shown on its task.
+   normal fenced claim. A pending job's Slurm reason is shown on its task. A gang task
+   (``nodes`` = N) is one job of N Slurm tasks (``--ntasks``): ``srun`` starts
+   ``clearq task run ID`` in each, and each joins the gang as one rank.
 
 The store and Slurm are the only state: a glue that dies and restarts (or another glue)
 picks up where it left. A running task is stopped by its runner, which sees the stop
@@ -55,6 +57,15 @@ JOB_SCRIPT = """#!/bin/sh
 # Written by `clearq slurm`: runs one clearq task in this job; the arguments are the
 # command (`clearq task run ID ...`), named after the job so that the glue can find it.
 exec "$@" --name "slurm-${SLURM_JOB_ID}"
+"""
+GANG_SCRIPT = """#!/bin/sh
+# Written by `clearq slurm`: runs the ranks of one clearq gang task in this allocation,
+# one `clearq task run ID` per Slurm task (the first argument names clearq-rank.sh).
+exec srun "$@"
+"""
+RANK_SCRIPT = """#!/bin/sh
+# Written by `clearq slurm`: one rank of a gang task, named after its job and Slurm task.
+exec "$@" --name "slurm-${SLURM_JOB_ID}-${SLURM_PROCID}"
 """
 
 
@@ -117,9 +128,9 @@ class SlurmGlue:
         self._options = options
         self._stop = threading.Event()
         options.folder.mkdir(parents=True, exist_ok=True)
-        self._script = options.folder / "clearq-task.sh"
-        self._script.write_text(JOB_SCRIPT)
-        self._script.chmod(0o755)
+        self._script = _script(options.folder / "clearq-task.sh", JOB_SCRIPT)
+        self._gang_script = _script(options.folder / "clearq-gang.sh", GANG_SCRIPT)
+        self._rank_script = _script(options.folder / "clearq-rank.sh", RANK_SCRIPT)
 
     def request_stop(self) -> None:
         """End the loop after the current pass (signal-safe); jobs keep running."""
@@ -160,7 +171,7 @@ class SlurmGlue:
         self, task: RunningUnder, jobs: dict[str, SlurmJob], report: PassReport
     ) -> None:
         worker = task.fence.worker or ""
-        job_id = worker.rsplit(WORKER_MARK, 1)[-1]
+        job_id = job_of_worker(worker)
         job = jobs.get(job_id)
         if job is not None and job.running:
             return
@@ -208,9 +219,15 @@ class SlurmGlue:
             task.status is TaskStatus.RUNNING or (job.running and task.status.is_final)
         ):
             return True  # claimed since the holds were read, or recorded and on its way out
+        if job.running and self._ranks_here(task_id, job):
+            return True  # a gang whose ranks run in this job (or are joining)
         if job.state != "COMPLETING":  # a job that is ending needs no cancel
             self._cancel(job, f"task {task_id} is no longer this job's", report)
         return False
+
+    def _ranks_here(self, task_id: uuid.UUID, job: SlurmJob) -> bool:
+        ranks = f"{WORKER_MARK}{job.job_id}-"
+        return any(ranks in worker for _, worker, _ in self._store.gangs.members(task_id))
 
     def _check_hold(self, entry: HeldEntry, jobs: dict[str, SlurmJob], report: PassReport) -> None:
         job = jobs.get(entry.holder.removeprefix(HOLD_PREFIX))
@@ -266,8 +283,13 @@ class SlurmGlue:
             options.append(f"--partition={o.partition}")
         options.extend(o.sbatch_args)
         command = [*o.command, "task", "run", str(task_id), *o.run_args]
+        script = self._script
+        nodes = self._store.tasks.get(task_id).nodes
+        if nodes > 1:  # one allocation, a rank per Slurm task (srun)
+            options.append(f"--ntasks={nodes}")
+            script, command = self._gang_script, [str(self._rank_script), *command]
         return self._slurm.submit(
-            self._script,
+            script,
             command,
             name=job_name(task_id),
             output=str(o.folder / "%j.out"),
@@ -284,3 +306,14 @@ def check_command(command: Sequence[str]) -> tuple[str, ...]:
             "give --clearq PATH, a path the compute nodes can run"
         )
     return tuple(command)
+
+
+def job_of_worker(worker: str) -> str:
+    """The Slurm job id in a runner's worker name (``host:slurm-12``, ``host:slurm-12-0``)."""
+    return worker.rsplit(WORKER_MARK, 1)[-1].split("-", 1)[0]
+
+
+def _script(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path

@@ -78,6 +78,21 @@ class Gangs:
                     return joined
         return None
 
+    def join_task(
+        self, worker: str, task_id: uuid.UUID, *, address: str, port: int
+    ) -> Joined | None:
+        """Take a rank of one named gang task, whoever holds its entry (``clearq task run``
+        in the ranks of one Slurm allocation); None when it has no free rank or no entry."""
+        query = (
+            sa.select(queue_entries.c.id, queue_entries.c.task_id, queues.c.name.label("queue"))
+            .join(queues, queues.c.id == queue_entries.c.queue_id)
+            .where(queue_entries.c.task_id == task_id)
+            .with_for_update(of=queue_entries)
+        )
+        with self._db.write() as conn:
+            entry = conn.execute(query).first()
+            return None if entry is None else self._join(conn, entry, worker, address, port)
+
     def _candidates(
         self, conn: Connection, names: Sequence[str], skip: Sequence[uuid.UUID]
     ) -> Sequence[Any]:

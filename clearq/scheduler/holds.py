@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from clearq.models import Fence, TaskStatus
 from clearq.scheduler.claim import BLOCKED
 from clearq.scheduler.engine import Database
-from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
+from clearq.scheduler.schema import db_now, gang_members, queue_entries, queues, tasks
+from clearq.scheduler.statements import GANG_HOLD
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,22 @@ class RunningUnder:
     stop_requested: bool
 
 
+# A gang's entry given back is the gang former's again; any other is free.
+_FREE = (
+    sa.select(sa.case((tasks.c.nodes > 1, GANG_HOLD), else_=sa.null()))
+    .where(tasks.c.id == queue_entries.c.task_id)
+    .scalar_subquery()
+)
+_JOINED = (
+    sa.select(gang_members.c.task_id)
+    .where(
+        gang_members.c.task_id == queue_entries.c.task_id,
+        gang_members.c.lease_expires_at > db_now(),
+    )
+    .exists()
+)
+
+
 class Holds:
     """Hold, re-hold and release queue entries for outside launchers."""
 
@@ -53,7 +70,11 @@ class Holds:
             .join(queues, queues.c.id == queue_entries.c.queue_id)
             .where(
                 queues.c.name == queue,
-                queue_entries.c.held_by.is_(None),
+                # Free, or a gang that no agent has begun to join.
+                sa.or_(
+                    queue_entries.c.held_by.is_(None),
+                    sa.and_(queue_entries.c.held_by == GANG_HOLD, ~_JOINED),
+                ),
                 sa.or_(
                     queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()
                 ),
@@ -96,7 +117,7 @@ class Holds:
             found = conn.execute(
                 queue_entries.update()
                 .where(queue_entries.c.task_id == task_id, queue_entries.c.held_by == holder)
-                .values(held_by=None)
+                .values(held_by=_FREE)
                 .returning(queue_entries.c.id)
             ).first()
         return found is not None

@@ -208,3 +208,29 @@ def test_a_higher_priority_partition_preempts_the_job_and_slurm_requeues_it(
     assert task.tries == 1
     assert HistoryMark.PREEMPTED in [e.status for e in store.tasks.history(task_id)]
     assert [a for a, _ in steps_done(marks)][-1] == 2
+
+
+def test_a_gang_task_runs_as_one_allocation_with_a_rank_per_slurm_task(
+    store: Store, glue: Glue, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from tests.acceptance.test_gangs import gang_task, logs_of, marks_of
+
+    store.queues.create("q")
+    marks = tmp_path / "marks"
+    task_id = gang_task(store, 2, marks)
+    glue.start("-q", "q")
+    wait_until(lambda: status(store, task_id) is TaskStatus.COMPLETED, "the gang's all-reduce")
+    logs = logs_of(store, task_id)
+    assert "[rank 0] all-reduce: 3\n" in logs
+    assert "[rank 1] all-reduce: 3\n" in logs
+    workers = [worker for _, worker, _ in store.gangs.members(task_id)]
+    jobs = {w.rsplit(":slurm-", 1)[1].split("-")[0] for w in workers}
+    assert len(jobs) == 1  # both ranks in one Slurm job
+    [job] = jobs
+    assert sorted(w.rsplit("-", 1)[1] for w in workers) == ["0", "1"]  # SLURM_PROCID
+    out = glue.folder / f"{job}.out"
+    for rank in (0, 1):  # each rank's runner prints its end as it exits, after the task's
+        line = f"task {task_id} (rank {rank} of 2) completed"
+        wait_until(lambda line=line: line in out.read_text(), f"rank {rank}'s end in {out}")
+    assert len(marks_of(marks)) == 2
