@@ -137,3 +137,30 @@ def test_a_hydra_config_takes_a_clones_overrides(task: Task, store: Store) -> No
     assert cfg.db.port == 6543
     assert list(cfg.tags) == ["a", "b"]
     assert cfg.db.host == "localhost"
+
+
+def fire_train(lr: float = 0.1, epochs: int = 3) -> None:
+    SEEN.update(lr=lr, epochs=epochs)
+
+
+def test_fire_arguments_are_recorded_and_overridden(task: Task, store: Store) -> None:
+    import fire
+
+    fire.Fire(fire_train, command=["--lr", "0.5"])
+    assert SEEN == {"lr": 0.5, "epochs": 3}
+    params = task.get_parameters()
+    assert (params["Args/lr"], params["Args/epochs"]) == ("0.5", "3")
+
+    run = task._run
+    assert run is not None
+    stored = {"Args/lr": "0.01", "Args/epochs": "7"}
+    agent_task = Task(
+        StoreRecords(store),
+        task_id=run.fence.task_id,
+        project="p",
+        name="n",
+        role=AgentRun(run, stored),
+    )
+    connect_frameworks(agent_task, True)
+    fire.Fire(fire_train, command=["--lr", "0.5"])
+    assert SEEN == {"lr": 0.01, "epochs": 7}

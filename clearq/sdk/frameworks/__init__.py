@@ -5,9 +5,10 @@
   and histograms also reach the task (the event files are still written).
 - ``pytorch``, ``joblib``, ``scikit``: files written with ``torch.save``, ``joblib.dump``,
   or ``pickle.dump`` of a scikit-learn estimator become the task's output models.
-- ``click``, ``typer``, ``jsonargparse``: parsed options are connected as ``Args/<name>``
-  (jsonargparse's nested ones as ``Args/model/lr``), recorded by hand and overridden from a
-  clone under an agent, as argparse is.
+- ``click``, ``typer``, ``jsonargparse``, ``fire``: parsed options are connected as
+  ``Args/<name>`` (jsonargparse's nested ones as ``Args/model/lr``; fire's the called
+  function's arguments, defaults included), recorded by hand and overridden from a clone
+  under an agent, as argparse is.
 - ``hydra``: the composed configuration is connected as ``OmegaConf/<path>`` before the
   task function runs; under an agent a clone's overrides are written into it.
 
@@ -45,6 +46,7 @@ CAPTURED = (
     "click",
     "typer",
     "jsonargparse",
+    "fire",
     "hydra",
 )
 NOT_CAPTURED_HERE = (
@@ -57,7 +59,6 @@ NOT_CAPTURED_HERE = (
     "megengine",
     "catboost",
     "gradio",
-    "fire",
 )
 """ClearML's other names: accepted, so a ClearML script's dict works, but nothing to do."""
 

@@ -415,6 +415,52 @@ def _changed(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any]]
     return found
 
 
+def patch_fire(core: ModuleType, target: Target) -> None:
+    """The arguments python-fire parses for the function it calls are connected as
+    ``Args/<name>`` (defaults included), recorded by hand, overridden under an agent."""
+    original = core._MakeParseFn
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def make_parse(fn: Any, metadata: Any) -> Any:
+        parse = original(fn, metadata)
+
+        def parse_connected(args: Any) -> Any:
+            (varargs, kwargs), consumed, remaining, capacity = parse(args)
+            bound = _bind(fn, varargs, kwargs)
+            if bound is not None and not remaining:
+
+                def connect(_: Logger) -> None:
+                    bound.arguments.update(_now().arguments(dict(bound.arguments)))
+
+                _call("report", "fire arguments", connect)
+                varargs, kwargs = list(bound.args), dict(bound.kwargs)
+            return (varargs, kwargs), consumed, remaining, capacity
+
+        return parse_connected
+
+    setattr(make_parse, MARK, True)
+    setattr(core, "_MakeParseFn", make_parse)  # noqa: B010 - a module attribute mypy cannot see
+
+
+def _bind(fn: Any, varargs: Any, kwargs: Any) -> Any:
+    import inspect
+
+    try:
+        bound = inspect.signature(fn).bind(*varargs, **kwargs)
+    except (TypeError, ValueError):
+        return None  # not a complete call (fire goes on to a member): nothing to connect
+    bound.apply_defaults()
+    kinds = {p.name: p.kind for p in bound.signature.parameters.values()}
+    if any(
+        kinds[n] in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for n in bound.arguments
+    ):
+        return None  # *args / **kwargs have no names to record
+    return bound
+
+
 PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "matplotlib": [("matplotlib.pyplot", patch_pyplot), ("matplotlib.figure", patch_figure)],
     "pytorch": [("torch", patch_torch)],
@@ -427,6 +473,7 @@ PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "click": [("click.core", patch_click)],
     "typer": [("typer._click.core", patch_click)],  # typer runs on its own copy of click
     "jsonargparse": [("jsonargparse", patch_jsonargparse)],
+    "fire": [("fire.core", patch_fire)],
     "hydra": [
         ("hydra._internal.hydra", patch_hydra_run_job),
         ("hydra._internal.core_plugins.basic_launcher", patch_hydra_run_job),
