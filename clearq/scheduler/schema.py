@@ -125,6 +125,8 @@ tasks = sa.Table(
     sa.Column("beats", sa.Integer(), nullable=False, server_default="0"),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
+    # The ON DELETE SET NULL of parent_id probes it for every deleted task (migration 0011).
+    sa.Index("ix_tasks_parent_id", "parent_id"),
 )
 
 queues = sa.Table(

@@ -120,3 +120,12 @@ def test_the_history_triggers_survive_every_migration(empty_db: Database) -> Non
             )
         names = set(conn.exec_driver_sql(query).scalars())
     assert names == {"task_events_on_insert", "task_events_on_update"}
+
+
+def test_tasks_parent_id_is_indexed(empty_db: Database) -> None:
+    # Deleting a task makes the database find the tasks naming it as parent (ON DELETE
+    # SET NULL): without this index, each such look-up scans the whole table.
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        indexes = {ix["name"]: ix["column_names"] for ix in conn.dialect.get_indexes(conn, "tasks")}
+    assert indexes.get("ix_tasks_parent_id") == ["parent_id"]
