@@ -15,12 +15,13 @@ answering ends in an error instead of a hang.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -46,6 +47,10 @@ _PG_CONNECTION_CLASSES = ("08", "57P")
 _SQLITE_TRANSIENT = ("locked", "busy", "unable to open", "disk i/o")
 """SQLite messages of a file that cannot be used now, but may be later."""
 _BEGIN_OPTION = "clearq_sqlite_begin"
+_OPTIONS_REFUSED = False
+"""Set once a server refused the ``options`` startup parameter: later connections skip it."""
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 _IDLE_SINCE = "clearq_idle_since"
 
 
@@ -108,6 +113,36 @@ def pg_connect_args(settings: Settings, url: URL | None = None) -> dict[str, Any
     return {key: value for key, value in args.items() if key not in given}
 
 
+def connect_with_options(
+    connect: Callable[..., T], kwargs: dict[str, Any], refused: type[Exception]
+) -> T:
+    """``connect(**kwargs)``; without ``options`` if the server refuses that parameter.
+
+    ``refused`` is the driver's error for a failed connection.
+
+    pgbouncer (before 1.20, or without ``ignore_startup_parameters = options``) refuses
+    the ``options`` startup parameter that carries the server-side timeouts: the
+    connection is then opened without them, with one warning saying where to set them.
+    """
+    global _OPTIONS_REFUSED
+    if _OPTIONS_REFUSED and "options" in kwargs:
+        kwargs = {k: v for k, v in kwargs.items() if k != "options"}
+    try:
+        return connect(**kwargs)
+    except refused as e:
+        if "options" not in kwargs or "unsupported startup parameter" not in str(e):
+            raise
+    if not _OPTIONS_REFUSED:
+        _OPTIONS_REFUSED = True
+        logger.warning(
+            "the database refuses the 'options' startup parameter (pgbouncer?): connecting "
+            "without statement_timeout and idle_in_transaction_session_timeout; set them on "
+            "the server (ALTER ROLE ... SET) or in pgbouncer (query_timeout, "
+            "idle_transaction_timeout)"
+        )
+    return connect(**{k: v for k, v in kwargs.items() if k != "options"})
+
+
 def translate(error: DBAPIError, where: str, *, postgres: bool) -> StoreError:
     """The clearq error for a driver error raised while talking to the store at ``where``."""
     why = " ".join(str(error.orig).split())
@@ -155,6 +190,7 @@ class Database:
         if self.is_postgres:
             engine = sa.create_engine(self.url, connect_args=self.pg_connect_args())
             _ping_idle_connections(engine)
+            _connect_with_options(engine)
             return engine
         if self.url.database and self.url.database != ":memory:":
             _create_sqlite_file(Path(self.url.database).expanduser())
@@ -228,6 +264,7 @@ class Database:
                 connect_args=self.pg_connect_args(),
             )
             _ping_idle_connections(self._autocommit)
+            _connect_with_options(self._autocommit)
         return self._autocommit
 
     def _connect(self, engine: Engine | None = None) -> Connection:
@@ -246,6 +283,15 @@ class Database:
         self.engine.dispose()
         if self._autocommit is not None:
             self._autocommit.dispose()
+
+
+def _connect_with_options(engine: Engine) -> None:
+    """Open the engine's connections through :func:`connect_with_options`."""
+
+    @event.listens_for(engine, "do_connect")
+    def _do_connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        connect = lambda **kw: dialect.connect(*cargs, **kw)  # noqa: E731
+        return connect_with_options(connect, cparams, dialect.loaded_dbapi.OperationalError)
 
 
 def _ping_idle_connections(engine: Engine) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import ConnectionLost, StoreError
 from clearq.models import _Frozen
-from clearq.scheduler.engine import Database
+from clearq.scheduler.engine import Database, connect_with_options
 
 ENQUEUE_CHANNEL = "clearq_enqueue"
 """Payload: the id of the queue that got an entry."""
@@ -138,7 +138,11 @@ class PgListener:
     def _connect(self) -> bool:
         psycopg = self._psycopg
         try:
-            conn = psycopg.connect(self._dsn, autocommit=True, **self._args)
+            conn = connect_with_options(
+                lambda **kw: psycopg.connect(self._dsn, autocommit=True, **kw),
+                self._args,
+                psycopg.OperationalError,
+            )
             try:
                 for channel in self._channels:
                     conn.execute(f'LISTEN "{channel}"')

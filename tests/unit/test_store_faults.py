@@ -13,6 +13,7 @@ from clearq.config import Settings
 from clearq.errors import ConnectionLost, SchemaError, StoreError, StoreUnavailable
 from clearq.runtime.executor import Control
 from clearq.runtime.outage import Outage, retry_while_held
+from clearq.scheduler import engine
 from clearq.scheduler.engine import pg_connect_args, translate
 from clearq.scheduler.notify import Backoff
 
@@ -177,3 +178,31 @@ def test_a_call_from_before_the_recovery_does_not_open_a_new_outage() -> None:
     assert len(said) == 2
     outage.failed(ConnectionLost("new"), started=104.0)
     assert len(said) == 3
+
+
+def test_a_server_refusing_startup_options_is_connected_to_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine, "_OPTIONS_REFUSED", False)
+    calls: list[dict[str, str]] = []
+
+    def connect(**kwargs: str) -> str:
+        calls.append(kwargs)
+        if "options" in kwargs:
+            raise ConnectionError("FATAL: unsupported startup parameter: options")
+        return "connected"
+
+    args = {"options": "-c statement_timeout=1000", "connect_timeout": "2"}
+    assert engine.connect_with_options(connect, args, ConnectionError) == "connected"
+    assert engine.connect_with_options(connect, args, ConnectionError) == "connected"
+    assert calls == [args, {"connect_timeout": "2"}, {"connect_timeout": "2"}]
+
+
+def test_other_connection_failures_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_OPTIONS_REFUSED", False)
+
+    def connect(**kwargs: str) -> str:
+        raise ConnectionError("connection refused")
+
+    with pytest.raises(ConnectionError, match="refused"):
+        engine.connect_with_options(connect, {"options": "-c x=1"}, ConnectionError)
