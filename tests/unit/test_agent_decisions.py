@@ -1,0 +1,127 @@
+"""The agent's decisions, on the in-memory store: what it records for each way a run ends.
+
+The executor is a fake that ends each run as told; the store is ``clearq.testing``'s
+twin, which passes the same contract as the real one (``tests/contract``). What a real
+process, a real venv and a real database add is tested in ``tests/acceptance``.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from clearq.config import Settings
+from clearq.models import Claim, TaskSpec, TaskStatus
+from clearq.runtime.agent import Agent, AgentOptions
+from clearq.runtime.executor import Control, Outcome
+from clearq.runtime.exits import OnceExit
+from clearq.testing import MemoryStore
+
+Run = Callable[[Claim, Control], Outcome]
+
+
+class FakeExecutor:
+    """Ends every run the way ``run`` says, and remembers what it was asked to run."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self.ran: list[Claim] = []
+
+    def run(self, claim: Claim, control: Control, gpus: tuple[str, ...] | None) -> Outcome:
+        self.ran.append(claim)
+        return self._run(claim, control)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MemoryStore:
+    settings = Settings(home=tmp_path / "home", lease_seconds=0.3)
+    twin = MemoryStore(settings=settings)
+    twin.queues.create("q")
+    return twin
+
+
+def _queued(store: MemoryStore, **spec: object) -> uuid.UUID:
+    task_id = store.tasks.create(TaskSpec(project="p", name="t", **spec)).id  # type: ignore[arg-type]
+    store.queues.enqueue(task_id, "q")
+    return task_id
+
+
+def _once(store: MemoryStore, run: Run, **options: object) -> tuple[int, FakeExecutor]:
+    executor = FakeExecutor(run)
+    agent = Agent(store, executor, AgentOptions(queues=("q",), once=True, **options))  # type: ignore[arg-type]
+    return agent.run(), executor
+
+
+def test_a_completed_run_is_recorded_and_once_exits_zero(store: MemoryStore) -> None:
+    task_id = _queued(store)
+    code, executor = _once(store, lambda c, _: Outcome(TaskStatus.COMPLETED, 0))
+    assert code == OnceExit.COMPLETED
+    assert [c.task_id for c in executor.ran] == [task_id]
+    assert store.tasks.get(task_id).status is TaskStatus.COMPLETED
+    assert store.workers.list() == []  # unregistered on the way out
+
+
+def test_an_executor_that_raises_fails_the_task_and_the_agent_lives(store: MemoryStore) -> None:
+    task_id = _queued(store)
+
+    def boom(claim: Claim, control: Control) -> Outcome:
+        raise RuntimeError("disk on fire")
+
+    code, _ = _once(store, boom)
+    task = store.tasks.get(task_id)
+    assert code == OnceExit.FAILED
+    assert task.status is TaskStatus.FAILED
+    assert task.status_reason == "agent error: RuntimeError: disk on fire"
+
+
+def test_a_requeue_goes_back_unless_an_infrastructure_failure_spent_the_attempts(
+    store: MemoryStore,
+) -> None:
+    again = _queued(store)
+    code, _ = _once(store, lambda c, _: Outcome(None, reason="draining", requeue=True))
+    assert code == OnceExit.REQUEUED
+    assert store.tasks.get(again).status is TaskStatus.QUEUED
+    store.queues.dequeue(again)
+    spent = _queued(store, max_attempts=1)
+    code, _ = _once(
+        store, lambda c, _: Outcome(None, reason="no network", requeue=True, infra=True)
+    )
+    assert code == OnceExit.FAILED
+    assert "attempts are spent" in store.tasks.get(spent).status_reason
+
+
+def test_a_stop_request_reaches_the_run_with_its_reason(store: MemoryStore) -> None:
+    task_id = _queued(store)
+    started = threading.Event()
+
+    def until_stopped(claim: Claim, control: Control) -> Outcome:
+        started.set()
+        assert control.wake.wait(30), "the stop never reached the run"
+        return Outcome(TaskStatus.STOPPED, None, control.stop_reason or "")
+
+    def ask() -> None:
+        assert started.wait(30)
+        store.leases.request_stop(task_id, reason="budget spent")
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    code, _ = _once(store, until_stopped)
+    asker.join()
+    assert code == OnceExit.STOPPED
+    task = store.tasks.get(task_id)
+    assert (task.status, task.status_reason) == (TaskStatus.STOPPED, "stop requested: budget spent")
+
+
+def test_a_queue_asking_more_gpus_than_the_agent_has_is_left_alone(store: MemoryStore) -> None:
+    store.queues.create("big", gpus=2)
+    task_id = store.tasks.create(TaskSpec(project="p", name="big")).id
+    store.queues.enqueue(task_id, "big")
+    executor = FakeExecutor(lambda c, _: Outcome(TaskStatus.COMPLETED, 0))
+    options = AgentOptions(queues=("big",), gpus=("0",), dynamic_gpus=True, idle_exit=0.2)
+    assert Agent(store, executor, options).run() == 0  # type: ignore[arg-type]
+    assert executor.ran == []
+    assert store.tasks.get(task_id).status is TaskStatus.QUEUED
