@@ -170,8 +170,7 @@ class SlurmGlue:
     def _check_running(
         self, task: RunningUnder, jobs: dict[str, SlurmJob], report: PassReport
     ) -> None:
-        worker = task.fence.worker or ""
-        job_id = job_of_worker(worker)
+        job_id = job_of_worker(task.runner)
         job = jobs.get(job_id)
         if job is not None and job.running:
             return
@@ -208,7 +207,7 @@ class SlurmGlue:
             self._note(task_id, holder, job)
             return True
         run = running.get(task_id)
-        runs_here = run is not None and (run.fence.worker or "").endswith(mark)
+        runs_here = run is not None and job_of_worker(run.runner) == job.job_id
         if runs_here and (job.running or task_id not in report.requeued):
             return True  # its runner has the task (or is recording how it ended)
         try:

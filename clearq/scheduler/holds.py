@@ -39,6 +39,8 @@ class RunningUnder:
 
     fence: Fence
     stop_requested: bool
+    runner: str
+    """The matching worker name: the task's own, or for a gang one of its ranks'."""
 
 
 # A gang's entry given back is the gang former's again; any other is free.
@@ -153,19 +155,29 @@ class Holds:
             )
 
     def running_under(self, worker_suffix: str) -> builtins.list[RunningUnder]:
-        """Running tasks whose worker name contains ``worker_suffix`` (``:slurm-``)."""
-        query = sa.select(
-            tasks.c.id, tasks.c.attempt, tasks.c.worker, tasks.c.stop_requested_at
+        """Running tasks whose worker name, or a running rank's, contains ``worker_suffix``."""
+        t = tasks.c
+        own = sa.select(
+            t.id, t.attempt, t.worker, t.stop_requested_at, t.worker.label("runner")
         ).where(
-            tasks.c.status == TaskStatus.RUNNING.value,
-            tasks.c.worker.contains(worker_suffix, autoescape=True),
+            t.status == TaskStatus.RUNNING.value,
+            t.worker.contains(worker_suffix, autoescape=True),
+        )
+        ranks = (
+            sa.select(t.id, t.attempt, t.worker, t.stop_requested_at, gang_members.c.worker)
+            .join(gang_members, gang_members.c.task_id == t.id)
+            .where(
+                t.status == TaskStatus.RUNNING.value,
+                gang_members.c.attempt == t.attempt,
+                gang_members.c.state != "completed",
+                gang_members.c.worker.contains(worker_suffix, autoescape=True),
+            )
         )
         with self._db.read() as conn:
-            rows = conn.execute(query).all()
+            rows = [*conn.execute(own).all(), *conn.execute(ranks).all()]
         return [
             RunningUnder(
-                Fence(task_id=r.id, attempt=r.attempt, worker=r.worker),
-                r.stop_requested_at is not None,
+                Fence(task_id=r[0], attempt=r[1], worker=r[2]), r[3] is not None, runner=r[4]
             )
             for r in rows
         ]

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from clearq import Task
 
 task = Task.init()
-params = task.connect({"nodes": 2, "marks": "", "hang": 0})
+params = task.connect({"nodes": 2, "marks": "", "hang": 0, "timeout": 60})
 facts = task.launch_multi_node(params["nodes"])
 attempt = int(os.environ["CLEARQ_ATTEMPT"])
 mark = {"attempt": attempt, "pid": os.getpid(), "facts": facts,
@@ -42,7 +42,7 @@ mark = {"attempt": attempt, "pid": os.getpid(), "facts": facts,
                                             "RANK", "NODE_RANK", "LOCAL_RANK")}}
 with open(params["marks"], "a") as f:
     f.write(json.dumps(mark) + "\\n")
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=params["timeout"]))
 if params["hang"] and attempt == 1 and facts["node_rank"] == 1:
     time.sleep(600)
 x = torch.tensor([float(dist.get_rank() + 1)])
@@ -53,7 +53,13 @@ dist.destroy_process_group()
 
 
 def gang_task(
-    store: Store, nodes: int, marks: Path, *, hang: bool = False, max_retries: int = 0
+    store: Store,
+    nodes: int,
+    marks: Path,
+    *,
+    hang: bool = False,
+    max_retries: int = 0,
+    timeout: int = 60,
 ) -> uuid.UUID:
     spec = TaskSpec(
         project="gangs",
@@ -63,6 +69,7 @@ def gang_task(
             "General/nodes": str(nodes),
             "General/marks": str(marks),
             "General/hang": str(int(hang)),
+            "General/timeout": str(timeout),
         },
         max_retries=max_retries,
     )

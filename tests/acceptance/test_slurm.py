@@ -234,3 +234,27 @@ def test_a_gang_task_runs_as_one_allocation_with_a_rank_per_slurm_task(
         line = f"task {task_id} (rank {rank} of 2) completed"
         wait_until(lambda line=line: line in out.read_text(), f"rank {rank}'s end in {out}")
     assert len(marks_of(marks)) == 2
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_gang_job_whose_runners_die_puts_the_gang_back(
+    store: Store, glue: Glue, tmp_path: Path
+) -> None:
+    pytest.importorskip("torch")
+    from tests.acceptance.test_gangs import gang_task, marks_of
+
+    store.queues.create("q")
+    marks = tmp_path / "marks"
+    # Rank 1 of attempt 1 hangs; rank 0 gives up on it after 10 s (gloo's timeout).
+    task_id = gang_task(store, 2, marks, hang=True, timeout=10)
+    glue.start("-q", "q")
+    wait_until(lambda: len(marks_of(marks)) == 2, "both ranks of attempt 1")
+    runners = [w for _, w, _ in store.gangs.members(task_id)]
+    for runner in runners:  # both runners die without a word: Slurm ends the job
+        os.kill(store.workers.get(runner).pid or 0, signal.SIGKILL)
+    wait_until(lambda: status(store, task_id) is TaskStatus.COMPLETED, "attempt 2")
+    task = store.tasks.get(task_id)
+    assert (task.attempt, task.tries) == (2, 2)  # lost runners spend an attempt
+    job = runners[0].rsplit(":slurm-", 1)[1].split("-")[0]
+    reasons = [e.reason for e in store.tasks.history(task_id) if e.status is TaskStatus.QUEUED]
+    assert any(f"Slurm job {job} ended" in r for r in reasons), reasons

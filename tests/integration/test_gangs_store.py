@@ -8,6 +8,7 @@ from clearq.errors import InvalidInput, LeaseLost
 from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler.gangs import GangLeft
+from clearq.scheduler.schema import db_now, gang_members
 
 SPEC = TaskSpec(project="p", name="gang", script=Script(source="", entry_point="x.py"))
 
@@ -78,3 +79,31 @@ def test_a_failed_rank_ends_the_attempt_for_all(store: Store) -> None:
     with pytest.raises(LeaseLost):
         store.gangs.complete_rank(fence, 0)
     assert store.leases.heartbeat("h:a", [fence]).lost == {task_id}
+
+
+def test_a_rank_whose_agent_went_silent_puts_the_gang_back(store: Store) -> None:
+    store.queues.create("q")
+    task_id = store.tasks.create(SPEC).id
+    store.queues.enqueue(task_id, "q", nodes=2)
+    store.gangs.join("h:a", ["q"], address="a", port=1)
+    last = store.gangs.join("h:b", ["q"], address="b", port=2)
+    assert last is not None
+    assert last.claim is not None
+    fence = last.claim.fence
+    assert store.gangs.beat(fence, 1) is None  # both alive
+    with store.db.write() as conn:  # rank 0's agent stopped renewing: its lease passed
+        conn.execute(
+            gang_members.update()
+            .where(gang_members.c.task_id == task_id, gang_members.c.rank == 0)
+            .values(lease_expires_at=db_now(-5))
+        )
+    why = store.gangs.beat(fence, 1)
+    assert why == "rank 0 of the gang (h:a) stopped renewing its lease"
+    task = store.tasks.get(task_id)
+    assert (task.status, task.tries) == (TaskStatus.QUEUED, 1)  # an infrastructure failure
+    assert why in task.status_reason
+    # Back in its queue as a gang: agents pass it over, ranks join it for attempt 2.
+    assert store.claimer("w", ["q"]).claim(5) == []
+    again = store.gangs.join("h:c", ["q"], address="c", port=3)
+    assert again is not None
+    assert (again.membership.attempt, again.membership.rank) == (2, 0)
