@@ -164,3 +164,27 @@ def test_execute_remotely_without_a_queue_leaves_a_draft_an_agent_runs_later(
     assert "running on an agent with lr=0.5" in "".join(draft.get_reported_console_output())
     assert function.wait_for_status(timeout=60) is TaskStatus.COMPLETED
     assert function.artifacts["return"].get() == 49
+
+
+CLONE_REMOTELY = """
+from clearq import Task
+
+task = Task.init(project_name="examples", task_name="clone remotely")
+task.connect({"lr": 0.1})
+clone = task.execute_remotely(queue_name="default", clone=True, exit_process=False)
+print(f"still here, clone {clone.id}")
+"""
+
+
+def test_execute_remotely_with_clone_sends_a_copy_and_keeps_running(
+    clearml_db: Store, clearml_env: dict[str, str], tmp_path: Path
+) -> None:
+    clearml_db.queues.create("default")
+    out = run_script(tmp_path / "work", "clone.py", CLONE_REMOTELY, clearml_env)
+    clone_id = out.split("clone ")[1].strip()
+    tasks = {t.id: t for t in Task.get_tasks(project_name="examples", task_name="clone remotely")}
+    copy = tasks.pop(clone_id)
+    (original,) = tasks.values()
+    assert copy.get_status() is TaskStatus.QUEUED
+    assert copy.get_parameters()["General/lr"] == "0.1"
+    assert original.get_status() is TaskStatus.COMPLETED
