@@ -91,6 +91,14 @@ def wait_for_log(store: Store, task_id: uuid.UUID, text: str, attempt: int) -> N
         time.sleep(0.1)
 
 
+def run_to_end(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+    """``clearq task run`` to a completed task (its diagnostics go to stderr, as an agent's)."""
+    result = cli.run(*args, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return result
+
+
 def steps_done(marks: Path) -> list[tuple[int, int]]:
     pairs = (line.split() for line in marks.read_text().splitlines())
     return [(int(a), int(s)) for a, s in pairs]
@@ -100,7 +108,7 @@ def test_run_claims_the_named_task_out_of_its_queue(cli: Cli, store: Store, tmp_
     store.queues.create("q")
     first = train_task(store, "q", tmp_path / "first")
     named = train_task(store, "q", tmp_path / "named")
-    result = cli.run("task", "run", str(named), "--skip-env", "--name", "runner")
+    result = run_to_end(cli, "task", "run", str(named), "--skip-env", "--name", "runner")
     assert f"task {named} completed" in result.stdout
     task = store.tasks.get(named)
     assert task.status is TaskStatus.COMPLETED
@@ -148,7 +156,7 @@ def test_sigterm_to_the_runner_preempts_and_the_next_attempt_resumes(
         TaskStatus.QUEUED,
     ]
     saved = last_step(marks) + 1  # the step it was on when the callback ran
-    finish = cli.run("task", "run", str(task_id), "--skip-env")
+    finish = run_to_end(cli, "task", "run", str(task_id), "--skip-env")
     assert f"task {task_id} completed" in finish.stdout
     logs = "".join(line.text for line in store.outputs.logs(task_id))
     assert "attempt 1 resumes at step 0 (checkpoint None)" in logs
