@@ -42,7 +42,8 @@ class BlackholeProxy:
 
     def close(self) -> None:
         """Close every connection and the listening socket."""
-        self._closed.set()
+        with self._lock:
+            self._closed.set()
         self._flowing.set()
         self._listener.close()
         with self._lock:
@@ -60,22 +61,27 @@ class BlackholeProxy:
             thread.start()
 
     def _serve(self, client: socket.socket) -> None:
-        self._track(client)
-        self._flowing.wait()  # a paused path answers no handshake beyond the kernel's
-        if self._closed.is_set():
+        if not self._track(client):
             return
+        self._flowing.wait()  # a paused path answers no handshake beyond the kernel's
         try:
             upstream = socket.create_connection(("127.0.0.1", self._target))
         except OSError:
             client.close()
             return
-        self._track(upstream)
+        if not self._track(upstream) or self._closed.is_set():
+            return
         for source, sink in ((client, upstream), (upstream, client)):
             threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
-    def _track(self, sock: socket.socket) -> None:
+    def _track(self, sock: socket.socket) -> bool:
+        """Keep ``sock`` to close it with the proxy; closed now if the proxy already is."""
         with self._lock:
+            if self._closed.is_set():
+                sock.close()
+                return False
             self._sockets.append(sock)
+            return True
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         with selectors.DefaultSelector() as selector:
