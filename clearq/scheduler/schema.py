@@ -16,6 +16,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from clearq.scheduler.statements import clock
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -68,15 +70,12 @@ class db_now(FunctionElement[datetime]):  # named like the SQL function it stand
 
 @compiles(db_now, "postgresql")
 def _pg_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
-    offset = compiler.process(element.clauses, **kw)
-    return f"(now() + make_interval(secs => {offset}))"
+    return clock(True, compiler.process(element.clauses, **kw))
 
 
 @compiles(db_now, "sqlite")
 def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
-    # Same text layout as SQLAlchemy writes for SQLite datetimes: microseconds, 6 digits.
-    offset = compiler.process(element.clauses, **kw)
-    return f"strftime('%Y-%m-%d %H:%M:%f000', julianday('now') + ({offset}) / 86400.0)"
+    return clock(False, compiler.process(element.clauses, **kw))
 
 
 tasks = sa.Table(

@@ -270,12 +270,23 @@ class _Holes(dict[str, str]):
         return (_PG if self._pg else _SQLITE)[key]
 
 
+def clock(postgres: bool, offset: str) -> str:
+    """The database's clock plus ``offset`` (SQL for a number of seconds), on the dialect.
+
+    The one definition of it: these statements' ``{now}`` / ``{after_X}`` holes and
+    ``schema.db_now`` (the SQLAlchemy statements' clock) both render it.
+    """
+    if postgres:
+        return f"(now() + make_interval(secs => {offset}))"
+    return _sqlite_now(offset)
+
+
 def _sqlite_now(offset: str) -> str:
-    # The text layout SQLAlchemy writes for SQLite datetimes (schema.db_now).
+    # The text layout SQLAlchemy writes for SQLite datetimes: microseconds, 6 digits.
     return f"strftime('%Y-%m-%d %H:%M:%f000', julianday('now') + ({offset}) / 86400.0)"
 
 
-_PG_AFTER = "(now() + make_interval(secs => CAST(:{p} AS double precision)))"
+_PG_AFTER = clock(True, "CAST(:{p} AS double precision)")
 _FENCE_HOLES = {
     "fence": FENCE.replace("{task}", "tasks").replace("{value}", ":"),
     "fence_v": FENCE.replace("{task}", "tasks").replace("{value}", "v."),
