@@ -43,13 +43,15 @@ def _fill(store: Store, n: int) -> None:
     fill_queue(store, QUEUE, n)
     with psycopg.connect(store_dsn(store), autocommit=True) as conn:
         # Every even task a clone of the odd one before it.
+        conn.execute("ANALYZE tasks")
         conn.execute(
             """
             UPDATE tasks c SET parent_id = p.id
-            FROM tasks p
-            WHERE c.name ~ '^bench-[0-9]+$' AND p.name ~ '^bench-[0-9]+$'
-              AND split_part(c.name, '-', 2)::bigint % 2 = 0
-              AND split_part(p.name, '-', 2)::bigint = split_part(c.name, '-', 2)::bigint - 1
+            FROM (
+                SELECT id, split_part(name, '-', 2)::bigint AS n FROM tasks
+                WHERE name ~ '^bench-[0-9]+$'
+            ) p
+            WHERE p.n % 2 = 1 AND c.name = 'bench-' || (p.n + 1)
             """
         )
         conn.execute("VACUUM ANALYZE tasks")

@@ -50,6 +50,10 @@ DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 60.0
 """The server cancels one of clearq's statements that runs longer (0: no limit)."""
 DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS = 60.0
 """The server ends a session idle inside a transaction this long, freeing its locks."""
+DEFAULT_DB_POOL_SIZE = 2
+"""PostgreSQL connections each of a store's two pools keeps open (``CLEARQ_DB_POOL_SIZE``)."""
+DEFAULT_DB_MAX_OVERFLOW = 4
+"""Connections each pool may open beyond its size while busy, closed when returned."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 """Debian's and Ubuntu's system CA bundle: carried into containers when nothing else is set."""
 PACKAGE_INDEX_VARIABLES = (
@@ -89,6 +93,18 @@ class Settings:
     db_tcp_user_timeout_seconds: float = DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS
     db_statement_timeout_seconds: float = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
     db_idle_in_transaction_seconds: float = DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    """Connections each of the store's two SQLAlchemy pools keeps (the transactional one
+    and the autocommit one of the claim and finish): an idle agent uses one of each."""
+    db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
+    """Extra connections a busy pool may open for a moment (closed when given back)."""
+    database_pgbouncer: bool = False
+    """The database URL is a pgbouncer in transaction mode: no prepared statements, no
+    startup options (set statement_timeout and idle_in_transaction_session_timeout on
+    the server or role instead), and LISTEN only through ``listen_url``."""
+    listen_url: str | None = None
+    """A direct (session) PostgreSQL URL for the agent's LISTEN connection, when the
+    database URL goes through a transaction pooler that cannot keep a LISTEN."""
 
     # Set by an agent in the environment of a task it runs: Task.init attaches to it.
     task_id: uuid.UUID | None = None
@@ -139,6 +155,7 @@ class Settings:
             "env_cache_max_entries",
             "env_cache_max_bytes",
             "storage_cache_max_bytes",
+            "db_pool_size",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
@@ -150,6 +167,7 @@ class Settings:
             "db_tcp_user_timeout_seconds",
             "db_statement_timeout_seconds",
             "db_idle_in_transaction_seconds",
+            "db_max_overflow",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{_env_name(name)} must not be negative")
@@ -221,6 +239,10 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "db_tcp_user_timeout_seconds": float,
     "db_statement_timeout_seconds": float,
     "db_idle_in_transaction_seconds": float,
+    "db_pool_size": int,
+    "db_max_overflow": int,
+    "database_pgbouncer": _flag,
+    "listen_url": _optional(str.strip),
     "ca_bundle": _optional(Path),
     "allow_local_repositories": _flag,
     "gang_wait_seconds": float,

@@ -169,6 +169,7 @@ def agent_command(
     config = ExecutorConfig(
         home=settings.home_dir,
         database_url=settings.resolved_database_url,
+        database_pgbouncer=settings.database_pgbouncer,
         worker=worker_id(name),
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,

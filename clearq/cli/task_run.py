@@ -84,6 +84,7 @@ def run_command(
     config = ExecutorConfig(
         home=settings.home_dir,
         database_url=settings.resolved_database_url,
+        database_pgbouncer=settings.database_pgbouncer,
         worker=worker,
         stop_grace=stop_grace,
         keep_workspaces=keep_workspaces,

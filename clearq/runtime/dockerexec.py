@@ -219,6 +219,7 @@ class DockerExecution:
             "CLEARQ_ATTEMPT": str(fence.attempt),
             "CLEARQ_WORKER": fence.worker or "",
             "CLEARQ_DATABASE_URL": self._config.database_url,
+            "CLEARQ_DATABASE_PGBOUNCER": "1" if self._config.database_pgbouncer else "0",
             "CLEARQ_HOME": str(self._config.home),
         }
 

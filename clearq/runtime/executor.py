@@ -153,6 +153,8 @@ class ExecutorConfig:
     home: Path
     database_url: str
     worker: str
+    database_pgbouncer: bool = False
+    """The database URL is a pgbouncer in transaction mode: tasks are told so too."""
     stop_grace: float = DEFAULT_STOP_GRACE_SECONDS
     monitor_seconds: float = TASK_MONITOR_SECONDS
     keep_workspaces: bool = False
@@ -377,6 +379,7 @@ class Executor:
             "CLEARQ_ATTEMPT": str(fence.attempt),
             "CLEARQ_WORKER": fence.worker or "",
             "CLEARQ_DATABASE_URL": self._config.database_url,
+            "CLEARQ_DATABASE_PGBOUNCER": "1" if self._config.database_pgbouncer else "0",
             "CLEARQ_HOME": str(self._config.home),
         }
         return task_environment(

@@ -88,6 +88,12 @@ def pg_connect_args(settings: Settings, url: URL | None = None) -> dict[str, Any
     statement past ``statement_timeout`` and a session idle in a transaction past
     ``idle_in_transaction_session_timeout`` (so a cut-off agent's locks free themselves).
     A parameter given in the URL's query wins.
+
+    Behind pgbouncer in transaction mode (``settings.database_pgbouncer``) psycopg
+    prepares nothing (``prepare_threshold=None``: a prepared statement lives on one
+    server connection, and the next transaction may run on another) and no
+    ``options`` startup parameter is sent (pgbouncer refuses it): set the two server
+    timeouts on the server or role instead.
     """
     keepalive = str(round(settings.db_keepalive_seconds))
     args: dict[str, Any] = {
@@ -107,7 +113,9 @@ def pg_connect_args(settings: Settings, url: URL | None = None) -> dict[str, Any
         )
         if seconds
     ]
-    if options:
+    if settings.database_pgbouncer:
+        args["prepare_threshold"] = None
+    elif options:
         args["options"] = " ".join(options)
     given = set(url.query) if url is not None else set()
     return {key: value for key, value in args.items() if key not in given}
@@ -188,7 +196,9 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_postgres:
-            engine = sa.create_engine(self.url, connect_args=self.pg_connect_args())
+            engine = sa.create_engine(
+                self.url, connect_args=self.pg_connect_args(), **self._pool_sizes()
+            )
             _ping_idle_connections(engine)
             _connect_with_options(engine)
             return engine
@@ -197,6 +207,19 @@ class Database:
         engine = sa.create_engine(self.url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _configure_sqlite(engine)
         return engine
+
+    def _pool_sizes(self) -> dict[str, int]:
+        # Set explicitly (SQLAlchemy's default is 5 + 10 a pool): the database's
+        # connection budget is the fleet's ceiling (CLEARQ_DB_POOL_SIZE, _MAX_OVERFLOW).
+        return {
+            "pool_size": self._settings.db_pool_size,
+            "max_overflow": self._settings.db_max_overflow,
+        }
+
+    @property
+    def settings(self) -> Settings:
+        """The settings this store's connections were made with."""
+        return self._settings
 
     def pg_connect_args(self) -> dict[str, Any]:
         """The libpq timeouts of this store's PostgreSQL connections (:func:`pg_connect_args`)."""
@@ -262,6 +285,7 @@ class Database:
                 isolation_level="AUTOCOMMIT",
                 pool_reset_on_return=None,
                 connect_args=self.pg_connect_args(),
+                **self._pool_sizes(),
             )
             _ping_idle_connections(self._autocommit)
             _connect_with_options(self._autocommit)

@@ -8,6 +8,7 @@ lost or duplicated hint costs latency, never correctness.
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -19,7 +20,14 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import ConnectionLost, StoreError
 from clearq.models import _Frozen
-from clearq.scheduler.engine import Database, connect_with_options
+from clearq.scheduler.engine import (
+    Database,
+    connect_with_options,
+    normalise_url,
+    pg_connect_args,
+)
+
+log = logging.getLogger(__name__)
 
 ENQUEUE_CHANNEL = "clearq_enqueue"
 """Payload: the id of the queue that got an entry."""
@@ -27,6 +35,8 @@ STOP_CHANNEL = "clearq_stop"
 """Payload: the id of the task asked to stop."""
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 15.0
+_said_polling = False
+"""The one-time notice that LISTEN cannot work behind pgbouncer was logged."""
 
 
 class Notice(_Frozen):
@@ -118,9 +128,15 @@ class PgListener:
         import psycopg  # only PostgreSQL needs it: SQLite users never pay its import
 
         self._psycopg = psycopg
-        self._dsn = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._where = db.url.render_as_string(hide_password=True)
+        url = db.url
         self._args = db.pg_connect_args()
+        direct = db.settings.listen_url
+        if direct:
+            # A direct session to the server, past the pooler: its own libpq options.
+            url = normalise_url(direct)
+            self._args = pg_connect_args(db.settings.replace(database_pgbouncer=False), url)
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._where = url.render_as_string(hide_password=True)
         self._channels = channels
         self._on_change = on_change
         self._backoff = backoff or Backoff()
@@ -219,7 +235,31 @@ def listen(
     """A listener for ``channels``: LISTEN on PostgreSQL, polling on SQLite.
 
     ``on_change`` hears a lost LISTEN connection (the error) and its return (None).
+    Behind pgbouncer in transaction mode LISTEN goes to ``CLEARQ_LISTEN_URL``; without
+    one it cannot work (the pooler hands the listening server connection to others),
+    so the listener polls and says so once.
     """
-    if db.is_postgres:
+    if can_listen(db):
         return PgListener(db, channels, on_change=on_change)
+    if db.is_postgres:
+        _say_polling_once()
     return PollingListener()
+
+
+def can_listen(db: Database) -> bool:
+    """True where this store's hints arrive: PostgreSQL, past any transaction pooler."""
+    settings = db.settings
+    return db.is_postgres and (not settings.database_pgbouncer or bool(settings.listen_url))
+
+
+def _say_polling_once() -> None:
+    global _said_polling
+    if _said_polling:
+        return
+    _said_polling = True
+    log.warning(
+        "CLEARQ_DATABASE_PGBOUNCER is set without CLEARQ_LISTEN_URL: LISTEN cannot work "
+        "through a transaction pooler, so agents poll the store (wake-ups within about a "
+        "second, stop requests at the next lease renewal). Set CLEARQ_LISTEN_URL to a "
+        "direct PostgreSQL URL to keep them immediate."
+    )

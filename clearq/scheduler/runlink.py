@@ -259,24 +259,30 @@ class RunLink:
 # ---- opening a link ---------------------------------------------------------------------
 
 
-def open_run_link(url: str, *, lease_seconds: float) -> RunLink:
-    """A link to the store at ``url``, its schema checked (created on an empty database)."""
+def open_run_link(url: str, *, lease_seconds: float, pgbouncer: bool = False) -> RunLink:
+    """A link to the store at ``url``, its schema checked (created on an empty database).
+
+    ``pgbouncer``: ``url`` is a pgbouncer in transaction mode, so nothing is prepared.
+    """
     kind, target = _parse_url(url)
-    link = _connect(kind, target, lease_seconds)
+    link = _connect(kind, target, lease_seconds, prepare=not pgbouncer)
     try:
         if link.revision() != SCHEMA_REVISION:
-            _ensure_schema_slowly(url)  # first use of a database, or one to upgrade
+            _ensure_schema_slowly(
+                url, pgbouncer=pgbouncer
+            )  # first use of a database, or one to upgrade
     except BaseException:
         link.close()
         raise
     return link
 
 
-def _ensure_schema_slowly(url: str) -> None:
+def _ensure_schema_slowly(url: str, *, pgbouncer: bool) -> None:
+    from clearq.config import Settings
     from clearq.scheduler.engine import Database
     from clearq.scheduler.migrate import ensure_schema
 
-    db = Database(url)
+    db = Database(url, settings=Settings(database_url=url, database_pgbouncer=pgbouncer))
     try:
         ensure_schema(db)
     finally:
@@ -301,12 +307,12 @@ def _parse_url(url: str) -> tuple[str, str]:
     )
 
 
-def _connect(kind: str, target: str, lease_seconds: float) -> RunLink:
+def _connect(kind: str, target: str, lease_seconds: float, *, prepare: bool) -> RunLink:
     if kind == "sqlite":
         return RunLink(_SqliteDriver(target), lease_seconds=lease_seconds)
     from clearq.scheduler.runlink_pg import PgDriver
 
-    return RunLink(PgDriver(target), lease_seconds=lease_seconds)
+    return RunLink(PgDriver(target, prepare=prepare), lease_seconds=lease_seconds)
 
 
 class _SqliteDriver:

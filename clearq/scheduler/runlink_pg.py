@@ -14,14 +14,19 @@ from clearq.errors import ConnectionLost, StoreError, StoreUnavailable
 class PgDriver:
     """One autocommit psycopg connection; multi-statement writes in explicit transactions."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, prepare: bool = True) -> None:
         self._conninfo = conninfo
+        # Behind pgbouncer in transaction mode nothing may be prepared: the next
+        # statement may run on another server connection (CLEARQ_DATABASE_PGBOUNCER).
+        self._prepare_threshold: int | None = 5 if prepare else None
         self._where = _without_password(conninfo)
         self._conn = self._open()
 
     def _open(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(self._conninfo, autocommit=True)
+            return psycopg.connect(
+                self._conninfo, autocommit=True, prepare_threshold=self._prepare_threshold
+            )
         except psycopg.Error as e:
             why = " ".join(str(e).split())
             raise ConnectionLost(

@@ -18,7 +18,13 @@ from clearq.scheduler.holds import Holds
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.migrate import ensure_schema
 from clearq.scheduler.model_registry import ModelRegistry
-from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, listen
+from clearq.scheduler.notify import (
+    ENQUEUE_CHANNEL,
+    STOP_CHANNEL,
+    Listener,
+    can_listen,
+    listen,
+)
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
 from clearq.scheduler.reported import Reported
@@ -74,8 +80,10 @@ class Store:
 
     @property
     def notifies(self) -> bool:
-        """True when idle agents are woken by NOTIFY (PostgreSQL); on SQLite they poll."""
-        return self.db.is_postgres
+        """True when idle agents are woken by NOTIFY (PostgreSQL, past any pooler
+        through ``CLEARQ_LISTEN_URL``); on SQLite, or behind pgbouncer without a direct
+        LISTEN URL, they poll."""
+        return can_listen(self.db)
 
     def claimer(
         self, worker: str, queues: Sequence[str], *, order: ClaimOrder = ClaimOrder.STRICT

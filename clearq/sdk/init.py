@@ -69,7 +69,11 @@ def attach_or_capture(
         except BaseException:
             link.close()
             raise
-    link = open_run_link(settings.resolved_database_url, lease_seconds=settings.lease_seconds)
+    link = open_run_link(
+        settings.resolved_database_url,
+        lease_seconds=settings.lease_seconds,
+        pgbouncer=settings.database_pgbouncer,
+    )
     offset = 0
     try:
         assert project_name
@@ -188,7 +192,9 @@ def _reach_attached_task(settings: Settings) -> tuple[RunLink, RunTask]:
         link: RunLink | None = None
         try:
             link = open_run_link(
-                settings.resolved_database_url, lease_seconds=settings.lease_seconds
+                settings.resolved_database_url,
+                lease_seconds=settings.lease_seconds,
+                pgbouncer=settings.database_pgbouncer,
             )
             return link, link.read(settings.task_id)
         except StoreUnavailable:

@@ -58,6 +58,10 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_DB_TCP_USER_TIMEOUT_SECONDS": "12",
         "CLEARQ_DB_STATEMENT_TIMEOUT_SECONDS": "0",
         "CLEARQ_DB_IDLE_IN_TRANSACTION_SECONDS": "30",
+        "CLEARQ_DB_POOL_SIZE": "3",
+        "CLEARQ_DB_MAX_OVERFLOW": "1",
+        "CLEARQ_DATABASE_PGBOUNCER": "1",
+        "CLEARQ_LISTEN_URL": "postgresql://u@direct/x",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -67,6 +71,9 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.lease_seconds == 5.5
     assert settings.max_attempts == 7
     assert settings.max_diff_bytes == 1024
+    assert (settings.db_pool_size, settings.db_max_overflow) == (3, 1)
+    assert settings.database_pgbouncer
+    assert settings.listen_url == "postgresql://u@direct/x"
     assert str(settings.task_id).endswith("0a")
     assert settings.attempt == 2
     assert settings.worker == "host:w"
