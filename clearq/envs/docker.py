@@ -7,7 +7,8 @@ the image's own ``python3``; that installs the system packages, runs the setup s
 takes a venv from the env cache (building it once per key, under a lock) and runs the
 task's command. In the container::
 
-    /clearq/workspace   the task's code (read-write); the command runs in it
+    /clearq/workspace   the task's code (read-write); the command runs in it (its
+                        working folder), both on PYTHONPATH before the task's own entries
     /clearq/control     plan.json, setup.sh, requirements.txt for this run (read-only)
     /clearq/bootstrap.py  the bootstrap (read-only)
     /clearq/envs        the env cache, read-only (``clearq.envs.docker_envbuild`` builds a
@@ -281,7 +282,8 @@ class DockerRunner:
             "venv": f"{CONTAINER_ENVS}/{key}" if key else None,
             "command": list(task.command),
             "working_dir": working_dir,
-            "pythonpath": [CONTAINER_LIB] if self._config.clearq_package else [],
+            "pythonpath": _import_paths(self._config.clearq_package is not None, working_dir),
+            "with_clearq": self._config.clearq_package is not None,
             "build_plan": build_plan,
         }
         (control / "plan.json").write_text(json.dumps(plan, indent=1))
@@ -328,6 +330,14 @@ _FIXED_ENVIRONMENT = {
     "PIP_DISABLE_PIP_VERSION_CHECK": "1",
     "PIP_NO_INPUT": "1",
 }
+
+
+def _import_paths(with_clearq: bool, working_dir: str) -> list[str]:
+    """``PYTHONPATH``'s first entries in the container: clearq's folder, the repository's
+    root and the working folder (as importable as in a checkout); the bootstrap puts the
+    task's own ``PYTHONPATH`` after them."""
+    paths = [CONTAINER_LIB] if with_clearq else []
+    return list(dict.fromkeys([*paths, CONTAINER_WORKSPACE, working_dir]))
 
 
 def _working_dir(relative: str) -> str:

@@ -149,7 +149,7 @@ def main(argv: list[str]) -> int:
             build_venv(Path(plan["build"]), plan)
             return 0
         run_setup_script(plan.get("setup_script"), plan["working_dir"])
-        if plan.get("pythonpath") and sys.version_info < CLEARQ_PYTHON:
+        if plan.get("with_clearq") and sys.version_info < CLEARQ_PYTHON:
             say(f"warning: clearq needs Python 3.11 or later and this image has {sys.version}")
         return run_command(plan)
     except StepFailed as e:

@@ -285,7 +285,7 @@ class Executor:
                 if (early := _before_start(control)) is not None:
                     return early
                 argv = _command(task, env.python, code_dir)
-                environ = self._environ(task, fence, env.python, gpus)
+                environ = self._environ(task, fence, env.python, gpus, (code_dir, run_dir))
                 if gang is not None:
                     environ.update(rank_environment(gang))
                 title = MONITOR_TITLE if gang is None else f"{MONITOR_TITLE}/rank{gang.rank}"
@@ -372,7 +372,12 @@ class Executor:
         return {} if user is None else user.environment()
 
     def _environ(
-        self, task: Task, fence: Fence, python: Path, gpus: Sequence[str] | None
+        self,
+        task: Task,
+        fence: Fence,
+        python: Path,
+        gpus: Sequence[str] | None,
+        import_paths: Sequence[Path],
     ) -> dict[str, str]:
         clearq_vars = {
             "CLEARQ_TASK_ID": str(fence.task_id),
@@ -390,6 +395,7 @@ class Executor:
             gpus=gpus,
             own=task.environment,
             forced=self._config.forced_environment,
+            import_paths=import_paths,
         )
 
     def _supervise(

@@ -23,9 +23,9 @@ from typing import Protocol
 import clearq
 from clearq.models import EnvSpec
 
-SDK_DEPENDENCIES = ("sqlalchemy", "pydantic", "psycopg", "psycopg-binary", "packaging")
-"""What the SDK imports inside a task (Task.init's own path needs none of them on SQLite;
-the rest of the Task API does)."""
+SDK_DEPENDENCIES = ("sqlalchemy", "pydantic", "psycopg", "psycopg-binary", "packaging", "psutil")
+"""What the SDK imports inside a task (Task.init's resource monitor imports psutil; the
+rest of the Task API needs the others)."""
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -136,18 +136,26 @@ def task_environment(
     gpus: Sequence[str] | None,
     own: Mapping[str, str] | None = None,
     forced: Mapping[str, str] | None = None,
+    import_paths: Sequence[Path] = (),
 ) -> dict[str, str]:
     """A task process's variables, later layers winning: the allow-listed part of the
     agent's (``base``), the task's ``own`` environment, what the operator ``forced``,
-    then the agent's (the interpreter's folder first on PATH, clearq on PYTHONPATH, the
-    GPUs, ``settings``). ``python`` None: the setup script, which gets no interpreter."""
+    then the agent's (the interpreter's folder first on PATH, the GPUs, ``settings``).
+    ``python`` None: the setup script, which gets no interpreter.
+
+    ``PYTHONPATH`` is extended, never replaced: clearq's folder, then ``import_paths``
+    (the repository's root and the working folder, as importable as in a checkout),
+    then whatever the task or the operator set it to (a ``src`` layout's ``src``)."""
     env = allowed_environment(base)
     env.update({k: v for k, v in (own or {}).items() if not k.startswith("CLEARQ_")})
     env.update(forced or {})
     if python is not None:
         env["PATH"] = os.pathsep.join([str(python.parent), env.get("PATH", os.defpath)])
-    if clearq_path is not None:
-        env["PYTHONPATH"] = str(clearq_path)
+    env_paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    added = [str(clearq_path)] if clearq_path is not None else []
+    paths = list(dict.fromkeys([*added, *map(str, import_paths), *env_paths]))
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"  # output reaches the log as it is printed
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)

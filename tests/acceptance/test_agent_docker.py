@@ -259,3 +259,33 @@ def test_no_engine_fails_the_agent_at_start(home_cli: Cli, tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stderr.startswith("error: no Docker engine answers")
     assert "Traceback" not in result.stderr
+
+
+def test_a_container_task_imports_the_repository_root_working_folder_and_its_own_path(
+    home_cli: Cli, store: Store, tmp_path: Path
+) -> None:
+    from tests.acceptance.test_agent_imports import EXPECTED, FILES
+
+    (tmp_path / "imports").mkdir()
+    repository = published(tmp_path / "imports", FILES)
+    script = Script(
+        repository=str(repository.origin),
+        commit=repository.commit,
+        entry_point="tools/train.py",
+        working_dir="configs",
+    )
+    spec = TaskSpec(
+        project="docker",
+        name="imports",
+        script=script,
+        env=REQUIREMENTS,
+        environment={"PYTHONPATH": "../src"},
+    )
+    store.queues.create("q")
+    task_id = store.tasks.create(spec).id
+    store.queues.enqueue(task_id, "q")
+    agent = _agent(home_cli, tmp_path / "agent.log", "--once")
+    agent.wait(timeout=SERVE_WAIT_SECONDS)
+    log = logs_of(store, task_id)
+    assert EXPECTED in log, log
+    assert store.tasks.get(task_id).status is TaskStatus.COMPLETED

@@ -158,6 +158,8 @@ def test_the_container_runs_the_entry_point_with_the_tasks_variables(tmp_path: P
     assert (outcome.status, outcome.exit_code) == (TaskStatus.COMPLETED, 0)
     assert engine.plan["command"] == ["python3", "/clearq/workspace/src/train.py", "--lr", "1"]
     assert engine.plan["working_dir"] == "/clearq/workspace/src"
+    # PYTHONPATH's first entries: the repository's root and working folder, as in a checkout
+    assert engine.plan["pythonpath"][-2:] == ["/clearq/workspace", "/clearq/workspace/src"]
     assert "six==1.16.0\n" in engine.requirements
     assert "sqlalchemy==" in engine.requirements  # the SDK's, at the agent's versions
     spec = engine.spec
