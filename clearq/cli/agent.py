@@ -20,6 +20,7 @@ from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.exits import describe_exits
 from clearq.runtime.forced_env import parse_forced_environment
+from clearq.runtime.gitcreds import check_git_settings
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
 from clearq.runtime.taskuser import TaskUser
@@ -166,6 +167,7 @@ def agent_command(
     if task_user is not None and docker is not None:
         raise typer.BadParameter("--task-user is for host mode: leave out --docker")
     user = None if task_user is None else TaskUser.lookup(task_user)
+    check_git_settings(os.environ)  # a bad credentials file stops the agent, not each task
     config = ExecutorConfig(
         home=settings.home_dir,
         database_url=settings.resolved_database_url,

@@ -10,6 +10,9 @@ machine's system and global files, may decide what runs there:
 - hooks are off (``core.hooksPath=/dev/null``) and so is the fsmonitor, on the command
   line, which outranks a repository's own config;
 - no system or global config is read (``GIT_CONFIG_NOSYSTEM``, ``GIT_CONFIG_GLOBAL``);
+- the operator's credentials file (``CLEARQ_GIT_CREDENTIALS``, ``clearq.runtime.gitcreds``)
+  reaches git through a credential helper in its environment, never a URL or argv; the
+  operator's CA settings (``GIT_SSL_CAINFO``, ``GIT_SSL_CAPATH``) are kept;
 - a cached mirror's config is rewritten by the agent before each use
   (:func:`reset_mirror_config`), so whatever a task wrote there (``url.*.insteadOf``,
   ``remote.origin.uploadpack``, ``credential.helper``, ...) is gone before git reads it.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+
+from clearq.runtime.gitcreds import credential_config
 
 __all__ = [
     "REMOTE_PROTOCOLS",
@@ -33,8 +38,10 @@ LOCAL_PROTOCOL = "file"
 """Local paths and ``file://`` URLs: only where the operator allows local repositories."""
 
 _FIXED_OPTIONS = ("core.hooksPath=/dev/null", "core.fsmonitor=false")
-_KEPT_GIT_VARIABLES = frozenset({"GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT"})
-"""The operator's own ssh settings; every other ``GIT_*`` (config injection, another
+_KEPT_GIT_VARIABLES = frozenset(
+    {"GIT_SSH", "GIT_SSH_COMMAND", "GIT_SSH_VARIANT", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH"}
+)
+"""The operator's own ssh and CA settings; every other ``GIT_*`` (config injection, another
 repository's folders) is dropped."""
 
 _MIRROR_CONFIG = """\
@@ -49,8 +56,15 @@ _MIRROR_CONFIG = """\
 """
 
 
-def git_environment(base: Mapping[str, str], *, allow_local: bool) -> dict[str, str]:
-    """``base`` with the variables that pin git's transports and config sources."""
+def git_environment(
+    base: Mapping[str, str], *, allow_local: bool, credentials: bool = True
+) -> dict[str, str]:
+    """``base`` with the variables that pin git's transports and config sources, and
+    the credential helper for ``base``'s ``CLEARQ_GIT_CREDENTIALS`` file (unless not
+    ``credentials``: git that reaches no remote).
+
+    Raises ConfigError when that file is missing, not private or malformed.
+    """
     protocols = (*REMOTE_PROTOCOLS, LOCAL_PROTOCOL) if allow_local else REMOTE_PROTOCOLS
     env = {k: v for k, v in base.items() if not k.startswith("GIT_") or k in _KEPT_GIT_VARIABLES}
     env.update(
@@ -61,6 +75,8 @@ def git_environment(base: Mapping[str, str], *, allow_local: bool) -> dict[str, 
         GIT_ASKPASS="/bin/false",
         SSH_ASKPASS="/bin/false",
     )
+    if credentials:
+        env.update(credential_config(base))
     return env
 
 

@@ -38,8 +38,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from clearq.errors import ClearqError
+from clearq.errors import ClearqError, ConfigError
 from clearq.models import Script
+from clearq.runtime.gitcreds import preferred_url
 from clearq.runtime.gitsafe import git_argv, git_environment, reset_mirror_config
 
 __all__ = ["WorkspaceError", "WorkspaceStep", "build_workspace", "checked_path"]
@@ -115,7 +116,12 @@ def build_workspace(
     """
     _check_paths(script)
     if script.repository is not None:
-        _check_repository(script.repository, allow_local=allow_local)
+        try:
+            url = preferred_url(script.repository)
+        except ConfigError as error:
+            raise WorkspaceError(WorkspaceStep.CLONE, str(error)) from error
+        script = script.model_copy(update={"repository": url})
+        _check_repository(url, allow_local=allow_local)
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise WorkspaceError(WorkspaceStep.PATHS, f"{dest} is not empty")
@@ -202,13 +208,12 @@ def _git(
     only the agent's folders (the workspace, a mirror).
     """
     try:
+        env = git_environment(os.environ, allow_local=allow_local)
+    except ConfigError as error:
+        raise WorkspaceError(step, str(error)) from error
+    try:
         done = subprocess.run(
-            git_argv(*args),
-            cwd=cwd,
-            input=stdin,
-            capture_output=True,
-            check=False,
-            env=git_environment(os.environ, allow_local=allow_local),
+            git_argv(*args), cwd=cwd, input=stdin, capture_output=True, check=False, env=env
         )
     except OSError as error:
         raise WorkspaceError(step, f"cannot run git ({error}); is git installed?") from error
@@ -227,7 +232,7 @@ def _has_commit(repo: Path, commit: str) -> bool:
         input=b"",
         capture_output=True,
         check=False,
-        env=git_environment(os.environ, allow_local=False),
+        env=git_environment(os.environ, allow_local=False, credentials=False),
     )
     return done.returncode == 0
 
