@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from clearq.cli.agent_checks import agent_gpus, ensure_queues
 from clearq.cli.context import cli_context
 from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import DockerOptions, build_executor
@@ -21,8 +22,6 @@ from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.exits import describe_exits
 from clearq.runtime.forced_env import parse_forced_environment
 from clearq.runtime.gitcreds import check_git_settings
-from clearq.runtime.gpu_metrics import GpuReader
-from clearq.runtime.gpus import parse_gpus
 from clearq.runtime.taskuser import TaskUser
 from clearq.secrets import known_secrets
 
@@ -36,6 +35,10 @@ def agent_command(
     order: Annotated[
         ClaimOrder, typer.Option(help="strict: earlier queues first; round-robin: take turns.")
     ] = ClaimOrder.STRICT,
+    create_queue: Annotated[
+        bool,
+        typer.Option("--create-queue", help="Create the queues that do not exist yet."),
+    ] = False,
     name: Annotated[
         str | None, typer.Option(help="Worker name (host:NAME); default agent-<pid>.")
     ] = None,
@@ -43,6 +46,13 @@ def agent_command(
         str | None, typer.Option(help="GPUs this agent owns: 0,1 or all.", show_default=False)
     ] = None,
     cpu_only: Annotated[bool, typer.Option("--cpu-only", help="Hide every GPU.")] = False,
+    unchecked_gpus: Annotated[
+        bool,
+        typer.Option(
+            "--unchecked-gpus",
+            help="Take --gpus 0,1 as named, without looking for the devices (NVML).",
+        ),
+    ] = False,
     dynamic_gpus: Annotated[
         bool,
         typer.Option(
@@ -147,9 +157,7 @@ def agent_command(
     ] = False,
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
-    devices = parse_gpus(gpus, cpu_only=cpu_only, detected=_detected(gpus))
-    if dynamic_gpus and not devices:
-        raise typer.BadParameter("--dynamic-gpus needs the devices to share: give --gpus")
+    devices = agent_gpus(gpus, cpu_only=cpu_only, dynamic=dynamic_gpus, unchecked=unchecked_gpus)
     options = AgentOptions(
         queues=tuple(queue),
         order=order,
@@ -195,14 +203,12 @@ def agent_command(
                 allow_host_ipc=allow_host_ipc,
             ),
         )
+        for made in ensure_queues(store.queues, queue, create=create_queue):
+            typer.echo(f"clearq agent: created queue {made}", err=True)
         # Docker mode takes no ranks of gang tasks (not wired through its container yet).
         agent = Agent(store, executor, options, gangs=None if docker is not None else store.gangs)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
-
-
-def _detected(gpus: str | None) -> int:
-    return GpuReader.device_count() if gpus is not None and gpus.strip() == "all" else 0
 
 
 def _stop_on_signals(agent: Agent) -> None:

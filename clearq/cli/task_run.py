@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from clearq.cli.agent_checks import agent_gpus
 from clearq.cli.context import cli_context
 from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import build_executor
@@ -24,7 +25,6 @@ from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import say
 from clearq.runtime import ExecutorConfig
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
-from clearq.runtime.gpus import parse_gpus
 from clearq.runtime.runone import RunEnd, TaskRunner, run_worker_id
 from clearq.secrets import known_secrets
 
@@ -77,7 +77,7 @@ def run_command(
     queue (preempted), 6 its attempt was lost; 1 the task could not be claimed (the error
     says why).
     """
-    devices = parse_gpus(gpus, cpu_only=cpu_only, detected=0)
+    devices = agent_gpus(gpus, cpu_only=cpu_only, dynamic=False, unchecked=False)
     context = cli_context(ctx)
     settings = context.settings()
     worker = run_worker_id(name)

@@ -129,6 +129,7 @@ class Agent:
                 stopping=self._stopping,
             )
         )
+        self._stop_now = threading.Event()
         self._served = 0
         self._ended: OnceExit | None = None
         """How the last task this agent ran ended (``--once``'s exit status)."""
@@ -148,7 +149,29 @@ class Agent:
     # ---- lifecycle ------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Stop claiming; let running tasks finish within the grace period (signal-safe)."""
+        """Stop claiming; let running tasks end within the grace period (signal-safe).
+
+        Asked again: stop the running tasks now and put them back in their queues. Either
+        way the agent says at once what it does (written straight to stderr: this runs in
+        a signal handler, maybe in the middle of another write).
+        """
+        running = sum(1 for slot in self._slots if slot.claim is not None)  # no lock: a hint
+        tasks, them, their = (
+            ("1 task", "it", "its queue")
+            if running == 1
+            else (f"{running} tasks", "them", "their queues")
+        )
+        if self._stopping.is_set():
+            self._stop_now.set()
+            now = f": stopping {tasks} and putting {them} back in {their}" if running else ""
+            self._say_now(f"stopping now{now}")
+        elif running:
+            grace = self._options.shutdown_grace
+            self._say_now(
+                f"stopping: waiting up to {grace:g} s for {tasks}; Ctrl-C again to stop {them} now"
+            )
+        else:
+            self._say_now("stopping: no task is running")
         self._stopping.set()
         self._changed.set()
 
@@ -363,7 +386,7 @@ class Agent:
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self._options.shutdown_grace
-        while self._busy() and time.monotonic() < deadline:
+        while self._busy() and time.monotonic() < deadline and not self._stop_now.is_set():
             self._changed.wait(0.2)
             self._changed.clear()
         for slot in self._slots:
@@ -460,3 +483,8 @@ class Agent:
 
     def _say(self, text: str) -> None:
         log.info("%s", text)
+
+    def _say_now(self, text: str) -> None:
+        # Straight to stderr, as the agent's log reads: safe where a signal interrupted a
+        # write to it (logging's stream may be in the middle of one).
+        os.write(2, f"clearq agent: {text}\n".encode())

@@ -44,6 +44,26 @@ class GpuReader:
         reader = GpuReader.open()
         return 0 if reader is None else len(reader._handles)
 
+    @staticmethod
+    def probe() -> tuple[int, str]:
+        """How many NVIDIA GPUs this machine has and, with none, why (NVML's own words)."""
+        try:
+            import pynvml
+        except ImportError:
+            return 0, "nvidia-ml-py is not installed"
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as e:  # no driver or library here
+            return 0, f"no NVIDIA driver answers: {e}"
+        try:
+            count = int(pynvml.nvmlDeviceGetCount())
+        except pynvml.NVMLError as e:
+            return 0, f"NVML cannot count the devices: {e}"
+        finally:
+            with contextlib.suppress(pynvml.NVMLError):
+                pynvml.nvmlShutdown()
+        return count, "" if count else "NVML sees no device"
+
     def read(self) -> tuple[GpuMetrics, ...]:
         """One sample per device."""
         return tuple(self._one(index, handle) for index, handle in self._handles)

@@ -63,10 +63,13 @@ class GpuPool:
             self._free.sort(key=self.devices.index)
 
 
-def parse_gpus(text: str | None, *, cpu_only: bool, detected: int) -> tuple[str, ...] | None:
+def parse_gpus(
+    text: str | None, *, cpu_only: bool, detected: int | None, why: str = ""
+) -> tuple[str, ...] | None:
     """The ``--gpus`` flag: ``0,1`` or ``all``; None without it; ``()`` with ``--cpu-only``.
 
-    ``detected`` is how many GPUs this machine has (for ``all``).
+    ``detected`` is how many GPUs this machine has (``why``: why none), and the devices
+    named must be among them; None: the devices are taken as named, unchecked.
     """
     if cpu_only:
         if text:
@@ -75,8 +78,39 @@ def parse_gpus(text: str | None, *, cpu_only: bool, detected: int) -> tuple[str,
     if text is None:
         return None
     if text.strip().lower() == "all":
-        return tuple(str(i) for i in range(detected))
+        return _all_devices(detected, why)
     devices = tuple(part.strip() for part in text.split(",") if part.strip())
     if not devices or not all(d.isdigit() for d in devices):
         raise InvalidInput(f"--gpus {text!r}: give device numbers such as 0,1 or 'all'")
+    if detected is not None:
+        _check_present(text, devices, detected, why)
     return devices
+
+
+def _all_devices(detected: int | None, why: str) -> tuple[str, ...]:
+    if detected is None:
+        raise InvalidInput("--gpus all needs the devices found: name them instead (--gpus 0,1)")
+    if detected == 0:
+        raise InvalidInput(f"--gpus all: {_no_gpu(why)}")
+    return tuple(str(i) for i in range(detected))
+
+
+def _check_present(text: str, devices: Sequence[str], detected: int, why: str) -> None:
+    missing = [d for d in devices if int(d) >= detected]
+    if not missing:
+        return
+    if detected == 0:
+        raise InvalidInput(f"--gpus {text}: {_no_gpu(why)}")
+    found = ",".join(str(i) for i in range(detected))
+    raise InvalidInput(
+        f"--gpus {text}: this machine has no GPU {', '.join(missing)} (it has {found}); "
+        "name devices it has"
+    )
+
+
+def _no_gpu(why: str) -> str:
+    reason = f" ({why})" if why else ""
+    return (
+        f"no GPU was found on this machine{reason}; leave out --gpus (or give --cpu-only), "
+        "or add --unchecked-gpus to take the devices as named"
+    )

@@ -313,6 +313,7 @@ def test_dynamic_gpus_never_hand_one_device_to_two_tasks(
         "one",
         "--gpus",
         "0,1,2",
+        "--unchecked-gpus",  # this machine may have no GPU: the devices are only names here
         "--dynamic-gpus",
         "--services-mode",
         "3",
