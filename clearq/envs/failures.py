@@ -89,6 +89,8 @@ def installer_error(
     requirement = failed_requirement(output, requirements)
     if failure is EnvFailure.NETWORK:
         message = f"{step}: a package index or download could not be reached; retry later"
+    elif failure is EnvFailure.SYSTEM:
+        message = f"{step}: this machine ran out of disk space (or quota); free some and retry"
     elif failure is EnvFailure.PYTHON:
         message = f"{step}: the requested Python cannot be found or installed by uv"
     elif requirement is not None:
