@@ -20,6 +20,7 @@ import docker
 import psutil
 import pytest
 
+from clearq.config import Settings
 from clearq.envs.docker_engine import DockerEngine
 from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.runtime.orphans import (
@@ -45,7 +46,8 @@ time.sleep(float(sys.argv[2]))
 """
 
 DEADLINE_SECONDS = 60.0
-SHORT_LEASE = {"CLEARQ_LEASE_SECONDS": "1.5"}
+SHORT_LEASE_SECONDS = "1.5"
+SHORT_LEASE = {"CLEARQ_LEASE_SECONDS": SHORT_LEASE_SECONDS}
 
 
 @pytest.fixture
@@ -53,6 +55,12 @@ def pids(tmp_path: Path) -> Path:
     folder = tmp_path / "pids"
     folder.mkdir()
     return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The test's own store reaps on the agents' short lease (SQLite: its own watch)."""
+    return Settings(home=tmp_path / "home", lease_seconds=float(SHORT_LEASE_SECONDS))
 
 
 def _hold(store: Store, tmp_path: Path, pids: Path, seconds: float = 300) -> uuid.UUID:
@@ -123,9 +131,18 @@ def test_a_superseded_attempts_process_is_killed_when_the_lease_is_lost(
         assert _running(pid)
     finally:
         agent.send_signal(signal.SIGCONT)
-    _wait_gone(pid)  # its next heartbeat learns the attempt is no longer its own
+    # Thawed, the agent gives the attempt up: its own clock says the lease ran out, or its
+    # next heartbeat says the attempt is no longer its own. Either way the process goes.
+    _wait_gone(pid)
     assert agent.poll() is None  # the agent itself goes on serving
-    agents.wait_for_output(len(agents.started) - 1, f"task {task_id} is no longer this agent's")
+    said = (
+        f"task {task_id} is no longer this agent's",
+        f"task {task_id} stopped: its lease could not be renewed",
+    )
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not any(words in (out := agents.output(0)) for words in said):
+        assert time.monotonic() < deadline, out
+        time.sleep(0.1)
 
 
 @pytest.fixture

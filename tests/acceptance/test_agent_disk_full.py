@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from clearq.config import Settings
 from clearq.envs import EnvCache
 from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.runtime.exits import OnceExit
@@ -30,7 +31,13 @@ from tests.gitrepo import published
 TRAIN = "import yaml\nprint('built and ran with yaml', yaml.__version__)\n"
 YAML = f"PyYAML=={metadata.version('PyYAML')}"
 CACHE_SIZE = "20m"
-SHORT_LEASE = "1.5"
+SHORT_LEASE_SECONDS = "1.5"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """The test's own store reaps on the agents' short lease (SQLite: its own watch)."""
+    return Settings(home=tmp_path / "home", lease_seconds=float(SHORT_LEASE_SECONDS))
 
 
 def _mount_tmpfs(folder: Path) -> None:
@@ -61,7 +68,7 @@ def small_cache(cli: Cli) -> Iterator[Path]:
 def _agent(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLEARQ), "agent", "-q", "q", "--once", "--allow-local-repositories", *args],
-        env={**cli.env, "CLEARQ_LEASE_SECONDS": SHORT_LEASE},
+        env={**cli.env, "CLEARQ_LEASE_SECONDS": SHORT_LEASE_SECONDS},
         capture_output=True,
         text=True,
         timeout=AGENT_WAIT_SECONDS * 5,
