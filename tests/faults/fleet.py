@@ -89,6 +89,15 @@ class Fleet:
             started.append(proc)
         return started
 
+    def wait_serving(self, timeout: float = WAIT_SECONDS) -> None:
+        """Wait until every agent started says it serves (faults hit running agents)."""
+        deadline = time.monotonic() + timeout
+        for i in range(len(self.agents)):
+            while "clearq agent: serving " not in self.log(i):
+                assert self.agents[i].poll() is None, self.log(i)
+                assert time.monotonic() < deadline, f"agent {i} never served: {self.log(i)}"
+                time.sleep(0.1)
+
     def log(self, index: int) -> str:
         """What agent ``index`` printed."""
         return (self.logs / f"agent-{index}.log").read_text(errors="replace")

@@ -49,7 +49,8 @@ def _end(
     """Wait for the work to end, stop the fleet, check the history and record it."""
     poll(store, all_done(ids))
     expected = list(range(len(fleet.agents))) if survivors is None else list(survivors)
-    assert fleet.alive() == expected, "an agent exited during the fault"
+    exited = {i: (p.returncode, fleet.log(i)[-2000:]) for i, p in enumerate(fleet.agents)}
+    assert fleet.alive() == expected, f"an agent exited during the fault: {exited}"
     fleet.stop()
     for i in expected:
         assert fleet.agents[i].returncode == 0, fleet.log(i)
@@ -81,6 +82,7 @@ def test_pg_restart_immediate(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         pg_fleet.start(3)
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         pg_fleet.cluster.restart_immediate()
         recovery = poll(store, completed_more_than(ids, done))
@@ -94,6 +96,7 @@ def test_pg_terminate_backend(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         pg_fleet.start(3)
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         store.close()  # the test's own connections are killed too: start afresh after
         assert pg_fleet.cluster.terminate_backends(pg_fleet.database) > 0
@@ -109,6 +112,7 @@ def test_outage_shorter_than_the_lease(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 4, sleep=4.0)
         pg_fleet.start(2, env={"CLEARQ_LEASE_SECONDS": str(lease)})
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         store.close()
         pg_fleet.cluster.stop()
@@ -127,6 +131,7 @@ def test_outage_longer_than_the_lease(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         pg_fleet.start(2)
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         store.close()
         pg_fleet.cluster.stop()
         time.sleep(2 * LEASE_SECONDS)
@@ -147,6 +152,7 @@ def test_blackholed_connection(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         pg_fleet.start(2)
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         pg_fleet.proxy.pause()  # sockets stay open; nothing moves either way
         time.sleep(2 * LEASE_SECONDS)
         pg_fleet.proxy.resume()
@@ -162,6 +168,7 @@ def test_sigstop_of_an_agent(pg_fleet: PgFleet) -> None:
         ids = pg_fleet.enqueue(store, 4, sleep=3.0)
         victim, _ = pg_fleet.start(2)
         poll(store, some_running(ids, 2))
+        pg_fleet.wait_serving()
         victim_task = _task_of(store, ids, "a0")
         victim.send_signal(signal.SIGSTOP)
         started = time.monotonic()
@@ -181,6 +188,7 @@ def test_sigkill_of_an_agent(sqlite_fleet: Fleet) -> None:
         ids = sqlite_fleet.enqueue(store, 4, sleep=3.0)
         victim, _ = sqlite_fleet.start(2)
         poll(store, some_running(ids, 2))
+        sqlite_fleet.wait_serving()
         victim_task = _task_of(store, ids, "a0")
         # Killed once its task's process runs: an agent killed inside `git clone` leaves
         # the clone running on, and its half-made mirror fails the next clone (not this
@@ -205,6 +213,7 @@ def test_sqlite_lock_holder(sqlite_fleet: Fleet) -> None:
         ids = sqlite_fleet.enqueue(store, 16, sleep=0.5)
         sqlite_fleet.start(8, env={"CLEARQ_LEASE_SECONDS": str(lease)})
         poll(store, some_running(ids, 2))
+        sqlite_fleet.wait_serving()
         holder = sqlite3.connect(db_file, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         time.sleep(15)
