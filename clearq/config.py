@@ -110,6 +110,10 @@ class Settings:
     task_id: uuid.UUID | None = None
     attempt: int | None = None
     worker: str | None = None
+    channel: Path | None = None
+    """The socket of the attempt's channel to its agent (``clearq.runtime.channel``)."""
+    channel_token: str | None = dataclasses.field(default=None, repr=False)
+    """The token that opens the channel: a secret, never shown."""
 
     # The environment cache (clearq.envs.EnvCache), under home/envs.
     env_cache_max_entries: int = DEFAULT_ENV_CACHE_MAX_ENTRIES
@@ -228,6 +232,8 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "task_id": _optional(uuid.UUID),
     "attempt": _optional(int),
     "worker": _optional(str.strip),
+    "channel": _optional(Path),
+    "channel_token": _optional(str.strip),
     "env_cache_max_entries": int,
     "env_cache_max_bytes": int,
     "storage_cache_max_bytes": int,

@@ -15,6 +15,8 @@ errors are translated into this tree where they enter the package::
     │   └── StoreUnavailable     the database cannot answer now (busy, timed out): retry
     │       └── ConnectionLost   the database cannot be reached or dropped the connection
     ├── InvalidInput             a value a user gave that cannot be used
+    │   └── ChannelRefused       a task asked its agent's channel for what its attempt may
+    │                            not do (another task's row, no token, no database access)
     ├── TaskEnded                a task waited on ended in a status asked to raise on
     │                            (also a RuntimeError, as ClearML's wait_for_status raises)
     ├── WaitTimeout              a wait ran out of time (also a TimeoutError)
@@ -46,6 +48,15 @@ class ConfigError(ClearqError):
 
 class InvalidInput(ClearqError):
     """A value given by a user that cannot be used as it is."""
+
+
+class ChannelRefused(InvalidInput):
+    """A task under an agent asked for something its attempt's channel does not allow.
+
+    The channel (``clearq.runtime.channel``) serves one attempt: its own record, its
+    parameters, its results. Anything else needs the database, which only a task on an
+    agent started with ``--allow-controllers`` is given.
+    """
 
 
 class TaskEnded(ClearqError, RuntimeError):

@@ -93,6 +93,16 @@ def agent_command(
             help="Clone tasks' repositories from paths and file:// URLs on this machine.",
         ),
     ] = False,
+    allow_controllers: Annotated[
+        bool,
+        typer.Option(
+            "--allow-controllers",
+            help=(
+                "Give every task this agent runs the database URL: full SDK access, for "
+                "pipeline and HPO controllers and services. Trusts its queues' tasks as the agent."
+            ),
+        ),
+    ] = False,
     docker: Annotated[
         str | None,
         typer.Option(
@@ -187,6 +197,7 @@ def agent_command(
         secrets=known_secrets(settings.resolved_database_url, os.environ, forced.secrets),
         forced_environment=forced.values,
         task_user=user,
+        allow_controllers=allow_controllers,
     )
     show_diagnostics("clearq agent")
     with context.store() as store, ExitStack() as stack:

@@ -39,7 +39,9 @@ def build_executor(
     envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
     # Docker mode runs no gang ranks: their variables and watch are the host steps'.
     gangs = store.gangs if in_docker is None else None
-    return Executor(store, envs, config, after_workspace=in_docker, gangs=gangs)
+    return Executor(
+        store, envs, config, channel_store=store, after_workspace=in_docker, gangs=gangs
+    )
 
 
 def _host_envs(settings: Settings) -> EnvProvider:

@@ -61,6 +61,16 @@ def run_command(
             help="Clone the task's repository from a path or file:// URL on this machine.",
         ),
     ] = False,
+    allow_controllers: Annotated[
+        bool,
+        typer.Option(
+            "--allow-controllers",
+            help=(
+                "Give every task run here the database URL: full SDK access, for pipeline "
+                "and HPO controllers and services. Trusts the task's code as the agent itself."
+            ),
+        ),
+    ] = False,
     docker: Annotated[
         str | None,
         typer.Option(
@@ -90,6 +100,7 @@ def run_command(
         keep_workspaces=keep_workspaces,
         allow_local_repositories=allow_local_repositories or settings.allow_local_repositories,
         secrets=known_secrets(settings.resolved_database_url, os.environ),
+        allow_controllers=allow_controllers,
     )
     show_diagnostics("clearq agent")
     with context.store() as store, ExitStack() as stack:

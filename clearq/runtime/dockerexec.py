@@ -24,7 +24,6 @@ import dataclasses
 import logging
 import socket
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -55,6 +54,7 @@ from clearq.envs.docker_bootstrap import (
 from clearq.errors import LeaseLost, StoreError
 from clearq.models import Fence, TaskStatus
 from clearq.ports import ExecutorStore
+from clearq.runtime.channel import CONTAINER_SOCKET
 from clearq.runtime.executor import (
     Control,
     ExecutorConfig,
@@ -204,27 +204,32 @@ class DockerExecution:
             container=task.container,
             env=with_sdk_requirements(task.env),
             working_dir=working_dir,
-            environment=self._environment(task.environment, fence),
+            environment=self._environment(ready),
             gpus=ready.gpus,
-            mounts=self._mounts(fence),
+            mounts=self._mounts(ready),
             name=f"clearq-{fence.task_id}-{fence.attempt}",
             labels={"clearq.task": str(fence.task_id), "clearq.attempt": str(fence.attempt)},
         )
 
-    def _environment(self, own: Mapping[str, str], fence: Fence) -> dict[str, str]:
+    def _environment(self, ready: ReadyTask) -> dict[str, str]:
+        fence = ready.fence
         return {
-            **own,
+            **ready.task.environment,
             **self._config.forced_environment,
             "CLEARQ_TASK_ID": str(fence.task_id),
             "CLEARQ_ATTEMPT": str(fence.attempt),
             "CLEARQ_WORKER": fence.worker or "",
-            "CLEARQ_DATABASE_URL": self._config.database_url,
-            "CLEARQ_DATABASE_PGBOUNCER": "1" if self._config.database_pgbouncer else "0",
-            "CLEARQ_HOME": str(self._config.home),
+            **ready.channel.environment(CONTAINER_SOCKET),
+            **self._config.database_environment(),
         }
 
-    def _mounts(self, fence: Fence) -> tuple[Mount, ...]:
-        mounts = list(database_mounts(self._config.database_url))
+    def _mounts(self, ready: ReadyTask) -> tuple[Mount, ...]:
+        fence = ready.fence
+        # The channel is the task's door to the store; the database itself (an SQLite
+        # file's folder) is mounted only on an agent that trusts its tasks with it.
+        mounts = [Mount(ready.channel.path, CONTAINER_SOCKET, read_only=False)]
+        if self._config.allow_controllers:
+            mounts += database_mounts(self._config.database_url)
         if self._artifacts_dir is not None:
             # The task's local artifacts go straight into its own folder (the SDK writes
             # ARTIFACTS/<task id>/<name>/), mounted at its own path; the root is not.

@@ -33,6 +33,7 @@ from clearq.errors import (
 )
 from clearq.models import Claim, Fence, GangRank, ScalarPoint, Task, TaskStatus
 from clearq.ports import ExecutorStore, GangPort
+from clearq.runtime.channel import AttemptChannel, ChannelStore
 from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
@@ -168,6 +169,21 @@ class ExecutorConfig:
     task_user: TaskUser | None = None
     """Run host-mode tasks as this OS user (``clearq agent --task-user``); None: as the
     agent's own user, which makes a task as trusted as its agent."""
+    allow_controllers: bool = False
+    """Give every task the database URL: full SDK access (pipelines, HPO, services).
+
+    Without it a task reaches the store only through its attempt's channel
+    (``clearq.runtime.channel``): its own rows and nothing else."""
+
+    def database_environment(self) -> dict[str, str]:
+        """What a task is told of the database: all of it on a controllers' agent, else nothing."""
+        if not self.allow_controllers:
+            return {}
+        return {
+            "CLEARQ_DATABASE_URL": self.database_url,
+            "CLEARQ_DATABASE_PGBOUNCER": "1" if self.database_pgbouncer else "0",
+            "CLEARQ_HOME": str(self.home),
+        }
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,8 @@ class ReadyTask:
     code_dir: Path
     run_dir: Path
     gpus: tuple[str, ...] | None
+    channel: AttemptChannel
+    """The attempt's channel to the store (its socket is in the run folder)."""
 
 
 class AfterWorkspace(Protocol):
@@ -193,6 +211,8 @@ class Executor:
     """Runs claimed tasks on this machine, with environments from ``envs``.
 
     With ``after_workspace`` every step after the workspace is handed to it instead.
+    ``channel_store`` serves each attempt's channel (``clearq.runtime.channel``): the
+    task's only way to its rows.
     """
 
     def __init__(
@@ -201,11 +221,13 @@ class Executor:
         envs: EnvProvider,
         config: ExecutorConfig,
         *,
+        channel_store: ChannelStore,
         after_workspace: AfterWorkspace | None = None,
         gangs: GangPort | None = None,
     ) -> None:
         self._store = store
         self._gangs = gangs
+        self._channel_store = channel_store
         self._envs = envs
         self._config = config
         self._after_workspace = after_workspace
@@ -222,14 +244,15 @@ class Executor:
         rank = "" if claim.gang is None else f"-rank{claim.gang.rank}"
         folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}{rank}"
         held = _held(control)
+        channel = AttemptChannel(self._channel_store, fence, folder)
         try:
             task = retry_while_held(lambda: self._store.tasks.get(claim.task_id), held)
             sink.agent(
                 f"clearq agent {self._config.worker}: attempt {claim.attempt} of task "
                 f"{task.id} from queue {claim.queue}"
             )
-            with gang_watch(self._gangs, claim, control):
-                outcome = self._run(task, fence, control, gpus, sink, folder, claim.gang)
+            with gang_watch(self._gangs, claim, control), channel:
+                outcome = self._run(task, fence, control, gpus, sink, channel, claim.gang)
         except LeaseLost:
             outcome = Outcome(None, reason="lease lost")
         except StoreUnavailable as e:
@@ -260,9 +283,10 @@ class Executor:
         control: Control,
         gpus: Sequence[str] | None,
         sink: LogSink,
-        folder: Path,
+        channel: AttemptChannel,
         gang: GangRank | None = None,
     ) -> Outcome:
+        folder = channel.path.parent
         self._resolve_references(fence, control)
         code_dir = folder / "code"
         run_dir = self._workspace(task, code_dir)
@@ -274,7 +298,7 @@ class Executor:
             return early
         if self._after_workspace is not None:
             devices = tuple(gpus) if gpus is not None else None
-            ready = ReadyTask(task, fence, code_dir, run_dir, devices)
+            ready = ReadyTask(task, fence, code_dir, run_dir, devices, channel)
             return self._after_workspace.run(ready, control, sink)
         if task.container.setup_script.strip():
             self._setup(task, folder, run_dir, gpus, sink, control)
@@ -285,7 +309,7 @@ class Executor:
                 if (early := _before_start(control)) is not None:
                     return early
                 argv = _command(task, env.python, code_dir)
-                environ = self._environ(task, fence, env.python, gpus, (code_dir, run_dir))
+                environ = self._environ(task, fence, env.python, gpus, (code_dir, run_dir), channel)
                 if gang is not None:
                     environ.update(rank_environment(gang))
                 title = MONITOR_TITLE if gang is None else f"{MONITOR_TITLE}/rank{gang.rank}"
@@ -378,14 +402,14 @@ class Executor:
         python: Path,
         gpus: Sequence[str] | None,
         import_paths: Sequence[Path],
+        channel: AttemptChannel,
     ) -> dict[str, str]:
         clearq_vars = {
             "CLEARQ_TASK_ID": str(fence.task_id),
             "CLEARQ_ATTEMPT": str(fence.attempt),
             "CLEARQ_WORKER": fence.worker or "",
-            "CLEARQ_DATABASE_URL": self._config.database_url,
-            "CLEARQ_DATABASE_PGBOUNCER": "1" if self._config.database_pgbouncer else "0",
-            "CLEARQ_HOME": str(self._config.home),
+            **channel.environment(),
+            **self._config.database_environment(),
         }
         return task_environment(
             os.environ,

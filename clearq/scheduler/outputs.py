@@ -16,6 +16,7 @@ from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
 from clearq.scheduler import fenced
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import hold
+from clearq.scheduler.runlink_results import PlotRow, SampleRow
 from clearq.scheduler.schema import (
     db_now,
     task_artifacts,
@@ -42,6 +43,22 @@ class Outputs:
             return
         with self._db.write() as conn:
             fenced.append(on(conn), fence, lines, ())
+
+    def append_batch(
+        self,
+        fence: Fence,
+        logs: Sequence[tuple[str, str]],
+        points: Sequence[tuple[str, str, int, float]],
+        *,
+        plots: Sequence[PlotRow] = (),
+        samples: Sequence[SampleRow] = (),
+    ) -> None:
+        """A run's batch of logs, scalars, plots and samples in one transaction, as a run
+        by hand writes it (``fenced.append``): what a task's channel hands its agent."""
+        if not (logs or points or plots or samples):
+            return
+        with self._db.write() as conn:
+            fenced.append(on(conn), fence, logs, points, plots=plots, samples=samples)
 
     def logs(
         self,

@@ -21,10 +21,12 @@ from clearq.scheduler.runlink import RunFence, RunLink, RunTask, open_run_link
 from clearq.sdk import argparse_hook
 from clearq.sdk.capture.git import capture_script, strip_credentials
 from clearq.sdk.capture.packages import capture_packages, parse_requirements
+from clearq.sdk.channel import ChannelLink
+from clearq.sdk.channel_records import ChannelRecords
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR
 from clearq.sdk.records import StoreRecords
-from clearq.sdk.reporter import Reporter
+from clearq.sdk.reporter import Reporter, RunWriter
 from clearq.sdk.roles import AgentRun, LocalRun
 from clearq.sdk.run import Run
 from clearq.sdk.session import SESSION, settings_in_use
@@ -54,14 +56,13 @@ def attach_or_capture(
 ) -> Task:
     """The Task this process reports into, attached or freshly captured.
 
-    Nothing here imports SQLAlchemy or pydantic on a first run: the run writes through a
-    RunLink, and the Task reads its full record from the Store only when asked. A run
+    Nothing here imports SQLAlchemy or pydantic on a first run: a run by hand writes
+    through a RunLink, a run under an agent through its attempt's channel
+    (``clearq.sdk.channel``), and the Task reads its full record only when asked. A run
     that takes over an earlier task (``reuse_last_task_id``, ``continue_last_task``)
     goes through the Store for that step.
     """
     settings = settings_in_use()
-    if settings.task_id is None and (not project_name or not task_name):
-        raise InvalidInput("Task.init needs project_name and task_name")
     if settings.task_id is not None:
         link, stored = _reach_attached_task(settings)
         try:
@@ -69,6 +70,8 @@ def attach_or_capture(
         except BaseException:
             link.close()
             raise
+    if not project_name or not task_name:
+        raise InvalidInput("Task.init needs project_name and task_name")
     link = open_run_link(
         settings.resolved_database_url,
         lease_seconds=settings.lease_seconds,
@@ -179,8 +182,27 @@ def _remember(settings: Settings, project: str, name: str, task_id: uuid.UUID) -
         log.warning("clearq: cannot remember this task for reuse: %s", e)
 
 
-def _reach_attached_task(settings: Settings) -> tuple[RunLink, RunTask]:
-    """Under an agent: a link to the store and the task, through a store outage.
+def _agent_link(settings: Settings) -> RunWriter:
+    """The run's path to the task an agent runs: its channel, or (no channel) the database."""
+    if settings.channel is not None:
+        token = settings.channel_token or ""
+        return ChannelLink(settings.channel, token, lease_seconds=settings.lease_seconds)
+    return open_run_link(
+        settings.resolved_database_url,
+        lease_seconds=settings.lease_seconds,
+        pgbouncer=settings.database_pgbouncer,
+    )
+
+
+def _agent_records(settings: Settings, link: RunWriter, fence: RunFence) -> StoreRecords:
+    """The database when the agent gave its URL (a controllers' agent), else the channel."""
+    if isinstance(link, ChannelLink) and not settings.database_url:
+        return ChannelRecords(link, fence)
+    return StoreRecords()
+
+
+def _reach_attached_task(settings: Settings) -> tuple[RunWriter, RunTask]:
+    """Under an agent: a link to the task (its channel), and the task, through an outage.
 
     The database may be restarting as the run starts: that is no fault of the task's
     code, so the link is tried again for up to a lease length (past it, the agent has
@@ -189,13 +211,9 @@ def _reach_attached_task(settings: Settings) -> tuple[RunLink, RunTask]:
     assert settings.task_id is not None
     deadline = time.monotonic() + settings.lease_seconds
     while True:
-        link: RunLink | None = None
+        link: RunWriter | None = None
         try:
-            link = open_run_link(
-                settings.resolved_database_url,
-                lease_seconds=settings.lease_seconds,
-                pgbouncer=settings.database_pgbouncer,
-            )
+            link = _agent_link(settings)
             return link, link.read(settings.task_id)
         except StoreUnavailable:
             if link is not None:
@@ -210,7 +228,7 @@ def _reach_attached_task(settings: Settings) -> tuple[RunLink, RunTask]:
 
 
 def _attach(
-    cls: type[Task], link: RunLink, stored: RunTask, settings: Settings, options: InitOptions
+    cls: type[Task], link: RunWriter, stored: RunTask, settings: Settings, options: InitOptions
 ) -> Task:
     fence = RunFence(
         task_id=stored.id,
@@ -232,7 +250,7 @@ def _attach(
         )
         argparse_hook.install(hook)
     role = AgentRun(run, stored.parameters)
-    records = StoreRecords()
+    records = _agent_records(settings, link, fence)
     return cls(records, task_id=stored.id, project=stored.project, name=stored.name, role=role)
 
 

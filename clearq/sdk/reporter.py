@@ -15,10 +15,13 @@ import _thread
 import logging
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
+from clearq.enums import TaskStatus
 from clearq.errors import ClearqError, LeaseLost, StoreError
-from clearq.scheduler.runlink import Point, RunFence, RunLink
+from clearq.scheduler.runlink import Beat, Point, RunFence, RunTask
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
 
 log = logging.getLogger(__name__)
@@ -35,12 +38,36 @@ SampleJob = Callable[[], SampleRow]
 """Writes a debug sample's file (in the writer thread) and describes it."""
 
 
+class RunWriter(Protocol):
+    """A run's path to its task: the database (``RunLink``, a run by hand) or its
+    agent's channel (``clearq.sdk.channel.ChannelLink``, a run under an agent)."""
+
+    lease_seconds: float
+
+    def read(self, task_id: uuid.UUID) -> RunTask: ...
+    def update_parameters(self, fence: RunFence, values: dict[str, str]) -> dict[str, str]: ...
+    def append(
+        self,
+        fence: RunFence,
+        logs: Sequence[tuple[str, str]],
+        points: Sequence[Point],
+        *,
+        plots: Sequence[PlotRow] = (),
+        samples: Sequence[SampleRow] = (),
+    ) -> None: ...
+    def heartbeat(self, fence: RunFence) -> Beat: ...
+    def finish(
+        self, fence: RunFence, status: TaskStatus, *, exit_code: int | None, reason: str
+    ) -> None: ...
+    def close(self) -> None: ...
+
+
 class Reporter:
     """Buffers logs and scalars and writes them in batches."""
 
     def __init__(
         self,
-        link: RunLink,
+        link: RunWriter,
         fence: RunFence,
         *,
         interval: float = FLUSH_SECONDS,

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput, LeaseLost, StoreError
-from clearq.scheduler.runlink import RunFence, RunLink
+from clearq.scheduler.runlink import RunFence
 from clearq.sdk import argparse_hook
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.exits import ExitStatus, ExitWatch
 from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
-from clearq.sdk.reporter import Reporter
+from clearq.sdk.reporter import Reporter, RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Outcome:
 class Run:
     """This process's run of a task."""
 
-    link: RunLink
+    link: RunWriter
     fence: RunFence
     reporter: Reporter
     under_agent: bool

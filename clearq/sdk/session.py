@@ -44,9 +44,17 @@ SESSION = Session()
 def default_store() -> Store:
     """The process-wide store, opened from the settings on first use."""
     if SESSION.store is None:
+        settings = load_settings()
+        if settings.channel is not None and not settings.database_url:
+            # Under an agent that gave this task its channel only: no database here,
+            # rather than an empty one of its own under a home it was not given.
+            from clearq.errors import ChannelRefused
+            from clearq.sdk.channel_records import NO_DATABASE
+
+            raise ChannelRefused(NO_DATABASE)
         from clearq.scheduler.store import Store
 
-        SESSION.store = Store()
+        SESSION.store = Store(settings=settings)
     return SESSION.store
 
 

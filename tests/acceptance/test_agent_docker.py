@@ -101,8 +101,8 @@ def _task(
 
 
 def _agent(cli: Cli, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    # The host's network: a task's SDK reaches PostgreSQL on the host's 127.0.0.1 (until
-    # the task's channel to its agent replaces its database URL, issue 13).
+    # The host's network, for the venv build's package index on this machine; the task's
+    # SDK needs none of it: it reports through its channel (the one socket mounted).
     network = ("--docker-network", "host")
     with log.open("wb") as out:
         return subprocess.Popen(
@@ -289,3 +289,44 @@ def test_a_container_task_imports_the_repository_root_working_folder_and_its_own
     log = logs_of(store, task_id)
     assert EXPECTED in log, log
     assert store.tasks.get(task_id).status is TaskStatus.COMPLETED
+
+
+PROBE = """
+import json, os
+from clearq import Task
+from clearq.errors import ChannelRefused
+
+task = Task.init()
+database = task.connect({"database": ""})["database"]
+seen = {k: os.environ.get(k) for k in ("CLEARQ_DATABASE_URL", "CLEARQ_HOME")}
+print("env:", json.dumps(seen), "database file seen:", os.path.exists(database), flush=True)
+try:
+    Task.get_tasks()
+    print("LISTED OTHER TASKS")
+except ChannelRefused:
+    print("no database here")
+task.get_logger().report_scalar("probe", "ok", 1.0, 0)
+"""
+
+
+def test_a_task_in_a_container_reaches_the_store_only_through_its_channel(
+    home_cli: Cli, store: Store, store_url: str, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    sqlite_file = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite") else ""
+    spec = TaskSpec(
+        project="docker",
+        name="probe",
+        script=Script(source=PROBE, entry_point="probe.py"),
+        env=REQUIREMENTS,
+        parameters={"General/database": sqlite_file},
+    )
+    task_id = store.tasks.create(spec).id
+    store.queues.enqueue(task_id, "q")
+    _serve_once(home_cli, tmp_path / "agent.log")
+    log = logs_of(store, task_id)
+    assert store.tasks.get(task_id).status is TaskStatus.COMPLETED, log
+    seen = 'env: {"CLEARQ_DATABASE_URL": null, "CLEARQ_HOME": null} database file seen: False'
+    assert seen in log
+    assert "no database here" in log
+    assert [(s.title, s.last) for s in store.outputs.summary(task_id)] == [("probe", 1.0)]

@@ -14,6 +14,7 @@ from clearq.envs.docker import DockerConfig, DockerRunner
 from clearq.envs.docker_spec import ContainerSpec, Mount
 from clearq.errors import ImageNotFound
 from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskSpec, TaskStatus
+from clearq.runtime.channel import CONTAINER_SOCKET, AttemptChannel
 from clearq.runtime.dockerexec import DockerExecution
 from clearq.runtime.executor import Control, ExecutorConfig, ReadyTask, Step, StepFailed
 from clearq.testing import MemoryStore
@@ -121,7 +122,8 @@ def _ready(tmp_path: Path, fence: Fence, container: Container | None = None) -> 
         env=EnvSpec(requirements=("six==1.16.0",)),
         container=container or Container(),
     )
-    return ReadyTask(task, fence, code, code / "src", ("1",))
+    channel = AttemptChannel(MemoryStore(), fence, tmp_path / "home" / "runs" / "attempt")  # type: ignore[arg-type]
+    return ReadyTask(task, fence, code, code / "src", ("1",), channel)
 
 
 def _execution(tmp_path: Path, engine: FakeEngine, store: MemoryStore) -> DockerExecution:
@@ -194,6 +196,22 @@ def test_every_container_carries_its_agents_labels(tmp_path: Path) -> None:
     for spec in (engine.spec, *engine.builds):
         assert owner.items() <= spec.labels.items()
     assert engine.spec.labels["clearq"] == "task"
+
+
+def test_the_container_gets_its_channel_and_never_the_database(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    _run(tmp_path, engine)
+    spec = engine.spec
+    assert spec is not None
+    assert spec.environment["CLEARQ_CHANNEL"] == CONTAINER_SOCKET
+    assert spec.environment["CLEARQ_CHANNEL_TOKEN"]
+    assert "CLEARQ_DATABASE_URL" not in spec.environment
+    assert "CLEARQ_HOME" not in spec.environment
+    socket = tmp_path / "home" / "runs" / "attempt" / "channel.sock"
+    assert Mount(socket, CONTAINER_SOCKET, read_only=False) in spec.mounts
+    database_folder, home = tmp_path / "db", tmp_path / "home"
+    assert not any(m.source.is_relative_to(database_folder) for m in spec.mounts)
+    assert not any(m.source in (home, home / "runs") for m in spec.mounts)
 
 
 def test_only_the_tasks_own_artifacts_folder_is_mounted(tmp_path: Path) -> None:
