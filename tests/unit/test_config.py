@@ -43,6 +43,8 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_TASK_ID": "00000000-0000-0000-0000-00000000000a",
         "CLEARQ_ATTEMPT": "2",
         "CLEARQ_WORKER": "host:w",
+        "CLEARQ_CHANNEL": "/srv/cq/runs/x/channel.sock",
+        "CLEARQ_CHANNEL_TOKEN": "t0ken",
         "CLEARQ_ENV_CACHE_MAX_ENTRIES": "5",
         "CLEARQ_ENV_CACHE_MAX_BYTES": "1000000",
         "CLEARQ_STORAGE_CACHE_MAX_BYTES": "2000000",
@@ -68,6 +70,9 @@ def test_every_setting_can_come_from_the_environment() -> None:
         k.removeprefix("CLEARQ_").lower() for k in environ
     }, "a setting without a CLEARQ_ variable (add it to config._READERS and here)"
     assert settings.home == Path("/srv/cq")
+    assert settings.channel == Path("/srv/cq/runs/x/channel.sock")
+    assert settings.channel_token == "t0ken"
+    assert "t0ken" not in repr(settings)  # a secret
     assert settings.lease_seconds == 5.5
     assert settings.max_attempts == 7
     assert settings.max_diff_bytes == 1024
