@@ -55,11 +55,13 @@ SAMPLES = 20
 WAIT_SECONDS = 120
 
 
-def backends(dsn: str, database: str) -> int:
-    """Connections to ``database`` now, not counting this one."""
+def backends(dsn: str, database: str, *, listening: bool = False) -> int:
+    """Connections to ``database`` now, not counting this one (or only LISTEN sessions)."""
+    where = " AND query ILIKE 'LISTEN%%'" if listening else ""
     with psycopg.connect(dsn, autocommit=True) as conn:
         row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
+            "AND pid <> pg_backend_pid()" + where,
             (database,),
         ).fetchone()
     return int(row[0]) if row else 0
@@ -87,8 +89,8 @@ def ended(store: Store, task_id: uuid.UUID) -> bool:
 
 def run_phase(
     store: Store, url: str, home: Path, count: int, agent_args: Sequence[str]
-) -> tuple[int, int]:
-    """(peak connections idle, peak with ``count`` tasks running) for one agent."""
+) -> tuple[int, int, int]:
+    """(peak connections idle, peak with ``count`` tasks running, LISTEN sessions)."""
     dsn, database = libpq_dsn(url), url.rsplit("/", 1)[1]
     folder = Path(tempfile.mkdtemp(prefix="conn-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
@@ -103,6 +105,7 @@ def run_phase(
         wait_until("the agent to register", lambda: store.workers.list())
         time.sleep(1.0)  # its first claim attempt and listener are up
         idle = peak(dsn, database)
+        listening = backends(dsn, database, listening=True)
         ids = []
         for i in range(count):
             spec = TaskSpec(
@@ -122,7 +125,7 @@ def run_phase(
     finally:
         agent.kill()
         agent.wait()
-    return idle, busy
+    return idle, busy, listening
 
 
 def measure() -> dict[str, int]:
@@ -131,14 +134,20 @@ def measure() -> dict[str, int]:
         store.queues.create("bench")
         home = Path(tempfile.mkdtemp(prefix="conn-home-"))
         try:
-            idle, one = run_phase(store, url, home, 1, [])
-            _, eight = run_phase(store, url, home, 8, ["--services-mode", "8"])
-            _, before = run_phase(
+            idle, one, listening = run_phase(store, url, home, 1, [])
+            _, eight, _ = run_phase(store, url, home, 8, ["--services-mode", "8"])
+            _, before, _ = run_phase(
                 store, url, home, 8, ["--services-mode", "8", "--allow-controllers"]
             )
         finally:
             store.close()
-    return {"idle": idle, "1 task": one, "services 8, 8 tasks": eight, "baseline": before}
+    return {
+        "idle": idle,
+        "  of which LISTEN": listening,
+        "1 task": one,
+        "services 8, 8 tasks": eight,
+        "baseline: 8 tasks with the URL": before,
+    }
 
 
 def main() -> None:
@@ -155,9 +164,11 @@ def main() -> None:
     worst = max(r["services 8, 8 tasks"] for r in runs)
     print(
         f"500 agents at up to {worst} connections each: {500 * worst} server connections "
-        f"directly (max_connections=100 fits {100 // max(worst, 1)} agents); behind "
-        "pgbouncer in transaction mode they share its pool, plus one LISTEN connection each "
-        "(session mode) for the wake-ups"
+        f"directly; max_connections=100 fits {100 // max(worst, 1)} such agents. One of "
+        "each agent's is its LISTEN session, which transaction pooling cannot share: "
+        "through pgbouncer the queries share its server pool, and 500 listeners need "
+        "500 session connections, so 500 agents on max_connections=100 must go without "
+        "LISTEN (polling) or listen through fewer sessions"
     )
 
 
