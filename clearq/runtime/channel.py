@@ -10,8 +10,10 @@ with its own store and the attempt's fence, so what a task can do is exactly thi
 
 - read its own task: the record, its parameters with overrides and with the
   ``${step.…}`` references the agent resolved, its own logs, scalars and artifacts;
+- read its inputs: the record and artifacts of the other steps of its pipeline;
 - write its own attempt's rows: parameters, log pieces (``stdout``/``stderr`` only, never
-  the ``agent`` stream), scalars, artifact records (under its own artifact folder);
+  the ``agent`` stream), scalars, plots, debug samples and artifact records (files under
+  its own folder of the output location), and its own task's name, tags and comment;
 - ask whether its attempt is still current and whether a stop was requested.
 
 Anything else (another task's row, creating, cloning or enqueuing tasks, ending its
@@ -42,7 +44,7 @@ from typing import Any, Protocol
 
 from clearq.config import Settings
 from clearq.errors import ChannelRefused, ClearqError, InvalidInput
-from clearq.models import Artifact, Fence, Task
+from clearq.models import STEP_KEY_PREFIX, Artifact, Fence, Task
 from clearq.ports import OutputReads, TaskRecords
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
 from clearq.sdk.artifacts import is_local, local_root
@@ -196,6 +198,7 @@ class _Operations:
             "artifacts": self._artifacts,
             "artifacts_root": self._artifacts_root,
             "add_artifact": self._add_artifact,
+            "annotate": self._annotate,
         }
 
     def apply(self, request: dict[str, Any]) -> Any:
@@ -244,7 +247,30 @@ class _Operations:
         }
 
     def _record(self, args: dict[str, Any]) -> Any:
-        return self._store.tasks.get(self._fence.task_id).model_dump(mode="json")
+        return self._store.tasks.get(self._readable(args)).model_dump(mode="json")
+
+    def _readable(self, args: dict[str, Any]) -> uuid.UUID:
+        """The task a read is about: its own, or another step of its pipeline (an input).
+
+        A pipeline step reads what earlier steps made (``${step.artifacts.NAME}`` handed
+        as the object); the steps are those its pipeline's record names, as
+        ``scheduler.references`` resolves them. No other task is readable.
+        """
+        own = self._fence.task_id
+        wanted = uuid.UUID(str(args.get("of") or own))
+        if wanted == own:
+            return own
+        pipeline = self._store.tasks.get(own).parent_id
+        steps = set()
+        if pipeline is not None:
+            record = self._store.tasks.get(pipeline)
+            steps = {v for k, v in record.parameters.items() if k.startswith(STEP_KEY_PREFIX)}
+        if str(wanted) not in steps:
+            raise ChannelRefused(
+                f"task {wanted} is neither this task nor a step of its pipeline: "
+                "a task reads only its own rows and its pipeline's inputs"
+            )
+        return wanted
 
     def _heartbeat(self, args: dict[str, Any]) -> dict[str, bool]:
         task, f = self._store.tasks.get(self._fence.task_id), self._fence
@@ -267,7 +293,7 @@ class _Operations:
         return [line.model_dump(mode="json") for line in found]
 
     def _artifacts(self, args: dict[str, Any]) -> list[Any]:
-        found = self._store.outputs.artifacts(self._fence.task_id)
+        found = self._store.outputs.artifacts(self._readable(args))
         return [a.model_dump(mode="json") for a in found]
 
     def _artifacts_root(self, args: dict[str, Any]) -> str:
@@ -297,6 +323,16 @@ class _Operations:
         for sample in samples:
             self._check_own(f"debug sample {sample.title}/{sample.series}", sample.uri)
         self._store.outputs.append_batch(self._fence, logs, points, plots=plots, samples=samples)
+
+    def _annotate(self, args: dict[str, Any]) -> Any:
+        tags, name, comment = args.get("tags"), args.get("name"), args.get("comment")
+        done = self._store.admin.annotate(
+            self._fence.task_id,
+            name=None if name is None else str(name),
+            comment=None if comment is None else str(comment),
+            tags=None if tags is None else [str(t) for t in tags],
+        )
+        return done.model_dump(mode="json")
 
     def _add_artifact(self, args: dict[str, Any]) -> None:
         artifact = Artifact.model_validate(args["artifact"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 import tempfile
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,11 +52,26 @@ class ChannelRecords(StoreRecords):
             raise ChannelRefused(f"task {task_id} is not this run's task: {NO_DATABASE}")
 
     def get(self, task_id: uuid.UUID) -> TaskRecord:
-        """This run's own task, read by its agent."""
+        """This run's own task, or another step of its pipeline (its inputs), as its agent
+        reads them."""
+        from clearq.models import Task as TaskRecord
+
+        return TaskRecord.model_validate(self._link.call("record", self._fence, of=str(task_id)))
+
+    def annotate(
+        self,
+        task_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str | None = None,
+    ) -> TaskRecord:
+        """Change this run's own task's name, tags or comment, through its agent."""
         from clearq.models import Task as TaskRecord
 
         self._own(task_id)
-        return TaskRecord.model_validate(self._link.call("record", self._fence))
+        labels = {"name": name, "tags": None if tags is None else list(tags), "comment": comment}
+        return TaskRecord.model_validate(self._link.call("annotate", self._fence, **labels))
 
     def summary(self, task_id: uuid.UUID) -> builtins.list[ScalarSummary]:
         """This run's scalar summary."""
@@ -80,11 +96,11 @@ class ChannelRecords(StoreRecords):
         return [LogLine.model_validate(line) for line in found]
 
     def artifacts(self, task_id: uuid.UUID) -> builtins.list[Artifact]:
-        """This run's artifacts."""
+        """This run's artifacts, or those of another step of its pipeline (its inputs)."""
         from clearq.models import Artifact
 
-        self._own(task_id)
-        return [Artifact.model_validate(a) for a in self._link.call("artifacts", self._fence)]
+        found = self._link.call("artifacts", self._fence, of=str(task_id))
+        return [Artifact.model_validate(a) for a in found]
 
     def add_artifact(self, fence: Fence, artifact: Artifact) -> None:
         """Record an artifact this run stored (the agent checks it lies in its folder)."""

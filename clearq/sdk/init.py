@@ -197,7 +197,8 @@ def _agent_link(settings: Settings) -> RunWriter:
 def _agent_records(settings: Settings, link: RunWriter, fence: RunFence) -> StoreRecords:
     """The database when the agent gave its URL (a controllers' agent), else the channel."""
     if isinstance(link, ChannelLink) and not settings.database_url:
-        return ChannelRecords(link, fence)
+        SESSION.records = ChannelRecords(link, fence)
+        return SESSION.records
     return StoreRecords()
 
 

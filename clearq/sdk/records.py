@@ -117,6 +117,17 @@ class StoreRecords:
         """Merge parameters into a draft."""
         return self.store.tasks.update_parameters(task_id, values)
 
+    def annotate(
+        self,
+        task_id: uuid.UUID,
+        *,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        comment: str | None = None,
+    ) -> TaskRecord:
+        """Change a task's name, tags or comment, in any status."""
+        return self.store.admin.annotate(task_id, name=name, tags=tags, comment=comment)
+
     def request_stop(
         self, task_id: uuid.UUID, *, reason: str = "", force: bool = False
     ) -> TaskRecord:

@@ -20,6 +20,7 @@ from clearq.config import Settings, load_settings
 
 if TYPE_CHECKING:
     from clearq.scheduler import Store
+    from clearq.sdk.records import StoreRecords
     from clearq.sdk.task import Task
 
 
@@ -29,6 +30,10 @@ class Session:
 
     store: Store | None = None
     """The store, once opened (or given with ``use_store``)."""
+    records: StoreRecords | None = None
+    """What ``Task.get_task`` and the like read through when they are given nothing: set
+    under an agent that gives its tasks only their channel (``ChannelRecords``); else
+    records over ``store``."""
     current: Task | None = None
     """The task this process reports into (``Task.init``'s)."""
     extra_requirements: list[str] = field(default_factory=list)
@@ -58,6 +63,15 @@ def default_store() -> Store:
     return SESSION.store
 
 
+def default_records() -> StoreRecords:
+    """The records ``Task``'s class methods use: the channel's, else the default store's."""
+    if SESSION.records is not None:
+        return SESSION.records
+    from clearq.sdk.records import StoreRecords
+
+    return StoreRecords()
+
+
 def use_store(store: Store | None) -> None:
     """Make ``store`` the one the SDK uses (tests, or a program managing several)."""
     SESSION.store = store
@@ -72,4 +86,11 @@ def settings_in_use() -> Settings:
     return store.settings.replace(database_url=url)
 
 
-__all__ = ["SESSION", "Session", "default_store", "settings_in_use", "use_store"]
+__all__ = [
+    "SESSION",
+    "Session",
+    "default_records",
+    "default_store",
+    "settings_in_use",
+    "use_store",
+]

@@ -21,7 +21,7 @@ from clearq.sdk.multinode import launch_multi_node
 from clearq.sdk.preemption import CHECKPOINT_ARTIFACT, DEFAULT_CALLBACK_TIMEOUT_SECONDS
 from clearq.sdk.records import StoreRecords
 from clearq.sdk.roles import Role, Stored
-from clearq.sdk.session import SESSION, default_store, use_store
+from clearq.sdk.session import SESSION, default_records, default_store, use_store
 from clearq.sdk.task_surface import TaskSurface
 from clearq.sdk.task_types import TaskTypes
 
@@ -216,7 +216,7 @@ class Task(TaskSurface):
         """A task by id, or the newest matching the project, exact name, tags and filter."""
         from clearq.sdk.task_query import find_tasks
 
-        records = StoreRecords()
+        records = default_records()
         if task_id is not None:
             return cls._of(records, records.get(_as_uuid(task_id)))
         if task_name is None and project_name is None and not tags and not task_filter:
@@ -254,7 +254,7 @@ class Task(TaskSurface):
         """
         from clearq.sdk.task_query import find_tasks
 
-        records = StoreRecords()
+        records = default_records()
         found = find_tasks(
             records.store,
             task_ids=task_ids,
@@ -301,7 +301,7 @@ class Task(TaskSurface):
             argparse_args=argparse_args,
             task_type=task_type,
         )
-        records = StoreRecords()
+        records = default_records()
         return cls._of(records, records.create(spec))
 
     @classmethod

@@ -91,7 +91,7 @@ class TaskSurface:
 
     def set_name(self, name: str) -> None:
         """Rename the task (in any status)."""
-        self._record = self._store.admin.annotate(self._id, name=name)
+        self._record = self._records.annotate(self._id, name=name)
         self._name = self._record.name
 
     def move_to_project(self, new_project_name: str) -> None:
@@ -101,7 +101,7 @@ class TaskSurface:
 
     def set_comment(self, comment: str) -> None:
         """Set the task's description."""
-        self._record = self._store.admin.annotate(self._id, comment=comment)
+        self._record = self._records.annotate(self._id, comment=comment)
 
     @property
     def comment(self) -> str:
@@ -112,11 +112,11 @@ class TaskSurface:
         """Add tags to the task (in any status); tags it has already stay once."""
         added = [tags] if isinstance(tags, str) else list(tags)
         current = list(self.reload()._record.tags)
-        self._record = self._store.admin.annotate(self._id, tags=[*current, *added])
+        self._record = self._records.annotate(self._id, tags=[*current, *added])
 
     def set_tags(self, tags: Sequence[str]) -> None:
         """Replace the task's tags."""
-        self._record = self._store.admin.annotate(self._id, tags=list(tags))
+        self._record = self._records.annotate(self._id, tags=list(tags))
 
     def get_tags(self) -> list[str]:
         """The task's tags."""

@@ -181,7 +181,9 @@ def test_start_sends_the_controller_to_the_services_queue(
     assert "dag" not in out  # the controller left for the services queue
     (controller,) = Task.get_tasks(project_name="examples", task_name="pipeline demo")
     assert controller.data.type == "controller"
-    agents.start("-q", "services", "--name", "services", "--idle-exit", "20")
+    # The controller clones and enqueues its steps: it needs the database, which only an
+    # agent started with --allow-controllers gives its tasks.
+    agents.start("-q", "services", "--name", "services", "--idle-exit", "20", "--allow-controllers")
     agents.start("-q", "default", "--name", "steps", "--idle-exit", "20")
     assert controller.wait_for_status(timeout=120) is TaskStatus.COMPLETED
     _check(clearml_db, marks)

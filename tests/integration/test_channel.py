@@ -135,3 +135,26 @@ def test_a_closed_channel_leaves_no_socket(store: Store, attempt: Fence, tmp_pat
         "CLEARQ_CHANNEL": str(opened.path),
         "CLEARQ_CHANNEL_TOKEN": opened.token,
     }
+
+
+def test_a_pipeline_step_reads_the_records_and_artifacts_of_its_pipelines_steps_only(
+    store: Store, tmp_path: Path
+) -> None:
+    producer = new_task(store, "prepare")
+    store.outputs.add_artifact(
+        store.tasks.start(producer), Artifact(name="data", uri=str(tmp_path / "data.json"))
+    )
+    stranger = new_task(store, "stranger", parameters={"General/api_key": "secret"})
+    pipeline = new_task(store, "pipeline", parameters={"Pipeline/steps/prepare": str(producer)})
+    step = new_task(store, "train", parent_id=pipeline)
+    store.tasks.update_parameters(pipeline, {"Pipeline/steps/train": str(step)})
+    fence = store.tasks.start(step, worker=WORKER)
+    with AttemptChannel(store, fence, tmp_path / "run") as opened:
+        link = _link(opened)
+        mine = _fence(fence)
+        assert link.call("record", mine, of=str(producer))["name"] == "prepare"
+        assert [a["name"] for a in link.call("artifacts", mine, of=str(producer))] == ["data"]
+        with pytest.raises(ChannelRefused, match="neither this task nor a step"):
+            link.call("record", mine, of=str(stranger))
+        with pytest.raises(ChannelRefused, match="neither this task nor a step"):
+            link.call("artifacts", mine, of=str(pipeline))
