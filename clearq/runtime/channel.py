@@ -267,8 +267,9 @@ class _Operations:
             steps = {v for k, v in record.parameters.items() if k.startswith(STEP_KEY_PREFIX)}
         if str(wanted) not in steps:
             raise ChannelRefused(
-                f"task {wanted} is neither this task nor a step of its pipeline: "
-                "a task reads only its own rows and its pipeline's inputs"
+                f"task {wanted} is neither this task nor a step of its pipeline: a task "
+                "reads only its own rows and its pipeline's inputs (other tasks are for "
+                "controller tasks, on an agent started with --allow-controllers)"
             )
         return wanted
 

@@ -83,7 +83,7 @@ def test_a_task_cannot_read_or_update_another_tasks_row(store: Store, agents: Ag
     log = logs_of(store, attacker)
     assert store.tasks.get(attacker).status is TaskStatus.COMPLETED, log
     assert 'env: {"CLEARQ_DATABASE_URL": null, "CLEARQ_HOME": null}' in log
-    assert "refused get_task: this task runs under an agent that gives its tasks no database" in log
+    assert f"refused get_task: task {victim} is neither this task nor a step of its" in log
     assert "raw read refused: this channel serves task" in log
     assert "raw update_parameters refused: this channel serves task" in log
     assert "raw update_parameters refused: wrong or missing channel token" in log

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
-from clearq.errors import InvalidInput
+from clearq.errors import ChannelRefused, InvalidInput
 from clearq.sdk import Task
 from clearq.sdk.records import StoreRecords
 from clearq.sdk.roles import Stored
@@ -44,3 +45,16 @@ def test_requirement_changes_go_to_the_session_not_to_the_class() -> None:
         assert mutable_class_attributes == []
     finally:
         SESSION.extra_requirements[:], SESSION.ignored_requirements[:] = saved
+
+
+def test_under_a_channel_without_a_url_there_is_no_store_and_no_database_is_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CLEARQ_CHANNEL", str(tmp_path / "channel.sock"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("CLEARQ_DATABASE_URL", raising=False)
+    monkeypatch.delenv("CLEARQ_HOME", raising=False)
+    monkeypatch.setattr(SESSION, "store", None)
+    with pytest.raises(ChannelRefused, match="--allow-controllers"):
+        Task.get_task(task_id=uuid.uuid4())
+    assert not (tmp_path / ".clearq").exists()
