@@ -13,7 +13,8 @@ with its own store and the attempt's fence, so what a task can do is exactly thi
 - read its inputs: the record and artifacts of the other steps of its pipeline;
 - write its own attempt's rows: parameters, log pieces (``stdout``/``stderr`` only, never
   the ``agent`` stream), scalars, plots, debug samples and artifact records (files under
-  its own folder of the output location), and its own task's name, tags and comment;
+  its own folder of the output location), its own models (OutputModel), and its own
+  task's name, tags and comment; it may read models by id or name (InputModel);
 - ask whether its attempt is still current and whether a stop was requested.
 
 Anything else (another task's row, creating, cloning or enqueuing tasks, ending its
@@ -44,7 +45,7 @@ from typing import Any, Protocol
 
 from clearq.config import Settings
 from clearq.errors import ChannelRefused, ClearqError, InvalidInput
-from clearq.models import STEP_KEY_PREFIX, Artifact, Fence, Task
+from clearq.models import STEP_KEY_PREFIX, Artifact, Fence, ModelRecord, Task
 from clearq.ports import OutputReads, TaskRecords
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
 from clearq.sdk.artifacts import is_local, local_root
@@ -81,6 +82,13 @@ class _Labels(Protocol):
     ) -> Task: ...
 
 
+class _Models(Protocol):
+    def save(self, fence: Fence, model: ModelRecord) -> ModelRecord: ...
+    def get(self, model_id: uuid.UUID) -> ModelRecord: ...
+    def find(self, name: str, *, project: str | None = ...) -> ModelRecord: ...
+    def of_task(self, task_id: uuid.UUID) -> list[ModelRecord]: ...
+
+
 class ChannelStore(Protocol):
     """What an attempt's channel uses of the store (``clearq.scheduler.Store`` has it)."""
 
@@ -92,6 +100,8 @@ class ChannelStore(Protocol):
     def outputs(self) -> _ChannelOutputs: ...
     @property
     def admin(self) -> _Labels: ...
+    @property
+    def registry(self) -> _Models: ...
 
 
 class AttemptChannel:
@@ -199,6 +209,10 @@ class _Operations:
             "artifacts_root": self._artifacts_root,
             "add_artifact": self._add_artifact,
             "annotate": self._annotate,
+            "save_model": self._save_model,
+            "model": self._model,
+            "find_model": self._find_model,
+            "models": self._models,
         }
 
     def apply(self, request: dict[str, Any]) -> Any:
@@ -334,6 +348,33 @@ class _Operations:
             tags=None if tags is None else [str(t) for t in tags],
         )
         return done.model_dump(mode="json")
+
+    def _save_model(self, args: dict[str, Any]) -> Any:
+        model = ModelRecord.model_validate(args["model"])
+        if model.task_id != self._fence.task_id:
+            raise ChannelRefused(f"model {model.id} is not this task's: a task saves its own")
+        own = f"/{self._fence.task_id}/"
+        uri = model.uri
+        if uri is not None and is_local(uri) and own not in local_root(uri).resolve().as_posix():
+            raise ChannelRefused(
+                f"model {model.name!r} at {uri!r} is not in a folder of this task's"
+            )
+        return self._store.registry.save(self._fence, model).model_dump(mode="json")
+
+    def _model(self, args: dict[str, Any]) -> Any:
+        # An input model (InputModel): its row says where the weights are, nothing more.
+        return self._store.registry.get(uuid.UUID(str(args["id"]))).model_dump(mode="json")
+
+    def _find_model(self, args: dict[str, Any]) -> Any:
+        project = args.get("project")
+        found = self._store.registry.find(
+            str(args["name"]), project=None if project is None else str(project)
+        )
+        return found.model_dump(mode="json")
+
+    def _models(self, args: dict[str, Any]) -> list[Any]:
+        found = self._store.registry.of_task(self._fence.task_id)
+        return [m.model_dump(mode="json") for m in found]
 
     def _add_artifact(self, args: dict[str, Any]) -> None:
         artifact = Artifact.model_validate(args["artifact"])

@@ -23,7 +23,14 @@ from clearq.sdk.channel import ChannelLink
 from clearq.sdk.records import StoreRecords
 
 if TYPE_CHECKING:
-    from clearq.models import Artifact, Fence, LogLine, ScalarPoint, ScalarSummary
+    from clearq.models import (
+        Artifact,
+        Fence,
+        LogLine,
+        ModelRecord,
+        ScalarPoint,
+        ScalarSummary,
+    )
     from clearq.models import Task as TaskRecord
     from clearq.scheduler import Store
 
@@ -106,6 +113,34 @@ class ChannelRecords(StoreRecords):
         """Record an artifact this run stored (the agent checks it lies in its folder)."""
         self._own(fence.task_id)
         self._link.call("add_artifact", self._fence, artifact=artifact.model_dump(mode="json"))
+
+    def save_model(self, fence: Fence, model: ModelRecord) -> ModelRecord:
+        """Create or update a model of this run (OutputModel), through its agent."""
+        from clearq.models import ModelRecord
+
+        self._own(fence.task_id)
+        saved = self._link.call("save_model", self._fence, model=model.model_dump(mode="json"))
+        return ModelRecord.model_validate(saved)
+
+    def model(self, model_id: uuid.UUID) -> ModelRecord:
+        """A model by id (an input model)."""
+        from clearq.models import ModelRecord
+
+        return ModelRecord.model_validate(self._link.call("model", self._fence, id=str(model_id)))
+
+    def find_model(self, name: str, *, project: str | None) -> ModelRecord:
+        """The newest model named ``name`` (in ``project``, when given)."""
+        from clearq.models import ModelRecord
+
+        found = self._link.call("find_model", self._fence, name=name, project=project)
+        return ModelRecord.model_validate(found)
+
+    def models(self, task_id: uuid.UUID) -> builtins.list[ModelRecord]:
+        """This run's own task's models."""
+        from clearq.models import ModelRecord
+
+        self._own(task_id)
+        return [ModelRecord.model_validate(m) for m in self._link.call("models", self._fence)]
 
     def artifacts_root(self) -> str:
         """Where this run's artifacts go, as its agent says."""

@@ -334,4 +334,5 @@ def test_nothing_else_of_clearq_home_is_mounted(tmp_path: Path) -> None:
         ready.code_dir.resolve(): False,
         home / "docker-envs": True,
         home / "artifacts" / str(fence.task_id): False,
+        ready.channel.path: False,  # the attempt's channel: its socket alone
     }
