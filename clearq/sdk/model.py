@@ -206,9 +206,9 @@ class InputModel:
     def __init__(
         self, model_id: str | None = None, name: str | None = None, project: str | None = None
     ) -> None:
-        from clearq.sdk.records import StoreRecords
+        from clearq.sdk.session import default_records
 
-        self._records = StoreRecords()
+        self._records = default_records()  # under an agent: its channel
         if model_id is not None:
             self._record = self._records.model(_model_uuid(model_id))
         elif name is not None:
@@ -219,9 +219,9 @@ class InputModel:
     @classmethod
     def _of(cls, record: ModelRecord) -> InputModel:
         model = cls.__new__(cls)
-        from clearq.sdk.records import StoreRecords
+        from clearq.sdk.session import default_records
 
-        model._records = StoreRecords()
+        model._records = default_records()
         model._record = record
         return model
 

@@ -122,6 +122,13 @@ task.connect({"lr": 0.1})
 task.get_logger().report_scalar("loss", "train", 0.5, 1)
 task.flush()
 print("heavy:", sorted(m for m in ("sqlalchemy", "pydantic") if m in sys.modules))
+from pathlib import Path
+from clearq import InputModel, OutputModel
+
+Path("weights.bin").write_bytes(b"w")
+model = OutputModel(task=task, name="tiny", framework="none")
+model.update_weights("weights.bin")
+print("input model:", InputModel(model_id=model.id).name)
 """
 
 
@@ -131,7 +138,10 @@ def test_a_run_through_its_channel_imports_no_driver_and_leaves_no_socket(
     store.queues.create("q")
     task_id = _script_task(store, "plain", PLAIN, {})
     agents.run("-q", "q", "--idle-exit", "1", "--keep-workspaces")
-    assert "heavy: []" in logs_of(store, task_id)
+    log = logs_of(store, task_id)
+    assert "heavy: []" in log
+    assert "input model: tiny" in log, log
+    assert [m.name for m in store.registry.of_task(task_id)] == ["tiny"]
     runs = tmp_path / "home" / "runs"
     assert list(runs.iterdir())  # the run folder is kept, for debugging
     assert list(runs.glob("*/channel.sock")) == []
