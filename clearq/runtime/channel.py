@@ -89,13 +89,17 @@ class _Models(Protocol):
     def of_task(self, task_id: uuid.UUID) -> list[ModelRecord]: ...
 
 
+class _ChannelTasks(TaskRecords, Protocol):
+    def parents(self, task_id: uuid.UUID) -> list[uuid.UUID]: ...
+
+
 class ChannelStore(Protocol):
     """What an attempt's channel uses of the store (``clearq.scheduler.Store`` has it)."""
 
     @property
     def settings(self) -> Settings: ...
     @property
-    def tasks(self) -> TaskRecords: ...
+    def tasks(self) -> _ChannelTasks: ...
     @property
     def outputs(self) -> _ChannelOutputs: ...
     @property
@@ -264,16 +268,17 @@ class _Operations:
         return self._store.tasks.get(self._readable(args)).model_dump(mode="json")
 
     def _readable(self, args: dict[str, Any]) -> uuid.UUID:
-        """The task a read is about: its own, or another step of its pipeline (an input).
+        """The task a read is about: its own, or one of its inputs.
 
         A pipeline step reads what earlier steps made (``${step.artifacts.NAME}`` handed
-        as the object); the steps are those its pipeline's record names, as
-        ``scheduler.references`` resolves them. No other task is readable.
+        as the object): the tasks it depends on (``depends_on``) and the steps its
+        pipeline's record names, as ``scheduler.references`` resolves them. No other task
+        is readable.
         """
         own = self._fence.task_id
         wanted = uuid.UUID(str(args.get("of") or own))
-        if wanted == own:
-            return own
+        if wanted == own or wanted in self._store.tasks.parents(own):
+            return wanted
         pipeline = self._store.tasks.get(own).parent_id
         steps = set()
         if pipeline is not None:

@@ -25,6 +25,7 @@ from clearq.models import (
     check_environment,
 )
 from clearq.scheduler import fenced
+from clearq.scheduler.dependencies import parents_of
 from clearq.scheduler.engine import Database
 from clearq.scheduler.references import has_references, resolve
 from clearq.scheduler.rows import fetch_task, hold, task_from_row, task_select, transition
@@ -285,6 +286,11 @@ class TaskRepo:
             resolved = resolve(conn, fence.task_id, current)
             fenced.set_parameters(on(conn), fence.task_id, resolved)
         return resolved
+
+    def parents(self, task_id: uuid.UUID) -> builtins.list[uuid.UUID]:
+        """The tasks ``task_id`` waits for (its ``depends_on``), in id order."""
+        with self._db.read() as conn:
+            return [parent for parent, _ in parents_of(conn, task_id)]
 
     def history(self, task_id: uuid.UUID) -> builtins.list[TaskEvent]:
         """Every change of the task's status or attempt, oldest first."""

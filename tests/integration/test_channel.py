@@ -158,3 +158,20 @@ def test_a_pipeline_step_reads_the_records_and_artifacts_of_its_pipelines_steps_
             link.call("record", mine, of=str(stranger))
         with pytest.raises(ChannelRefused, match="neither this task nor a step"):
             link.call("artifacts", mine, of=str(pipeline))
+
+
+def test_a_task_reads_the_artifacts_of_the_tasks_it_depends_on(
+    store: Store, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    producer = new_task(store, "load")
+    store.outputs.add_artifact(
+        store.tasks.start(producer), Artifact(name="rows", uri=str(tmp_path / "rows.json"))
+    )
+    consumer = new_task(store, "fit")
+    store.queues.enqueue(consumer, "q", depends_on=[producer], continue_on_failure=True)
+    store.queues.dequeue(consumer)
+    fence = store.tasks.start(consumer, worker=WORKER)
+    with AttemptChannel(store, fence, tmp_path / "run") as opened:
+        found = _link(opened).call("artifacts", _fence(fence), of=str(producer))
+        assert [a["name"] for a in found] == ["rows"]
