@@ -97,7 +97,8 @@ def test_decorated_pipeline_logic_runs_on_the_services_queue(
     out = run_script(tmp_path / "work", "pipe.py", PIPELINE, clearml_env, "remote")
     assert "pipeline completed" not in out  # the logic left for the services queue
     (controller,) = Task.get_tasks(project_name="examples", task_name="custom pipeline logic")
-    agents.start("-q", "services", "--name", "services", "--idle-exit", "20")
+    # The pipeline logic enqueues its steps: it needs the database (--allow-controllers).
+    agents.start("-q", "services", "--name", "services", "--idle-exit", "20", "--allow-controllers")
     agents.start("-q", "default", "--name", "steps", "--idle-exit", "20")
     assert controller.wait_for_status(timeout=120) is TaskStatus.COMPLETED
     assert "test rows=2 slope=5.000" in "".join(controller.get_reported_console_output())
