@@ -48,8 +48,11 @@ DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS = 30.0
 """How long sent data may stay unacknowledged before the connection is dropped."""
 DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS = 60.0
 """The server cancels one of clearq's statements that runs longer (0: no limit)."""
-DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS = 60.0
-"""The server ends a session idle inside a transaction this long, freeing its locks."""
+DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS = 10.0
+"""The server ends a session idle inside a transaction this long, freeing its locks.
+
+clearq's transactions last milliseconds: one left open is an agent frozen (SIGSTOP) or
+cut off in the middle of it, whose row locks would hide its tasks from the reaper."""
 DEFAULT_DB_POOL_SIZE = 2
 """PostgreSQL connections each of a store's two pools keeps open (``CLEARQ_DB_POOL_SIZE``)."""
 DEFAULT_DB_MAX_OVERFLOW = 4

@@ -65,6 +65,8 @@ class Fleet:
             CLEARQ_DB_CONNECT_TIMEOUT_SECONDS="2",
             CLEARQ_DB_KEEPALIVE_SECONDS="2",
             CLEARQ_DB_TCP_USER_TIMEOUT_SECONDS="5",
+            # A frozen agent's open transaction must not hide its tasks from the reaper.
+            CLEARQ_DB_IDLE_IN_TRANSACTION_SECONDS="2",
             **(env or {}),
         )
         self.env = base

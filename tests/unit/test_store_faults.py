@@ -42,7 +42,7 @@ def test_libpq_gets_every_timeout_as_a_named_setting() -> None:
     )
     assert args["tcp_user_timeout"] == "30000"
     assert args["options"] == (
-        "-c statement_timeout=60000 -c idle_in_transaction_session_timeout=60000"
+        "-c statement_timeout=60000 -c idle_in_transaction_session_timeout=10000"
     )
 
 
