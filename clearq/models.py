@@ -8,6 +8,8 @@ the agent pass them around, the CLI prints them.
 from __future__ import annotations
 
 import enum
+import getpass
+import os
 import re
 import uuid
 from datetime import datetime
@@ -129,6 +131,8 @@ class TaskSpec(_Frozen):
 
     nodes: int = Field(default=1, ge=1)
     """Ranks on as many agents, started together (a gang); 1: an ordinary task."""
+    user: str = Field(default_factory=lambda: current_user(), min_length=1, max_length=256)
+    """Who made the task: ``CLEARQ_USER``, else the OS user (a clone is its cloner's)."""
 
 
 class Task(_Frozen):
@@ -168,6 +172,8 @@ class Task(_Frozen):
     retry_delay_seconds: float | None = None
     environment: dict[str, str] = Field(default_factory=dict)
     nodes: int = 1
+    user: str | None = None
+    """Who made the task (None: made before clearq recorded it)."""
 
 
 class TaskEvent(_Frozen):
@@ -448,3 +454,14 @@ class GangJoin(_Frozen):
 
     membership: GangMembership
     claim: Claim | None = None
+
+
+def current_user() -> str:
+    """Who is making tasks here: ``CLEARQ_USER``, else the OS user's name."""
+    named = os.environ.get("CLEARQ_USER", "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no name for this uid (a bare container)
+        return f"uid-{os.getuid()}"

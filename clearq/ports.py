@@ -88,6 +88,7 @@ class TaskReads(Protocol):
         queue: str | None = ...,
         tags: Sequence[str] = ...,
         limit: int = ...,
+        user: str | None = ...,
     ) -> builtins.list[Task]:
         """Tasks matching every filter given, newest first."""
         ...

@@ -54,11 +54,14 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1, help="At most this many tasks.")] = (
         DEFAULT_LIST_LIMIT
     ),
+    user: Annotated[str | None, typer.Option(help="Only tasks this user made.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List tasks, newest first."""
     with cli_context(ctx).store() as store:
-        tasks = store.tasks.list(project=project, status=status or None, queue=queue, limit=limit)
+        tasks = store.tasks.list(
+            project=project, status=status or None, queue=queue, limit=limit, user=user
+        )
     if as_json:
         print_json(dump_all(tasks))
     elif not tasks:

@@ -61,6 +61,7 @@ def task_from_row(row: Row[Any]) -> Task:
         retry_delay_seconds=m["retry_delay_seconds"],
         environment=dict(m["environment"] or {}),
         nodes=m["nodes"],
+        user=m["created_by"],
     )
 
 

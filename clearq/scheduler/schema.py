@@ -122,10 +122,13 @@ tasks = sa.Table(
     sa.Column("nodes", sa.Integer(), nullable=False, server_default="1"),
     # Lease renewals of the running attempt: SQLite's reaper watches it move (expiry.py).
     sa.Column("beats", sa.Integer(), nullable=False, server_default="0"),
+    # Who made the task (migration 0012); NULL for tasks made before it was recorded.
+    sa.Column("created_by", sa.Text()),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
     # The ON DELETE SET NULL of parent_id probes it for every deleted task (migration 0011).
     sa.Index("ix_tasks_parent_id", "parent_id"),
+    sa.Index("ix_tasks_created_by", "created_by"),
 )
 
 queues = sa.Table(

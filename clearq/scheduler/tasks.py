@@ -89,6 +89,7 @@ class TaskRepo:
         )
         with self._db.write() as conn:
             task_id = fenced.insert_task(on(conn), new, running=False)
+            conn.execute(tasks.update().where(tasks.c.id == task_id).values(created_by=spec.user))
             if spec.environment:
                 where = tasks.c.id == task_id
                 conn.execute(tasks.update().where(where).values(environment=spec.environment))
@@ -139,6 +140,7 @@ class TaskRepo:
         queue: str | None = None,
         tags: Sequence[str] = (),
         limit: int = DEFAULT_LIST_LIMIT,
+        user: str | None = None,
     ) -> list[Task]:
         """Tasks matching every filter given, newest first."""
         query = task_select().order_by(tasks.c.created_at.desc(), tasks.c.id)
@@ -148,6 +150,8 @@ class TaskRepo:
             query = query.where(tasks.c.project == project)
         if name is not None:
             query = query.where(tasks.c.name == name)
+        if user is not None:
+            query = query.where(tasks.c.created_by == user)
         if isinstance(status, TaskStatus):
             query = query.where(tasks.c.status == status.value)
         elif status is not None:

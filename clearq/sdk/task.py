@@ -247,8 +247,10 @@ class Task(TaskSurface):
         *,
         status: TaskStatus | Sequence[TaskStatus] | None = None,
         limit: int = 500,
+        user: str | None = None,
     ) -> list[Task]:
-        """Tasks matching every filter given, newest first (``task_name``: part of the name).
+        """Tasks matching every filter given, newest first (``task_name``: part of the name;
+        ``user``: who made them, as ``task.data.user`` says).
 
         See :mod:`clearq.sdk.task_query` for the filters, as ClearML means them.
         """
@@ -266,6 +268,7 @@ class Task(TaskSurface):
             task_filter=task_filter,
             status=status,
             limit=limit,
+            user=user,
         )
         return [cls._of(records, r) for r in found]
 

@@ -49,6 +49,7 @@ def find_tasks(
     task_filter: Mapping[str, Any] | None = None,
     status: TaskStatus | Sequence[TaskStatus] | None = None,
     limit: int | None = None,
+    user: str | None = None,
 ) -> list[TaskRecord]:
     """Task records matching every filter, newest first unless ``order_by`` says otherwise."""
     wanted = dict(task_filter or {})
@@ -63,9 +64,10 @@ def find_tasks(
     exact_name = task_name if task_name is not None and not name_is_pattern else None
     if task_ids:
         records = [store.tasks.get(_as_uuid(t)) for t in task_ids]
+        records = [r for r in records if user is None or r.user == user]
     else:
         records = store.tasks.list(
-            project=single_project, name=exact_name, status=statuses, limit=SCAN_LIMIT
+            project=single_project, name=exact_name, status=statuses, limit=SCAN_LIMIT, user=user
         )
     checks = _checks(
         projects=projects,

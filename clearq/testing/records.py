@@ -68,6 +68,7 @@ class MemoryTasks:
                 retries=0,
                 retry_delay_seconds=spec.retry_delay_seconds,
                 environment=dict(spec.environment),
+                user=spec.user,
             )
             s.tasks[task.id] = task
             s.created_order[task.id] = len(s.created_order)
@@ -87,6 +88,7 @@ class MemoryTasks:
         queue: str | None = None,
         tags: Sequence[str] = (),
         limit: int = DEFAULT_LIST_LIMIT,
+        user: str | None = None,
     ) -> builtins.list[Task]:
         """Tasks matching every filter given, newest first."""
         wanted = {status} if isinstance(status, TaskStatus) else status
@@ -96,6 +98,7 @@ class MemoryTasks:
                 for t in self._s.tasks.values()
                 if (project is None or t.project == project)
                 and (name is None or t.name == name)
+                and (user is None or t.user == user)
                 and (wanted is None or t.status in wanted)
                 and (queue is None or t.queue == queue)
                 and set(tags) <= set(t.tags)

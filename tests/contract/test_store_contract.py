@@ -86,6 +86,14 @@ def test_tasks_are_created_read_listed_and_edited(any_store: Any) -> None:
         any_store.tasks.edit(a, max_attempts=0)
 
 
+def test_a_task_keeps_who_made_it_and_lists_filter_by_it(any_store: Any) -> None:
+    a = _new(any_store, "a", user="carol")
+    _new(any_store, "b", user="dave")
+    assert any_store.tasks.get(a).user == "carol"
+    assert [t.id for t in any_store.tasks.list(user="carol")] == [a]
+    assert any_store.tasks.list(user="erin") == []
+
+
 def test_a_tasks_own_environment_is_kept_replaced_and_checked(any_store: Any) -> None:
     a = _new(any_store, "a", environment={"HF_HOME": "/data"})
     assert any_store.tasks.get(a).environment == {"HF_HOME": "/data"}
