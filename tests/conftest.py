@@ -91,6 +91,24 @@ def store(store_url: str, settings: Settings) -> Iterator[Store]:
 
 _FAST_FOLDERS = ("unit",)
 
+# The suite runs in several pytest-xdist workers (pyproject's addopts). Tests that share
+# one machine-wide thing run in one worker, one after another: the single Slurm cluster
+# (its job counts and partitions), the fault suite (its own throwaway cluster, timed
+# faults) and the Docker engine (an agent in Docker mode removes dead agents' containers
+# host-wide, and image builds are the heaviest work here), and the README's snippets.
+_SERIAL_GROUPS = {
+    "test_slurm.py": "slurm",
+    "test_gangs.py": "gangs",
+    "test_faults.py": "faults",
+    "test_agent_docker.py": "docker",
+    "test_docker.py": "docker",
+    "test_docker_extras.py": "docker",
+    "test_agent_death.py": "docker",
+    # The README's snippets run in order on one newcomer's machine (a queue made by one
+    # is used by the next).
+    "test_readme.py": "readme",
+}
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the newcomer's fast subset ``fast``: ``pytest -m fast`` (README, Tests).
@@ -105,3 +123,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         on_memory = callspec is not None and callspec.params.get("any_store") == "memory"
         if folder in _FAST_FOLDERS or (folder == "contract" and on_memory):
             item.add_marker(pytest.mark.fast)
+        group = _SERIAL_GROUPS.get(item.path.name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -31,7 +31,8 @@ PROBE = """
 import os, pathlib
 print("uid", os.getuid(), "gid", os.getgid(), "groups", os.getgroups())
 print("user", os.environ.get("USER"), "home", os.environ.get("HOME"))
-home = pathlib.Path(os.environ["CLEARQ_HOME"])
+assert "CLEARQ_HOME" not in os.environ  # the agent keeps its home to itself
+home = pathlib.Path(AGENT_HOME)
 def attempt(what, action):
     try:
         action()
@@ -93,11 +94,17 @@ def test_a_task_runs_as_the_task_user_and_reaches_nothing_of_its_agents(
     store = Store(settings=Settings(home=open_home))
     try:
         store.queues.create("q")
-        spec = TaskSpec(project="p", name="probe", script=Script(source=PROBE, entry_point="p.py"))
+        spec = TaskSpec(
+            project="p",
+            name="probe",
+            script=Script(
+                source=PROBE.replace("AGENT_HOME", repr(str(open_home))), entry_point="p.py"
+            ),
+        )
         task_id = store.tasks.create(spec).id
         store.queues.enqueue(task_id, "q")
         done = _agent(open_home, "-q", "q", "--once", "--task-user", task_user)
-        assert done.returncode == 0, done.stderr
+        assert done.returncode == 0, (done.stderr, logs_of(store, task_id))
         task = store.tasks.get(task_id)
         log = logs_of(store, task_id)
         assert task.status is TaskStatus.COMPLETED, log
