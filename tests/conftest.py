@@ -91,7 +91,7 @@ def store(store_url: str, settings: Settings) -> Iterator[Store]:
 
 _FAST_FOLDERS = ("unit",)
 
-# The suite runs in several pytest-xdist workers (pyproject's addopts). Tests that share
+# With pytest-xdist (`pytest -n 4 --dist loadgroup`), tests that share
 # one machine-wide thing run in one worker, one after another: the single Slurm cluster
 # (its job counts and partitions), the fault suite (its own throwaway cluster, timed
 # faults) and the Docker engine (an agent in Docker mode removes dead agents' containers
