@@ -43,6 +43,23 @@ class UntrackedFile(BaseModel):
     executable: bool = False
 
 
+class Submodule(_Frozen):
+    """A submodule of a task's repository, checked out on the agent from its own mirror.
+
+    The agent clones ``repository`` (a ``./`` or ``../`` URL is relative to the URL of
+    the repository holding it, as in ``.gitmodules``) into ``path``, checks out
+    ``commit``, applies ``diff`` there and writes ``untracked``, then its own submodules.
+    """
+
+    path: str
+    """Relative to the repository that holds it, with forward slashes."""
+    repository: str
+    commit: str
+    diff: str = ""
+    untracked: tuple[UntrackedFile, ...] = ()
+    submodules: tuple[Submodule, ...] = ()
+
+
 class Script(_Frozen):
     """The code a task runs: a git checkout plus local changes, or a standalone script.
 
@@ -61,6 +78,8 @@ class Script(_Frozen):
     arguments: tuple[str, ...] = ()
     diff: str = ""
     untracked: tuple[UntrackedFile, ...] = ()
+    submodules: tuple[Submodule, ...] = ()
+    """Checked out recursively, each with its own changes, after the main tree."""
     source: str | None = None
     python_version: str | None = None
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from clearq.cli.output import status_text, table, timestamp
-from clearq.models import Task
+from clearq.models import Submodule, Task
 
 
 def task_view(task: Task) -> RenderableType:
@@ -76,8 +78,19 @@ def _code(t: Task) -> list[tuple[str, str | Text]]:
         ("arguments", " ".join(s.arguments) or "-"),
         ("diff", f"{len(s.diff.splitlines())} line(s)" if s.diff else "-"),
         ("untracked", ", ".join(sorted(f.path for f in s.untracked)) or "-"),
+        ("submodules", "\n".join(_submodules(s.submodules)) or "-"),
         ("source", f"{len(s.source.splitlines())} line(s)" if s.source else "-"),
     ]
+
+
+def _submodules(submodules: Sequence[Submodule], where: str = "") -> list[str]:
+    """One line per submodule, nested ones by their full path: path, commit, changes."""
+    lines = []
+    for sub in submodules:
+        changed = " (changed)" if sub.diff or sub.untracked else ""
+        lines.append(f"{where}{sub.path} {sub.commit[:12]}{changed}")
+        lines += _submodules(sub.submodules, f"{where}{sub.path}/")
+    return lines
 
 
 def _environment(t: Task) -> list[tuple[str, str | Text]]:

@@ -1,0 +1,216 @@
+"""One git working tree captured: the pushed commit it grows from, the diff to it, its files.
+
+The main repository and each of its submodules are captured the same way
+(``capture_tree``); only what the diff is taken against is found differently
+(``repository_base`` for the main one, ``submodule_base`` for a submodule, whose
+URL comes from ``.gitmodules`` instead).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from clearq.sdk.capture.git_files import File, candidate, fit, read_file, untracked
+from clearq.sdk.capture.gitcmd import git_out, git_run, git_text, strip_credentials
+
+__all__ = ["Base", "Tree", "branch_of", "capture_tree", "repository_base", "submodule_base"]
+
+_DIFF = (
+    # Pin every setting that changes the patch's shape, whatever the user's config says.
+    *("-c", "diff.noprefix=false", "-c", "diff.relative=false", "-c", "core.quotePath=true"),
+    *("diff", "--binary", "--no-color", "--no-ext-diff", "--no-textconv", "--no-renames"),
+    # Submodules are captured on their own (their commit, diff and files), not here.
+    *("--ignore-submodules=all", "--src-prefix=a/", "--dst-prefix=b/"),
+)
+
+
+@dataclass(frozen=True)
+class Base:
+    """What a tree's diff is taken against, and where the agent fetches it from."""
+
+    repository: str | None
+    commit: str | None
+    tree: str
+    """The commit, or the empty tree before a first one."""
+    unpushed: int = 0
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A working tree captured against its base."""
+
+    base: Base
+    diff: str
+    files: tuple[File, ...]
+    """Untracked files kept, and files carried whole instead of in the diff."""
+    size: int
+    """Bytes of diff plus files kept."""
+    dropped: tuple[str, ...]
+    """Untracked files left out to stay under the limit, largest first."""
+    over_limit: bool
+
+
+def capture_tree(
+    root: Path, base: Base, *, entry_point: str | None, limit: int, warnings: list[str]
+) -> Tree:
+    """The diff from ``base`` to ``root``'s working tree and its untracked files, fitted
+    under ``limit`` bytes (the largest untracked files dropped first, with a warning)."""
+    diff, whole = _diff(root, base.tree, warnings)
+    candidates = untracked(root, entry_point, warnings)
+    diff_size = len(diff.encode()) + sum(len(f.data) for f in whole)
+    kept, dropped = fit(diff_size, candidates, limit, warnings)
+    files = [f for c in kept if (f := read_file(c, warnings)) is not None]
+    return Tree(
+        base=base,
+        diff=diff,
+        files=(*whole, *files),
+        size=diff_size + sum(len(f.data) for f in files),
+        dropped=tuple(c.path for c in dropped),
+        over_limit=diff_size + sum(c.size for c in candidates) > limit,
+    )
+
+
+def submodule_base(root: Path, warnings: list[str]) -> Base | None:
+    """A checked-out submodule's base: the newest ancestor of its HEAD its remote has.
+
+    None (with a warning) when it has no commit. Its URL is ``.gitmodules``'s, so the
+    Base names none.
+    """
+    head = _head(root)
+    if head is None:
+        warnings.append("has no commit: not captured")
+        return None
+    remote = _remote(root, None)
+    if remote is None:
+        warnings.append(
+            f"has no remote: the task names {head[:12]}, which agents fetch from the URL in "
+            ".gitmodules, so it must be pushed there"
+        )
+        return Base(repository=None, commit=head, tree=head)
+    commit, unpushed = _pushed_base(root, head, remote, warnings)
+    return Base(repository=None, commit=commit, tree=commit, unpushed=unpushed)
+
+
+def branch_of(root: Path) -> str | None:
+    done = git_run(root, "symbolic-ref", "--quiet", "--short", "HEAD")
+    if done.returncode != 0:
+        return None
+    return done.stdout.decode().strip() or None
+
+
+def _head(root: Path) -> str | None:
+    done = git_run(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+    return done.stdout.decode().strip() if done.returncode == 0 else None
+
+
+def _remote(root: Path, branch: str | None) -> str | None:
+    """The branch's upstream remote, else ``origin``, else the first; None without one."""
+    names = git_text(root, "remote").split()
+    if branch is not None:
+        done = git_run(root, "config", "--get", f"branch.{branch}.remote")
+        upstream = done.stdout.decode().strip()
+        if done.returncode == 0 and upstream in names:
+            return upstream
+    if "origin" in names:
+        return "origin"
+    return names[0] if names else None
+
+
+# -- what the diff is taken against ------------------------------------------------------
+
+
+def repository_base(root: Path, branch: str | None, warnings: list[str]) -> Base:
+    """The main repository's base: its remote's URL and the newest pushed ancestor of HEAD."""
+    head = _head(root)
+    if head is None:
+        warnings.append(
+            "the repository has no commit yet: the whole working tree is stored with the task"
+        )
+        empty_tree = git_text(root, "hash-object", "-t", "tree", "--stdin")
+        return Base(repository=None, commit=None, tree=empty_tree)
+    remote = _remote(root, branch)
+    if remote is None:
+        warnings.append(
+            f"the repository has no remote: the task names the local clone {root}, so agents "
+            f"on other machines cannot fetch commit {head[:12]} (add a remote and push)"
+        )
+        return Base(repository=root.as_posix(), commit=head, tree=head)
+    url = strip_credentials(git_text(root, "remote", "get-url", remote))
+    commit, unpushed = _pushed_base(root, head, remote, warnings)
+    return Base(repository=url, commit=commit, tree=commit, unpushed=unpushed)
+
+
+def _pushed_base(root: Path, head: str, remote: str, warnings: list[str]) -> tuple[str, int]:
+    """The newest ancestor of HEAD the remote has, and how many commits lie past it.
+
+    The remote's tracking branches (the upstream ``@{u}`` among them) stand for what it
+    has: ``rev-list --boundary`` lists the commits of HEAD on none of them, and the
+    pushed commits they grow from.
+    """
+    if not git_text(root, "for-each-ref", "--count=1", f"refs/remotes/{remote}/"):
+        warnings.append(
+            f"remote '{remote}' has no tracking branch here (git fetch {remote}): the task "
+            f"names {head[:12]}, which agents can fetch only if the remote has it"
+        )
+        return head, 0
+    lines = git_text(root, "rev-list", "--boundary", head, "--not", f"--remotes={remote}").split()
+    if not lines:
+        return head, 0
+    boundaries = [line[1:] for line in lines if line.startswith("-")]
+    if not boundaries:
+        warnings.append(
+            f"no commit of HEAD is on remote '{remote}' (push the branch): the task names "
+            f"{head[:12]}, which agents cannot fetch until it is pushed"
+        )
+        return head, 0
+    counts = {b: int(git_text(root, "rev-list", "--count", f"{b}..{head}")) for b in boundaries}
+    base = min(boundaries, key=counts.__getitem__)
+    warnings.append(
+        f"{counts[base]} commit(s) not on remote '{remote}' are folded into the diff against "
+        f"{base[:12]} (push them to keep the task small)"
+    )
+    return base, counts[base]
+
+
+# -- the diff ----------------------------------------------------------------------------
+
+
+def _diff(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[File]]:
+    """``git diff --binary`` from ``tree`` to the working tree, as text.
+
+    A Script's diff is text, so a text file that is not UTF-8 cannot travel in it: such
+    files are left out of the diff and carried whole, as untracked files that overwrite
+    the checkout.
+    """
+    raw = git_out(root, *_DIFF, tree)
+    try:
+        return raw.decode("utf-8"), []
+    except UnicodeDecodeError:
+        return _diff_by_file(root, tree, warnings)
+
+
+def _diff_by_file(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[File]]:
+    listed = ("diff", "--name-only", "--no-renames", "--ignore-submodules=all", "-z", tree)
+    names = git_out(root, *listed).split(b"\0")
+    patches: list[str] = []
+    whole: list[File] = []
+    for name in filter(None, names):
+        path = os.fsdecode(name)
+        patch = git_out(root, *_DIFF, tree, "--", f":(literal){path}")
+        try:
+            patches.append(patch.decode("utf-8"))
+            continue
+        except UnicodeDecodeError:
+            pass
+        if not os.path.lexists(root / path):
+            warnings.append(f"{path} is not UTF-8 text: its deletion cannot be captured")
+            continue
+        carried = read_file(candidate(root, name, warnings), warnings)
+        if carried is not None:
+            whole.append(carried)
+            warnings.append(f"{path} is not UTF-8 text: carried whole instead of as a diff")
+        else:
+            warnings.append(f"{path} is not UTF-8 text and its change cannot be captured")
+    return "".join(patches), whole
