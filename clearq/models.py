@@ -292,6 +292,15 @@ class WorkerState(enum.StrEnum):
     GONE = "gone"
 
 
+class WorkerCommand(enum.StrEnum):
+    """What an operator asked of a worker (``clearq workers drain|pause``)."""
+
+    DRAIN = "drain"
+    """Finish the running tasks, claim nothing more, then exit."""
+    PAUSE = "pause"
+    """Claim nothing until resumed; the running tasks go on."""
+
+
 class WorkerInfo(_Frozen):
     """A registered worker and what it is running."""
 
@@ -304,6 +313,8 @@ class WorkerInfo(_Frozen):
     started_at: datetime
     last_seen: datetime
     tasks: tuple[uuid.UUID, ...] = ()
+    command: WorkerCommand | None = None
+    """What an operator asked of it, until it is resumed (or gone)."""
 
 
 class GpuMetrics(_Frozen):

@@ -10,6 +10,7 @@ pass the same contract tests (``tests/contract``).
 
     AgentStore       tasks: TaskReads, queues: QueueReads, leases: LeasePort,
                      workers: WorkerPort, claimer(), listen(), notifies, settings
+    WorkerAdmin      list workers; drain, pause, resume them
     OneTaskStore     an AgentStore that can claim one named task (claim_task)
     ExecutorStore    tasks: TaskRecords, outputs: OutputWrites
     GangPort         join, wait, leave, beat and complete the ranks of gang tasks
@@ -48,6 +49,7 @@ from clearq.models import (
     Task,
     TaskSpec,
     TaskStatus,
+    WorkerCommand,
     WorkerInfo,
     WorkerMetrics,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "QueueReads",
     "TaskReads",
     "TaskRecords",
+    "WorkerAdmin",
     "WorkerPort",
 ]
 
@@ -280,6 +283,22 @@ class WorkerPort(Protocol):
 
     def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
         """Store one sample of the machine's health."""
+        ...
+
+    def command(self, worker_ids: Sequence[str]) -> WorkerCommand | None:
+        """What an operator asked of these workers (one agent's rows): drain, pause or none."""
+        ...
+
+
+class WorkerAdmin(WorkerPort, Protocol):
+    """What an operator does to workers from any machine (``clearq workers``)."""
+
+    def list(self, *, include_gone: bool = ...) -> builtins.list[WorkerInfo]:
+        """Registered workers by id."""
+        ...
+
+    def set_command(self, name: str, command: WorkerCommand | None) -> builtins.list[str]:
+        """Drain, pause or (None) resume the workers ``name`` stands for; their ids."""
         ...
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from clearq.cli.agent_checks import agent_gpus, ensure_queues
+from clearq.cli.agent_checks import agent_gpus, claim_windows, ensure_queues
 from clearq.cli.context import cli_context
 from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import DockerOptions, build_executor
@@ -165,8 +165,27 @@ def agent_command(
         bool,
         typer.Option("--allow-host-ipc", help="Docker mode: tasks may ask for --ipc host."),
     ] = False,
+    uptime: Annotated[
+        list[str],
+        typer.Option(
+            "--uptime",
+            metavar="WINDOW",
+            help="Claim only inside this window (repeatable): 'mon-fri 20:00-08:00', "
+            "'sat,sun', '09:00-17:00 Europe/Berlin'. Times are this machine's local time "
+            "unless a zone ends the window. Outside, running tasks go on.",
+        ),
+    ] = [],  # noqa: B006
+    downtime: Annotated[
+        list[str],
+        typer.Option(
+            "--downtime",
+            metavar="WINDOW",
+            help="Claim nothing inside this window (repeatable; as --uptime).",
+        ),
+    ] = [],  # noqa: B006
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
+    windows = claim_windows(uptime, downtime)
     devices = agent_gpus(gpus, cpu_only=cpu_only, dynamic=dynamic_gpus, unchecked=unchecked_gpus)
     options = AgentOptions(
         queues=tuple(queue),
@@ -178,6 +197,7 @@ def agent_command(
         once=once,
         idle_exit=idle_exit,
         shutdown_grace=grace,
+        windows=windows or None,
     )
     context = cli_context(ctx)
     settings = context.settings()

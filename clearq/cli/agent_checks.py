@@ -1,4 +1,5 @@
-"""What ``clearq agent`` checks before it serves: its GPUs are there, its queues exist.
+"""What ``clearq agent`` checks before it serves: its GPUs are there, its queues exist,
+its claim windows parse.
 
 An agent that starts on a queue nobody made, or on GPUs this machine does not have,
 would wait for ever without a word; it refuses to start instead, naming what is wrong.
@@ -12,6 +13,12 @@ from clearq.errors import AlreadyExists, InvalidInput
 from clearq.ports import QueueActions
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
+from clearq.runtime.windows import ClaimWindows
+
+
+def claim_windows(uptime: Sequence[str], downtime: Sequence[str]) -> ClaimWindows:
+    """The ``--uptime`` / ``--downtime`` windows; InvalidInput naming the one that is wrong."""
+    return ClaimWindows.parse(uptime, downtime)
 
 
 def agent_gpus(

@@ -7,14 +7,13 @@ from typing import Annotated
 import typer
 
 from clearq import __version__
-from clearq.cli import db, queue, task
+from clearq.cli import db, queue, task, workers
 from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
 from clearq.cli.output import error, say
 from clearq.cli.reap import reap_command
 from clearq.cli.slurm import slurm_command
 from clearq.cli.ui import ui_command
-from clearq.cli.workers import workers_command
 from clearq.errors import ClearqError
 
 app = typer.Typer(
@@ -28,7 +27,7 @@ app.add_typer(queue.app, name="queue")
 app.add_typer(task.app, name="task")
 app.command("reap")(reap_command)
 app.command("agent")(agent_command)
-app.command("workers")(workers_command)
+app.add_typer(workers.app, name="workers")
 app.command("ui")(ui_command)
 app.command("slurm")(slurm_command)
 

@@ -4,7 +4,10 @@ One main thread waits for work (LISTEN on PostgreSQL, a short poll on SQLite) an
 into free slots; each claimed task runs in a thread of its own through the
 :class:`Executor`; a heartbeat thread renews the leases of running tasks, passes stop
 requests and lost leases to them, reaps the expired leases of other workers and records
-this machine's metrics. The agent's own lifecycle is an explicit enum.
+this machine's metrics. The agent's own lifecycle is an explicit enum. Before each claim
+a :class:`ClaimGate` says whether it may take new work: an operator may have drained
+it (it exits once its tasks have ended) or paused it, or it may be outside its
+``--uptime`` windows.
 
 Slots: one by default; ``services`` runs up to N tasks at once, each under a sub-worker
 of its own (``host:name:1`` ...); with dynamic GPUs a task is claimed only from queues
@@ -31,15 +34,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clearq.errors import ClearqError, LeaseLost, StoreError, StoreUnavailable
-from clearq.models import Claim, ClaimOrder, TaskStatus
+from clearq.models import Claim, ClaimOrder, TaskStatus, WorkerCommand
 from clearq.ports import AgentStore, ClaimPort, GangPort
+from clearq.runtime.claimgate import (
+    COMMAND_POLL_SECONDS,
+    NOTIFIED_COMMAND_POLL_SECONDS,
+    ClaimGate,
+    Gate,
+)
 from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
 from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
 from clearq.runtime.monitor import MachineMonitor
 from clearq.runtime.outage import Outage, retry_while_held
-from clearq.scheduler.notify import Listener
+from clearq.runtime.windows import ClaimWindows
+from clearq.scheduler.notify import WORKER_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +91,8 @@ class AgentOptions:
     once: bool = False
     idle_exit: float | None = None
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
+    windows: ClaimWindows | None = None
+    """When it claims (``--uptime`` / ``--downtime``); None: always."""
 
 
 @dataclass
@@ -115,6 +127,13 @@ class Agent:
         self._pool = GpuPool(options.gpus or (), dynamic=options.dynamic_gpus)
         count = options.services or (len(self._pool.devices) if options.dynamic_gpus else 1)
         self._slots = [self._slot(i, max(count, 1)) for i in range(max(count, 1))]
+        self._worker_ids = sorted({s.worker for s in self._slots})
+        self._gate = ClaimGate(
+            self._read_command,
+            say=self._say,
+            windows=options.windows,
+            poll_seconds=NOTIFIED_COMMAND_POLL_SECONDS if store.notifies else COMMAND_POLL_SECONDS,
+        )
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._stopping = threading.Event()
@@ -197,14 +216,13 @@ class Agent:
 
     def _register(self) -> None:
         gpus = list(self._options.gpus or ())
-        workers = {s.worker for s in self._slots}
-        for worker in sorted(workers):
+        for worker in self._worker_ids:
             self._store.workers.register(
                 worker, host=self.host, pid=os.getpid(), queues=self._options.queues, gpus=gpus
             )
 
     def _unregister(self) -> None:
-        for worker in sorted({s.worker for s in self._slots}):
+        for worker in self._worker_ids:
             try:
                 self._store.workers.unregister(worker)
             except StoreError as e:
@@ -219,7 +237,11 @@ class Agent:
             while not self._stopping.is_set():
                 if self._once_done():
                     break
-                claimed = self._claim_into_free_slots()
+                gate = self._gate_now()
+                if gate is Gate.DRAINING and not self._busy():
+                    self._say("drained: no task is running; exiting")
+                    break
+                claimed = self._claim_into_free_slots() if gate is Gate.OPEN else 0
                 if claimed or self._busy():
                     idle_since = time.monotonic()
                 elif self._idle_for_too_long(idle_since):
@@ -230,6 +252,20 @@ class Agent:
                 self._wait(listener)
         finally:
             listener.close()
+
+    def _read_command(self) -> WorkerCommand | None:
+        return self._store.workers.command(self._worker_ids)
+
+    def _gate_now(self) -> Gate:
+        # A store that cannot answer leaves the gate as it was; the claim will say why.
+        started = time.monotonic()
+        try:
+            return self._gate.check()
+        except StoreUnavailable as e:
+            self._db_outage.failed(e, started=started)
+        except StoreError as e:
+            self._say(f"cannot read what the operator asked of {self.worker}: {e}")
+        return self._gate.gate
 
     def _once_done(self) -> bool:
         # --once: its one task has run to its end (recorded), not merely been claimed.
@@ -307,6 +343,7 @@ class Agent:
                 self._pool.give_back(slot.gpus or ())
                 slot.claim = None
                 slot.gpus = None
+            self._gate.wake()  # a drain asked while it ran is seen before the next claim
             self._changed.set()
 
     def _record(self, claim: Claim, outcome: Outcome, control: Control) -> None:
@@ -382,7 +419,8 @@ class Agent:
             self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
             self._changed.clear()
             return
-        listener.wait(PG_WAIT_SECONDS)
+        if any(n.channel == WORKER_CHANNEL for n in listener.wait(PG_WAIT_SECONDS)):
+            self._gate.wake()
 
     def _drain(self) -> None:
         deadline = time.monotonic() + self._options.shutdown_grace

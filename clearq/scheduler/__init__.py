@@ -18,7 +18,13 @@ if TYPE_CHECKING:
     from clearq.scheduler.engine import Database
     from clearq.scheduler.lifecycle import TRANSITIONS, can_transition, check_transition
     from clearq.scheduler.migrate import current_revision, ensure_schema, head_revision, upgrade
-    from clearq.scheduler.notify import ENQUEUE_CHANNEL, STOP_CHANNEL, Listener, Notice
+    from clearq.scheduler.notify import (
+        ENQUEUE_CHANNEL,
+        STOP_CHANNEL,
+        WORKER_CHANNEL,
+        Listener,
+        Notice,
+    )
     from clearq.scheduler.runlink import RunFence, RunLink, open_run_link
     from clearq.scheduler.store import Store
 
@@ -34,6 +40,7 @@ _HOMES = {
     "upgrade": "migrate",
     "ENQUEUE_CHANNEL": "notify",
     "STOP_CHANNEL": "notify",
+    "WORKER_CHANNEL": "notify",
     "Listener": "notify",
     "Notice": "notify",
     "RunFence": "runlink",
@@ -46,6 +53,7 @@ __all__ = [
     "ENQUEUE_CHANNEL",
     "STOP_CHANNEL",
     "TRANSITIONS",
+    "WORKER_CHANNEL",
     "Claimer",
     "Database",
     "Listener",

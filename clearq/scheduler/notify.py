@@ -1,8 +1,9 @@
 """Wake-up hints: NOTIFY on PostgreSQL, polling elsewhere.
 
 A notification is only a hint that something changed (a queue got an entry, a task
-was asked to stop); it never carries the data. Whoever wakes reads the store, so a
-lost or duplicated hint costs latency, never correctness.
+was asked to stop, an operator drained or paused a worker); it never carries the data.
+Whoever wakes reads the store, so a lost or duplicated hint costs latency, never
+correctness.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ ENQUEUE_CHANNEL = "clearq_enqueue"
 """Payload: the id of the queue that got an entry."""
 STOP_CHANNEL = "clearq_stop"
 """Payload: the id of the task asked to stop."""
+WORKER_CHANNEL = "clearq_worker"
+"""Payload: the id of a worker an operator drained, paused or resumed."""
 RECONNECT_FIRST_SECONDS = 0.5
 RECONNECT_MAX_SECONDS = 15.0
 _said_polling = False

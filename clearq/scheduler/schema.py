@@ -205,6 +205,8 @@ workers = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("started_at", UtcDateTime(), nullable=False),
     sa.Column("last_seen", UtcDateTime(), nullable=False),
+    # An operator's drain or pause (migration 0013), read by the agent before it claims.
+    sa.Column("command", sa.String(16)),
 )
 
 worker_metrics = sa.Table(

@@ -21,6 +21,7 @@ from clearq.scheduler.model_registry import ModelRegistry
 from clearq.scheduler.notify import (
     ENQUEUE_CHANNEL,
     STOP_CHANNEL,
+    WORKER_CHANNEL,
     Listener,
     can_listen,
     listen,
@@ -105,7 +106,7 @@ class Store:
 
     def listen(
         self,
-        channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL),
+        channels: Sequence[str] = (ENQUEUE_CHANNEL, STOP_CHANNEL, WORKER_CHANNEL),
         *,
         on_change: Callable[[StoreError | None], None] | None = None,
     ) -> Listener:
@@ -136,5 +137,11 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
 
     def _ports(
         s: Store,
-    ) -> tuple[ports.AgentStore, ports.OneTaskStore, ports.ExecutorStore, ports.ControllerStore]:
-        return (s, s, s, s)
+    ) -> tuple[
+        ports.AgentStore,
+        ports.OneTaskStore,
+        ports.ExecutorStore,
+        ports.ControllerStore,
+        ports.WorkerAdmin,
+    ]:
+        return (s, s, s, s, s.workers)

@@ -1,17 +1,32 @@
-"""The workers registry and the time series of their machines' figures."""
+"""The workers registry, operators' commands to workers, and their machines' figures.
+
+An operator drains or pauses a worker by name from any machine (``set_command``): the
+command is a column of the worker's rows (an agent in services mode has one row per
+slot, ``host:name:k``; a command names the agent and reaches all of them), with a NOTIFY
+on PostgreSQL so an idle agent hears it at once. The agent reads it before it claims
+(``command``); registering clears it, so a restarted agent serves again.
+"""
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
-from clearq.errors import NotFound
-from clearq.models import MetricsSample, TaskStatus, WorkerInfo, WorkerMetrics, WorkerState
+from clearq.errors import InvalidInput, NotFound
+from clearq.models import (
+    MetricsSample,
+    TaskStatus,
+    WorkerCommand,
+    WorkerInfo,
+    WorkerMetrics,
+    WorkerState,
+)
 from clearq.scheduler.engine import Database
+from clearq.scheduler.notify import WORKER_CHANNEL, notify
 from clearq.scheduler.schema import db_now, tasks, worker_metrics, workers
 
 
@@ -38,6 +53,7 @@ class Workers:
             "queues": list(queues),
             "gpus": list(gpus),
             "state": WorkerState.ACTIVE.value,
+            "command": None,
             "started_at": db_now(),
             "last_seen": db_now(),
         }
@@ -51,6 +67,31 @@ class Workers:
         """Remove a worker that is shutting down; its metrics age out on their own."""
         with self._db.write() as conn:
             conn.execute(workers.delete().where(workers.c.id == worker_id))
+
+    def command(self, worker_ids: Sequence[str]) -> WorkerCommand | None:
+        """What an operator asked of these workers (one agent's): drain wins over pause."""
+        if not worker_ids:
+            return None
+        query = sa.select(workers.c.command).where(
+            workers.c.id.in_(list(worker_ids)), workers.c.command.is_not(None)
+        )
+        with self._db.read() as conn:
+            found = {WorkerCommand(c) for c in conn.execute(query).scalars()}
+        return strongest(found)
+
+    def set_command(self, name: str, command: WorkerCommand | None) -> builtins.list[str]:
+        """Drain, pause or (None) resume the workers ``name`` names; their ids.
+
+        ``name`` is a worker id (``host:name``, with its sub-workers), a host (every
+        agent on it) or an agent's name on whichever host it runs (``pick_workers``).
+        """
+        with self._db.write() as conn:
+            ids = pick_workers(name, conn.execute(sa.select(workers.c.id)).scalars())
+            value = None if command is None else command.value
+            conn.execute(workers.update().where(workers.c.id.in_(ids)).values(command=value))
+            for worker_id in ids:
+                notify(conn, self._db, WORKER_CHANNEL, worker_id)
+        return ids
 
     def get(self, worker_id: str) -> WorkerInfo:
         """One worker; NotFound when it is not registered."""
@@ -128,7 +169,41 @@ def _info(row: Row[Any], running: builtins.list[Any]) -> WorkerInfo:
         started_at=row.started_at,
         last_seen=row.last_seen,
         tasks=tuple(running),
+        command=None if row.command is None else WorkerCommand(row.command),
     )
+
+
+def strongest(commands: Iterable[WorkerCommand]) -> WorkerCommand | None:
+    """The command that wins among an agent's rows: drain, else pause, else none."""
+    found = set(commands)
+    for command in (WorkerCommand.DRAIN, WorkerCommand.PAUSE):
+        if command in found:
+            return command
+    return None
+
+
+def pick_workers(name: str, registered: Iterable[str]) -> builtins.list[str]:
+    """The registered worker ids ``name`` stands for, sorted.
+
+    First the ids equal to ``name`` or under it (``host:name`` and its sub-workers
+    ``host:name:k``; a bare host: every agent on it); else the agents called ``name`` on
+    any host, which must be one host. NotFound when nothing matches, InvalidInput when
+    a bare name is on several hosts.
+    """
+    ids = sorted(set(registered))
+    if not name or name != name.strip():
+        raise InvalidInput(f"worker name {name!r} is empty or has surrounding spaces")
+    under = [w for w in ids if w == name or w.startswith(f"{name}:")]
+    if under:
+        return under
+    named = [w for w in ids if w.split(":")[1:2] == [name]]
+    hosts = sorted({w.split(":")[0] for w in named})
+    if len(hosts) > 1:
+        choices = ", ".join(f"{h}:{name}" for h in hosts)
+        raise InvalidInput(f"agents named {name!r} run on several hosts: give one of {choices}")
+    if not named:
+        raise NotFound(f"no worker {name!r} is registered: `clearq workers list` shows their names")
+    return named
 
 
 def _sample(row: Row[Any]) -> MetricsSample:

@@ -26,11 +26,12 @@ from clearq.config import Settings
 from clearq.errors import StoreError
 from clearq.models import ClaimOrder
 from clearq.testing.records import MemoryQueues, MemoryTasks
-from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs, MemoryWorkers
+from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
 from clearq.testing.state import Clock, State, utc_now
+from clearq.testing.workers import MemoryWorkers
 
 if TYPE_CHECKING:
-    from clearq.ports import AgentStore, ControllerStore, ExecutorStore, LogSinkStore
+    from clearq.ports import AgentStore, ControllerStore, ExecutorStore, LogSinkStore, WorkerAdmin
 
 __all__ = ["ManualClock", "MemoryListener", "MemoryStore"]
 
@@ -117,5 +118,7 @@ class MemoryStore:
 
 if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store does
 
-    def _ports(s: MemoryStore) -> tuple[AgentStore, ExecutorStore, LogSinkStore, ControllerStore]:
-        return (s, s, s, s)
+    def _ports(
+        s: MemoryStore,
+    ) -> tuple[AgentStore, ExecutorStore, LogSinkStore, ControllerStore, WorkerAdmin]:
+        return (s, s, s, s, s.workers)

@@ -1,13 +1,12 @@
-"""The in-memory store's runs: the claim, leases and ends of attempts, outputs, workers."""
+"""The in-memory store's runs: the claim, leases and ends of attempts, outputs."""
 
 from __future__ import annotations
 
-import builtins
 import uuid
 from collections.abc import Sequence
 from datetime import timedelta
 
-from clearq.errors import InvalidInput, LeaseLost, NotFound
+from clearq.errors import InvalidInput, LeaseLost
 from clearq.models import (
     Claim,
     ClaimOrder,
@@ -20,8 +19,6 @@ from clearq.models import (
     ScalarSummary,
     Task,
     TaskStatus,
-    WorkerInfo,
-    WorkerMetrics,
     WorkerState,
 )
 from clearq.scheduler.fenced import check_final, check_streams, summarise
@@ -412,67 +409,3 @@ class MemoryOutputs:
             )
             for (_, title, series), v in rows
         ]
-
-
-class MemoryWorkers:
-    """Registered workers and their metrics, in memory."""
-
-    def __init__(self, state: State) -> None:
-        self._s = state
-
-    def register(
-        self,
-        worker_id: str,
-        *,
-        host: str,
-        pid: int | None,
-        queues: Sequence[str],
-        gpus: Sequence[str] = (),
-    ) -> WorkerInfo:
-        """Register (or re-register) a worker as active now."""
-        with self._s.lock:
-            now = self._s.now()
-            self._s.workers[worker_id] = WorkerInfo(
-                id=worker_id,
-                host=host,
-                pid=pid,
-                queues=tuple(queues),
-                gpus=tuple(gpus),
-                state=WorkerState.ACTIVE,
-                started_at=now,
-                last_seen=now,
-            )
-        return self.get(worker_id)
-
-    def unregister(self, worker_id: str) -> None:
-        """Remove a worker that is shutting down."""
-        with self._s.lock:
-            self._s.workers.pop(worker_id, None)
-
-    def get(self, worker_id: str) -> WorkerInfo:
-        """One worker with the tasks it runs; NotFound when it is not registered."""
-        with self._s.lock:
-            info = self._s.workers.get(worker_id)
-            if info is None:
-                raise NotFound(f"no worker {worker_id!r} is registered: see `clearq workers`")
-            running = sorted(
-                (t for t in self._s.tasks.values() if t.status is TaskStatus.RUNNING),
-                key=lambda t: t.started_at or t.created_at,
-            )
-            mine = tuple(t.id for t in running if t.worker == worker_id)
-        return info.model_copy(update={"tasks": mine})
-
-    def list(self, *, include_gone: bool = True) -> builtins.list[WorkerInfo]:
-        """Registered workers by id."""
-        with self._s.lock:
-            ids = sorted(
-                w
-                for w, info in self._s.workers.items()
-                if include_gone or info.state is WorkerState.ACTIVE
-            )
-        return [self.get(w) for w in ids]
-
-    def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
-        """Store one sample of the machine's health."""
-        with self._s.lock:
-            self._s.metrics.append((worker_id, self._s.now(), metrics))

@@ -24,6 +24,7 @@ from clearq.models import (
     ScalarPoint,
     TaskSpec,
     TaskStatus,
+    WorkerCommand,
 )
 from clearq.scheduler import Store
 from clearq.testing import MemoryStore
@@ -313,6 +314,33 @@ def test_workers_register_and_go(any_store: Any) -> None:
     assert [w.id for w in any_store.workers.list()] == ["h:w"]
     any_store.workers.unregister("h:w")
     assert any_store.workers.list() == []
+
+
+def test_an_operators_command_reaches_an_agents_rows_until_resumed_or_re_registered(
+    any_store: Any,
+) -> None:
+    workers = any_store.workers
+    for worker_id in ("h:a:1", "h:a:2", "h:b", "g:b"):
+        workers.register(worker_id, host=worker_id.split(":")[0], pid=1, queues=["q"])
+    assert workers.command(["h:a:1", "h:a:2"]) is None
+    assert workers.set_command("h:a", WorkerCommand.PAUSE) == ["h:a:1", "h:a:2"]
+    assert workers.command(["h:a:1", "h:a:2"]) is WorkerCommand.PAUSE
+    assert workers.get("h:a:2").command is WorkerCommand.PAUSE
+    assert workers.get("h:b").command is None
+    workers.set_command("h:a:2", WorkerCommand.DRAIN)
+    assert workers.command(["h:a:1", "h:a:2"]) is WorkerCommand.DRAIN  # drain wins
+    any_store.leases.heartbeat("h:a:1")
+    assert workers.get("h:a:1").command is WorkerCommand.PAUSE  # a heartbeat keeps it
+    assert workers.set_command("a", None) == ["h:a:1", "h:a:2"]
+    assert workers.command(["h:a:1", "h:a:2"]) is None
+    with pytest.raises(InvalidInput, match="several hosts"):
+        workers.set_command("b", WorkerCommand.DRAIN)
+    with pytest.raises(NotFound, match="no worker 'nobody'"):
+        workers.set_command("nobody", WorkerCommand.DRAIN)
+    workers.set_command("g:b", WorkerCommand.DRAIN)
+    workers.register("g:b", host="g", pid=2, queues=["q"])
+    assert workers.get("g:b").command is None  # a restarted agent serves again
+    assert workers.command([]) is None
 
 
 def test_a_stop_request_carries_its_reason_and_force_ends_the_attempt_now(any_store: Any) -> None:

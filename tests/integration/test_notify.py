@@ -9,7 +9,8 @@ import pytest
 
 from clearq.config import Settings
 from clearq.errors import IllegalTransition
-from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, Store
+from clearq.models import WorkerCommand
+from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, WORKER_CHANNEL, Store
 from clearq.scheduler.notify import PgListener, PollingListener
 from tests.integration.helpers import new_task, queued
 
@@ -34,6 +35,23 @@ def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
         pg_store.leases.request_stop(task_id)
         notices = listener.wait(5)
         assert [(n.channel, n.payload) for n in notices] == [(STOP_CHANNEL, str(task_id))]
+    finally:
+        listener.close()
+
+
+@pytest.mark.postgres
+def test_an_operators_drain_or_pause_wakes_a_listener(pg_store: Store) -> None:
+    pg_store.workers.register("h:a:1", host="h", pid=1, queues=["q"])
+    pg_store.workers.register("h:a:2", host="h", pid=1, queues=["q"])
+    listener = pg_store.listen()
+    try:
+        pg_store.workers.set_command("h:a", WorkerCommand.DRAIN)
+        notices = listener.wait(5)
+        notices += listener.wait(0.2) if len(notices) < 2 else []
+        assert sorted((n.channel, n.payload) for n in notices) == [
+            (WORKER_CHANNEL, "h:a:1"),
+            (WORKER_CHANNEL, "h:a:2"),
+        ]
     finally:
         listener.close()
 
