@@ -276,6 +276,29 @@ class QueueInfo(_Frozen):
     """At most this many of its tasks run at once (None: no cap)."""
 
 
+class QuotaKind(enum.StrEnum):
+    """Whom a quota limits: the tasks one user made, or the tasks of one project."""
+
+    USER = "user"
+    PROJECT = "project"
+
+
+class Quota(_Frozen):
+    """A limit on what one user's (or one project's) tasks hold at once, with its use now.
+
+    Running tasks are those agents claimed from a queue; a task holds its queue's GPUs.
+    """
+
+    kind: QuotaKind
+    name: str
+    max_running: int | None = None
+    """At most this many of its tasks run at once (None: no limit on the count)."""
+    max_gpus: int | None = None
+    """At most this many GPUs held by its running tasks at once (None: no GPU limit)."""
+    running: int = 0
+    gpus: int = 0
+
+
 class QueueEntry(_Frozen):
     """One task waiting in a queue, in claim order."""
 

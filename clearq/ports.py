@@ -16,6 +16,7 @@ pass the same contract tests (``tests/contract``).
     GangPort         join, wait, leave, beat and complete the ranks of gang tasks
     LogSinkStore     outputs: OutputWrites
     ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
+    QuotaPort        per-user and per-project limits on running tasks and GPUs
 
 Plain names only (models and settings): nothing here imports the scheduler, so
 ``clearq.automation`` can be typed against these ports without depending on it.
@@ -41,6 +42,8 @@ from clearq.models import (
     Heartbeat,
     LogLine,
     QueueInfo,
+    Quota,
+    QuotaKind,
     ReapReport,
     RunResult,
     ScalarPoint,
@@ -68,6 +71,7 @@ __all__ = [
     "OutputWrites",
     "QueueActions",
     "QueueReads",
+    "QuotaPort",
     "TaskReads",
     "TaskRecords",
     "WorkerAdmin",
@@ -177,6 +181,33 @@ class QueueActions(QueueReads, Protocol):
 
     def dequeue(self, task_id: uuid.UUID) -> Task:
         """Take a queued task out of its queue; it becomes a draft again."""
+        ...
+
+
+class QuotaPort(Protocol):
+    """Quotas: at most N running tasks and G GPUs at once, per user or per project."""
+
+    def set(
+        self,
+        kind: QuotaKind,
+        name: str,
+        *,
+        max_running: int | None = ...,
+        max_gpus: int | None = ...,
+    ) -> Quota:
+        """Limit ``name``'s running tasks and GPUs, replacing its quota if any."""
+        ...
+
+    def clear(self, kind: QuotaKind, name: str) -> None:
+        """Lift ``name``'s quota; NotFound when it has none."""
+        ...
+
+    def get(self, kind: QuotaKind, name: str) -> Quota:
+        """One quota with what it holds now; NotFound when there is none."""
+        ...
+
+    def list(self) -> builtins.list[Quota]:
+        """Every quota, users first then projects, by name."""
         ...
 
 

@@ -16,7 +16,9 @@ both are conditions of the same statement, not of a polling controller. A queue 
 cap (``max_running``) hands out only as many tasks as it has room for. On PostgreSQL the
 claim of a capped queue holds that queue's advisory lock for its transaction and counts
 its running tasks in a statement after taking it, so concurrent claimers never overrun
-the cap; uncapped queues keep the single lock-free statement.
+the cap; uncapped queues keep the single lock-free statement. Quotas per user and per
+project (``clearq.scheduler.quotas``) are held the same way, under one lock of their own,
+and a claim of several tasks under them claims one at a time in its transaction.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -33,17 +35,19 @@ from sqlalchemy.engine import Connection
 from clearq.errors import InvalidInput
 from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.scheduler.engine import Database
+from clearq.scheduler.quotas import ANY_QUOTA, NO_QUOTAS, PG_QUOTA_LOCK, QUOTA_USE, over_quota
 from clearq.scheduler.schema import db_now, queue_entries, queues, task_dependencies, tasks
 
 CAPS_REFRESH_SECONDS = 5.0
-"""How often a Claimer on PostgreSQL re-reads which of its queues are capped."""
+"""How often a Claimer on PostgreSQL re-reads which of its queues are capped, and
+whether any quota exists."""
 
 # PostgreSQL: the picked entries are fenced in a MATERIALIZED CTE so the planner cannot
 # re-evaluate the SKIP LOCKED scan. Each queue is scanned through the claim-order index
 # by its own LATERAL subquery (LIMIT n per queue), so the cost does not grow with the
 # length of the queues. The DELETE and the UPDATE both read the fenced rows.
 _PG_CLAIM = """
-WITH ranks(name, rank) AS (VALUES {ranks}),
+WITH ranks(name, rank) AS (VALUES {ranks}),{quota_use}
 picked AS MATERIALIZED (
     SELECT c.id, c.task_id, c.priority, r.name AS queue_name
     FROM ranks r
@@ -58,7 +62,7 @@ picked AS MATERIALIZED (
               SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
               WHERE d.child_id = e.task_id AND p.status <> 'completed'
                 AND NOT (d.continue_on_failure AND p.status IN ('failed', 'stopped', 'skipped'))
-          )
+          ){quota_filter}
         ORDER BY e.priority DESC, e.id
         LIMIT {limit}
         FOR UPDATE OF e SKIP LOCKED
@@ -89,6 +93,9 @@ WHERE t.id = p.task_id
 RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id
 """
 _PG_UNCAPPED = "\n    AND q.max_running IS NULL"
+_PG_QUOTA_USE = f"\nquota_use AS MATERIALIZED (\n{QUOTA_USE}\n),"
+_PG_OVER_QUOTA = "\n          AND " + over_quota("quota_use", "e.task_id", "q.gpus")
+_PG_NO_QUOTAS = "\n    AND " + NO_QUOTAS
 _PG_ROOM = (
     "GREATEST(0, LEAST(:n, COALESCE(q.max_running - (SELECT count(*) FROM tasks rt "
     "WHERE rt.queue_id = q.id AND rt.status = 'running'), :n)))"
@@ -128,6 +135,15 @@ _SQLITE_PICK = (
     .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
     .limit(sa.bindparam("n"))
 )
+_SQLITE_PICK_UNDER_QUOTAS = _SQLITE_PICK.where(
+    sa.text(
+        over_quota(
+            f"({QUOTA_USE})",
+            "queue_entries.task_id",
+            "(SELECT gpus FROM queues WHERE queues.id = queue_entries.queue_id)",
+        )
+    )
+)
 _SQLITE_RUNNING = sa.select(sa.func.count()).where(
     tasks.c.queue_id == sa.bindparam("queue_id"), tasks.c.status == TaskStatus.RUNNING.value
 )
@@ -158,33 +174,85 @@ def claim(
     interleave: bool = False,
     lease_seconds: float,
     capped: dict[str, int] | None = None,
+    quotas: bool = False,
 ) -> list[Claim]:
     """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction.
 
     ``capped``: the queues among them known to have a cap, by name -> id (PostgreSQL
     takes their locks; a queue capped since is skipped by the lock-free statement).
+    ``quotas``: whether quotas are known to exist (PostgreSQL takes their lock; while one
+    exists unseen, the statements without it claim nothing). SQLite reads both itself.
     """
     if limit < 1:
         raise InvalidInput(f"a claim takes at least one task, not {limit}")
     if not queues_ranked:
         return []
     capped = capped or {}
-    if db.is_postgres and not capped:
+    if db.is_postgres and not capped and not quotas:
         # One statement: its own transaction, without BEGIN/COMMIT round trips.
         with db.write_one() as conn:
             return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
     if db.is_postgres:
         with db.write() as conn:
+            # Always in this order (caps by queue id, then quotas): no two claims deadlock.
             for queue_id in sorted(capped.values()):
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:k, :id)"),
                     {"k": _PG_CAP_LOCK, "id": queue_id},
                 )
-            return _claim_pg(
-                conn, worker, queues_ranked, limit, interleave, lease_seconds, capped=True
-            )
+            if quotas:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, 0)"), {"k": PG_QUOTA_LOCK})
+
+            def take_pg(names: Sequence[str], n: int) -> list[Claim]:
+                return _claim_pg(
+                    conn,
+                    worker,
+                    names,
+                    n,
+                    interleave,
+                    lease_seconds,
+                    capped=bool(capped),
+                    quota=quotas,
+                )
+
+            return _one_at_a_time(take_pg, queues_ranked, limit, interleave, quotas)
     with db.write() as conn:
-        return _claim_sqlite(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+        under_quotas = bool(conn.execute(ANY_QUOTA).scalar())
+
+        def take_sqlite(names: Sequence[str], n: int) -> list[Claim]:
+            return _claim_sqlite(
+                conn, worker, names, n, interleave, lease_seconds, quota=under_quotas
+            )
+
+        return _one_at_a_time(take_sqlite, queues_ranked, limit, interleave, under_quotas)
+
+
+def _one_at_a_time(
+    take: Callable[[Sequence[str], int], list[Claim]],
+    names: Sequence[str],
+    limit: int,
+    interleave: bool,
+    quotas: bool,
+) -> list[Claim]:
+    """``take(names, limit)`` at once; under quotas, one task per statement.
+
+    Each statement sees the tasks the ones before turned running (one transaction), so
+    a batch cannot take one user's last room twice. Round robin moves on to the queue
+    after each task's own, as the interleaved batch would.
+    """
+    if not quotas:
+        return take(names, limit)
+    claims: list[Claim] = []
+    ranked = list(names)
+    while len(claims) < limit:
+        got = take(ranked, 1)
+        if not got:
+            break
+        claims.extend(got)
+        if interleave:
+            after = ranked.index(got[0].queue) + 1
+            ranked = ranked[after:] + ranked[:after]
+    return claims
 
 
 def _claim_pg(
@@ -196,27 +264,36 @@ def _claim_pg(
     lease_seconds: float,
     *,
     capped: bool = False,
+    quota: bool = False,
 ) -> list[Claim]:
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
-    rows = conn.execute(_pg_claim_statement(len(names), interleave, capped), params).all()
+    statement = _pg_claim_statement(len(names), interleave, capped, quota)
+    rows = conn.execute(statement, params).all()
     picked = [_Picked(r.id, r.attempt, r.queue_name, r.priority, r.entry_id) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
 
 
 @functools.cache
-def _pg_claim_statement(n_queues: int, interleave: bool, capped: bool) -> sa.TextClause:
+def _pg_claim_statement(
+    n_queues: int, interleave: bool, capped: bool, quota: bool
+) -> sa.TextClause:
     # One statement object per shape, so SQLAlchemy neither re-parses the text nor
     # re-keys its cache on every claim. Lock-free: capped queues are left out; under
-    # their locks: each queue takes at most the room its cap leaves.
+    # their locks: each queue takes at most the room its cap leaves. Under the quota
+    # lock, entries of users and projects at a quota are passed over; without it,
+    # nothing is claimed while a quota exists.
     ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(n_queues))
     order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
+    queue_filter = ("" if capped else _PG_UNCAPPED) + ("" if quota else _PG_NO_QUOTAS)
     return sa.text(
         _PG_CLAIM.format(
             ranks=ranks,
             order=order,
-            queue_filter="" if capped else _PG_UNCAPPED,
+            queue_filter=queue_filter,
             limit=_PG_ROOM if capped else ":n",
+            quota_use=_PG_QUOTA_USE if quota else "",
+            quota_filter=_PG_OVER_QUOTA if quota else "",
             take_and_run=PG_TAKE_AND_RUN,
         )
     )
@@ -229,7 +306,10 @@ def _claim_sqlite(
     limit: int,
     interleave: bool,
     lease_seconds: float,
+    *,
+    quota: bool = False,
 ) -> list[Claim]:
+    pick = _SQLITE_PICK_UNDER_QUOTAS if quota else _SQLITE_PICK
     found = conn.execute(
         sa.select(queues.c.name, queues.c.id, queues.c.max_running).where(queues.c.name.in_(names))
     ).all()
@@ -245,7 +325,7 @@ def _claim_sqlite(
             room = min(limit, caps[name] - running)
             if room <= 0:
                 continue
-        rows = conn.execute(_SQLITE_PICK, {"queue_id": ids[name], "n": room}).all()
+        rows = conn.execute(pick, {"queue_id": ids[name], "n": room}).all()
         per_queue.append([(r.id, r.task_id, name) for r in rows])
         if not interleave and sum(map(len, per_queue)) >= limit:
             break
@@ -328,11 +408,13 @@ class Claimer:
         self._lease_seconds = lease_seconds
         self._start = 0
         self._capped: dict[str, int] = {}
+        self._quotas = False
         self._capped_read_at = -CAPS_REFRESH_SECONDS
 
     def _capped_queues(self) -> dict[str, int]:
-        # PostgreSQL only (SQLite reads caps inside its claim). A cap set since the last
-        # read only makes the lock-free statement skip that queue until the next read.
+        # PostgreSQL only (SQLite reads caps and quotas inside its claim). A cap set since
+        # the last read only makes the lock-free statement skip that queue until the next
+        # read; a first quota, claim nothing.
         if not self._db.is_postgres:
             return {}
         now = time.monotonic()
@@ -342,6 +424,7 @@ class Claimer:
             )
             with self._db.read() as conn:
                 self._capped = {r.name: r.id for r in conn.execute(query)}
+                self._quotas = bool(conn.execute(ANY_QUOTA).scalar())
             self._capped_read_at = now
         return self._capped
 
@@ -362,6 +445,7 @@ class Claimer:
             interleave=robin,
             lease_seconds=self._lease_seconds,
             capped={q: i for q, i in self._capped_queues().items() if q in ranked},
+            quotas=self._quotas,
         )
         if robin and claims:
             # The first claim of a batch came from the first queue in rotation that had

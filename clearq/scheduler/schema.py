@@ -141,6 +141,17 @@ queues = sa.Table(
     sa.Column("max_running", sa.Integer()),
 )
 
+# Limits on what one user's (kind 'user', name = tasks.created_by) or one project's
+# running tasks hold at once, read by the claim (migration 0014).
+quotas = sa.Table(
+    "quotas",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("max_running", sa.Integer()),
+    sa.Column("max_gpus", sa.Integer()),
+)
+
 # Narrow on purpose: the claim reads and deletes only these rows.
 queue_entries = sa.Table(
     "queue_entries",

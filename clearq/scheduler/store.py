@@ -28,6 +28,7 @@ from clearq.scheduler.notify import (
 )
 from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
+from clearq.scheduler.quotas import Quotas
 from clearq.scheduler.reported import Reported
 from clearq.scheduler.task_admin import TaskAdmin
 from clearq.scheduler.tasks import TaskRepo
@@ -63,6 +64,7 @@ class Store:
         self.tasks = TaskRepo(self.db, max_attempts=s.max_attempts, lease_seconds=s.lease_seconds)
         self.admin = TaskAdmin(self.db, lease_seconds=s.lease_seconds)
         self.queues = QueueOps(self.db)
+        self.quotas = Quotas(self.db)
         self.leases = Leases(
             self.db, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
         )
@@ -143,5 +145,6 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
         ports.ExecutorStore,
         ports.ControllerStore,
         ports.WorkerAdmin,
+        ports.QuotaPort,
     ]:
-        return (s, s, s, s, s.workers)
+        return (s, s, s, s, s.workers, s.quotas)

@@ -25,13 +25,21 @@ from typing import TYPE_CHECKING
 from clearq.config import Settings
 from clearq.errors import StoreError
 from clearq.models import ClaimOrder
+from clearq.testing.quotas import MemoryQuotas
 from clearq.testing.records import MemoryQueues, MemoryTasks
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
 from clearq.testing.state import Clock, State, utc_now
 from clearq.testing.workers import MemoryWorkers
 
 if TYPE_CHECKING:
-    from clearq.ports import AgentStore, ControllerStore, ExecutorStore, LogSinkStore, WorkerAdmin
+    from clearq.ports import (
+        AgentStore,
+        ControllerStore,
+        ExecutorStore,
+        LogSinkStore,
+        QuotaPort,
+        WorkerAdmin,
+    )
 
 __all__ = ["ManualClock", "MemoryListener", "MemoryStore"]
 
@@ -70,6 +78,7 @@ class MemoryStore:
         s = self.settings
         self.tasks = MemoryTasks(self.state, max_attempts=s.max_attempts)
         self.queues = MemoryQueues(self.state)
+        self.quotas = MemoryQuotas(self.state)
         self.leases = MemoryLeases(
             self.state, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
         )
@@ -120,5 +129,5 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
 
     def _ports(
         s: MemoryStore,
-    ) -> tuple[AgentStore, ExecutorStore, LogSinkStore, ControllerStore, WorkerAdmin]:
-        return (s, s, s, s, s.workers)
+    ) -> tuple[AgentStore, ExecutorStore, LogSinkStore, ControllerStore, WorkerAdmin, QuotaPort]:
+        return (s, s, s, s, s.workers, s.quotas)

@@ -23,6 +23,7 @@ from clearq.models import (
 )
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
+from clearq.testing.quotas import over_quota
 from clearq.testing.state import Entry, State, Summary
 
 
@@ -53,15 +54,26 @@ class MemoryClaimer:
         s = self._s
         ranked = self.ranked(among)
         with s.lock:
-            per_queue = [self._eligible(name, limit) for name in ranked]
-            if self.order is ClaimOrder.ROUND_ROBIN:
-                picked = [q[i] for i in range(limit) for q in per_queue if i < len(q)]
+            if s.quotas:  # one at a time, each seeing the ones before (claim._one_at_a_time)
+                claims: list[Claim] = []
+                while len(claims) < limit and (got := self._claim(ranked, 1)):
+                    claims.extend(got)
+                    if self.order is ClaimOrder.ROUND_ROBIN:
+                        after = ranked.index(got[0].queue) + 1
+                        ranked = ranked[after:] + ranked[:after]
             else:
-                picked = [e for q in per_queue for e in q]
-            claims = [self._run(name, entry) for name, entry in picked[:limit]]
+                claims = self._claim(ranked, limit)
         if self.order is ClaimOrder.ROUND_ROBIN and claims:
             self._start = (self.queues.index(claims[0].queue) + 1) % len(self.queues)
         return claims
+
+    def _claim(self, ranked: Sequence[str], limit: int) -> list[Claim]:
+        per_queue = [self._eligible(name, limit) for name in ranked]
+        if self.order is ClaimOrder.ROUND_ROBIN:
+            picked = [q[i] for i in range(limit) for q in per_queue if i < len(q)]
+        else:
+            picked = [e for q in per_queue for e in q]
+        return [self._run(name, entry) for name, entry in picked[:limit]]
 
     def _eligible(self, name: str, limit: int) -> list[tuple[str, Entry]]:
         s = self._s
@@ -74,7 +86,11 @@ class MemoryClaimer:
             key=lambda e: (-e.priority, e.id),
         )
         ready = [
-            e for e in entries if (e.not_before is None or e.not_before <= now) and self._free(e)
+            e
+            for e in entries
+            if (e.not_before is None or e.not_before <= now)
+            and self._free(e)
+            and not over_quota(s, s.tasks[e.task_id], queue.gpus)
         ]
         room = limit
         if queue.max_running is not None:

@@ -17,7 +17,17 @@ from typing import Any
 
 from clearq.enums import TaskStatus
 from clearq.errors import IllegalTransition, LeaseLost, NotFound
-from clearq.models import Artifact, Fence, LogLine, QueueInfo, ScalarPoint, Task, WorkerInfo
+from clearq.models import (
+    Artifact,
+    Fence,
+    LogLine,
+    QueueInfo,
+    Quota,
+    QuotaKind,
+    ScalarPoint,
+    Task,
+    WorkerInfo,
+)
 from clearq.scheduler.fenced import lost_message
 from clearq.scheduler.lifecycle import check_transition
 
@@ -68,6 +78,7 @@ class State:
     summary: dict[tuple[uuid.UUID, str, str], Summary] = field(default_factory=dict)
     artifacts: dict[tuple[uuid.UUID, str], Artifact] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    quotas: dict[tuple[QuotaKind, str], Quota] = field(default_factory=dict)
     metrics: list[tuple[str, datetime, Any]] = field(default_factory=list)
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Hints sent (channel, payload), as PostgreSQL's NOTIFY would; tests read them."""
