@@ -9,12 +9,17 @@ fails, or a process killed mid-build, leaves nothing that counts as an entry; it
 temporary folder is removed by the next build of that key or the next eviction pass.
 After every build the least recently used entries go while the cache holds more than
 ``max_entries`` entries or ``max_bytes`` bytes, except those in use.
+
+A spec that installs the task's own repository (``-e .``) gets the entry of the rest of
+its spec, cloned for the task, with the repository installed into the clone only
+(``clearq.envs.local``): no entry ever holds a task's code.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -29,8 +34,9 @@ from clearq.envs.builder import Builder, default_builders, env_python
 from clearq.envs.evict import evict, remove_stale_builds
 from clearq.envs.inuse import UseLock
 from clearq.envs.layout import CacheEntry, CacheLayout, hardlink_clone
+from clearq.envs.local import install_local
 from clearq.envs.progress import BuildProgress, terminal_progress
-from clearq.envs.spec import check_spec, env_key
+from clearq.envs.spec import CheckedSpec, check_spec, env_key
 from clearq.errors import EnvBuildError, EnvFailure
 from clearq.models import EnvManager, EnvSpec
 
@@ -57,6 +63,8 @@ class ReadyEnv:
     """The spec's manager (``uv``, ``pip``, ``poetry``, ``conda``)."""
     cloned: bool = False
     """True when ``path`` is a hard-link clone of the entry, the task's own."""
+    local: tuple[str, ...] = ()
+    """The spec's lines installed into the clone from the task's workspace (``-e .``)."""
 
 
 class EnvLease:
@@ -130,14 +138,26 @@ class EnvCache:
         *,
         clone_to: Path | None = None,
         progress: BuildProgress | None = None,
+        workspace: Path | None = None,
     ) -> EnvLease:
         """The environment ``spec`` describes, built if the cache lacks it, held in use.
 
         With ``clone_to`` (a folder that must not exist) the task gets a hard-link clone
-        of its own there, and the lease holds nothing. ``progress`` receives the build's
-        stages and installer output (default: the cache's, a terminal display). Raises
+        of its own there, and the lease holds nothing. A spec that installs the task's
+        repository from a path (``-e .``) needs both ``clone_to`` and ``workspace`` (the
+        checked-out repository): the entry is built without it, and the repository is
+        installed into the clone alone. ``progress`` receives the build's stages and
+        installer output (default: the cache's, a terminal display). Raises
         EnvBuildError when the environment cannot be built.
         """
+        checked = check_spec(spec)
+        if checked.local and (clone_to is None or workspace is None):
+            raise EnvBuildError(
+                EnvFailure.REQUIREMENT,
+                f"requirement {checked.local[0].line!r} installs the task's repository: "
+                "it needs the task's workspace and an env of the task's own (clone_to)",
+                requirement=checked.local[0].line,
+            )
         key = self.key(spec)
         self.layout.prepare()
         with self._key_lock(key, progress):
@@ -162,6 +182,10 @@ class EnvCache:
         finally:
             use.release()
         clone = replace(env, path=clone_to, python=env_python(clone_to), cloned=True)
+        if checked.local:
+            assert workspace is not None
+            self._install_local(checked, clone, workspace, progress)
+            clone = replace(clone, local=tuple(r.line for r in checked.local))
         return EnvLease(clone, None)
 
     def ensure(self, spec: EnvSpec, *, progress: BuildProgress | None = None) -> ReadyEnv:
@@ -182,6 +206,33 @@ class EnvCache:
         removed = evict(self.layout, self.max_entries, self.max_bytes, keep=keep)
         remove_stale_builds(self.layout)
         return removed
+
+    def _install_local(
+        self, checked: CheckedSpec, clone: ReadyEnv, workspace: Path, progress: BuildProgress | None
+    ) -> None:
+        """Install the repository into ``clone``; a failed install removes the clone."""
+        try:
+            if progress is not None:
+                self._install_into(checked, clone, workspace, progress)
+            else:
+                with self._progress(clone.key) as shown:
+                    self._install_into(checked, clone, workspace, shown)
+        except BaseException:
+            shutil.rmtree(clone.path, ignore_errors=True)
+            raise
+
+    @staticmethod
+    def _install_into(
+        checked: CheckedSpec, clone: ReadyEnv, workspace: Path, progress: BuildProgress
+    ) -> None:
+        install_local(
+            clone.python,
+            checked.local,
+            workspace,
+            manager=checked.spec.manager,
+            index_urls=checked.index_urls,
+            progress=progress,
+        )
 
     def _ensure(self, spec: EnvSpec, key: str, progress: BuildProgress | None) -> float | None:
         """Under the key's lock: None when the entry is complete, else build it (seconds)."""

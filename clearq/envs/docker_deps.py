@@ -15,7 +15,8 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from clearq.errors import ContainerError
+from clearq.errors import ContainerError, InvalidInput
+from clearq.local_requirements import local_requirement
 
 __all__ = ["agent_clearq", "checked_requirements", "index_args"]
 
@@ -52,6 +53,12 @@ def checked_requirements(lines: Iterable[str]) -> tuple[str, ...]:
         line = raw.split(" #", 1)[0].strip()
         if not line or line.startswith("#"):
             continue
+        if _is_local(line):
+            raise ContainerError(
+                f"requirement {line!r} installs the task's repository from a path, which "
+                "Docker mode does not do yet: run the task on a host-mode agent, or install "
+                "the repository in the task's setup script"
+            )
         if line.startswith("-"):
             raise ContainerError(
                 f"requirement {line!r} is an installer option; Docker mode takes requirements "
@@ -64,6 +71,13 @@ def checked_requirements(lines: Iterable[str]) -> tuple[str, ...]:
         if canonicalize_name(requirement.name) != _OWN_NAME:
             kept.add(line)
     return tuple(sorted(kept))
+
+
+def _is_local(line: str) -> bool:
+    try:
+        return local_requirement(line) is not None
+    except InvalidInput:
+        return True  # a path outside the repository: refused as well
 
 
 def index_args(urls: Iterable[str]) -> list[str]:

@@ -8,9 +8,20 @@ The machine's platform is part of the key, so a cache folder shared between mach
 different kinds never hands one the other's binaries.
 
 Nothing from a spec ever reaches a shell, and nothing from it may reach an installer as
-an option: a requirement line starting with ``-`` (``--index-url``, ``-e``, ``-r``) is
-refused, and so is a line that is not a PEP 508 requirement. A line naming clearq
-itself is dropped: the agent provides clearq, never a package index.
+an option: a requirement line starting with ``-`` (``--index-url``, ``-r``, ``-e`` of
+anything but the repository) is refused, and so is a line that is not a PEP 508
+requirement. A line naming clearq itself is dropped: the agent provides clearq, never a
+package index.
+
+Lines that install the task's own repository from a path (``-e .``, ``.``, ``./sub``;
+``clearq.local_requirements``) are split off into ``CheckedSpec.local`` and are no part
+of the key. That is sound because the cached entry never holds them: the agent builds
+(or reuses) the entry from the rest of the spec, takes a hard-link clone of it for the
+task alone and installs the repository into that clone from the task's workspace, on
+every run (``clearq.envs.local``). An env that holds the repository is never shared,
+so a task can never get another commit's code from the cache; the price is an install
+of the repository per run (an editable one is a few files) and, where the repository's
+own dependencies are not in the spec's other lines, their install per run too.
 """
 
 from __future__ import annotations
@@ -25,8 +36,9 @@ from dataclasses import dataclass
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from clearq.errors import EnvBuildError, EnvFailure
-from clearq.models import EnvSpec
+from clearq.errors import EnvBuildError, EnvFailure, InvalidInput
+from clearq.local_requirements import LocalRequirement, local_requirement
+from clearq.models import EnvManager, EnvSpec
 
 __all__ = [
     "AGENT_PROVIDED",
@@ -56,8 +68,11 @@ class CheckedSpec:
     spec: EnvSpec
     python: str
     requirements: tuple[str, ...]
-    """The spec's requirement lines, stripped, without blank lines and clearq itself."""
+    """The spec's requirement lines, stripped, without blank lines, clearq itself and
+    the local path lines."""
     index_urls: tuple[str, ...]
+    local: tuple[LocalRequirement, ...] = ()
+    """Folders of the task's repository to install from its workspace, in order."""
 
 
 def default_python() -> str:
@@ -78,10 +93,20 @@ def check_spec(spec: EnvSpec) -> CheckedSpec:
             EnvFailure.PYTHON,
             f"python {spec.python!r} is not a Python version request; give one like '3.11'",
         )
+    stripped = [line for line in (raw.strip() for raw in spec.requirements) if line]
+    local = tuple(found for line in stripped if (found := _local(line)) is not None)
+    if local and spec.manager is EnvManager.CONDA:
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"requirement {local[0].line!r} installs the repository, which a conda env "
+            "does not do here: use the uv or pip manager, or list it in environment.yml",
+            requirement=local[0].line,
+        )
+    paths = {found.line for found in local}
     lines = tuple(
         line
-        for line in (raw.strip() for raw in spec.requirements)
-        if line and canonicalize_name(_parse(line).name) != AGENT_PROVIDED
+        for line in stripped
+        if line not in paths and canonicalize_name(_parse(line).name) != AGENT_PROVIDED
     )
     urls = tuple(url.strip() for url in spec.index_urls if url.strip())
     for url in urls:
@@ -90,7 +115,7 @@ def check_spec(spec: EnvSpec) -> CheckedSpec:
                 EnvFailure.REQUIREMENT,
                 f"index URL {url!r} is not a URL; give one such as https://pypi.org/simple",
             )
-    return CheckedSpec(spec=spec, python=python, requirements=lines, index_urls=urls)
+    return CheckedSpec(spec=spec, python=python, requirements=lines, index_urls=urls, local=local)
 
 
 def canonical_requirement(line: str) -> str:
@@ -129,6 +154,13 @@ def env_key(spec: EnvSpec) -> str:
     digest = hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]
     python = re.sub(r"[^A-Za-z0-9.]+", "_", checked.python)[:16]
     return f"{spec.manager.value}-py{python}-{digest}"
+
+
+def _local(line: str) -> LocalRequirement | None:
+    try:
+        return local_requirement(line)
+    except InvalidInput as exc:
+        raise EnvBuildError(EnvFailure.REQUIREMENT, str(exc), requirement=line) from None
 
 
 def _parse(line: str) -> Requirement:

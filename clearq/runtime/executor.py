@@ -304,7 +304,7 @@ class Executor:
             self._setup(task, folder, run_dir, gpus, sink, control)
         spec = with_sdk_requirements(task.env)
         try:
-            with self._envs.prepare(spec, log=sink.agent) as env:
+            with self._envs.prepare(spec, log=sink.agent, workspace=code_dir) as env:
                 self._record_runtime(fence, env, gpus, control)
                 if (early := _before_start(control)) is not None:
                     return early

@@ -39,24 +39,32 @@ class PreparedEnv:
     hit: bool
     build_seconds: float
     manager: str
+    local: tuple[str, ...] = ()
+    """Requirement lines installed from the task's workspace into an env of its own."""
 
     def facts(self) -> dict[str, object]:
         """What the task's record keeps about its environment."""
-        return {
+        facts: dict[str, object] = {
             "key": self.key,
             "hit": self.hit,
             "build_seconds": round(self.build_seconds, 3),
             "manager": self.manager,
             "python": str(self.python),
         }
+        if self.local:
+            facts["installed_from_workspace"] = list(self.local)
+        return facts
 
 
 class EnvProvider(Protocol):
     """Gives a task an environment for its EnvSpec, held while the task uses it."""
 
     def prepare(
-        self, spec: EnvSpec, *, log: Callable[[str], None]
-    ) -> AbstractContextManager[PreparedEnv]: ...
+        self, spec: EnvSpec, *, log: Callable[[str], None], workspace: Path | None = None
+    ) -> AbstractContextManager[PreparedEnv]:
+        """The env for ``spec``; ``workspace`` is the task's checked-out repository, which a
+        spec's ``-e .`` lines install from."""
+        ...
 
 
 def with_sdk_requirements(spec: EnvSpec) -> EnvSpec:
@@ -179,8 +187,10 @@ class SystemInterpreter:
     """
 
     @contextmanager
-    def prepare(self, spec: EnvSpec, *, log: Callable[[str], None]) -> Iterator[PreparedEnv]:
-        """The agent's interpreter, as is."""
+    def prepare(
+        self, spec: EnvSpec, *, log: Callable[[str], None], workspace: Path | None = None
+    ) -> Iterator[PreparedEnv]:
+        """The agent's interpreter, as is (``workspace`` unused: nothing is installed)."""
         log(f"using the agent's own Python ({sys.executable}): nothing is installed")
         yield PreparedEnv(
             python=Path(sys.executable), key="system", hit=True, build_seconds=0.0, manager="none"

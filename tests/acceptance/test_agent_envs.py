@@ -174,3 +174,70 @@ def test_the_readme_quickstart_demo(cli: Cli, store: Store) -> None:
     clones = store.tasks.list(project="quickstart", name="lr=0.2")
     assert [t.status for t in clones] == [TaskStatus.COMPLETED] * 2
     assert clones[0].parameters["Args/lr"] == "0.2"
+
+
+LOCAL_PYPROJECT = """\
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "team-lib"
+version = "0.1.0"
+
+[tool.setuptools.packages.find]
+where = ["src"]
+"""
+LOCAL_TRAIN = """
+import team_lib
+print("team_lib", team_lib.VALUE, "from", team_lib.__file__, flush=True)
+"""
+
+
+def test_a_task_whose_requirements_install_its_own_repository(
+    cli: Cli, store: Store, tmp_path: Path
+) -> None:
+    files = {
+        "pyproject.toml": LOCAL_PYPROJECT,
+        "src/team_lib/__init__.py": "VALUE = 'pushed'\n",
+        "tools/train.py": LOCAL_TRAIN,
+    }
+    repository = published(tmp_path, files)
+    # The uncommitted edit reaches the installed package: it is the workspace's own code.
+    diff = (
+        "--- a/src/team_lib/__init__.py\n+++ b/src/team_lib/__init__.py\n"
+        "@@ -1 +1 @@\n-VALUE = 'pushed'\n+VALUE = 'edited'\n"
+    )
+    script = Script(
+        repository=str(repository.origin),
+        commit=repository.commit,
+        entry_point="tools/train.py",
+        working_dir="tools",  # the package is not importable from here but for -e .
+        diff=diff,
+    )
+    outside = tmp_path / "elsewhere"
+    bad_script = script.model_copy(update={"diff": ""})
+    good = store.tasks.create(
+        TaskSpec(project="p", name="own", script=script, env=EnvSpec(requirements=("-e .",)))
+    ).id
+    bad = store.tasks.create(
+        TaskSpec(
+            project="p",
+            name="outside",
+            script=bad_script,
+            env=EnvSpec(requirements=(f"-e ../{outside.name}",)),
+        )
+    ).id
+    store.queues.create("default")
+    store.queues.enqueue(good, "default")
+    store.queues.enqueue(bad, "default")
+    _agent(cli, "-q", "default", "--idle-exit", "1")
+    task = store.tasks.get(good)
+    assert task.status is TaskStatus.COMPLETED, task.status_reason
+    log = "".join(line.text for line in store.outputs.logs(good))
+    assert "team_lib edited from" in log
+    assert "code/src/team_lib/__init__.py" in log  # the editable install points at the code
+    assert task.runtime["env"]["installed_from_workspace"] == ["-e ."]
+    refused = store.tasks.get(bad)
+    assert refused.status is TaskStatus.FAILED
+    assert "outside the task's repository" in refused.status_reason

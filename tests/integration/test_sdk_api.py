@@ -48,7 +48,9 @@ def test_create_from_a_local_script_and_from_a_repository(sdk: Store, tmp_path: 
     assert remote.status is TaskStatus.CREATED
 
 
-@pytest.mark.parametrize("line", ["-e .", "--index-url https://evil.example/simple"])
+@pytest.mark.parametrize(
+    "line", ["-e git+https://evil.example/x.git", "--index-url https://evil.example/simple"]
+)
 def test_create_refuses_pip_options_in_requirements(sdk: Store, tmp_path: Path, line: str) -> None:
     with pytest.raises(InvalidInput, match="index_urls"):
         Task.create("p", "bad", script=str(_script(tmp_path)), packages=[line])

@@ -81,7 +81,12 @@ def test_canonical_requirement(line: str, canonical: str) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["--index-url=https://evil.example/simple", "-e .", "-r other.txt", " --extra-index-url x"],
+    [
+        "--index-url=https://evil.example/simple",
+        "-e git+https://x/y.git",
+        "-r other.txt",
+        " --extra-index-url x",
+    ],
 )
 def test_options_among_requirements_are_refused(line: str) -> None:
     with pytest.raises(EnvBuildError, match="installer option") as caught:

@@ -372,7 +372,13 @@ def test_empty_requirements_txt_is_passed_over(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["-e .", "--index-url https://evil.example/simple", "-r other.txt", "-f ./wheels", "  -e ."],
+    [
+        "-e git+https://x/y.git",
+        "--index-url https://evil.example/simple",
+        "-r other.txt",
+        "-f ./wheels",
+        "  -e git+https://x/y.git",
+    ],
 )
 def test_pip_option_in_requirements_txt_is_refused(tmp_path: Path, line: str) -> None:
     write(tmp_path, {"train.py": "", "requirements.txt": f"numpy\n{line}\n"})
@@ -464,7 +470,7 @@ def test_pyproject_without_dependencies_falls_back_to_the_scan(tmp_path: Path) -
 
 
 def test_pyproject_with_pip_option_is_refused(tmp_path: Path) -> None:
-    pyproject = '[project]\nname = "x"\ndependencies = ["-e ."]\n'
+    pyproject = '[project]\nname = "x"\ndependencies = ["--index-url=https://x"]\n'
     write(tmp_path, {"train.py": "", "pyproject.toml": pyproject})
     with pytest.raises(InvalidInput, match="pip option"):
         capture_packages(tmp_path / "train.py")
@@ -586,8 +592,8 @@ def test_url_fragments_are_not_comments() -> None:
 def test_parse_requirements_takes_lines_as_task_create_gives_them() -> None:
     lines = ["torch==2.3.1", "", "# comment", "numpy>=1  # pinned loosely"]
     assert packages.parse_requirements(lines) == ("torch==2.3.1", "numpy>=1")
-    with pytest.raises(InvalidInput, match=r"requirements, line 2: '-e \.' is a pip option"):
-        packages.parse_requirements(["numpy", "-e ."])
+    with pytest.raises(InvalidInput, match=r"requirements, line 2: '-r x\.txt' is a pip option"):
+        packages.parse_requirements(["numpy", "-r x.txt"])
 
 
 def test_public_names_exist() -> None:

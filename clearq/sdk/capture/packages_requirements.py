@@ -8,6 +8,10 @@ URLs belong in ``EnvSpec.index_urls``, where a person sees them.
 
 Lines are checked with ``packaging.requirements.Requirement`` where ``packaging`` is
 importable, and with a plain name check where it is not.
+
+One kind of path is kept: the repository itself or a folder in it (``-e .``, ``.``,
+``./sub``; ``clearq.local_requirements``), which the agent installs from the task's
+checked-out code. Any other path is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from clearq.errors import InvalidInput
+from clearq.local_requirements import local_requirement
 
 try:
     from packaging.requirements import InvalidRequirement, Requirement
@@ -39,8 +44,15 @@ def canonical_name(name: str) -> str:
 def requirement_name(line: str, *, source: str = "requirement") -> str:
     """The canonical distribution name a requirement line is about.
 
+    A line that installs the repository from a path is named by itself (``-e .``).
     Raises InvalidInput for a pip option or a line that is not a requirement.
     """
+    try:
+        local = local_requirement(line)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{source}: {exc}") from None
+    if local is not None:
+        return local.line
     _refuse_option(line, source)
     if Requirement is not None:
         try:
