@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
@@ -12,9 +13,11 @@ from typing import Annotated
 import typer
 
 from clearq.cli.agent_checks import agent_gpus, claim_windows, ensure_queues
-from clearq.cli.context import cli_context
+from clearq.cli.agent_detach import CHILD_FLAG, detach, pid_file, pid_path, stop_detached
+from clearq.cli.context import CliContext, cli_context
 from clearq.cli.diagnostics import show_diagnostics
 from clearq.cli.execution import DockerOptions, build_executor
+from clearq.cli.output import say
 from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, ExecutorConfig
 from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
@@ -28,10 +31,18 @@ from clearq.secrets import known_secrets
 
 def agent_command(
     ctx: typer.Context,
+    target: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[NAME]",
+            help="With --stop: the detached agent to stop (default: the only one).",
+            show_default=False,
+        ),
+    ] = None,
     queue: Annotated[
         list[str],
         typer.Option("--queue", "-q", help="A queue to serve (repeatable; order matters)."),
-    ],
+    ] = [],  # noqa: B006
     order: Annotated[
         ClaimOrder, typer.Option(help="strict: earlier queues first; round-robin: take turns.")
     ] = ClaimOrder.STRICT,
@@ -183,8 +194,32 @@ def agent_command(
             help="Claim nothing inside this window (repeatable; as --uptime).",
         ),
     ] = [],  # noqa: B006
+    detached: Annotated[
+        bool,
+        typer.Option(
+            "--detached",
+            help="Serve in the background: print the pid, name and log file "
+            "($CLEARQ_HOME/agents/NAME.log) once serving, and return.",
+        ),
+    ] = False,
+    stop: Annotated[
+        bool,
+        typer.Option(
+            "--stop",
+            help="Stop a detached agent of this machine (SIGTERM, as Ctrl-C) and wait for it.",
+        ),
+    ] = False,
+    detached_child: Annotated[bool, typer.Option(CHILD_FLAG, hidden=True)] = False,
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
+    context = cli_context(ctx)
+    if stop:
+        stop_detached(context.settings().home_dir, target or name, say=say)
+        return
+    if target is not None:
+        raise typer.BadParameter(f"{target!r}: a NAME is only for --stop (use --name)")
+    if not queue:
+        raise typer.BadParameter("an agent needs at least one queue: give --queue NAME")
     windows = claim_windows(uptime, downtime)
     devices = agent_gpus(gpus, cpu_only=cpu_only, dynamic=dynamic_gpus, unchecked=unchecked_gpus)
     options = AgentOptions(
@@ -199,8 +234,10 @@ def agent_command(
         shutdown_grace=grace,
         windows=windows or None,
     )
-    context = cli_context(ctx)
     settings = context.settings()
+    if detached:
+        _detach(context, name)
+        return
     forced = parse_forced_environment(env, secret_env, env_file)
     if task_user is not None and docker is not None:
         raise typer.BadParameter("--task-user is for host mode: leave out --docker")
@@ -220,7 +257,11 @@ def agent_command(
         allow_controllers=allow_controllers,
     )
     show_diagnostics("clearq agent")
-    with context.store() as store, ExitStack() as stack:
+    with ExitStack() as stack:
+        if detached_child:  # --stop finds it by this file, even before it serves
+            pid_name = name or f"agent-{os.getpid()}"
+            stack.enter_context(pid_file(pid_path(settings.home_dir, pid_name)))
+        store = stack.enter_context(context.store())
         executor = build_executor(
             store,
             settings,
@@ -240,6 +281,19 @@ def agent_command(
         agent = Agent(store, executor, options, gangs=None if docker is not None else store.gangs)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
+
+
+def _detach(context: CliContext, name: str | None) -> None:
+    settings = context.settings()
+    with context.store() as store:
+
+        def serving(worker: str) -> bool:
+            ids = [w.id for w in store.workers.list(include_gone=False)]
+            return any(i == worker or i.startswith(f"{worker}:") for i in ids)
+
+        worker, pid, log = detach(sys.argv[1:], home=settings.home_dir, name=name, serving=serving)
+    say(f"started agent {worker} (pid {pid}), logging to {log}")
+    say(f"stop it with `clearq agent --stop {worker.partition(':')[2]}`")
 
 
 def _stop_on_signals(agent: Agent) -> None:

@@ -1,16 +1,19 @@
 """An operator's hold on workers, through the real ``clearq`` command and real agents.
 
 ``clearq workers drain|pause|resume`` from another process (as from another machine:
-only the database is shared), on SQLite and on PostgreSQL.
+only the database is shared), and ``clearq agent --detached`` / ``--stop``, on SQLite
+and on PostgreSQL.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from clearq.models import Script, TaskSpec, TaskStatus
@@ -114,3 +117,64 @@ def test_draining_a_worker_that_is_not_there_says_so(cli: Cli, store: Store) -> 
     assert cli.fails("workers", "drain", "ghost") == (
         "error: no worker 'ghost' is registered: `clearq workers list` shows their names"
     )
+
+
+def test_a_detached_agent_serves_in_the_background_and_stop_ends_it(
+    cli: Cli, store: Store, repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    home = tmp_path / "home"
+    started = cli.run("agent", "--detached", "-q", "q", "--skip-env", "--name", "bg").stdout
+    worker_id = f"{socket.gethostname()}:bg"
+    log = home / "agents" / "bg.log"
+    first, second = started.splitlines()
+    pid = int(first.split("(pid ")[1].split(")")[0])
+    try:
+        assert first == f"started agent {worker_id} (pid {pid}), logging to {log}"
+        assert second == "stop it with `clearq agent --stop bg`"
+        assert (home / "agents" / "bg.pid").read_text() == f"{pid}\n"
+        assert [w["id"] for w in cli.json("workers")] == [worker_id]
+        task_id = waiter(store, repo, "background", None)
+        wait_for(store, task_id, [TaskStatus.COMPLETED])
+        again = cli.fails("agent", "--detached", "-q", "q", "--skip-env", "--name", "bg")
+        assert "a detached agent named 'bg' is running already" in again
+        stopped = cli.run("agent", "--stop").stdout
+        assert stopped.splitlines()[-1] == "stopped bg"
+        assert not _running(pid)
+    finally:
+        if _running(pid):
+            psutil.Process(pid).kill()
+    assert "serving q as" in log.read_text()
+    assert not (home / "agents" / "bg.pid").exists()
+    assert cli.json("workers") == []
+    assert cli.fails("agent", "--stop") == (
+        f"error: no detached agent is running on this machine (none in {home / 'agents'}): "
+        "start one with `clearq agent --detached -q QUEUE`"
+    )
+    assert cli.fails("agent", "--stop", "bg") == (
+        "error: no detached agent named 'bg' is running on this machine"
+    )
+
+
+def test_a_detached_agent_that_cannot_start_says_why(cli: Cli, store: Store) -> None:
+    error = cli.fails("agent", "--detached", "-q", "missing", "--skip-env")
+    assert "the detached agent exited with status 1 before serving" in error
+    assert "no queue named 'missing'" in error
+
+
+def test_a_stale_pid_file_is_removed_and_said_so(cli: Cli, tmp_path: Path) -> None:
+    folder = tmp_path / "home" / "agents"
+    folder.mkdir(parents=True)
+    (folder / "old.pid").write_text(f"{os.getpid()}\n")  # alive, but not an agent
+    result = cli.run("agent", "--stop", check=False)
+    assert result.returncode == 1
+    assert f"removed the stale pid file {folder / 'old.pid'}" in result.stdout
+    assert "no detached agent is running on this machine" in result.stderr
+    assert not (folder / "old.pid").exists()
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
