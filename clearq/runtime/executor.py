@@ -336,7 +336,7 @@ class Executor:
                 allow_local=self._config.allow_local_repositories,
             )
         except WorkspaceError as e:
-            raise StepFailed(Step.WORKSPACE, str(e)) from e
+            raise StepFailed(Step.WORKSPACE, str(e), infra=e.infra) from e
 
     def _setup(
         self,

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,11 @@ _REMOTE_URL = re.compile(
 or a transport the agent's git refuses."""
 
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+MIRROR_LOCK_TIMEOUT_SECONDS = 900.0
+"""How long a clone waits for another process on this machine to finish with a mirror: a
+first clone of a large repository takes minutes, but an agent frozen while it holds the
+lock (SIGSTOP, a hung fetch) must not block this host's other agents for ever."""
+_LOCK_POLL_SECONDS = 0.2
 
 
 def check_repository(url: str, *, allow_local: bool) -> None:
@@ -163,9 +169,28 @@ def _fetch_commit(repo: Path, commit: str, url: str | None, *, allow_local: bool
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``: agents on one machine share the mirrors."""
+    """Hold an exclusive lock on ``path``: agents on one machine share the mirrors.
+
+    Waits at most ``MIRROR_LOCK_TIMEOUT_SECONDS`` for the process holding it, then fails as
+    the machine's fault (``infra``): the task can run elsewhere while this host's holder is
+    stuck.
+    """
+    wait = MIRROR_LOCK_TIMEOUT_SECONDS
+    deadline = time.monotonic() + wait
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WorkspaceError(
+                        WorkspaceStep.CLONE,
+                        f"another process on this machine has held {path} for more than "
+                        f"{wait:g} s (a frozen or stuck agent?); the task will run again",
+                        infra=True,
+                    ) from None
+                time.sleep(_LOCK_POLL_SECONDS)
         try:
             yield
         finally:

@@ -41,10 +41,17 @@ class WorkspaceStep(enum.StrEnum):
 
 
 class WorkspaceError(ClearqError):
-    """A task's code could not be rebuilt; ``step`` says where, ``git_output`` what git said."""
+    """A task's code could not be rebuilt; ``step`` says where, ``git_output`` what git said.
 
-    def __init__(self, step: WorkspaceStep, message: str, *, git_output: str = "") -> None:
+    ``infra``: the machine's fault, not the task's (a mirror another process on this host
+    holds too long); the agent requeues such a task instead of failing it.
+    """
+
+    def __init__(
+        self, step: WorkspaceStep, message: str, *, git_output: str = "", infra: bool = False
+    ) -> None:
         self.step = step
+        self.infra = infra
         self.detail = message
         """The message without the step's prefix."""
         self.git_output = git_output

@@ -120,9 +120,14 @@ def test_every_snippet_defines_what_it_uses(snippet: Snippet, script: str) -> No
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def machine(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """One newcomer's environment: a fresh CLEARQ_HOME, none of this machine's settings."""
+    """One newcomer's environment: a fresh CLEARQ_HOME, none of this machine's settings.
+
+    Session-scoped: under pytest-xdist a worker may run another module's tests between
+    two snippets, which would end a module-scoped home (and the queue an earlier snippet
+    made) before the next snippet runs.
+    """
     home = tmp_path_factory.mktemp("newcomer")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
     env.update(CLEARQ_HOME=str(home / "home"), PYTHONPATH=str(README.parent))

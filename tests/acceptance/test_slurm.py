@@ -190,8 +190,9 @@ def test_a_higher_priority_partition_preempts_the_job_and_slurm_requeues_it(
 ) -> None:
     store.queues.create("q")
     marks = tmp_path / "marks"
-    # Long enough for Slurm's scheduler to preempt it (a pass, then the partition's grace).
-    task_id = train_task(store, "q", marks, steps=600, step_seconds=0.05)
+    # The first attempt lasts until Slurm preempts it (a scheduler pass, then the partition's
+    # grace), however slow the machine; the requeued one finishes at once.
+    task_id = train_task(store, "q", marks, steps=2000, step_seconds=0.05, slow_attempts=1)
     glue.start("-q", "q", "--partition", "debug", "--sbatch-arg=--cpus-per-task=2")
     wait_for_marks(marks, 3)
     urgent = subprocess.run(
@@ -201,6 +202,10 @@ def test_a_higher_priority_partition_preempts_the_job_and_slurm_requeues_it(
         check=True,
     ).stdout.strip()
     try:
+        wait_until(
+            lambda: HistoryMark.PREEMPTED in [e.status for e in store.tasks.history(task_id)],
+            "Slurm's preemption of the job",
+        )
         wait_until(lambda: status(store, task_id) is TaskStatus.COMPLETED, "the requeued run")
     finally:
         subprocess.run(["scancel", urgent], check=False)

@@ -22,14 +22,20 @@ from tests.acceptance.conftest import CLEARQ, Agents, Cli
 WAIT_SECONDS = 60
 
 # Counts steps; each step appends "attempt step" to the marks file. With a checkpoint
-# hook it saves {"step": n} when stopped and resumes after the last saved step.
+# hook it saves {"step": n} when stopped and resumes after the last saved step. With
+# slow_attempts N, attempts after the N-th take no time per step (a run that waits for an
+# outside preemption, then finishes at once).
 TRAIN = """
 import os, sys, time
 from clearq import Task
 
 task = Task.init()
-params = task.connect({"steps": 5, "step_seconds": 0.0, "marks": "", "hook": 1, "fail": 0})
+params = task.connect(
+    {"steps": 5, "step_seconds": 0.0, "marks": "", "hook": 1, "fail": 0, "slow_attempts": 0}
+)
 attempt = int(os.environ["CLEARQ_ATTEMPT"])
+if params["slow_attempts"] and attempt > params["slow_attempts"]:
+    params["step_seconds"] = 0.0
 saved = task.get_checkpoint()
 state = {"step": saved["step"] if saved else 0}
 print(f"attempt {attempt} resumes at step {state['step']} (checkpoint {saved})", flush=True)
@@ -54,6 +60,7 @@ def train_task(
     step_seconds: float = 0.0,
     hook: bool = True,
     fail: int = 0,
+    slow_attempts: int = 0,
 ) -> uuid.UUID:
     parameters = {
         "General/steps": str(steps),
@@ -61,6 +68,7 @@ def train_task(
         "General/marks": str(marks),
         "General/hook": str(int(hook)),
         "General/fail": str(fail),
+        "General/slow_attempts": str(slow_attempts),
     }
     spec = TaskSpec(
         project="preempt",

@@ -79,10 +79,10 @@ def _reported_once(fleet: Fleet) -> None:
 @pytest.mark.postgres
 def test_pg_restart_immediate(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
-        ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         pg_fleet.start(3)
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         pg_fleet.cluster.restart_immediate()
         recovery = poll(store, completed_more_than(ids, done))
@@ -93,10 +93,10 @@ def test_pg_restart_immediate(pg_fleet: PgFleet) -> None:
 @pytest.mark.postgres
 def test_pg_terminate_backend(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
-        ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         pg_fleet.start(3)
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 6, sleep=2.5)
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         store.close()  # the test's own connections are killed too: start afresh after
         assert pg_fleet.cluster.terminate_backends(pg_fleet.database) > 0
@@ -109,10 +109,10 @@ def test_pg_terminate_backend(pg_fleet: PgFleet) -> None:
 def test_outage_shorter_than_the_lease(pg_fleet: PgFleet) -> None:
     lease = 10.0  # the server's stop and start fit well inside, even on a busy machine
     with open_store(pg_fleet.direct_url, pg_fleet.home, lease) as store:
-        ids = pg_fleet.enqueue(store, 4, sleep=4.0)
         pg_fleet.start(2, env={"CLEARQ_LEASE_SECONDS": str(lease)})
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 4, sleep=4.0)
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         done = count(store, ids, TaskStatus.COMPLETED)
         store.close()
         pg_fleet.cluster.stop()
@@ -128,10 +128,10 @@ def test_outage_shorter_than_the_lease(pg_fleet: PgFleet) -> None:
 @pytest.mark.postgres
 def test_outage_longer_than_the_lease(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
-        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         pg_fleet.start(2)
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         store.close()
         pg_fleet.cluster.stop()
         time.sleep(2 * LEASE_SECONDS)
@@ -149,10 +149,10 @@ def test_outage_longer_than_the_lease(pg_fleet: PgFleet) -> None:
 @pytest.mark.postgres
 def test_blackholed_connection(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
-        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         pg_fleet.start(2)
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         pg_fleet.proxy.pause()  # sockets stay open; nothing moves either way
         time.sleep(2 * LEASE_SECONDS)
         pg_fleet.proxy.resume()
@@ -165,11 +165,15 @@ def test_blackholed_connection(pg_fleet: PgFleet) -> None:
 @pytest.mark.postgres
 def test_sigstop_of_an_agent(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
-        ids = pg_fleet.enqueue(store, 4, sleep=3.0)
         victim, _ = pg_fleet.start(2)
+        pg_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = pg_fleet.enqueue(store, 4, sleep=3.0)
         poll(store, some_running(ids, 2))
-        pg_fleet.wait_serving()
         victim_task = _task_of(store, ids, "a0")
+        # Frozen once its task's process runs: frozen inside its clone, it would hold the
+        # host's mirror lock, and the other agent's clone waits for it (up to the mirror
+        # lock's timeout, tests/integration/test_mirror_lock.py), not this test's subject.
+        poll(store, lambda s, t=victim_task: bool(read_marks(pg_fleet.marks, t)))
         victim.send_signal(signal.SIGSTOP)
         started = time.monotonic()
         poll(store, lambda s, t=victim_task: s.tasks.get(t).attempt > 1)
@@ -185,10 +189,10 @@ def test_sigstop_of_an_agent(pg_fleet: PgFleet) -> None:
 
 def test_sigkill_of_an_agent(sqlite_fleet: Fleet) -> None:
     with open_store(sqlite_fleet.url, sqlite_fleet.home) as store:
-        ids = sqlite_fleet.enqueue(store, 4, sleep=3.0)
         victim, _ = sqlite_fleet.start(2)
+        sqlite_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = sqlite_fleet.enqueue(store, 4, sleep=3.0)
         poll(store, some_running(ids, 2))
-        sqlite_fleet.wait_serving()
         victim_task = _task_of(store, ids, "a0")
         # Killed once its task's process runs: an agent killed inside `git clone` leaves
         # the clone running on, and its half-made mirror fails the next clone (not this
@@ -210,10 +214,10 @@ def test_sqlite_lock_holder(sqlite_fleet: Fleet) -> None:
     lease = 30.0  # longer than the lock is held: nothing may be given up for it
     db_file = sqlite_fleet.url.removeprefix("sqlite:///")
     with open_store(sqlite_fleet.url, sqlite_fleet.home, lease) as store:
-        ids = sqlite_fleet.enqueue(store, 16, sleep=0.5)
         sqlite_fleet.start(8, env={"CLEARQ_LEASE_SECONDS": str(lease)})
+        sqlite_fleet.wait_serving()  # both serve first: then each claims a task
+        ids = sqlite_fleet.enqueue(store, 16, sleep=0.5)
         poll(store, some_running(ids, 2))
-        sqlite_fleet.wait_serving()
         holder = sqlite3.connect(db_file, isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         time.sleep(15)
