@@ -93,11 +93,12 @@ class EnvSpec(_Frozen):
     requirements: tuple[str, ...] = ()
     """Requirement lines (PEP 508); with a lock file, installed on top of it."""
     lock_file: str | None = None
-    """A lock file's text: ``poetry.lock``, ``environment.yml`` or a conda-lock file."""
+    """A lock file's text: ``uv.lock``, ``poetry.lock``, ``environment.yml``, conda-lock."""
     lock_kind: str | None = None
-    """The lock file's name (``poetry.lock``, ``environment.yml``, ``conda-lock.yml``)."""
+    """The lock file's name (``uv.lock``, ``poetry.lock``, ``environment.yml``, ...)."""
     project_file: str | None = None
-    """For poetry: the ``pyproject.toml`` beside the lock, which says what is main."""
+    """The ``pyproject.toml`` beside the lock: poetry's (which says what is main), or
+    ``uv.lock``'s (which ``uv sync --locked`` checks the lock against)."""
     index_urls: tuple[str, ...] = ()
     """Package indexes searched before the default one, in this order."""
 

@@ -53,7 +53,7 @@ from clearq.envs.docker_envbuild import BUILDS_DIRNAME, EnvReady, ensure_env
 from clearq.envs.docker_run import DockerRun
 from clearq.envs.docker_spec import ContainerEngine, ContainerSpec, Mount
 from clearq.errors import ContainerError, DockerArgsRefused
-from clearq.models import Container, EnvManager, EnvSpec
+from clearq.models import Container, EnvSpec
 
 __all__ = [
     "CONTAINER_CA_BUNDLE",
@@ -248,10 +248,11 @@ class DockerRunner:
         return check_image_name(image)
 
     def _requirements(self, env: EnvSpec) -> tuple[str, ...]:
-        if env.manager in (EnvManager.POETRY, EnvManager.CONDA) and env.lock_file:
+        if env.lock_file:
+            kind = env.lock_kind or f"{env.manager.value} lock file"
             raise ContainerError(
-                f"Docker mode builds pip requirements; a {env.manager.value} lock file cannot "
-                "be used in a container yet: give the task its requirements instead"
+                f"Docker mode builds pip requirements; a {kind} cannot be used in a "
+                "container yet: give the task its requirements instead"
             )
         return checked_requirements((*env.requirements, *self._config.clearq_requirements))
 

@@ -63,11 +63,14 @@ def run_installer(
     progress: BuildProgress,
     requirements: Sequence[str] = (),
     cwd: Path | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> str:
     """Run ``argv``; return its output, or raise EnvBuildError with the installer's words.
 
     ``step`` names what the command does in the error; ``requirements`` are the lines
     the command installs, so the error can name the one the installer complains about.
+    ``variables`` are set on top of the installer's environment (the agent's, never a
+    task's values).
     """
     kept: collections.deque[str] = collections.deque(maxlen=_KEPT_LINES)
     try:
@@ -78,7 +81,7 @@ def run_installer(
             stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
-            env=installer_env(),
+            env={**installer_env(), **(variables or {})},
             cwd=cwd,
         )
     except OSError as exc:

@@ -1,5 +1,8 @@
 """The uv builder: ``uv venv --relocatable`` then ``uv pip install``; the fast path.
 
+A spec with a ``uv.lock`` is installed with ``uv sync --locked`` first
+(``clearq.envs.uvlock``), its requirement lines on top.
+
 uv comes with clearq (the ``uv`` package on PyPI holds the binary). The venv is made
 relocatable (entry-point scripts find their interpreter relative to themselves), so it
 can be built in a temporary folder, renamed into the cache, and hard-link cloned. uv
@@ -17,6 +20,8 @@ from clearq.envs.builder import env_python
 from clearq.envs.process import run_installer
 from clearq.envs.progress import BuildProgress
 from clearq.envs.spec import CheckedSpec
+from clearq.envs.uvlock import UV_LOCK, uv_sync_locked
+from clearq.errors import EnvBuildError, EnvFailure
 
 __all__ = ["UvBuilder", "uv_create_venv", "uv_install"]
 
@@ -27,8 +32,12 @@ class UvBuilder:
     relocatable = True
 
     def build(self, spec: CheckedSpec, dest: Path, progress: BuildProgress) -> None:
-        """Create a venv in ``dest`` and install the spec's requirements into it."""
+        """Create a venv in ``dest`` and install the spec's ``uv.lock`` (if it has one)
+        and requirements into it."""
         uv_create_venv(dest, spec.python, progress, manager="uv")
+        if spec.spec.lock_file is not None or spec.spec.lock_kind is not None:
+            _check_lock_kind(spec.spec.lock_kind)
+            uv_sync_locked(spec, dest, progress)
         if spec.requirements:
             uv_install(
                 env_python(dest),
@@ -37,6 +46,16 @@ class UvBuilder:
                 progress=progress,
                 manager="uv",
             )
+
+
+def _check_lock_kind(kind: str | None) -> None:
+    if (kind or "").strip().lower() != UV_LOCK:
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"the uv manager installs a uv.lock, not {kind or 'an unnamed lock file'}; give "
+            "a poetry.lock to the poetry manager and an environment.yml to conda",
+            manager="uv",
+        )
 
 
 def uv_create_venv(dest: Path, python: str, progress: BuildProgress, *, manager: str) -> None:

@@ -241,3 +241,51 @@ def test_a_task_whose_requirements_install_its_own_repository(
     refused = store.tasks.get(bad)
     assert refused.status is TaskStatus.FAILED
     assert "outside the task's repository" in refused.status_reason
+
+
+UV_PROJECT = f"""\
+[project]
+name = "uv-team"
+version = "0.1.0"
+requires-python = ">=3.11"
+dependencies = ["{YAML}"]
+"""
+UV_TRAIN = """
+import yaml
+from clearq import Task
+
+task = Task.init(project_name="uvlock", task_name="locked")
+task.execute_remotely(queue_name="default")
+print("yaml", yaml.__version__, "from", yaml.__file__, flush=True)
+"""
+
+
+def test_a_uv_project_runs_on_an_agent_from_its_lock(
+    cli: Cli, store: Store, tmp_path: Path
+) -> None:
+    from uv import find_uv_bin
+
+    folder = tmp_path / "seed"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text(UV_PROJECT)
+    subprocess.run([find_uv_bin(), "lock", "--quiet"], cwd=folder, check=True, timeout=300)
+    files = {
+        "pyproject.toml": UV_PROJECT,
+        "uv.lock": (folder / "uv.lock").read_text(),
+        "train.py": UV_TRAIN,
+    }
+    (tmp_path / "repo").mkdir()
+    work = published(tmp_path / "repo", files).work
+    store.queues.create("default")
+    _python(cli, work, "train.py")  # by hand: Task.init captures, execute_remotely queues
+    [task] = store.tasks.list()
+    assert task.env.lock_kind == "uv.lock"
+    assert task.env.project_file == UV_PROJECT
+    out = _agent(cli, "-q", "default", "--once")
+    assert f"task {task.id} completed" in out
+    done = store.tasks.get(task.id)
+    assert done.status is TaskStatus.COMPLETED, done.status_reason
+    log = "".join(line.text for line in store.outputs.logs(task.id))
+    version = YAML.split("==")[1]
+    assert f"yaml {version} from {Path(cli.env['CLEARQ_HOME']) / 'envs'}" in log
+    assert "uv sync --locked" in log  # the build's stage, in the task's log

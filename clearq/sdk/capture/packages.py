@@ -2,10 +2,11 @@
 
 ``capture_packages(entry, repo_root=...)`` returns an ``EnvSpec`` and where its list
 came from. In ``"imports"`` mode (the default) a project's own file wins
-(``requirements.txt``, ``poetry.lock``, ``environment.yml``, PEP 621 ``pyproject.toml``,
-see ``packages_files``); without one, the script and the local modules it reaches are
-scanned for imports (``packages_scan``, never executed) and each outside import is
-pinned to the installed distribution that provides it (``yaml`` -> ``PyYAML==6.0.2``).
+(``uv.lock`` with its ``pyproject.toml``, ``requirements.txt``, ``poetry.lock``,
+``environment.yml``, PEP 621 ``pyproject.toml``, see ``packages_files``); without
+one, the script and the local modules it reaches are scanned for imports
+(``packages_scan``, never executed) and each outside import is pinned to the
+installed distribution that provides it (``yaml`` -> ``PyYAML==6.0.2``).
 ``"freeze"`` mode pins every distribution installed, like ``pip freeze``, and is taken
 as the user's explicit choice over any project file.
 
@@ -193,6 +194,7 @@ def _finish(
         "requirements": list(lines),
         "lock_file": found.lock_file,
         "lock_kind": found.lock_kind,
+        "project_file": found.project_file,
         "index_urls": list(index_urls),
     }
     env, scrubbed = scrub_env_fields(env, "the captured packages")

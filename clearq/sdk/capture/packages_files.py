@@ -3,10 +3,12 @@
 Looked for in one folder (the repository root, or the script's folder without a
 repository), first match wins:
 
-1. ``requirements.txt`` -> its requirement lines, built with uv;
-2. ``poetry.lock`` beside a ``pyproject.toml`` -> the lock file, built with poetry;
-3. ``environment.yml`` / ``environment.yaml`` -> the file, built with conda;
-4. ``pyproject.toml`` with PEP 621 ``[project].dependencies`` -> those lines, with uv.
+1. ``uv.lock`` beside a ``pyproject.toml`` -> both files, installed with
+   ``uv sync --locked`` (the most exact statement a project can make);
+2. ``requirements.txt`` -> its requirement lines, built with uv;
+3. ``poetry.lock`` beside a ``pyproject.toml`` -> the lock file, built with poetry;
+4. ``environment.yml`` / ``environment.yaml`` -> the file, built with conda;
+5. ``pyproject.toml`` with PEP 621 ``[project].dependencies`` -> those lines, with uv.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from clearq.sdk.capture.packages_requirements import check_requirements, parse_r
 
 REQUIREMENTS_TXT = "requirements.txt"
 POETRY_LOCK = "poetry.lock"
+UV_LOCK = "uv.lock"
 PYPROJECT_TOML = "pyproject.toml"
 ENVIRONMENT_YML = ("environment.yml", "environment.yaml")
 
@@ -37,6 +40,7 @@ class PackageSource(enum.StrEnum):
 
     REQUIREMENTS_TXT = "requirements.txt"
     POETRY_LOCK = "poetry.lock"
+    UV_LOCK = "uv.lock"
     ENVIRONMENT_YML = "environment.yml"
     PYPROJECT = "pyproject.toml"
     IMPORTS = "imports"
@@ -52,6 +56,8 @@ class PackageList:
     requirements: tuple[str, ...] = ()
     lock_file: str | None = None
     lock_kind: str | None = None
+    project_file: str | None = None
+    """The ``pyproject.toml`` a lock needs beside it (``uv.lock``)."""
     warnings: tuple[str, ...] = ()
 
 
@@ -70,6 +76,25 @@ def find_project_packages(folder: Path) -> tuple[PackageList | None, tuple[str, 
         if found.requirements or found.lock_file is not None:
             return replace(found, warnings=()), tuple(warnings)
     return None, tuple(warnings)
+
+
+def _uv_lock(folder: Path) -> PackageList | None:
+    lock = folder / UV_LOCK
+    if not lock.is_file():
+        return None
+    if not (folder / PYPROJECT_TOML).is_file():
+        return PackageList(
+            PackageSource.UV_LOCK,
+            EnvManager.UV,
+            warnings=(f"{lock} has no pyproject.toml beside it, so uv sync cannot use it",),
+        )
+    return PackageList(
+        PackageSource.UV_LOCK,
+        EnvManager.UV,
+        lock_file=_read(lock),
+        lock_kind=UV_LOCK,
+        project_file=_read(folder / PYPROJECT_TOML),
+    )
 
 
 def _requirements_txt(folder: Path) -> PackageList | None:
@@ -134,6 +159,7 @@ def _pyproject(folder: Path) -> PackageList | None:
 
 
 _READERS: tuple[Callable[[Path], PackageList | None], ...] = (
+    _uv_lock,
     _requirements_txt,
     _poetry,
     _conda,
