@@ -194,6 +194,13 @@ class Task(_Frozen):
     nodes: int = 1
     user: str | None = None
     """Who made the task (None: made before clearq recorded it)."""
+    archived_at: datetime | None = None
+    """When the task was archived: it stays readable by id but leaves the default lists."""
+
+    @property
+    def archived(self) -> bool:
+        """True when the task is archived."""
+        return self.archived_at is not None
 
 
 class TaskEvent(_Frozen):
@@ -475,6 +482,43 @@ class Heartbeat(_Frozen):
     """Held tasks running longer than their ``max_run_seconds``, on the database's clock."""
     stop_reasons: dict[uuid.UUID, str] = {}
     """Why each of ``stop_requested`` was asked to stop (what the stopped task will say)."""
+
+
+class TaskFilter(_Frozen):
+    """Which tasks a bulk operation (archive, delete) picks: every field given must hold.
+
+    ``ended_before_seconds``: the task finished (or, never run, was made) more than that
+    many seconds ago. ``archived``: True only archived tasks, False only others, None both.
+    """
+
+    project: str | None = None
+    statuses: tuple[TaskStatus, ...] = ()
+    tags: tuple[str, ...] = ()
+    user: str | None = None
+    ended_before_seconds: float | None = Field(default=None, gt=0)
+    archived: bool | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing narrows the pick (every task would match)."""
+        return (
+            self.project is None
+            and not self.statuses
+            and not self.tags
+            and self.user is None
+            and self.ended_before_seconds is None
+            and self.archived is None
+        )
+
+
+class DeletedTasks(_Frozen):
+    """What a delete removed: the tasks, and the files their rows named (the caller's)."""
+
+    deleted: tuple[uuid.UUID, ...] = ()
+    files: tuple[str, ...] = ()
+    """URIs of the deleted tasks' artifacts, debug samples and models' weights."""
+    skipped: tuple[uuid.UUID, ...] = ()
+    """Tasks left in place because they started running meanwhile (refused without force)."""
 
 
 class ReapReport(_Frozen):

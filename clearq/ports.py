@@ -17,6 +17,7 @@ pass the same contract tests (``tests/contract``).
     LogSinkStore     outputs: OutputWrites
     ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
     QuotaPort        per-user and per-project limits on running tasks and GPUs
+    CleanupStore     tasks: TaskReads, cleanup: CleanupPort (archive, delete, retention)
 
 Plain names only (models and settings): nothing here imports the scheduler, so
 ``clearq.automation`` can be typed against these ports without depending on it.
@@ -35,6 +36,7 @@ from clearq.models import (
     Claim,
     ClaimOrder,
     Container,
+    DeletedTasks,
     EnvSpec,
     Fence,
     GangJoin,
@@ -50,6 +52,7 @@ from clearq.models import (
     ScalarSummary,
     Script,
     Task,
+    TaskFilter,
     TaskSpec,
     TaskStatus,
     WorkerCommand,
@@ -60,6 +63,8 @@ from clearq.models import (
 __all__ = [
     "AgentStore",
     "ClaimPort",
+    "CleanupPort",
+    "CleanupStore",
     "ControllerStore",
     "ExecutorStore",
     "GangPort",
@@ -96,8 +101,10 @@ class TaskReads(Protocol):
         tags: Sequence[str] = ...,
         limit: int = ...,
         user: str | None = ...,
+        archived: bool | None = ...,
     ) -> builtins.list[Task]:
-        """Tasks matching every filter given, newest first."""
+        """Tasks matching every filter given, newest first; archived ones only when
+        ``archived`` is True (only them) or None (both)."""
         ...
 
 
@@ -426,3 +433,54 @@ class ControllerStore(Protocol):
     def queues(self) -> QueueActions: ...
     @property
     def outputs(self) -> OutputReads: ...
+
+
+class CleanupPort(Protocol):
+    """Archive, unarchive and delete tasks in bulk; retention (``scheduler.cleanup``)."""
+
+    def select(self, where: TaskFilter, *, limit: int | None = ...) -> list[uuid.UUID]:
+        """The ids of the tasks ``where`` picks, oldest first."""
+        ...
+
+    def archive(self, task_ids: Sequence[uuid.UUID]) -> int:
+        """Archive the tasks; how many were not archived before. NotFound for unknown ids."""
+        ...
+
+    def unarchive(self, task_ids: Sequence[uuid.UUID]) -> int:
+        """Bring archived tasks back into the default lists; how many changed."""
+        ...
+
+    def delete(self, task_ids: Sequence[uuid.UUID], *, force: bool = ...) -> DeletedTasks:
+        """Delete the tasks and every row naming them; running ones only with ``force``
+        (stopped first). NotFound for unknown ids, before anything is deleted."""
+        ...
+
+    def count_old_logs(self, older_than_seconds: float) -> int:
+        """Log lines of ended tasks older than ``older_than_seconds``."""
+        ...
+
+    def count_old_scalars(self, older_than_seconds: float) -> int:
+        """Scalar points and plots of ended tasks older than ``older_than_seconds``."""
+        ...
+
+    def purge_logs(self, older_than_seconds: float) -> int:
+        """Delete log lines of ended tasks older than ``older_than_seconds``; how many."""
+        ...
+
+    def purge_scalars(self, older_than_seconds: float) -> int:
+        """Delete scalar points and plots of ended tasks older than that (the summary
+        stays); how many."""
+        ...
+
+    def archived_before(self, seconds: float) -> list[uuid.UUID]:
+        """Tasks archived more than ``seconds`` ago."""
+        ...
+
+
+class CleanupStore(Protocol):
+    """What ``clearq task delete|archive`` and ``clearq gc`` use."""
+
+    @property
+    def tasks(self) -> TaskReads: ...
+    @property
+    def cleanup(self) -> CleanupPort: ...

@@ -1,4 +1,5 @@
-"""``clearq task``: list and show tasks; enqueue, dequeue, reset, abort; read their logs."""
+"""``clearq task``: list and show tasks; enqueue, dequeue, reset, abort; read their logs;
+archive and delete them (``task_cleanup``)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from clearq.cli.output import (
     status_text,
     table,
 )
+from clearq.cli.task_cleanup import archive_command, delete_command, unarchive_command
 from clearq.cli.task_edit import clone_command, create_command, set_params_command
 from clearq.cli.task_run import run_command
 from clearq.cli.task_view import task_view
@@ -31,7 +33,8 @@ from clearq.models import FINAL_STATUSES, Task, TaskStatus
 DEFAULT_LIST_LIMIT = 50
 
 app = typer.Typer(
-    help="Tasks: list, show, create, clone, set-params, enqueue, dequeue, reset, abort, logs, run.",
+    help="Tasks: list, show, create, clone, set-params, enqueue, dequeue, reset, abort, logs, "
+    "run, archive, unarchive, delete.",
     no_args_is_help=True,
 )
 
@@ -55,12 +58,20 @@ def list_command(
         DEFAULT_LIST_LIMIT
     ),
     user: Annotated[str | None, typer.Option(help="Only tasks this user made.")] = None,
+    archived: Annotated[
+        bool, typer.Option("--archived", help="Only archived tasks (left out otherwise).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List tasks, newest first."""
+    """List tasks, newest first (archived ones only with --archived)."""
     with cli_context(ctx).store() as store:
         tasks = store.tasks.list(
-            project=project, status=status or None, queue=queue, limit=limit, user=user
+            project=project,
+            status=status or None,
+            queue=queue,
+            limit=limit,
+            user=user,
+            archived=archived,
         )
     if as_json:
         print_json(dump_all(tasks))
@@ -214,3 +225,6 @@ app.command("run")(run_command)
 app.command("clone")(clone_command)
 app.command("create")(create_command)
 app.command("set-params")(set_params_command)
+app.command("delete")(delete_command)
+app.command("archive")(archive_command)
+app.command("unarchive")(unarchive_command)

@@ -47,6 +47,7 @@ def _summary(t: Task) -> list[tuple[str, str | Text]]:
         ("parent", str(t.parent_id) if t.parent_id else "-"),
         ("created", timestamp(t.created_at)),
         ("updated", timestamp(t.updated_at)),
+        ("archived", timestamp(t.archived_at)),
     ]
 
 

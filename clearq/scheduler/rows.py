@@ -62,6 +62,7 @@ def task_from_row(row: Row[Any]) -> Task:
         environment=dict(m["environment"] or {}),
         nodes=m["nodes"],
         user=m["created_by"],
+        archived_at=m["archived_at"],
     )
 
 

@@ -124,11 +124,14 @@ tasks = sa.Table(
     sa.Column("beats", sa.Integer(), nullable=False, server_default="0"),
     # Who made the task (migration 0012); NULL for tasks made before it was recorded.
     sa.Column("created_by", sa.Text()),
+    # Archived: readable by id, left out of the default lists (migration 0015).
+    sa.Column("archived_at", UtcDateTime()),
     sa.Index("ix_tasks_status_lease_expires_at", "status", "lease_expires_at"),
     sa.Index("ix_tasks_worker_status", "worker", "status"),
     # The ON DELETE SET NULL of parent_id probes it for every deleted task (migration 0011).
     sa.Index("ix_tasks_parent_id", "parent_id"),
     sa.Index("ix_tasks_created_by", "created_by"),
+    sa.Index("ix_tasks_archived_at", "archived_at"),
 )
 
 queues = sa.Table(

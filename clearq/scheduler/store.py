@@ -12,6 +12,7 @@ from clearq.errors import StoreError
 from clearq.models import Claim, ClaimOrder
 from clearq.scheduler.claim import Claimer
 from clearq.scheduler.claim_task import claim_task
+from clearq.scheduler.cleanup import Cleanup
 from clearq.scheduler.engine import Database
 from clearq.scheduler.gangs import Gangs
 from clearq.scheduler.holds import Holds
@@ -75,6 +76,7 @@ class Store:
         self.views = Views(self.db)
         self.holds = Holds(self.db)
         self.gangs = Gangs(self.db, leases=self.leases, lease_seconds=s.lease_seconds)
+        self.cleanup = Cleanup(self.db, leases=self.leases)
 
     @property
     def url(self) -> str:
@@ -146,5 +148,6 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
         ports.ControllerStore,
         ports.WorkerAdmin,
         ports.QuotaPort,
+        ports.CleanupStore,
     ]:
-        return (s, s, s, s, s.workers, s.quotas)
+        return (s, s, s, s, s.workers, s.quotas, s)

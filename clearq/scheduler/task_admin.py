@@ -1,4 +1,4 @@
-"""Labels, deletion and the by-hand run's own lifecycle moves (ClearML's Task surface).
+"""Labels and the by-hand run's own lifecycle moves (ClearML's Task surface).
 
 A task's labels (name, tags, comment) describe it and never change what runs, so they
 can be changed in any status, unlike a draft's code and parameters (``TaskRepo.edit``).
@@ -14,18 +14,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from clearq.errors import InvalidInput
-from clearq.models import Artifact, Fence, Task, TaskStatus
+from clearq.models import Fence, Task, TaskStatus
 from clearq.scheduler import takeover
 from clearq.scheduler.dependencies import skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, hold, lock_status, transition
-from clearq.scheduler.schema import db_now, queue_entries, task_artifacts, tasks
+from clearq.scheduler.schema import db_now, queue_entries, tasks
 from clearq.scheduler.sqla_exec import on
 from clearq.scheduler.tasks import RESET_TABLES
 
 
 class TaskAdmin:
-    """Operations on whole tasks beyond the draft's edits: labels, delete, take over."""
+    """Operations on whole tasks beyond the draft's edits: labels, take over, skip.
+
+    Deleting and archiving, one task or many, are ``Cleanup``'s (``cleanup.py``).
+    """
 
     def __init__(self, db: Database, *, lease_seconds: float) -> None:
         self._db = db
@@ -63,37 +66,6 @@ class TaskAdmin:
                     .values(updated_at=db_now(), **values)
                 )
             return fetch_task(conn, task_id)
-
-    def delete(self, task_id: uuid.UUID, *, force: bool = False) -> list[Artifact]:
-        """Delete a task and its outputs; return its artifacts (their files are the caller's).
-
-        A running task is refused (abort it first) unless ``force``: its agent then finds
-        its attempt gone and stops. A queued task leaves its queue. Tasks cloned from it
-        keep running; their ``parent_id`` is cleared.
-        """
-        with self._db.write() as conn:
-            status = lock_status(conn, task_id)
-            if status is TaskStatus.RUNNING and not force:
-                raise InvalidInput(
-                    f"task {task_id} is running: abort it first (`clearq task abort`), "
-                    "or delete with force=True"
-                )
-            artifacts = [
-                Artifact(
-                    name=r.name,
-                    uri=r.uri,
-                    kind=r.kind,
-                    size=r.size,
-                    sha256=r.sha256,
-                    metadata=dict(r.metadata),
-                )
-                for r in conn.execute(
-                    task_artifacts.select().where(task_artifacts.c.task_id == task_id)
-                )
-            ]
-            conn.execute(queue_entries.delete().where(queue_entries.c.task_id == task_id))
-            conn.execute(tasks.delete().where(tasks.c.id == task_id))
-        return artifacts
 
     def take_over(
         self,

@@ -141,9 +141,16 @@ class TaskRepo:
         tags: Sequence[str] = (),
         limit: int = DEFAULT_LIST_LIMIT,
         user: str | None = None,
+        archived: bool | None = False,
     ) -> list[Task]:
-        """Tasks matching every filter given, newest first."""
+        """Tasks matching every filter given, newest first.
+
+        Archived tasks are left out; ``archived=True`` lists only them, None both.
+        """
         query = task_select().order_by(tasks.c.created_at.desc(), tasks.c.id)
+        if archived is not None:
+            stamp = tasks.c.archived_at
+            query = query.where(stamp.is_not(None) if archived else stamp.is_(None))
         if not tags:
             query = query.limit(limit)
         if project is not None:

@@ -242,7 +242,7 @@ class Task(TaskSurface):
         project_name: str | Sequence[str] | None = None,
         task_name: str | None = None,
         tags: Sequence[str] | None = None,
-        allow_archived: bool = True,
+        allow_archived: bool = False,
         task_filter: dict[str, Any] | None = None,
         *,
         status: TaskStatus | Sequence[TaskStatus] | None = None,
@@ -250,7 +250,8 @@ class Task(TaskSurface):
         user: str | None = None,
     ) -> list[Task]:
         """Tasks matching every filter given, newest first (``task_name``: part of the name;
-        ``user``: who made them, as ``task.data.user`` says).
+        ``user``: who made them, as ``task.data.user`` says). Archived tasks are left out
+        unless ``allow_archived`` (ClearML lists them by default; clearq's lists do not).
 
         See :mod:`clearq.sdk.task_query` for the filters, as ClearML means them.
         """

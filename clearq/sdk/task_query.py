@@ -4,7 +4,8 @@
 - ``task_name``: exact for ``get_task``; for ``get_tasks`` a part of the name (a regular
   expression searched in it, as ClearML does);
 - ``tags``: every plain tag must be on the task; ``-tag`` excludes tasks with it;
-- ``allow_archived=False`` leaves out archived tasks (tag ``archived``);
+- ``allow_archived=False`` leaves out archived tasks (``clearq task archive``,
+  ``task.set_archived(True)``); tasks asked for by id are returned archived or not;
 - ``task_filter``: ``status``, ``type``, ``tags``, ``parent``, ``id``, ``name`` and
   ``order_by`` (``created``, ``last_update``, ``name``, ``-`` for descending). Any other
   key is an error naming it. ClearML's ``in_progress`` status is clearq's ``running``.
@@ -67,14 +68,18 @@ def find_tasks(
         records = [r for r in records if user is None or r.user == user]
     else:
         records = store.tasks.list(
-            project=single_project, name=exact_name, status=statuses, limit=SCAN_LIMIT, user=user
+            project=single_project,
+            name=exact_name,
+            status=statuses,
+            limit=SCAN_LIMIT,
+            user=user,
+            archived=None if allow_archived else False,
         )
     checks = _checks(
         projects=projects,
         pattern=task_name if name_is_pattern else None,
         statuses=statuses,
         tags=[*(tags or []), *_as_list(wanted.get("tags"))],
-        allow_archived=allow_archived,
         wanted=wanted,
     )
     found = [r for r in records if all(check(r) for check in checks)]
@@ -88,7 +93,6 @@ def _checks(
     pattern: str | None,
     statuses: list[TaskStatus] | None,
     tags: list[str],
-    allow_archived: bool,
     wanted: Mapping[str, Any],
 ) -> list[Any]:
     checks: list[Any] = []
@@ -104,8 +108,6 @@ def _checks(
         checks.append(lambda r: r.status in statuses)
     required = {t for t in tags if not t.startswith("-")}
     excluded = {t[1:] for t in tags if t.startswith("-")}
-    if not allow_archived:
-        excluded.add("archived")
     checks.append(lambda r: required <= set(r.tags) and not excluded & set(r.tags))
     if "type" in wanted:
         types = {str(t) for t in _as_list(wanted["type"])}

@@ -4,15 +4,15 @@ Labels (name, tags, comment, archived), user properties, status, deletion, artif
 by name with ``get()`` / ``get_local_copy()``, watched DataFrames, the initial
 iteration and ``create_function_task``. User properties are stored as parameters in
 section ``properties`` (as ClearML keeps them beside the hyperparameters), so they
-travel with clones and are visible in ``get_parameters()``. Archived tasks carry the
-tag ``archived``; ``get_tasks`` leaves them out unless ``allow_archived``.
+travel with clones and are visible in ``get_parameters()``. An archived task stays
+readable by id; ``get_tasks`` leaves it out unless ``allow_archived`` (the store's
+``archived_at``, ``clearq task archive``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROPERTIES_SECTION = "properties"
-ARCHIVED_TAG = "archived"
 
 
 class TaskSurface:
@@ -124,12 +123,15 @@ class TaskSurface:
 
     def set_archived(self, archive: bool) -> None:
         """Archive the task (hidden from ``get_tasks`` unless ``allow_archived``) or not."""
-        tags = [t for t in self.get_tags() if t != ARCHIVED_TAG]
-        self.set_tags([*tags, ARCHIVED_TAG] if archive else tags)
+        if archive:
+            self._store.cleanup.archive([self._id])
+        else:
+            self._store.cleanup.unarchive([self._id])
+        self.reload()
 
     def get_archived(self) -> bool:
         """True when the task is archived."""
-        return ARCHIVED_TAG in self.get_tags()
+        return self.reload()._record.archived
 
     # ---- environment variables ------------------------------------------------------
 
@@ -310,12 +312,16 @@ class TaskSurface:
     ) -> bool:
         """Delete the task, its outputs and (by default) its artifacts' files.
 
-        A running task is refused unless ``force``. ``callback(kind, uri)`` is asked
-        before each file is deleted; it returns False to keep it. Returns False (or
-        raises, with ``raise_on_error``) when something could not be deleted.
+        Its logs, scalars, plots, samples, models, history and queue entry go with it. A
+        running task is refused unless ``force``, which stops it first.
+        ``callback(kind, uri)`` is asked before each file is deleted; it returns False to
+        keep it. Returns False (or raises, with ``raise_on_error``) when something could
+        not be deleted.
         """
+        from clearq.sdk.task_files import delete_task_files
+
         try:
-            artifacts = self._store.admin.delete(self._id, force=force)
+            deleted = self._store.cleanup.delete([self._id], force=force)
         except ClearqError:
             if raise_on_error:
                 raise
@@ -323,10 +329,10 @@ class TaskSurface:
             return False
         ok = True
         if delete_artifacts_and_models:
-            for artifact in artifacts:
-                if callback is not None and not callback("artifact", artifact.uri):
-                    continue
-                ok = _delete_file(artifact.uri, raise_on_error) and ok
+            failed = delete_task_files(
+                deleted.files, deleted.deleted, callback=callback, raise_on_error=raise_on_error
+            )
+            ok = not failed
         from clearq.sdk.session import SESSION
 
         if SESSION.current is self:
@@ -432,24 +438,4 @@ def _fence(run: Run) -> Any:
     return Fence(task_id=f.task_id, attempt=f.attempt, worker=f.worker)
 
 
-def _delete_file(uri: str, raise_on_error: bool) -> bool:
-    from clearq.sdk.storage import filesystem, is_local_url, local_file_path
-
-    try:
-        if is_local_url(uri):
-            path = local_file_path(uri)
-            path.unlink(missing_ok=True)
-            if path.parent.is_dir() and not any(path.parent.iterdir()):
-                shutil.rmtree(path.parent)
-        else:
-            fs, remote = filesystem(uri)
-            fs.rm_file(remote)
-        return True
-    except (ClearqError, OSError) as e:
-        if raise_on_error:
-            raise
-        log.warning("could not delete artifact file %s: %s", uri, e)
-        return False
-
-
-__all__ = ["ARCHIVED_TAG", "PROPERTIES_SECTION", "TaskSurface"]
+__all__ = ["PROPERTIES_SECTION", "TaskSurface"]

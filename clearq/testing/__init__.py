@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from clearq.config import Settings
 from clearq.errors import StoreError
 from clearq.models import ClaimOrder
+from clearq.testing.cleanup import MemoryCleanup
 from clearq.testing.quotas import MemoryQuotas
 from clearq.testing.records import MemoryQueues, MemoryTasks
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
@@ -34,6 +35,7 @@ from clearq.testing.workers import MemoryWorkers
 if TYPE_CHECKING:
     from clearq.ports import (
         AgentStore,
+        CleanupStore,
         ControllerStore,
         ExecutorStore,
         LogSinkStore,
@@ -84,6 +86,7 @@ class MemoryStore:
         )
         self.outputs = MemoryOutputs(self.state)
         self.workers = MemoryWorkers(self.state)
+        self.cleanup = MemoryCleanup(self.state, leases=self.leases)
 
     @property
     def notices(self) -> list[tuple[str, str]]:
@@ -129,5 +132,13 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
 
     def _ports(
         s: MemoryStore,
-    ) -> tuple[AgentStore, ExecutorStore, LogSinkStore, ControllerStore, WorkerAdmin, QuotaPort]:
-        return (s, s, s, s, s.workers, s.quotas)
+    ) -> tuple[
+        AgentStore,
+        ExecutorStore,
+        LogSinkStore,
+        ControllerStore,
+        WorkerAdmin,
+        QuotaPort,
+        CleanupStore,
+    ]:
+        return (s, s, s, s, s.workers, s.quotas, s)

@@ -89,8 +89,9 @@ class MemoryTasks:
         tags: Sequence[str] = (),
         limit: int = DEFAULT_LIST_LIMIT,
         user: str | None = None,
+        archived: bool | None = False,
     ) -> builtins.list[Task]:
-        """Tasks matching every filter given, newest first."""
+        """Tasks matching every filter given, newest first (archived: see the port)."""
         wanted = {status} if isinstance(status, TaskStatus) else status
         with self._s.lock:
             found = [
@@ -99,6 +100,7 @@ class MemoryTasks:
                 if (project is None or t.project == project)
                 and (name is None or t.name == name)
                 and (user is None or t.user == user)
+                and (archived is None or t.archived is archived)
                 and (wanted is None or t.status in wanted)
                 and (queue is None or t.queue == queue)
                 and set(tags) <= set(t.tags)

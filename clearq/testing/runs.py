@@ -367,7 +367,7 @@ class MemoryOutputs:
         s = self._s
         with s.lock:
             s.hold(fence)
-            s.scalars.extend((fence.task_id, fence.attempt, p) for p in points)
+            s.scalars.extend((fence.task_id, fence.attempt, p, s.now()) for p in points)
             folded = summarise((p.title, p.series, p.iteration, p.value) for p in points)
             for (title, series), new in folded.items():
                 key = (fence.task_id, title, series)
@@ -403,7 +403,7 @@ class MemoryOutputs:
             latest = self._s.tasks[task_id].attempt if task_id in self._s.tasks else None
             return [
                 p
-                for t, attempt, p in self._s.scalars
+                for t, attempt, p, _ in self._s.scalars
                 if t == task_id
                 and attempt == latest
                 and title in (None, p.title)

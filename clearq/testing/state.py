@@ -74,7 +74,8 @@ class State:
     entries: dict[uuid.UUID, Entry] = field(default_factory=dict)
     parents: dict[uuid.UUID, dict[uuid.UUID, bool]] = field(default_factory=dict)
     logs: list[tuple[uuid.UUID, LogLine]] = field(default_factory=list)
-    scalars: list[tuple[uuid.UUID, int, ScalarPoint]] = field(default_factory=list)
+    scalars: list[tuple[uuid.UUID, int, ScalarPoint, datetime]] = field(default_factory=list)
+    """(task, attempt, point, when it was reported)."""
     summary: dict[tuple[uuid.UUID, str, str], Summary] = field(default_factory=dict)
     artifacts: dict[tuple[uuid.UUID, str], Artifact] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)

@@ -101,7 +101,8 @@ async def queue_clear(request: Request) -> Response:
 
 
 async def task_action(request: Request) -> Response:
-    """POST /tasks/ID/ACTION: clone, enqueue, abort, reset, set the parameters or variables."""
+    """POST /tasks/ID/ACTION: clone, enqueue, abort, reset, set the parameters or variables,
+    archive, unarchive or delete (then the tasks list is shown)."""
     action = request.path_params["action"]
     handler = _TASK_ACTIONS.get(action)
     if handler is None:
@@ -112,7 +113,7 @@ async def task_action(request: Request) -> Response:
         return _refused()
     task_id = task_id_of(request)
     shown = await run_in_threadpool(handler, store_of(request), task_id, form)
-    return redirect(task_href(shown))
+    return redirect("/tasks" if shown is None else task_href(shown))
 
 
 def _clone(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
@@ -161,11 +162,30 @@ def _environment(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
     return task_id
 
 
-_TASK_ACTIONS: dict[str, Callable[[Store, uuid.UUID, FormData], uuid.UUID]] = {
+def _archive(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
+    store.cleanup.archive([task_id])
+    return task_id
+
+
+def _unarchive(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
+    store.cleanup.unarchive([task_id])
+    return task_id
+
+
+def _delete(store: Store, task_id: uuid.UUID, form: FormData) -> None:
+    # Refused, with the reason, while it runs. Its files stay in place: the
+    # page acts through the store only, which knows no storage.
+    store.cleanup.delete([task_id])
+
+
+_TASK_ACTIONS: dict[str, Callable[[Store, uuid.UUID, FormData], uuid.UUID | None]] = {
     "clone": _clone,
     "enqueue": _enqueue,
     "abort": _abort,
     "reset": _reset,
     "parameters": _parameters,
     "environment": _environment,
+    "archive": _archive,
+    "unarchive": _unarchive,
+    "delete": _delete,
 }

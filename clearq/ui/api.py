@@ -113,6 +113,8 @@ def task_filters(request: Request) -> dict[str, Any]:
             raise InvalidInput(f"no task status {filters['status']!r}") from None
     if tag:
         filters["tags"] = (tag,)
+    if request.query_params.get("archived", "").strip():
+        filters["archived"] = True  # only archived ones: the default lists leave them out
     return filters
 
 
@@ -125,7 +127,8 @@ def task_table(
 
 
 def tasks(request: Request) -> Response:
-    """GET /api/tasks?project=&status=&queue=&tag=&metric=&param=: the filtered tasks list."""
+    """GET /api/tasks?project=&status=&queue=&tag=&archived=&metric=&param=: the filtered
+    tasks list (archived ones only with ``archived=1``)."""
     columns = compare.columns_of(request)
     return _rows(task_table(store_of(request), task_filters(request), columns))
 

@@ -92,7 +92,8 @@ def tasks(request: Request) -> Response:
     store = store_of(request)
     filters = api.task_filters(request)
     columns = compare.columns_of(request)
-    given = {k: request.query_params.get(k, "") for k in ("project", "status", "queue", "tag")}
+    named = ("project", "status", "queue", "tag", "archived")
+    given = {k: request.query_params.get(k, "") for k in named}
     query = [(k, v) for k, v in given.items() if v] + compare.column_query(columns)
     return render(
         request,
@@ -129,6 +130,7 @@ def task(request: Request) -> Response:
         models=store.registry.of_task(record.id),
         queues=[q.name for q in store.queues.list()],
         final=[s.value for s in FINAL_STATUSES],
+        deletable=[s.value for s in TaskStatus if s is not TaskStatus.RUNNING],
         urls={
             "state": f"{base}/state",
             "logs": f"{base}/logs",

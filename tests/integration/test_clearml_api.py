@@ -36,7 +36,15 @@ def test_get_tasks_filters_as_clearml_means_them(sdk: Store, tmp_path: Path) -> 
     b.add_tags("v1")
     c.set_archived(True)
     names = lambda tasks: sorted(t.name for t in tasks)  # noqa: E731
-    assert names(Task.get_tasks(task_name="train")) == ["train bert", "train resnet", "train vit"]
+    # Archived tasks leave the default lists (ClearML lists them unless told not to).
+    assert names(Task.get_tasks(task_name="train")) == ["train resnet", "train vit"]
+    assert names(Task.get_tasks(task_name="train", allow_archived=True)) == [
+        "train bert",
+        "train resnet",
+        "train vit",
+    ]
+    assert c.get_archived()
+    assert "archived" not in c.get_tags()
     assert names(Task.get_tasks(task_name="^train (r|v)")) == ["train resnet", "train vit"]
     assert names(Task.get_tasks(project_name=["vision", "nlp"], tags=["v1"])) == [
         "train resnet",
@@ -92,7 +100,7 @@ def test_delete_removes_the_task_and_its_artifact_files(sdk: Store, tmp_path: Pa
     weights.write_bytes(b"w")
     sdk.outputs.add_artifact(fence, Artifact(name="weights", uri=weights.as_uri()))
     with pytest.raises(InvalidInput, match="running: abort it first"):
-        sdk.admin.delete(task.data.id)
+        sdk.cleanup.delete([task.data.id])
     assert not task.delete(raise_on_error=False)
     assert task.delete(force=True) is True
     assert not weights.exists()

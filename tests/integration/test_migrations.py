@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from clearq.errors import SchemaError
 from clearq.scheduler import Database, Store, current_revision, head_revision, upgrade
-from clearq.scheduler.schema import metadata
+from clearq.scheduler.schema import metadata, tasks
 from tests.pgserver import PgServer, unique_database_name
 
 
@@ -129,3 +132,31 @@ def test_tasks_parent_id_is_indexed(empty_db: Database) -> None:
     with empty_db.read() as conn:
         indexes = {ix["name"]: ix["column_names"] for ix in conn.dialect.get_indexes(conn, "tasks")}
     assert indexes.get("ix_tasks_parent_id") == ["parent_id"]
+
+
+def test_tasks_archived_by_tag_become_archived(empty_db: Database) -> None:
+    # Before migration 0015 ClearML's set_archived put the tag "archived" on a task.
+    upgrade(empty_db, "0014")
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    row = dict(
+        project="p", name="n", type="training", status="completed", status_reason="",
+        script={}, env={}, container={}, parameters={}, runtime={}, comment="",
+        created_at=when, updated_at=when, attempt=0, tries=0, max_attempts=1,
+    )  # fmt: skip
+    tagged, plain = uuid.uuid4(), uuid.uuid4()
+    columns = [c for c in tasks.c if c.name != "archived_at"]
+    before = sa.Table("tasks", sa.MetaData(), *(sa.Column(c.name, c.type) for c in columns))
+    with empty_db.write() as conn:
+        conn.execute(before.insert(), [
+            {**row, "id": tagged, "tags": ["best", "archived"]},
+            {**row, "id": plain, "tags": ["archived-ish"]},
+        ])  # fmt: skip
+    upgrade(empty_db)
+    with empty_db.read() as conn:
+        found = {
+            r.id: r for r in conn.execute(sa.select(tasks.c.id, tasks.c.tags, tasks.c.archived_at))
+        }
+    assert found[tagged].archived_at == when
+    assert found[tagged].tags == ["best"]
+    assert found[plain].archived_at is None
+    assert found[plain].tags == ["archived-ish"]

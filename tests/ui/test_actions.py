@@ -144,3 +144,32 @@ def test_a_drafts_environment_variables_are_set_on_the_page(store: Store, browse
     )
     assert refused.status == 400
     assert "CLEARQ_* variables are set by the agent only" in refused.body
+
+
+def test_a_task_is_archived_unarchived_and_deleted_on_the_page(
+    store: Store, browser: Browser
+) -> None:
+    kept = store.tasks.create(TaskSpec(project="p", name="kept"))
+    task = store.tasks.create(TaskSpec(project="p", name="old"))
+    page = browser.get(f"/tasks/{task.id}")
+    assert 'id="archive"' in page.body
+    assert browser.post(f"/tasks/{task.id}/archive", []).status == 303
+    assert store.tasks.get(task.id).archived
+    assert 'id="unarchive"' in browser.get(f"/tasks/{task.id}").body
+    listed = browser.get("/tasks").body
+    assert str(kept.id) in listed
+    assert str(task.id) not in listed
+    assert str(task.id) in browser.get("/tasks?archived=1").body
+    assert str(kept.id) not in browser.get("/api/tasks?archived=1").body
+    browser.post(f"/tasks/{task.id}/unarchive", [])
+    assert not store.tasks.get(task.id).archived
+
+    fence = store.tasks.start(task.id)
+    refused = browser.post(f"/tasks/{task.id}/delete", [])
+    assert refused.status == 400
+    assert "is running: abort it first" in refused.body
+    store.leases.finish(fence, TaskStatus.FAILED)
+    deleted = browser.post(f"/tasks/{task.id}/delete", [])
+    assert (deleted.status, deleted.headers["location"]) == (303, "/tasks")
+    assert browser.get(f"/tasks/{task.id}").status == 404
+    assert store.tasks.get(kept.id).name == "kept"
