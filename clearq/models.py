@@ -101,6 +101,14 @@ class EnvSpec(_Frozen):
     ``uv.lock``'s (which ``uv sync --locked`` checks the lock against)."""
     index_urls: tuple[str, ...] = ()
     """Package indexes searched before the default one, in this order."""
+    install_first: tuple[str, ...] = ()
+    """Requirement lines installed in a step of their own before ``requirements`` (and
+    after a lock file): what later packages need at build time (``torch``)."""
+    no_build_isolation: tuple[str, ...] = ()
+    """Requirement lines installed last, in a step of their own, built without build
+    isolation, so they build against the env as it stands (``flash-attn`` against the
+    ``torch`` installed before it); the env must hold their build requirements
+    (``setuptools``, ``wheel``, ...) by then."""
 
 
 class Container(_Frozen):

@@ -66,7 +66,7 @@ def scrub_env_fields(env: Mapping[str, Any], where: str) -> tuple[dict[str, Any]
     """
     clean = dict(env)
     warnings: list[str] = []
-    for field in ("requirements", "index_urls"):
+    for field in ("requirements", "index_urls", "install_first", "no_build_isolation"):
         values = clean.get(field) or ()
         clean[field] = [
             scrub_text(str(v), f"{where}: {field}[{i}]", warnings) for i, v in enumerate(values)

@@ -100,6 +100,8 @@ def _environment(t: Task) -> list[tuple[str, str | Text]]:
         ("manager", e.manager.value),
         ("python", e.python or t.script.python_version or "-"),
         ("requirements", "\n".join(e.requirements) or e.lock_file or "-"),
+        ("install first", "\n".join(e.install_first) or "-"),
+        ("no build isolation", "\n".join(e.no_build_isolation) or "-"),
         ("image", c.image or "-"),
         ("variables", " ".join(sorted(t.environment)) or "-"),
     ]

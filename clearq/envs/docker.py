@@ -254,6 +254,12 @@ class DockerRunner:
                 f"Docker mode builds pip requirements; a {kind} cannot be used in a "
                 "container yet: give the task its requirements instead"
             )
+        if env.install_first or env.no_build_isolation:
+            raise ContainerError(
+                "Docker mode installs the requirements in one step; install_first and "
+                "no_build_isolation are not used in a container yet: run the task on a "
+                "host-mode agent, or prepare those packages in the image"
+            )
         return checked_requirements((*env.requirements, *self._config.clearq_requirements))
 
     def _write_control(

@@ -1,10 +1,11 @@
 """The pip builder: the standard library's ``venv`` (with pip), then ``pip install``.
 
-For users who opt out of uv. uv still finds the requested Python (``uv python find``),
-so a version means the same thing to both builders. A venv made by ``venv`` names its
-own folder in its scripts' ``#!`` lines; they are rewritten to find the interpreter
-beside themselves, as uv's relocatable venvs do, so the venv survives its rename into
-the cache and a hard-link clone.
+For users who opt out of uv. The spec's steps run in order (``install_first``, the
+requirements, ``no_build_isolation`` with ``--no-build-isolation``). uv still finds the
+requested Python (``uv python find``), so a version means the same thing to both
+builders. A venv made by ``venv`` names its own folder in its scripts' ``#!`` lines;
+they are rewritten to find the interpreter beside themselves, as uv's relocatable venvs
+do, so the venv survives its rename into the cache and a hard-link clone.
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ class PipBuilder:
             progress=progress,
             cwd=dest.parent,
         )
-        if spec.requirements:
-            progress.stage(f"installing {len(spec.requirements)} requirements")
+        for lines, unisolated in spec.steps:
+            how = " without build isolation" if unisolated else ""
+            progress.stage(f"installing {len(lines)} requirements{how}")
             argv = [str(env_python(dest)), "-m", "pip", "install", "--no-input"]
+            if unisolated:
+                argv.append("--no-build-isolation")
             for url in spec.index_urls:
                 argv += ["--extra-index-url", url]
             run_installer(
-                [*argv, "--", *spec.requirements],
+                [*argv, "--", *lines],
                 manager="pip",
-                step="installing requirements",
+                step=f"installing requirements{how}",
                 progress=progress,
-                requirements=spec.requirements,
+                requirements=lines,
                 cwd=dest.parent,
             )
         make_scripts_relocatable(dest)

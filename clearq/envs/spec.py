@@ -13,6 +13,11 @@ anything but the repository) is refused, and so is a line that is not a PEP 508
 requirement. A line naming clearq itself is dropped: the agent provides clearq, never a
 package index.
 
+Install order: ``install_first`` lines are a step of their own before the requirements,
+``no_build_isolation`` lines one after them, built against the env as it stands. The
+steps are part of the key (a line moved from one step to another builds another env),
+and only when a spec has them, so keys made before they existed still hold.
+
 Lines that install the task's own repository from a path (``-e .``, ``.``, ``./sub``;
 ``clearq.local_requirements``) are split off into ``CheckedSpec.local`` and are no part
 of the key. That is sound because the cached entry never holds them: the agent builds
@@ -57,6 +62,7 @@ KEY_VERSION = 1
 """Bumped when the layout of a built environment changes, so old entries are not reused."""
 
 _DIGEST_CHARS = 20
+_STEPPED = frozenset({EnvManager.UV, EnvManager.PIP})
 _INDEX_SCHEMES = ("https://", "http://", "file://")
 _PYTHON_REQUEST = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]*")
 
@@ -73,6 +79,16 @@ class CheckedSpec:
     index_urls: tuple[str, ...]
     local: tuple[LocalRequirement, ...] = ()
     """Folders of the task's repository to install from its workspace, in order."""
+    first: tuple[str, ...] = ()
+    """``EnvSpec.install_first``, checked: installed before ``requirements``."""
+    no_build_isolation: tuple[str, ...] = ()
+    """``EnvSpec.no_build_isolation``, checked: installed last, without build isolation."""
+
+    @property
+    def steps(self) -> tuple[tuple[tuple[str, ...], bool], ...]:
+        """The install steps in order, each (lines, without build isolation), empty ones out."""
+        steps = ((self.first, False), (self.requirements, False), (self.no_build_isolation, True))
+        return tuple((lines, unisolated) for lines, unisolated in steps if lines)
 
 
 def default_python() -> str:
@@ -115,7 +131,28 @@ def check_spec(spec: EnvSpec) -> CheckedSpec:
                 EnvFailure.REQUIREMENT,
                 f"index URL {url!r} is not a URL; give one such as https://pypi.org/simple",
             )
-    return CheckedSpec(spec=spec, python=python, requirements=lines, index_urls=urls, local=local)
+    first, no_isolation = _step(spec.install_first), _step(spec.no_build_isolation)
+    if (first or no_isolation) and spec.manager not in _STEPPED:
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"install_first and no_build_isolation are installed by the uv and pip managers, "
+            f"not {spec.manager.value}: use one of those, or list the packages in its file",
+        )
+    return CheckedSpec(
+        spec=spec,
+        python=python,
+        requirements=lines,
+        index_urls=urls,
+        local=local,
+        first=first,
+        no_build_isolation=no_isolation,
+    )
+
+
+def _step(raw: tuple[str, ...]) -> tuple[str, ...]:
+    """One install step's lines: stripped, checked as requirements, without clearq."""
+    lines = (line for line in (item.strip() for item in raw) if line)
+    return tuple(line for line in lines if canonicalize_name(_parse(line).name) != AGENT_PROVIDED)
 
 
 def canonical_requirement(line: str) -> str:
@@ -150,6 +187,10 @@ def env_key(spec: EnvSpec) -> str:
         "project_file": _normalise_text(spec.project_file),
         "index_urls": [url.rstrip("/") for url in checked.index_urls],
     }
+    # Only when given: every key made before these steps existed stays as it was.
+    for name, lines in (("first", checked.first), ("no_isolation", checked.no_build_isolation)):
+        if lines:
+            canonical[name] = sorted({canonical_requirement(line) for line in lines})
     blob = json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256(blob).hexdigest()[:_DIGEST_CHARS]
     python = re.sub(r"[^A-Za-z0-9.]+", "_", checked.python)[:16]

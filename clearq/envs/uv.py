@@ -1,7 +1,9 @@
 """The uv builder: ``uv venv --relocatable`` then ``uv pip install``; the fast path.
 
 A spec with a ``uv.lock`` is installed with ``uv sync --locked`` first
-(``clearq.envs.uvlock``), its requirement lines on top.
+(``clearq.envs.uvlock``), then its steps in order (``CheckedSpec.steps``):
+``install_first``, the requirements, then ``no_build_isolation`` lines with
+``--no-build-isolation``, each step one resolver call.
 
 uv comes with clearq (the ``uv`` package on PyPI holds the binary). The venv is made
 relocatable (entry-point scripts find their interpreter relative to themselves), so it
@@ -38,13 +40,14 @@ class UvBuilder:
         if spec.spec.lock_file is not None or spec.spec.lock_kind is not None:
             _check_lock_kind(spec.spec.lock_kind)
             uv_sync_locked(spec, dest, progress)
-        if spec.requirements:
+        for lines, unisolated in spec.steps:
             uv_install(
                 env_python(dest),
-                spec.requirements,
+                lines,
                 index_urls=spec.index_urls,
                 progress=progress,
                 manager="uv",
+                no_build_isolation=unisolated,
             )
 
 
@@ -79,10 +82,15 @@ def uv_install(
     progress: BuildProgress,
     manager: str,
     constraints: Path | None = None,
+    no_build_isolation: bool = False,
 ) -> None:
-    """Install ``requirements`` into the environment of ``python`` with uv."""
-    progress.stage(f"installing {len(requirements)} requirements")
+    """Install ``requirements`` into the environment of ``python`` with uv (building
+    them against the environment as it stands with ``no_build_isolation``)."""
+    how = " without build isolation" if no_build_isolation else ""
+    progress.stage(f"installing {len(requirements)} requirements{how}")
     argv = [find_uv_bin(), "pip", "install", "--python", str(python)]
+    if no_build_isolation:
+        argv.append("--no-build-isolation")
     for url in index_urls:
         argv += ["--extra-index-url", url]
     if constraints is not None:

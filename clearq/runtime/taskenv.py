@@ -69,7 +69,8 @@ class EnvProvider(Protocol):
 
 def with_sdk_requirements(spec: EnvSpec) -> EnvSpec:
     """``spec`` plus the SDK's dependencies at the agent's versions, unless the task names them."""
-    named = {_canonical(m.group(1)) for line in spec.requirements if (m := _NAME.match(line))}
+    lines = (*spec.requirements, *spec.install_first, *spec.no_build_isolation)
+    named = {_canonical(m.group(1)) for line in lines if (m := _NAME.match(line))}
     added = []
     for name in SDK_DEPENDENCIES:
         if _canonical(name) in named:

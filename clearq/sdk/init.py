@@ -279,6 +279,8 @@ def _capture(settings: Settings, packages: str) -> tuple[dict[str, Any], dict[st
         mode="freeze" if packages == "freeze" else "imports",
         add=SESSION.extra_requirements,
         ignore=SESSION.ignored_requirements,
+        first=SESSION.first_requirements,
+        no_build_isolation=SESSION.unisolated_requirements,
     )
     for warning in [*code.warnings, *env.warnings]:
         log.warning("clearq: %s", warning)

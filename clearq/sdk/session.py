@@ -40,6 +40,10 @@ class Session:
     """Added to what ``Task.init`` captures (``Task.add_requirements``)."""
     ignored_requirements: list[str] = field(default_factory=list)
     """Left out of what ``Task.init`` captures (``Task.ignore_requirements``)."""
+    first_requirements: list[str] = field(default_factory=list)
+    """Installed in a step before the others (``Task.add_requirements(..., first=True)``)."""
+    unisolated_requirements: list[str] = field(default_factory=list)
+    """Installed last, without build isolation (``no_build_isolation=True``)."""
 
 
 SESSION = Session()

@@ -192,10 +192,32 @@ class Task(TaskSurface):
         return SESSION.current
 
     @classmethod
-    def add_requirements(cls, package_name: str, package_version: str | None = None) -> None:
-        """Add a requirement to what ``Task.init`` captures (call before it)."""
+    def add_requirements(
+        cls,
+        package_name: str,
+        package_version: str | None = None,
+        *,
+        first: bool = False,
+        no_build_isolation: bool = False,
+    ) -> None:
+        """Add a requirement to what ``Task.init`` captures (call before it).
+
+        ``first``: installed in a step of its own before the others (``torch``, which a
+        later package builds against). ``no_build_isolation``: installed last, built
+        against the env as it stands (``flash-attn``). A captured line of the same name
+        moves to that step.
+        """
+        if first and no_build_isolation:
+            raise InvalidInput(
+                f"{package_name}: first and no_build_isolation are two install steps; pick one"
+            )
         line = package_name if not package_version else f"{package_name}=={package_version}"
-        SESSION.extra_requirements.append(line)
+        if first:
+            SESSION.first_requirements.append(line)
+        elif no_build_isolation:
+            SESSION.unisolated_requirements.append(line)
+        else:
+            SESSION.extra_requirements.append(line)
 
     @classmethod
     def ignore_requirements(cls, package_names: str | Iterable[str]) -> None:

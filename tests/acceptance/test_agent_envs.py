@@ -289,3 +289,34 @@ def test_a_uv_project_runs_on_an_agent_from_its_lock(
     version = YAML.split("==")[1]
     assert f"yaml {version} from {Path(cli.env['CLEARQ_HOME']) / 'envs'}" in log
     assert "uv sync --locked" in log  # the build's stage, in the task's log
+
+
+BUILD_NEEDS_SIX = """\
+import six  # importable at build time only without isolation, after six is installed
+from setuptools import setup
+
+setup(name="needs-six-to-build", version="0.1", py_modules=["needs_six"])
+"""
+
+
+def test_an_agent_installs_a_tasks_steps_in_order(cli: Cli, store: Store, tmp_path: Path) -> None:
+    package = tmp_path / "needs-six"
+    package.mkdir()
+    (package / "setup.py").write_text(BUILD_NEEDS_SIX)
+    (package / "needs_six.py").write_text("VALUE = 'built against six'\n")
+    code = Script(
+        source="import needs_six\nprint(needs_six.VALUE, flush=True)\n", entry_point="job.py"
+    )
+    env = EnvSpec(
+        install_first=("six==1.16.0", "setuptools"),
+        no_build_isolation=(f"needs-six-to-build @ {package.as_uri()}",),
+    )
+    task_id = store.tasks.create(TaskSpec(project="p", name="steps", script=code, env=env)).id
+    store.queues.create("default")
+    store.queues.enqueue(task_id, "default")
+    _agent(cli, "-q", "default", "--once")
+    task = store.tasks.get(task_id)
+    assert task.status is TaskStatus.COMPLETED, task.status_reason
+    log = "".join(line.text for line in store.outputs.logs(task_id))
+    assert "built against six" in log
+    assert log.index("installing 2 requirements") < log.index("without build isolation")

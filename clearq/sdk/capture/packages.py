@@ -88,12 +88,17 @@ def capture_packages(
     ignore: Sequence[str] = (),
     index_urls: Sequence[str] = (),
     installed: Installed | None = None,
+    first: Sequence[str] = (),
+    no_build_isolation: Sequence[str] = (),
 ) -> PackageCapture:
     """Capture what the script ``entry`` needs to run again elsewhere.
 
     ``repo_root`` bounds the scan and is where project files are looked for (the
     entry's folder without one). ``installed`` defaults to the running interpreter's
-    distributions. Raises InvalidInput for an entry outside ``repo_root``, a pip option
+    distributions. ``first`` and ``no_build_isolation`` are requirement lines for the
+    env's install steps before and after the others (``EnvSpec.install_first``,
+    ``EnvSpec.no_build_isolation``); a line of the same name leaves the main list.
+    Raises InvalidInput for an entry outside ``repo_root``, a pip option
     or an unreadable requirement in any list, or an index URL that is not a URL.
     """
     entry, root = _locate(entry, repo_root)
@@ -104,7 +109,25 @@ def capture_packages(
         found = _project_or_scan(entry, root, installed)
     else:
         raise InvalidInput(f"unknown package capture mode {mode!r}: use 'imports' or 'freeze'")
-    return _finish(found, add=add, ignore=ignore, index_urls=urls)
+    steps = _Steps(
+        first=sort_requirements(check_requirements(first, source="install_first")),
+        no_build_isolation=sort_requirements(
+            check_requirements(no_build_isolation, source="no_build_isolation")
+        ),
+    )
+    return _finish(found, add=add, ignore=ignore, index_urls=urls, steps=steps)
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The install steps before and after the main list."""
+
+    first: tuple[str, ...] = ()
+    no_build_isolation: tuple[str, ...] = ()
+
+    def names(self) -> list[str]:
+        """Every line of both steps (their names leave the main list)."""
+        return [*self.first, *self.no_build_isolation]
 
 
 def _locate(entry: Path, repo_root: Path | None) -> tuple[Path, Path]:
@@ -171,7 +194,12 @@ def _freeze(installed: Installed) -> PackageList:
 
 
 def _finish(
-    found: PackageList, *, add: Sequence[str], ignore: Sequence[str], index_urls: tuple[str, ...]
+    found: PackageList,
+    *,
+    add: Sequence[str],
+    ignore: Sequence[str],
+    index_urls: tuple[str, ...],
+    steps: _Steps,
 ) -> PackageCapture:
     warnings = list(found.warnings)
     if found.lock_file is not None:
@@ -183,7 +211,7 @@ def _finish(
                 f"edit the file itself to drop {', '.join(ignore)}"
             )
     else:
-        lines = merge_requirements(found.requirements, add=add, ignore=ignore)
+        lines = merge_requirements(found.requirements, add=add, ignore=[*ignore, *steps.names()])
     lines, dropped = without_clearq(lines)
     warnings.extend(
         f"{line!r} left out: the agent gives every task its own clearq" for line in dropped
@@ -196,6 +224,8 @@ def _finish(
         "lock_kind": found.lock_kind,
         "project_file": found.project_file,
         "index_urls": list(index_urls),
+        "install_first": list(without_clearq(steps.first)[0]),
+        "no_build_isolation": list(without_clearq(steps.no_build_isolation)[0]),
     }
     env, scrubbed = scrub_env_fields(env, "the captured packages")
     warnings.extend(scrubbed)
