@@ -1,31 +1,36 @@
 """PostgreSQL connections per agent: idle, running 1 task, ``--services-mode 8`` running 8.
 
-Since issue 13 a task under an agent holds no database connection of its own: it reports
-through its attempt's channel, and its agent writes with its own pool. This counts the
-backends in ``pg_stat_activity`` on a throwaway database (the benchmark's own connection
-left out) while a real ``clearq agent --skip-env`` idles, then runs 1 task, then (as
-``--services-mode 8``) 8 tasks at once. Each task reports a scalar every 0.2 s (so its
-writes go through the channel while the count is sampled) until the benchmark lets it end.
+This counts the backends in ``pg_stat_activity`` on a throwaway database that belong to
+one real ``clearq agent --skip-env`` (everything but the benchmark's own connections,
+which carry ``application_name=clearq-bench``) while it idles, runs 1 task, and as
+``--services-mode 8`` runs 8 tasks at once. Each task reports a scalar every 0.2 s
+through its attempt's channel (tasks hold no connection of their own since issue 13)
+until the benchmark lets it end. It also counts the sessions the server started while
+the 8 tasks ran (``pg_stat_database.sessions``): connections opened and closed again.
 
-Baseline in the same run: the same 8 tasks on a ``--services-mode 8 --allow-controllers``
-agent, each opening the store as a controller does (``Task.get_tasks()``), which is what
-every task cost before the channel (its own SQLAlchemy pool to the database).
+Baseline in the same run: the same phases with the agent running an older clearq,
+``git archive``'d from this repository (``--baseline``, default the last commit with
+two SQLAlchemy pools per store: a transactional one and an autocommit one, 2 + 4 each).
 
-    python benchmarks/agent_connections.py [--repeat 3]
+    python benchmarks/agent_connections.py [--repeat 3] [--baseline REF]
 
-The peak of 20 samples per phase is reported; three repeats give min/median/max.
+Idle is sampled once the agent has been idle past the pool's ``IDLE_CLOSE_SECONDS``
+(a busy spell's extra connection is closed by then); the peak of the samples of each
+phase is reported; three repeats give min/median/max.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
@@ -33,16 +38,19 @@ from common import bench_database, libpq_dsn, open_store, table
 
 from clearq.models import FINAL_STATUSES, Script, TaskSpec
 from clearq.scheduler import Store
+from clearq.scheduler.pool import IDLE_CLOSE_SECONDS
 
 CLEARQ = Path(sys.executable).with_name("clearq")
+REPO = Path(__file__).resolve().parents[1]
+BASELINE = "d3c6cf8"
+"""main before the one pool per store (two pools, 2 + 4 connections each)."""
+BENCH_APP = "clearq-bench"
 TASK = """
-import os, time
+import time
 from pathlib import Path
 from clearq import Task
 
 task = Task.init()
-if os.environ.get("CLEARQ_DATABASE_URL"):
-    Task.get_tasks(limit=1)  # a controller: its own store, its own pool
 folder = Path(task.connect({"folder": ""})["folder"])
 (folder / f"ready-{task.id}").touch()
 i = 0
@@ -51,33 +59,50 @@ while not (folder / "stop").exists():
     i += 1
     time.sleep(0.2)
 """
-SAMPLES = 20
+IDLE_SAMPLES = 20
+BUSY_SAMPLES = 100
+SAMPLE_SECONDS = 0.1
 WAIT_SECONDS = 120
 
 
-def backends(dsn: str, database: str, *, listening: bool = False) -> int:
-    """Connections to ``database`` now, not counting this one (or only LISTEN sessions)."""
-    where = " AND query ILIKE 'LISTEN%%'" if listening else ""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
+class Sampler:
+    """One connection of the benchmark's own that counts the agent's backends."""
+
+    def __init__(self, url: str) -> None:
+        self._database = url.rsplit("/", 1)[1]
+        self._conn = psycopg.connect(libpq_dsn(url), autocommit=True, application_name=BENCH_APP)
+
+    def backends(self, *, listening: bool = False) -> int:
+        """Connections to the database now but the benchmark's (or only LISTEN sessions)."""
+        where = " AND query ILIKE 'LISTEN%%'" if listening else ""
+        row = self._conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-            "AND pid <> pg_backend_pid()" + where,
-            (database,),
+            "AND application_name IS DISTINCT FROM %s" + where,
+            (self._database, BENCH_APP),
         ).fetchone()
-    return int(row[0]) if row else 0
+        return int(row[0]) if row else 0
+
+    def sessions(self) -> int:
+        """Sessions the server has started on the database so far."""
+        row = self._conn.execute(
+            "SELECT sessions FROM pg_stat_database WHERE datname = %s", (self._database,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    def peak(self, samples: int) -> int:
+        found = 0
+        for _ in range(samples):
+            found = max(found, self.backends())
+            time.sleep(SAMPLE_SECONDS)
+        return found
+
+    def close(self) -> None:
+        self._conn.close()
 
 
-def peak(dsn: str, database: str) -> int:
-    found = 0
-    for _ in range(SAMPLES):
-        found = max(found, backends(dsn, database))
-        time.sleep(0.1)
-    return found
-
-
-def wait_until(what: str, check: object) -> None:
+def wait_until(what: str, check: Callable[[], object]) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
-    while not check():  # type: ignore[operator]
+    while not check():
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out waiting for {what}")
         time.sleep(0.1)
@@ -88,13 +113,17 @@ def ended(store: Store, task_id: uuid.UUID) -> bool:
 
 
 def run_phase(
-    store: Store, url: str, home: Path, count: int, agent_args: Sequence[str]
-) -> tuple[int, int, int]:
-    """(peak connections idle, peak with ``count`` tasks running, LISTEN sessions)."""
-    dsn, database = libpq_dsn(url), url.rsplit("/", 1)[1]
+    store: Store, url: str, tree: Path, count: int, agent_args: Sequence[str]
+) -> dict[str, int]:
+    """Idle peak, LISTEN sessions, peak with ``count`` tasks and sessions opened meanwhile."""
+    sampler = Sampler(url)
     folder = Path(tempfile.mkdtemp(prefix="conn-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
-    env.update(CLEARQ_DATABASE_URL=url, CLEARQ_HOME=str(home))
+    env.update(
+        CLEARQ_DATABASE_URL=url,
+        CLEARQ_HOME=tempfile.mkdtemp(prefix="conn-home-"),
+        PYTHONPATH=str(tree),
+    )
     agent = subprocess.Popen(
         [str(CLEARQ), "agent", "--skip-env", "-q", "bench", *agent_args],
         env=env,
@@ -103,9 +132,8 @@ def run_phase(
     )
     try:
         wait_until("the agent to register", lambda: store.workers.list())
-        time.sleep(1.0)  # its first claim attempt and listener are up
-        idle = peak(dsn, database)
-        listening = backends(dsn, database, listening=True)
+        time.sleep(IDLE_CLOSE_SECONDS + 2.0)  # idle for good, past a start's busy spell
+        figures = {"idle": sampler.peak(IDLE_SAMPLES), "listen": sampler.backends(listening=True)}
         ids = []
         for i in range(count):
             spec = TaskSpec(
@@ -117,7 +145,9 @@ def run_phase(
             ids.append(store.tasks.create(spec).id)
             store.queues.enqueue(ids[-1], "bench")
         wait_until(f"{count} tasks to run", lambda: len(list(folder.glob("ready-*"))) == count)
-        busy = peak(dsn, database)
+        before = sampler.sessions()
+        figures["busy"] = sampler.peak(BUSY_SAMPLES)
+        figures["opened"] = sampler.sessions() - before
         (folder / "stop").touch()
         wait_until("the tasks to end", lambda: all(ended(store, t) for t in ids))
         agent.terminate()
@@ -125,50 +155,71 @@ def run_phase(
     finally:
         agent.kill()
         agent.wait()
-    return idle, busy, listening
+        sampler.close()
+    return figures
 
 
-def measure() -> dict[str, int]:
-    with bench_database("conn") as url:
-        store = open_store(url)
-        store.queues.create("bench")
-        home = Path(tempfile.mkdtemp(prefix="conn-home-"))
-        try:
-            idle, one, listening = run_phase(store, url, home, 1, [])
-            _, eight, _ = run_phase(store, url, home, 8, ["--services-mode", "8"])
-            _, before, _ = run_phase(
-                store, url, home, 8, ["--services-mode", "8", "--allow-controllers"]
-            )
-        finally:
-            store.close()
+def measure_tree(url: str, tree: Path) -> dict[str, int]:
+    """The figures of an agent running the clearq in ``tree``."""
+    store = open_store(f"{url}?application_name={BENCH_APP}")
+    try:
+        if not any(q.name == "bench" for q in store.queues.list()):
+            store.queues.create("bench")
+        one = run_phase(store, url, tree, 1, [])
+        eight = run_phase(store, url, tree, 8, ["--services-mode", "8"])
+    finally:
+        store.close()
     return {
-        "idle": idle,
-        "  of which LISTEN": listening,
-        "1 task": one,
-        "services 8, 8 tasks": eight,
-        "baseline: 8 tasks with the URL": before,
+        "idle": one["idle"],
+        "  of which LISTEN": one["listen"],
+        "1 task": one["busy"],
+        "services 8, idle": eight["idle"],
+        "services 8, 8 tasks": eight["busy"],
+        "  sessions opened in 10 s of it": eight["opened"],
     }
+
+
+def baseline_tree(ref: str) -> Path:
+    """``clearq/`` as it was at ``ref``, in a temporary folder."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "clearq"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="conn-baseline-"))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def measure(baseline: Path) -> dict[str, int]:
+    with bench_database("conn") as url:
+        after = measure_tree(url, REPO)
+        before = measure_tree(url, baseline)
+    figures = {f"now: {k}": v for k, v in after.items()}
+    figures.update({f"baseline: {k}": v for k, v in before.items()})
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline clearq")
     args = parser.parse_args()
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    runs = [measure() for _ in range(args.repeat)]
+    tree = baseline_tree(args.baseline)
+    runs = [measure(tree) for _ in range(args.repeat)]
     rows = []
     for key in runs[0]:
         values = sorted(r[key] for r in runs)
         rows.append([key, str(values[0]), str(values[len(values) // 2]), str(values[-1])])
     print(table(["agent", "min", "median", "max"], rows))
-    worst = max(r["services 8, 8 tasks"] for r in runs)
+    print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
+    worst = max(r["now: services 8, 8 tasks"] for r in runs)
     print(
         f"500 agents at up to {worst} connections each: {500 * worst} server connections "
         f"directly; max_connections=100 fits {100 // max(worst, 1)} such agents. One of "
-        "each agent's is its LISTEN session, which transaction pooling cannot share: "
-        "through pgbouncer the queries share its server pool, and 500 listeners need "
-        "500 session connections, so 500 agents on max_connections=100 must go without "
-        "LISTEN (polling) or listen through fewer sessions"
+        "each agent's is its LISTEN session, which transaction pooling cannot share"
     )
 
 

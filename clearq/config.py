@@ -41,7 +41,8 @@ DEFAULT_STORAGE_CACHE_MAX_BYTES = 20 * 1024**3
 DEFAULT_DOCKER_STOP_GRACE_SECONDS = 10.0
 """How long a stopped container has between SIGTERM and SIGKILL."""
 DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 10.0
-"""How long opening a PostgreSQL connection may take (libpq ``connect_timeout``)."""
+"""How long opening a PostgreSQL connection may take (libpq ``connect_timeout``), and how
+long a caller waits for one of the pool's connections to come free."""
 DEFAULT_DB_KEEPALIVE_SECONDS = 10.0
 """Idle seconds before TCP keepalive probes start, and between them (three are sent)."""
 DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS = 30.0
@@ -54,9 +55,10 @@ DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS = 10.0
 clearq's transactions last milliseconds: one left open is an agent frozen (SIGSTOP) or
 cut off in the middle of it, whose row locks would hide its tasks from the reaper."""
 DEFAULT_DB_POOL_SIZE = 2
-"""PostgreSQL connections each of a store's two pools keeps open (``CLEARQ_DB_POOL_SIZE``)."""
-DEFAULT_DB_MAX_OVERFLOW = 4
-"""Connections each pool may open beyond its size while busy, closed when returned."""
+"""PostgreSQL connections a store's pool may keep open while busy; one while quiet
+(``CLEARQ_DB_POOL_SIZE``, ``clearq.scheduler.pool``)."""
+DEFAULT_DB_MAX_OVERFLOW = 0
+"""Connections the pool may open beyond its size for a moment, closed when returned."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 """Debian's and Ubuntu's system CA bundle: carried into containers when nothing else is set."""
 PACKAGE_INDEX_VARIABLES = (
@@ -97,8 +99,8 @@ class Settings:
     db_statement_timeout_seconds: float = DEFAULT_DB_STATEMENT_TIMEOUT_SECONDS
     db_idle_in_transaction_seconds: float = DEFAULT_DB_IDLE_IN_TRANSACTION_SECONDS
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
-    """Connections each of the store's two SQLAlchemy pools keeps (the transactional one
-    and the autocommit one of the claim and finish): an idle agent uses one of each."""
+    """Connections the store's one pool (shared by every thread of an agent) may keep
+    while busy; a quiet store keeps one (``clearq.scheduler.pool.ElasticPool``)."""
     db_max_overflow: int = DEFAULT_DB_MAX_OVERFLOW
     """Extra connections a busy pool may open for a moment (closed when given back)."""
     database_pgbouncer: bool = False

@@ -33,9 +33,11 @@ from sqlalchemy.exc import (
     NoSuchModuleError,
     OperationalError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from clearq.config import Settings, ensure_home
 from clearq.errors import ConfigError, ConnectionLost, SchemaError, StoreError, StoreUnavailable
+from clearq.scheduler.pool import ElasticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -183,7 +185,6 @@ class Database:
         self.dialect = self.url.get_backend_name()
         self._settings = settings or Settings()
         self._where = self.url.render_as_string(hide_password=True)
-        self._autocommit: Engine | None = None
         try:
             self.engine = self._create_engine()
         except NoSuchModuleError as e:
@@ -196,8 +197,17 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.is_postgres:
+            # One pool for everything, its connections in autocommit: a single statement
+            # (the claim, a finish) commits by itself, without BEGIN and COMMIT round
+            # trips, and a transaction says BEGIN itself (:meth:`write`, :meth:`read`).
+            # Switching a pooled connection between the two modes at every checkout cost
+            # about as much client time as the statement; two pools cost connections.
             engine = sa.create_engine(
-                self.url, connect_args=self.pg_connect_args(), **self._pool_sizes()
+                self.url,
+                connect_args=self.pg_connect_args(),
+                isolation_level="AUTOCOMMIT",
+                poolclass=ElasticPool,
+                **self._pool_sizes(),
             )
             _ping_idle_connections(engine)
             _connect_with_options(engine)
@@ -209,11 +219,13 @@ class Database:
         return engine
 
     def _pool_sizes(self) -> dict[str, int]:
-        # Set explicitly (SQLAlchemy's default is 5 + 10 a pool): the database's
-        # connection budget is the fleet's ceiling (CLEARQ_DB_POOL_SIZE, _MAX_OVERFLOW).
+        # Set explicitly (SQLAlchemy's default is 5 + 10): the database's connection
+        # budget is the fleet's ceiling (CLEARQ_DB_POOL_SIZE, CLEARQ_DB_MAX_OVERFLOW).
+        # A caller waits for a pooled connection as long as it would for a new one.
         return {
             "pool_size": self._settings.db_pool_size,
             "max_overflow": self._settings.db_max_overflow,
+            "pool_timeout": round(self._settings.db_connect_timeout_seconds),
         }
 
     @property
@@ -231,14 +243,15 @@ class Database:
         with self._translated(), self._connect() as conn:
             conn = conn.execution_options(**{_BEGIN_OPTION: "IMMEDIATE"})
             with conn.begin():
+                self._begin_on_postgres(conn)
                 yield conn
 
     @contextmanager
     def write_one(self) -> Iterator[Connection]:
         """A write that is a single statement, which is its own transaction.
 
-        On PostgreSQL the connection is in autocommit mode: the statement commits when it
-        completes, without BEGIN and COMMIT round trips (the hot path: the claim, a
+        On PostgreSQL the connection is left in autocommit mode: the statement commits when
+        it completes, without BEGIN and COMMIT round trips (the hot path: the claim, a
         finish). On SQLite it is :meth:`write`. Statements after the first are separate
         transactions on PostgreSQL, so only a read that is allowed to see a later state
         (an error message) may follow the write.
@@ -247,14 +260,23 @@ class Database:
             with self.write() as conn:
                 yield conn
             return
-        with self._translated(), self._connect(self._autocommit_engine()) as conn:
+        with self._translated(), self._connect() as conn:
             yield conn
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads."""
         with self._translated(), self._connect() as conn, conn.begin():
+            self._begin_on_postgres(conn)
             yield conn
+
+    def _begin_on_postgres(self, conn: Connection) -> None:
+        # The pool's connections are in autocommit (see _create_engine): a transaction
+        # opens with its own BEGIN, and SQLAlchemy's commit or rollback at the end of the
+        # block reaches the server because psycopg sends COMMIT / ROLLBACK whenever the
+        # session is inside a transaction, autocommit or not.
+        if self.is_postgres:
+            conn.exec_driver_sql("BEGIN")
 
     @contextmanager
     def _translated(self) -> Iterator[None]:
@@ -268,33 +290,22 @@ class Database:
             raise error from e
 
     def _drop_pools(self) -> None:
-        # The server went away: every pooled connection of both pools is dead too. New
-        # pools replace them, so the next call of any kind connects afresh instead of
-        # failing once more on a dead connection (connections in use end with their call).
+        # The server went away: every pooled connection is dead too. A new pool replaces
+        # them, so the next call of any kind connects afresh instead of failing once more
+        # on a dead connection (connections in use end with their call).
         self.engine.dispose()
-        if self._autocommit is not None:
-            self._autocommit.dispose()
 
-    def _autocommit_engine(self) -> Engine:
-        # A pool of its own whose connections stay in autocommit: switching a pooled
-        # connection's isolation level and rolling it back on return cost more than the
-        # single statement itself on the hot path.
-        if self._autocommit is None:
-            self._autocommit = sa.create_engine(
-                self.url,
-                isolation_level="AUTOCOMMIT",
-                pool_reset_on_return=None,
-                connect_args=self.pg_connect_args(),
-                **self._pool_sizes(),
-            )
-            _ping_idle_connections(self._autocommit)
-            _connect_with_options(self._autocommit)
-        return self._autocommit
-
-    def _connect(self, engine: Engine | None = None) -> Connection:
+    def _connect(self) -> Connection:
         # The one place a missing server or an unreadable file shows up: say so plainly.
         try:
-            return (engine or self.engine).connect()
+            return self.engine.connect()
+        except PoolTimeout as e:
+            # Every pooled connection stayed in use (statements hung on a server or
+            # network that stopped answering, or more threads than the pool serves).
+            raise StoreUnavailable(
+                f"no connection to {self._where} came free in time ({e}): the database "
+                "is not answering, or CLEARQ_DB_POOL_SIZE is too small for this process"
+            ) from e
         except OperationalError as e:
             why = " ".join(str(e.orig).split())
             raise ConnectionLost(
@@ -305,8 +316,6 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
-        if self._autocommit is not None:
-            self._autocommit.dispose()
 
 
 def _connect_with_options(engine: Engine) -> None:

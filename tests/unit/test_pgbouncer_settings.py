@@ -7,6 +7,7 @@ import pytest
 from clearq.config import load_settings
 from clearq.errors import ConfigError
 from clearq.scheduler.engine import Database, pg_connect_args
+from clearq.scheduler.pool import ElasticPool
 
 URL = "postgresql://u@bouncer:6432/db"
 
@@ -22,9 +23,11 @@ def test_pgbouncer_mode_prepares_nothing_and_sends_no_startup_options() -> None:
 def test_pool_sizes_come_from_the_settings() -> None:
     settings = load_settings({"CLEARQ_DB_POOL_SIZE": "3", "CLEARQ_DB_MAX_OVERFLOW": "0"})
     db = Database(URL, settings=settings)
-    assert (db.engine.pool.size(), db.engine.pool._max_overflow) == (3, 0)  # type: ignore[attr-defined]
+    assert isinstance(db.engine.pool, ElasticPool)
+    assert (db.engine.pool.size(), db.engine.pool.overflow_limit) == (3, 0)
     default = Database(URL, settings=load_settings({}))
-    assert default.engine.pool.size() == 2  # type: ignore[attr-defined]
+    assert isinstance(default.engine.pool, ElasticPool)
+    assert (default.engine.pool.size(), default.engine.pool.overflow_limit) == (2, 0)
 
 
 @pytest.mark.parametrize(
