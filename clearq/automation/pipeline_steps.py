@@ -12,9 +12,7 @@ as :func:`artifact_input` receives the object an earlier step stored, loaded bac
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,39 +20,11 @@ from typing import Any
 from clearq.errors import InvalidInput
 from clearq.models import Container, EnvSpec, Script, Task, TaskSpec
 from clearq.sdk import parameters as params
+from clearq.sdk.function_task import function_script
 
 KWARGS_SECTION = "kwargs"
 STEP_TAG = "pipeline-step"
 CACHE_TAG_PREFIX = "cache:"
-
-_FUNCTION_MAIN = """
-
-if __name__ == "__main__":
-    import json
-
-    from clearq import Task
-
-    _task = Task.init()
-
-    def _value(text):
-        value = json.loads(text)
-        if isinstance(value, dict) and set(value) == {{"$clearq_artifact"}}:
-            producer, artifact = value["$clearq_artifact"]
-            return Task.get_task(task_id=producer).artifacts[artifact].get()
-        return value
-
-    _kwargs = {{
-        key.split("/", 1)[1]: _value(value)
-        for key, value in _task.get_parameters().items()
-        if key.startswith("kwargs/")
-    }}
-    _result = {name}(**_kwargs)
-    _returns = {returns!r}
-    if len(_returns) == 1:
-        _result = (_result,)
-    for _name, _value in zip(_returns, _result or ()):
-        _task.upload_artifact(_name, _value)
-"""
 
 
 @dataclass(frozen=True)
@@ -123,17 +93,9 @@ class Step:
     def _function_code(self) -> tuple[Script, EnvSpec, dict[str, str]]:
         function = self.function
         assert function is not None
-        try:
-            source = textwrap.dedent(inspect.getsource(function))
-        except (OSError, TypeError) as e:
-            raise InvalidInput(f"step {self.name!r}: cannot read the function's source: {e}") from e
-        if function.__name__ == "<lambda>" or function.__closure__:
-            raise InvalidInput(
-                f"step {self.name!r}: a function step needs a plain top-level function "
-                "(no lambda, no closure); import what it uses inside its body"
-            )
-        main = _FUNCTION_MAIN.format(name=function.__name__, returns=self.function_return)
-        script = Script(source=source + main, entry_point=f"step_{function.__name__}.py")
+        what = f"step {self.name!r}: a function step"
+        source = function_script(function, what, self.function_return, keep_none=True)
+        script = Script(source=source, entry_point=f"step_{function.__name__}.py")
         kwargs = {
             f"{KWARGS_SECTION}{params.SEPARATOR}{k}": json.dumps(v)
             for k, v in self.function_kwargs.items()

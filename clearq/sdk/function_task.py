@@ -50,11 +50,9 @@ if __name__ == "__main__":
     _result = {name}(**_kwargs)
     _names = {returns!r}
     if len(_names) == 1:
-        if _result is not None:
-            _task.upload_artifact(_names[0], _result)
-    else:
-        for _name, _value_out in zip(_names, _result):
-            _task.upload_artifact(_name, _value_out)
+        _result = (_result,) if _result is not None or {keep_none!r} else ()
+    for _name, _value_out in zip(_names, _result or ()):
+        _task.upload_artifact(_name, _value_out)
 """
 
 
@@ -75,6 +73,20 @@ def function_source(func: Callable[..., Any], what: str) -> str:
     except (OSError, TypeError) as e:
         raise InvalidInput(f"{what}: cannot read the function's source: {e}") from e
     return _without_decorators(source)
+
+
+def function_script(
+    func: Callable[..., Any], what: str, returns: tuple[str, ...], *, keep_none: bool
+) -> str:
+    """The script that runs ``func`` as a task: its source, then a main that calls it.
+
+    The main reads the keyword arguments from the task's ``kwargs/`` parameters and uploads
+    each returned value named in ``returns`` as an artifact; a single return value of None
+    is uploaded only with ``keep_none`` (a pipeline step's result is there for the steps
+    after it, whatever it is).
+    """
+    source = function_source(func, what)
+    return source + _MAIN.format(name=func.__name__, returns=returns, keep_none=keep_none)
 
 
 def _without_decorators(source: str) -> str:
@@ -103,11 +115,10 @@ def function_task_spec(
 
     if not return_names:
         raise InvalidInput(f"{func.__name__}: name at least one return value")
-    source = function_source(func, f"a function task of {func.__name__}")
-    script = Script(
-        source=source + _MAIN.format(name=func.__name__, returns=tuple(return_names)),
-        entry_point=f"function_{func.__name__}.py",
+    source = function_script(
+        func, f"a function task of {func.__name__}", tuple(return_names), keep_none=False
     )
+    script = Script(source=source, entry_point=f"function_{func.__name__}.py")
     try:
         parameters = {f"{KWARGS_SECTION}/{k}": json.dumps(v) for k, v in kwargs.items()}
     except TypeError as e:
@@ -129,6 +140,7 @@ __all__ = [
     "KWARGS_SECTION",
     "RETURN_ARTIFACT",
     "artifact_input",
+    "function_script",
     "function_source",
     "function_task_spec",
 ]
