@@ -311,7 +311,7 @@ class Executor:
                 argv = _command(task, env.python, code_dir)
                 environ = self._environ(task, fence, env.python, gpus, (code_dir, run_dir), channel)
                 if gang is not None:
-                    environ.update(rank_environment(gang))
+                    environ.update(rank_environment(gang, gpus))
                 title = MONITOR_TITLE if gang is None else f"{MONITOR_TITLE}/rank{gang.rank}"
                 return self._supervise(task, fence, argv, run_dir, environ, sink, control, title)
         except EnvBuildError as e:

@@ -10,7 +10,8 @@ While a rank runs, :func:`gang_watch` renews its rank's lease and looks at the o
 a rank whose agent went silent puts the whole task back in its queue (an infrastructure
 failure), and every rank's agent then finds its fence gone and stops its process.
 :func:`rank_environment` is what each rank's process gets: ``MASTER_ADDR``,
-``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``NODE_RANK`` and ``LOCAL_RANK``.
+``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``NODE_RANK`` and ``LOCAL_RANK``, and
+torchrun's ``PET_*`` settings for code that launches ``torchrun`` on each node.
 """
 
 from __future__ import annotations
@@ -119,9 +120,23 @@ class GangClaimer:
             time.sleep(WAIT_POLL_SECONDS)
 
 
-def rank_environment(gang: GangRank) -> dict[str, str]:
-    """The variables torch.distributed (and torchrun) read, for one rank of a gang."""
+def rank_environment(gang: GangRank, gpus: Sequence[str] | None = None) -> dict[str, str]:
+    """The variables torch.distributed and torchrun read, for one rank of a gang.
+
+    The rank's own process is rank ``gang.rank`` of ``gang.size`` (one process per agent).
+    For a task whose code starts ``torchrun`` (``python -m torch.distributed.run``) itself,
+    torchrun's own settings are given too (it reads ``PET_<OPTION>`` for each option it
+    is not given): the gang's node count, this node's rank, rank 0's address and port, and
+    one process per GPU the agent gave this rank (one without GPUs); torchrun then sets
+    ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE`` for each process it starts.
+    """
+    nproc = len(gpus) if gpus else 1
     return {
+        "PET_NNODES": str(gang.size),
+        "PET_NODE_RANK": str(gang.rank),
+        "PET_MASTER_ADDR": gang.master_addr,
+        "PET_MASTER_PORT": str(gang.master_port),
+        "PET_NPROC_PER_NODE": str(nproc),
         "MASTER_ADDR": gang.master_addr,
         "MASTER_PORT": str(gang.master_port),
         "WORLD_SIZE": str(gang.size),

@@ -52,6 +52,32 @@ dist.destroy_process_group()
 """
 
 
+# The task's code starts torchrun on its node with no options: each agent's rank gives it
+# the gang's nodes, its node rank, rank 0's address and port, and a process per GPU.
+# torchrun's processes (LOCAL_WORLD_SIZE set) all-reduce RANK + 1 across the whole world.
+TORCHRUN = """
+import datetime, json, os, subprocess, sys
+if "LOCAL_WORLD_SIZE" in os.environ:
+    import torch
+    import torch.distributed as dist
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    x = torch.tensor([float(dist.get_rank() + 1)])
+    dist.all_reduce(x)
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK")
+    mark = {**{k: os.environ[k] for k in keys}, "sum": x.item()}
+    with open(os.environ["MARKS"], "a") as f:
+        f.write(json.dumps(mark) + "\\n")
+    dist.destroy_process_group()
+    sys.exit(0)
+from clearq import Task
+task = Task.init()
+params = task.connect({"marks": ""})
+env = {**os.environ, "MARKS": params["marks"]}
+launch = [sys.executable, "-m", "torch.distributed.run", __file__]
+sys.exit(subprocess.run(launch, env=env, check=False).returncode)
+"""
+
+
 def gang_task(
     store: Store,
     nodes: int,
@@ -188,3 +214,35 @@ def test_a_gang_that_cannot_fill_gives_its_agents_back(
     wait_until(lambda: store.tasks.get(plain).status is TaskStatus.COMPLETED, "the plain task")
     assert store.tasks.get(gang).status is TaskStatus.QUEUED
     assert all(state == "waiting" for _, _, state in store.gangs.members(gang))
+
+
+def test_torchrun_started_by_the_task_runs_a_process_per_gpu_on_every_rank(
+    store: Store, agents: Agents, tmp_path: Path
+) -> None:
+    store.queues.create("q")
+    marks = tmp_path / "marks"
+    spec = TaskSpec(
+        project="gangs",
+        name="torchrun x2",
+        script=Script(source=TORCHRUN, entry_point="launch.py"),
+        parameters={"General/marks": str(marks)},
+    )
+    task_id = store.tasks.create(spec).id
+    store.queues.enqueue(task_id, "q", nodes=2)
+    # Two "GPUs" per agent (not checked against devices: torch's CPU build ignores them).
+    gpus = ("--gpus", "0,1", "--unchecked-gpus")
+    procs = [agents.start("-q", "q", "--once", "--name", f"a{i}", *gpus) for i in range(2)]
+    for i, proc in enumerate(procs):
+        assert proc.wait(timeout=AGENT_WAIT_SECONDS) == 0, agents.output(i)
+    task = store.tasks.get(task_id)
+    assert task.status is TaskStatus.COMPLETED, task.status_reason
+    seen = marks_of(marks)
+    assert sorted(int(m["RANK"]) for m in seen) == [0, 1, 2, 3]  # type: ignore[call-overload]
+    assert {(m["WORLD_SIZE"], m["LOCAL_WORLD_SIZE"]) for m in seen} == {("4", "2")}
+    assert sorted((m["GROUP_RANK"], m["LOCAL_RANK"]) for m in seen) == [  # type: ignore[type-var]
+        ("0", "0"),
+        ("0", "1"),
+        ("1", "0"),
+        ("1", "1"),
+    ]
+    assert {m["sum"] for m in seen} == {10.0}  # 1 + 2 + 3 + 4 on every process
