@@ -315,6 +315,50 @@ class Quota(_Frozen):
     gpus: int = 0
 
 
+class ScheduleKind(enum.StrEnum):
+    """What makes a schedule fire (``clearq.scheduler.schedules``)."""
+
+    EVERY = "every"
+    """A fixed interval from when it was added."""
+    CRON = "cron"
+    """A cron line, in a time zone."""
+    TRIGGER = "trigger"
+    """A task (of a project) reaching a status."""
+
+
+class ScheduleInfo(_Frozen):
+    """A schedule or trigger: a clone of ``task_id`` enqueued in ``queue`` each time it fires."""
+
+    id: int
+    kind: ScheduleKind
+    task_id: uuid.UUID
+    """The task cloned at each time."""
+    queue: str
+    name: str
+    """The name each clone gets."""
+    priority: int = 0
+    every_seconds: float | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    on_status: TaskStatus | None = None
+    """A trigger's status: it fires when a task reaches it."""
+    on_project: str | None = None
+    """A trigger's project (None: any project)."""
+    created_at: datetime
+    created_by: str | None = None
+    fired: int = 0
+    """How many clones it has started."""
+    last_fired_at: datetime | None = None
+    last_task_id: uuid.UUID | None = None
+    """The clone it started last."""
+    next_task_id: uuid.UUID | None = None
+    """The clone waiting in the queue for the next time (None: it was dequeued)."""
+    next_at: datetime | None = None
+    """When the waiting clone may be claimed; None for a trigger waiting for its event."""
+    pending_events: int = 0
+    """A trigger's events not yet turned into runs."""
+
+
 class QueueEntry(_Frozen):
     """One task waiting in a queue, in claim order."""
 

@@ -18,6 +18,7 @@ pass the same contract tests (``tests/contract``).
     ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
     QuotaPort        per-user and per-project limits on running tasks and GPUs
     CleanupStore     tasks: TaskReads, cleanup: CleanupPort (archive, delete, retention)
+    ScheduleStore    schedules: SchedulePort (schedules and triggers: add, list, remove)
 
 Plain names only (models and settings): nothing here imports the scheduler, so
 ``clearq.automation`` can be typed against these ports without depending on it.
@@ -50,6 +51,7 @@ from clearq.models import (
     RunResult,
     ScalarPoint,
     ScalarSummary,
+    ScheduleInfo,
     Script,
     Task,
     TaskFilter,
@@ -77,6 +79,8 @@ __all__ = [
     "QueueActions",
     "QueueReads",
     "QuotaPort",
+    "SchedulePort",
+    "ScheduleStore",
     "TaskReads",
     "TaskRecords",
     "WorkerAdmin",
@@ -484,3 +488,55 @@ class CleanupStore(Protocol):
     def tasks(self) -> TaskReads: ...
     @property
     def cleanup(self) -> CleanupPort: ...
+
+
+class SchedulePort(Protocol):
+    """Schedules and triggers (``clearq.scheduler.schedules``); the claim fires them."""
+
+    def add(
+        self,
+        task_id: uuid.UUID,
+        queue: str,
+        *,
+        every_seconds: float | None = ...,
+        cron: str | None = ...,
+        timezone: str | None = ...,
+        name: str | None = ...,
+        priority: int = ...,
+        user: str | None = ...,
+    ) -> ScheduleInfo:
+        """Enqueue a clone of the task every interval, or at each cron time."""
+        ...
+
+    def add_trigger(
+        self,
+        task_id: uuid.UUID,
+        queue: str,
+        *,
+        on_status: TaskStatus,
+        on_project: str | None = ...,
+        name: str | None = ...,
+        priority: int = ...,
+        user: str | None = ...,
+    ) -> ScheduleInfo:
+        """Enqueue a clone of the task each time a task (of a project) reaches a status."""
+        ...
+
+    def get(self, schedule_id: int) -> ScheduleInfo:
+        """One schedule; NotFound when there is none."""
+        ...
+
+    def list(self) -> builtins.list[ScheduleInfo]:
+        """Every schedule and trigger, by id."""
+        ...
+
+    def remove(self, schedule_id: int) -> ScheduleInfo:
+        """Remove a schedule and its waiting clone."""
+        ...
+
+
+class ScheduleStore(Protocol):
+    """What the schedule commands and the TaskScheduler / TriggerScheduler facades use."""
+
+    @property
+    def schedules(self) -> SchedulePort: ...

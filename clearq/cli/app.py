@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from clearq import __version__
-from clearq.cli import db, queue, quota, task, workers
+from clearq.cli import db, queue, quota, schedule, task, workers
 from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
 from clearq.cli.output import error, say
@@ -26,6 +26,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(queue.app, name="queue")
 app.add_typer(quota.app, name="quota")
 app.add_typer(task.app, name="task")
+app.add_typer(schedule.app, name="schedule")
 app.command("reap")(reap_command)
 app.command("agent")(agent_command)
 app.add_typer(workers.app, name="workers")

@@ -19,6 +19,12 @@ its running tasks in a statement after taking it, so concurrent claimers never o
 the cap; uncapped queues keep the single lock-free statement. Quotas per user and per
 project (``clearq.scheduler.quotas``) are held the same way, under one lock of their own,
 and a claim of several tasks under them claims one at a time in its transaction.
+
+A schedule's waiting clone (an entry with a ``schedule_id``) is claimed like any entry,
+and the same transaction fires its schedule (``schedules.fire``: the next waiting clone).
+The lock-free statement is its own transaction, so it passes such entries over; a
+Claimer that serves a queue with schedules claims from it in a transaction, as it does
+from a capped one.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -36,7 +42,15 @@ from clearq.errors import InvalidInput
 from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.quotas import ANY_QUOTA, NO_QUOTAS, PG_QUOTA_LOCK, QUOTA_USE, over_quota
-from clearq.scheduler.schema import db_now, queue_entries, queues, task_dependencies, tasks
+from clearq.scheduler.schedules import fire
+from clearq.scheduler.schema import (
+    db_now,
+    queue_entries,
+    queues,
+    schedules,
+    task_dependencies,
+    tasks,
+)
 
 CAPS_REFRESH_SECONDS = 5.0
 """How often a Claimer on PostgreSQL re-reads which of its queues are capped, and
@@ -49,14 +63,14 @@ whether any quota exists."""
 _PG_CLAIM = """
 WITH ranks(name, rank) AS (VALUES {ranks}),{quota_use}
 picked AS MATERIALIZED (
-    SELECT c.id, c.task_id, c.priority, r.name AS queue_name
+    SELECT c.id, c.task_id, c.priority, c.schedule_id, r.name AS queue_name
     FROM ranks r
     JOIN queues q ON q.name = r.name{queue_filter}
     CROSS JOIN LATERAL (
-        SELECT e.id, e.task_id, e.priority
+        SELECT e.id, e.task_id, e.priority, e.schedule_id
         FROM queue_entries e
         WHERE e.queue_id = q.id
-          AND e.held_by IS NULL
+          AND e.held_by IS NULL{entry_filter}
           AND (e.not_before IS NULL OR e.not_before <= now())
           AND NOT EXISTS (
               SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
@@ -90,9 +104,12 @@ SET status = 'running',
     lease_expires_at = now() + make_interval(secs => :lease)
 FROM picked p
 WHERE t.id = p.task_id
-RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id
+RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id, p.schedule_id
 """
 _PG_UNCAPPED = "\n    AND q.max_running IS NULL"
+# Outside a transaction nothing can follow the claim: a schedule's entry waits for a
+# claimer that knows its queue has schedules (Claimer reads them as it reads caps).
+_PG_UNSCHEDULED = "\n          AND e.schedule_id IS NULL"
 _PG_QUOTA_USE = f"\nquota_use AS MATERIALIZED (\n{QUOTA_USE}\n),"
 _PG_OVER_QUOTA = "\n          AND " + over_quota("quota_use", "e.task_id", "q.gpus")
 _PG_NO_QUOTAS = "\n    AND " + NO_QUOTAS
@@ -125,7 +142,7 @@ BLOCKED = (
     .exists()
 )
 _SQLITE_PICK = (
-    sa.select(queue_entries.c.id, queue_entries.c.task_id)
+    sa.select(queue_entries.c.id, queue_entries.c.task_id, queue_entries.c.schedule_id)
     .where(
         queue_entries.c.queue_id == sa.bindparam("queue_id"),
         queue_entries.c.held_by.is_(None),
@@ -175,6 +192,7 @@ def claim(
     lease_seconds: float,
     capped: dict[str, int] | None = None,
     quotas: bool = False,
+    scheduled: Collection[str] = (),
 ) -> list[Claim]:
     """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction.
 
@@ -182,13 +200,16 @@ def claim(
     takes their locks; a queue capped since is skipped by the lock-free statement).
     ``quotas``: whether quotas are known to exist (PostgreSQL takes their lock; while one
     exists unseen, the statements without it claim nothing). SQLite reads both itself.
+    ``scheduled``: the queues among them known to hold schedules' entries (PostgreSQL
+    claims in a transaction that fires those schedules, ``schedules.fire``; the lock-free
+    statement passes such entries over). SQLite always claims in a transaction.
     """
     if limit < 1:
         raise InvalidInput(f"a claim takes at least one task, not {limit}")
     if not queues_ranked:
         return []
     capped = capped or {}
-    if db.is_postgres and not capped and not quotas:
+    if db.is_postgres and not capped and not quotas and not scheduled:
         # One statement: its own transaction, without BEGIN/COMMIT round trips.
         with db.write_one() as conn:
             return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
@@ -213,6 +234,7 @@ def claim(
                     lease_seconds,
                     capped=bool(capped),
                     quota=quotas,
+                    scheduled=True,
                 )
 
             return _one_at_a_time(take_pg, queues_ranked, limit, interleave, quotas)
@@ -265,24 +287,29 @@ def _claim_pg(
     *,
     capped: bool = False,
     quota: bool = False,
+    scheduled: bool = False,
 ) -> list[Claim]:
+    """``scheduled``: in a transaction, which claims schedules' entries and fires them."""
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
-    statement = _pg_claim_statement(len(names), interleave, capped, quota)
+    statement = _pg_claim_statement(len(names), interleave, capped, quota, scheduled)
     rows = conn.execute(statement, params).all()
+    if scheduled:
+        fire(conn, [(r.id, r.schedule_id) for r in rows if r.schedule_id is not None])
     picked = [_Picked(r.id, r.attempt, r.queue_name, r.priority, r.entry_id) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
 
 
 @functools.cache
 def _pg_claim_statement(
-    n_queues: int, interleave: bool, capped: bool, quota: bool
+    n_queues: int, interleave: bool, capped: bool, quota: bool, scheduled: bool
 ) -> sa.TextClause:
     # One statement object per shape, so SQLAlchemy neither re-parses the text nor
     # re-keys its cache on every claim. Lock-free: capped queues are left out; under
     # their locks: each queue takes at most the room its cap leaves. Under the quota
     # lock, entries of users and projects at a quota are passed over; without it,
-    # nothing is claimed while a quota exists.
+    # nothing is claimed while a quota exists. Schedules' entries are claimed only in a
+    # transaction (``scheduled``), which fires them.
     ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(n_queues))
     order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
     queue_filter = ("" if capped else _PG_UNCAPPED) + ("" if quota else _PG_NO_QUOTAS)
@@ -294,6 +321,7 @@ def _pg_claim_statement(
             limit=_PG_ROOM if capped else ":n",
             quota_use=_PG_QUOTA_USE if quota else "",
             quota_filter=_PG_OVER_QUOTA if quota else "",
+            entry_filter="" if scheduled else _PG_UNSCHEDULED,
             take_and_run=PG_TAKE_AND_RUN,
         )
     )
@@ -315,7 +343,7 @@ def _claim_sqlite(
     ).all()
     ids = {r.name: r.id for r in found}
     caps = {r.name: r.max_running for r in found if r.max_running is not None}
-    per_queue: list[list[tuple[int, uuid.UUID, str]]] = []
+    per_queue: list[list[_Entry]] = []
     for name in names:
         if name not in ids:
             continue
@@ -326,28 +354,36 @@ def _claim_sqlite(
             if room <= 0:
                 continue
         rows = conn.execute(pick, {"queue_id": ids[name], "n": room}).all()
-        per_queue.append([(r.id, r.task_id, name) for r in rows])
+        per_queue.append([_Entry(r.id, r.task_id, name, r.schedule_id) for r in rows])
         if not interleave and sum(map(len, per_queue)) >= limit:
             break
     picked = _interleave(per_queue) if interleave else [e for q in per_queue for e in q]
     picked = picked[:limit]
     if not picked:
         return []
-    conn.execute(queue_entries.delete().where(queue_entries.c.id.in_([p[0] for p in picked])))
+    conn.execute(queue_entries.delete().where(queue_entries.c.id.in_([p.id for p in picked])))
     claimed = []
-    for _entry_id, task_id, name in picked:  # already in claim order
+    for entry in picked:  # already in claim order
         attempt = conn.execute(
             sa.text(SQLITE_RUN),
-            {"worker": worker, "lease": float(lease_seconds), "task_id": task_id.hex},
+            {"worker": worker, "lease": float(lease_seconds), "task_id": entry.task_id.hex},
         ).scalar_one()
-        claimed.append(Claim(task_id=task_id, attempt=attempt, worker=worker, queue=name))
+        claimed.append(
+            Claim(task_id=entry.task_id, attempt=attempt, worker=worker, queue=entry.queue)
+        )
+    fire(conn, [(p.task_id, p.schedule_id) for p in picked if p.schedule_id is not None])
     return claimed
 
 
-def _interleave(
-    per_queue: Sequence[Sequence[tuple[int, uuid.UUID, str]]],
-) -> list[tuple[int, uuid.UUID, str]]:
-    out: list[tuple[int, uuid.UUID, str]] = []
+class _Entry(NamedTuple):
+    id: int
+    task_id: uuid.UUID
+    queue: str
+    schedule_id: int | None
+
+
+def _interleave(per_queue: Sequence[Sequence[_Entry]]) -> list[_Entry]:
+    out: list[_Entry] = []
     for i in range(max((len(q) for q in per_queue), default=0)):
         out.extend(q[i] for q in per_queue if i < len(q))
     return out
@@ -409,22 +445,32 @@ class Claimer:
         self._start = 0
         self._capped: dict[str, int] = {}
         self._quotas = False
+        self._scheduled: frozenset[str] = frozenset()
         self._capped_read_at = -CAPS_REFRESH_SECONDS
 
     def _capped_queues(self) -> dict[str, int]:
         # PostgreSQL only (SQLite reads caps and quotas inside its claim). A cap set since
         # the last read only makes the lock-free statement skip that queue until the next
-        # read; a first quota, claim nothing.
+        # read; a first quota, claim nothing; a first schedule, skip its entry (the queues
+        # with schedules are read with the caps, into ``_scheduled``).
         if not self._db.is_postgres:
             return {}
         now = time.monotonic()
         if now - self._capped_read_at >= CAPS_REFRESH_SECONDS:
-            query = sa.select(queues.c.name, queues.c.id).where(
-                queues.c.name.in_(self.queues), queues.c.max_running.is_not(None)
+            with_schedules = (
+                sa.select(schedules.c.id).where(schedules.c.queue_id == queues.c.id).exists()
+            )
+            query = sa.select(
+                queues.c.name, queues.c.id, queues.c.max_running, with_schedules.label("sched")
+            ).where(
+                queues.c.name.in_(self.queues),
+                sa.or_(queues.c.max_running.is_not(None), with_schedules),
             )
             with self._db.read() as conn:
-                self._capped = {r.name: r.id for r in conn.execute(query)}
+                rows = conn.execute(query).all()
                 self._quotas = bool(conn.execute(ANY_QUOTA).scalar())
+            self._capped = {r.name: r.id for r in rows if r.max_running is not None}
+            self._scheduled = frozenset(r.name for r in rows if r.sched)
             self._capped_read_at = now
         return self._capped
 
@@ -446,6 +492,7 @@ class Claimer:
             lease_seconds=self._lease_seconds,
             capped={q: i for q, i in self._capped_queues().items() if q in ranked},
             quotas=self._quotas,
+            scheduled=self._scheduled.intersection(ranked),
         )
         if robin and claims:
             # The first claim of a batch came from the first queue in rotation that had

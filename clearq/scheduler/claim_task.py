@@ -5,7 +5,9 @@ queue entry is locked and deleted and the task turns ``running`` with the worker
 attempt and a lease on the database's clock, so an agent racing for the same entry gets
 either all of it or nothing. A task still waiting for a parent cannot be claimed; a retry's
 delay (``not_before``) and a queue's cap do not hold back a task a person or an outside
-launcher asked to run now.
+launcher asked to run now. A schedule's waiting clone run this way fires its schedule as
+an agent's claim does (the next clone waits for the next time); a trigger's waiting clone
+cannot be run before its event.
 
 When nothing was claimed the same transaction says why: the task is not queued, it
 waits for a parent, or another worker is claiming it at this very moment.
@@ -22,17 +24,18 @@ from clearq.errors import InvalidInput, NotFound
 from clearq.models import Claim, TaskStatus
 from clearq.scheduler.claim import BLOCKED, PG_TAKE_AND_RUN, SQLITE_RUN
 from clearq.scheduler.engine import Database
+from clearq.scheduler.schedules import TRIGGER_HOLD, fire
 from clearq.scheduler.schema import queue_entries, queues, task_dependencies, tasks
 from clearq.scheduler.statements import GANG_HOLD
 
 _PG_CLAIM_TASK = sa.text(
     """
 WITH picked AS MATERIALIZED (
-    SELECT e.id, e.task_id, e.priority, q.name AS queue_name
+    SELECT e.id, e.task_id, e.priority, e.schedule_id, q.name AS queue_name
     FROM queue_entries e
     JOIN queues q ON q.id = e.queue_id
     WHERE e.task_id = :task_id
-      AND (e.held_by IS NULL OR e.held_by <> 'gang')
+      AND (e.held_by IS NULL OR e.held_by NOT IN ('gang', 'trigger'))
       AND NOT EXISTS (
           SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
           WHERE d.child_id = e.task_id AND p.status <> 'completed'
@@ -45,11 +48,14 @@ WITH picked AS MATERIALIZED (
 )
 
 _SQLITE_ENTRY = (
-    sa.select(queue_entries.c.id, queues.c.name)
+    sa.select(queue_entries.c.id, queue_entries.c.schedule_id, queues.c.name)
     .select_from(queue_entries.join(queues, queues.c.id == queue_entries.c.queue_id))
     .where(
         queue_entries.c.task_id == sa.bindparam("task_id"),
-        sa.or_(queue_entries.c.held_by.is_(None), queue_entries.c.held_by != GANG_HOLD),
+        sa.or_(
+            queue_entries.c.held_by.is_(None),
+            queue_entries.c.held_by.not_in([GANG_HOLD, TRIGGER_HOLD]),
+        ),
         ~BLOCKED,
     )
 )
@@ -62,6 +68,8 @@ def claim_task(db: Database, *, worker: str, task_id: uuid.UUID, lease_seconds: 
             params = {"task_id": task_id, "worker": worker, "lease": float(lease_seconds)}
             row = conn.execute(_PG_CLAIM_TASK, params).first()
             if row is not None:
+                if row.schedule_id is not None:
+                    fire(conn, [(task_id, row.schedule_id)])
                 return Claim(
                     task_id=row.id, attempt=row.attempt, worker=worker, queue=row.queue_name
                 )
@@ -73,6 +81,8 @@ def claim_task(db: Database, *, worker: str, task_id: uuid.UUID, lease_seconds: 
                     sa.text(SQLITE_RUN),
                     {"worker": worker, "lease": float(lease_seconds), "task_id": task_id.hex},
                 ).scalar_one()
+                if entry.schedule_id is not None:
+                    fire(conn, [(task_id, entry.schedule_id)])
                 return Claim(task_id=task_id, attempt=attempt, worker=worker, queue=entry.name)
         raise _why_not(conn, task_id)
 
@@ -113,5 +123,15 @@ def _why_not(conn: Connection, task_id: uuid.UUID) -> Exception:
         return InvalidInput(
             f"task {task_id} waits for task {waiting.id} ({waiting.status}) to complete: "
             "run it once its parents have completed"
+        )
+    held = conn.execute(
+        sa.select(queue_entries.c.schedule_id).where(
+            queue_entries.c.task_id == task_id, queue_entries.c.held_by == TRIGGER_HOLD
+        )
+    ).first()
+    if held is not None:
+        return InvalidInput(
+            f"task {task_id} waits for trigger {held.schedule_id}: it runs when a task "
+            "reaches the trigger's status (`clearq schedule list`)"
         )
     return InvalidInput(f"task {task_id} is being claimed by another worker right now")

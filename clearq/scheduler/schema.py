@@ -175,7 +175,58 @@ queue_entries = sa.Table(
     sa.Column("not_before", UtcDateTime()),
     # An outside launcher's hold (``slurm:<job id>``): the agents' claim passes it over.
     sa.Column("held_by", sa.String(255)),
+    # The schedule whose next run this entry is (migration 0016): claiming it fires the
+    # schedule (clearq.scheduler.schedules). No foreign key: a schedule removed leaves a
+    # plain entry.
+    sa.Column("schedule_id", sa.Integer()),
     sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
+    sa.Index("ix_queue_entries_schedule_id", "schedule_id"),
+)
+
+# Schedules and triggers (migration 0016): each keeps one waiting clone of ``task_id`` in
+# its queue (the entry with its ``schedule_id``); claiming it makes the next.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column(
+        "queue_id", sa.Integer(), sa.ForeignKey("queues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("priority", sa.Integer(), nullable=False),
+    sa.Column("every_seconds", sa.Float()),
+    sa.Column("cron", sa.String(255)),
+    sa.Column("timezone", sa.String(64)),
+    sa.Column("on_status", sa.String(16)),
+    sa.Column("on_project", sa.String(255)),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("created_by", sa.Text()),
+    sa.Column("fired", sa.Integer(), nullable=False),
+    sa.Column("last_fired_at", UtcDateTime()),
+    sa.Column("last_task_id", sa.Uuid()),
+    sa.Index("ix_schedules_on_status", "on_status"),
+    # Deleting a task probes it for the schedules cloning that task (ON DELETE CASCADE).
+    sa.Index("ix_schedules_task_id", "task_id"),
+)
+
+# A trigger's events not yet run: written by the database itself (a trigger on tasks'
+# status, migration 0016) in the transaction of the status change.
+schedule_events = sa.Table(
+    "schedule_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "schedule_id",
+        sa.Integer(),
+        sa.ForeignKey("schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("task_id", sa.Uuid(), sa.ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("at", UtcDateTime(), nullable=False),
+    sa.Index("ix_schedule_events_schedule_id_id", "schedule_id", "id"),
+    sa.Index("ix_schedule_events_task_id", "task_id"),
 )
 
 # A child is claimable once every parent completed (unless the edge continues on failure).

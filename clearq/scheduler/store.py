@@ -31,6 +31,7 @@ from clearq.scheduler.outputs import Outputs
 from clearq.scheduler.queues import QueueOps
 from clearq.scheduler.quotas import Quotas
 from clearq.scheduler.reported import Reported
+from clearq.scheduler.schedules import ScheduleOps
 from clearq.scheduler.task_admin import TaskAdmin
 from clearq.scheduler.tasks import TaskRepo
 from clearq.scheduler.views import Views
@@ -75,6 +76,7 @@ class Store:
         self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
         self.views = Views(self.db)
         self.holds = Holds(self.db)
+        self.schedules = ScheduleOps(self.db)
         self.gangs = Gangs(self.db, leases=self.leases, lease_seconds=s.lease_seconds)
         self.cleanup = Cleanup(self.db, leases=self.leases)
 
@@ -149,5 +151,6 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
         ports.WorkerAdmin,
         ports.QuotaPort,
         ports.CleanupStore,
+        ports.ScheduleStore,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s)
+        return (s, s, s, s, s.workers, s.quotas, s, s)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
 from clearq.models import (
@@ -70,32 +71,8 @@ class TaskRepo:
 
     def create(self, spec: TaskSpec) -> Task:
         """Store a new task in status created."""
-        new = fenced.NewTask(
-            project=spec.project,
-            name=spec.name,
-            type=spec.type,
-            script=_stored_script(spec.script, f"task {spec.name!r}"),
-            env=_stored_env(spec.env, f"task {spec.name!r}"),
-            container=spec.container.model_dump(mode="json"),
-            parameters=dict(spec.parameters),
-            tags=list(spec.tags),
-            comment=spec.comment,
-            parent_id=spec.parent_id,
-            output_uri=spec.output_uri,
-            max_attempts=spec.max_attempts or self._max_attempts,
-            max_run_seconds=spec.max_run_seconds,
-            max_retries=spec.max_retries,
-            retry_delay_seconds=spec.retry_delay_seconds,
-        )
         with self._db.write() as conn:
-            task_id = fenced.insert_task(on(conn), new, running=False)
-            conn.execute(tasks.update().where(tasks.c.id == task_id).values(created_by=spec.user))
-            if spec.environment:
-                where = tasks.c.id == task_id
-                conn.execute(tasks.update().where(where).values(environment=spec.environment))
-            if spec.nodes > 1:
-                conn.execute(tasks.update().where(tasks.c.id == task_id).values(nodes=spec.nodes))
-            return fetch_task(conn, task_id)
+            return fetch_task(conn, create_in(conn, spec, max_attempts=self._max_attempts))
 
     def clone(
         self, task_id: uuid.UUID, *, name: str | None = None, parent: uuid.UUID | None = None
@@ -104,27 +81,7 @@ class TaskRepo:
 
         Its ``parent_id`` is ``parent``, by default the task cloned.
         """
-        source = self.get(task_id)
-        spec = TaskSpec(
-            project=source.project,
-            name=name or f"{source.name} (clone)",
-            type=source.type,
-            script=source.script,
-            env=source.env,
-            container=source.container,
-            parameters=dict(source.parameters),
-            tags=source.tags,
-            comment=source.comment,
-            parent_id=parent or source.id,
-            max_attempts=source.max_attempts,
-            max_run_seconds=source.max_run_seconds,
-            output_uri=source.output_uri,
-            max_retries=source.max_retries,
-            retry_delay_seconds=source.retry_delay_seconds,
-            environment=source.environment,
-            nodes=source.nodes,
-        )
-        return self.create(spec)
+        return self.create(clone_spec(self.get(task_id), name=name, parent=parent))
 
     def get(self, task_id: uuid.UUID) -> Task:
         """The task by id; NotFound when there is none."""
@@ -373,6 +330,71 @@ class TaskRepo:
             for table in RESET_TABLES:
                 conn.execute(table.delete().where(table.c.task_id == task_id))
             return fetch_task(conn, task_id)
+
+
+def create_in(conn: Connection, spec: TaskSpec, *, max_attempts: int) -> uuid.UUID:
+    """Store a new draft inside the caller's transaction; its id.
+
+    ``max_attempts``: the store's default, for a spec that names none.
+    """
+    new = fenced.NewTask(
+        project=spec.project,
+        name=spec.name,
+        type=spec.type,
+        script=_stored_script(spec.script, f"task {spec.name!r}"),
+        env=_stored_env(spec.env, f"task {spec.name!r}"),
+        container=spec.container.model_dump(mode="json"),
+        parameters=dict(spec.parameters),
+        tags=list(spec.tags),
+        comment=spec.comment,
+        parent_id=spec.parent_id,
+        output_uri=spec.output_uri,
+        max_attempts=spec.max_attempts or max_attempts,
+        max_run_seconds=spec.max_run_seconds,
+        max_retries=spec.max_retries,
+        retry_delay_seconds=spec.retry_delay_seconds,
+    )
+    task_id = fenced.insert_task(on(conn), new, running=False)
+    extra: dict[str, Any] = {"created_by": spec.user}
+    if spec.environment:
+        extra["environment"] = spec.environment
+    if spec.nodes > 1:
+        extra["nodes"] = spec.nodes
+    conn.execute(tasks.update().where(tasks.c.id == task_id).values(**extra))
+    return task_id
+
+
+def clone_spec(
+    source: Task,
+    *,
+    name: str | None = None,
+    parent: uuid.UUID | None = None,
+    user: str | None = None,
+) -> TaskSpec:
+    """The spec of a clone of ``source``: its code, environment, parameters and limits.
+
+    ``user``: who the clone is made by (default: the current user, the cloner).
+    """
+    return TaskSpec(
+        project=source.project,
+        name=name or f"{source.name} (clone)",
+        type=source.type,
+        script=source.script,
+        env=source.env,
+        container=source.container,
+        parameters=dict(source.parameters),
+        tags=source.tags,
+        comment=source.comment,
+        parent_id=parent or source.id,
+        max_attempts=source.max_attempts,
+        max_run_seconds=source.max_run_seconds,
+        output_uri=source.output_uri,
+        max_retries=source.max_retries,
+        retry_delay_seconds=source.retry_delay_seconds,
+        environment=source.environment,
+        nodes=source.nodes,
+        **({"user": user} if user else {}),
+    )
 
 
 def _event_status(value: str) -> TaskStatus | HistoryMark:

@@ -29,6 +29,7 @@ from clearq.testing.cleanup import MemoryCleanup
 from clearq.testing.quotas import MemoryQuotas
 from clearq.testing.records import MemoryQueues, MemoryTasks
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
+from clearq.testing.schedules import MemorySchedules
 from clearq.testing.state import Clock, State, utc_now
 from clearq.testing.workers import MemoryWorkers
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         ExecutorStore,
         LogSinkStore,
         QuotaPort,
+        ScheduleStore,
         WorkerAdmin,
     )
 
@@ -87,6 +89,7 @@ class MemoryStore:
         self.outputs = MemoryOutputs(self.state)
         self.workers = MemoryWorkers(self.state)
         self.cleanup = MemoryCleanup(self.state, leases=self.leases)
+        self.schedules = MemorySchedules(self.state, max_attempts=s.max_attempts)
 
     @property
     def notices(self) -> list[tuple[str, str]]:
@@ -140,5 +143,6 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
         WorkerAdmin,
         QuotaPort,
         CleanupStore,
+        ScheduleStore,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s)
+        return (s, s, s, s, s.workers, s.quotas, s, s)

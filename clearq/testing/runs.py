@@ -24,6 +24,7 @@ from clearq.models import (
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
 from clearq.testing.quotas import over_quota
+from clearq.testing.schedules import fire
 from clearq.testing.state import Entry, State, Summary
 
 
@@ -89,6 +90,7 @@ class MemoryClaimer:
             e
             for e in entries
             if (e.not_before is None or e.not_before <= now)
+            and e.held_by is None
             and self._free(e)
             and not over_quota(s, s.tasks[e.task_id], queue.gpus)
         ]
@@ -129,6 +131,8 @@ class MemoryClaimer:
             status_reason="",
             lease_expires_at=now + timedelta(seconds=self._lease),
         )
+        if entry.schedule_id is not None:
+            fire(s, task.id, entry.schedule_id)
         return Claim(task_id=task.id, attempt=task.attempt, worker=self.worker, queue=name)
 
 

@@ -49,6 +49,32 @@ class Entry:
     priority: int
     enqueued_at: datetime
     not_before: datetime | None = None
+    schedule_id: int | None = None
+    """The schedule whose waiting clone this entry is (``scheduler.schedules``)."""
+    held_by: str | None = None
+    """``trigger`` while a trigger's waiting clone waits for its event."""
+
+
+@dataclass
+class ScheduleRow:
+    """A schedule or trigger, as the ``schedules`` table holds it."""
+
+    id: int
+    kind: str
+    task_id: uuid.UUID
+    queue: str
+    name: str
+    priority: int
+    created_at: datetime
+    created_by: str | None
+    every_seconds: float | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    on_status: str | None = None
+    on_project: str | None = None
+    fired: int = 0
+    last_fired_at: datetime | None = None
+    last_task_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -81,6 +107,9 @@ class State:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     quotas: dict[tuple[QuotaKind, str], Quota] = field(default_factory=dict)
     metrics: list[tuple[str, datetime, Any]] = field(default_factory=list)
+    schedules: dict[int, ScheduleRow] = field(default_factory=dict)
+    schedule_events: list[tuple[int, uuid.UUID]] = field(default_factory=list)
+    """A trigger's events not yet run (schedule id, task), oldest first."""
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Hints sent (channel, payload), as PostgreSQL's NOTIFY would; tests read them."""
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -100,7 +129,23 @@ class State:
         """Store ``task`` with ``changes`` (and a new ``updated_at``); the stored value."""
         updated = task.model_copy(update={"updated_at": self.now(), **changes})
         self.tasks[task.id] = updated
+        if updated.status is not task.status:
+            self._fire_triggers(updated)
         return updated
+
+    def _fire_triggers(self, task: Task) -> None:
+        # What the database trigger of migration 0016 does on every status change.
+        for row in sorted(self.schedules.values(), key=lambda r: r.id):
+            if (
+                row.on_status == task.status.value
+                and row.on_project in (None, task.project)
+                and task.id != row.task_id
+                and task.parent_id != row.task_id
+            ):
+                self.schedule_events.append((row.id, task.id))
+                for entry in self.entries.values():
+                    if entry.schedule_id == row.id and entry.held_by == "trigger":
+                        entry.held_by = None
 
     def transition(
         self,

@@ -122,7 +122,11 @@ def test_the_history_triggers_survive_every_migration(empty_db: Database) -> Non
                 "AND NOT tgisinternal"
             )
         names = set(conn.exec_driver_sql(query).scalars())
-    assert names == {"task_events_on_insert", "task_events_on_update"}
+    assert names == {
+        "task_events_on_insert",
+        "task_events_on_update",
+        "schedule_triggers_on_update",
+    }
 
 
 def test_tasks_parent_id_is_indexed(empty_db: Database) -> None:
