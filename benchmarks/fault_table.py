@@ -5,7 +5,9 @@ real signals) ``--runs`` times, each fault's history checked by one checker
 (``tests/faults/history.py``), and prints one line per fault: the counts summed over
 the runs and the recovery time's min / median / max in seconds, beside the machine's
 load. The counts are the result (they must be 0, except duplicated and overlaps, which
-at-least-once execution allows); the recovery time is the figure.
+at-least-once execution allows; a frozen agent's attempt must show neither: its watchdog
+ends it, children included, at the agent's give-up time); orphans count the tasks'
+processes, their children and the agents; the recovery time is the figure.
 
     python benchmarks/fault_table.py [--runs 3]
 """

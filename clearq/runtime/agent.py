@@ -19,7 +19,9 @@ outage is reported once when it starts and once when it ends. Each running task 
 its attempt until a give-up time on the agent's monotonic clock that every successful
 lease renewal moves on (``HOLD_FRACTION`` of the lease after the renewal was sent); an
 agent cut off for longer stops the task itself, before the lease can expire and
-another agent claim it.
+another agent claim it. An agent frozen (SIGSTOP, a paused VM) cannot: the task's
+watchdog (:mod:`clearq.runtime.watchdog`), fed each give-up time, ends the task and its
+children at that time in its place.
 """
 
 from __future__ import annotations

@@ -24,13 +24,17 @@ from typing import Any
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that ties the child's life to this process; None off Linux."""
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties the child's life to this process; None off Linux.
+
+    The child gets ``sig`` when its parent goes: SIGKILL, or a signal it catches to end
+    its own children first (the watchdog's SIGTERM).
+    """
     if not sys.platform.startswith("linux"):
         return None
     prctl = _prctl()
     parent = os.getpid()
-    kill = int(signal.SIGKILL)
+    kill = int(sig)
 
     def tie() -> None:
         prctl(_PR_SET_PDEATHSIG, kill, 0, 0)

@@ -10,6 +10,7 @@ scalars.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -17,7 +18,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -86,6 +87,8 @@ class Control:
     monotonic clock: each successful renewal moves it on. Once it passes, the attempt
     counts as lost (``lost`` is True, ``outlived`` says why): a partitioned agent stops
     its task before the lease can pass to another agent, whatever the database says.
+    ``keepalive`` is told each new give-up time: the running process's watchdog, which
+    ends the task at that time even when this agent is frozen and cannot.
     """
 
     stop_reason: str | None = None
@@ -93,6 +96,7 @@ class Control:
     wake: threading.Event = field(default_factory=threading.Event)
     hold_until: float | None = None
     clock: Callable[[], float] = time.monotonic
+    keepalive: Callable[[float], None] | None = None
     _lost: bool = False
 
     def stop(self, reason: str) -> None:
@@ -116,6 +120,8 @@ class Control:
         """The lease was renewed: hold the attempt until ``until`` (monotonic) at least."""
         if self.hold_until is None or until > self.hold_until:
             self.hold_until = until
+        if (keepalive := self.keepalive) is not None:
+            keepalive(until)
 
     @property
     def outlived(self) -> bool:
@@ -366,7 +372,8 @@ class Executor:
             )
         except ProcessStartError as e:
             raise StepFailed(Step.SETUP, str(e)) from e
-        code = _wait_or_stop(proc, control, self._config.stop_grace)
+        with _kept_alive(proc, control):
+            code = _wait_or_stop(proc, control, self._config.stop_grace)
         if control.interrupted:
             return  # the caller's next check ends the run
         if code != 0:
@@ -438,7 +445,17 @@ class Executor:
         except ProcessStartError as e:
             raise StepFailed(Step.START, str(e)) from e
         watch = _Watch(proc, self._resource_writer(fence, control), title=title)
-        while (code := proc.poll()) is None:
+        with _kept_alive(proc, control):
+            code = self._watch(proc, control, watch)
+        if isinstance(code, Outcome):
+            return code
+        if code == 0:
+            return Outcome(TaskStatus.COMPLETED, 0, "")
+        return Outcome(TaskStatus.FAILED, code, describe_exit(code))
+
+    def _watch(self, proc: TaskProcess, control: Control, watch: _Watch) -> int | Outcome:
+        """The process's exit code, or the outcome when it was stopped or lost."""
+        while proc.poll() is None:
             control.wake.wait(_WATCH_SECONDS)
             control.wake.clear()
             if control.lost:
@@ -451,10 +468,10 @@ class Executor:
                 code = proc.stop(self._config.stop_grace)
                 return Outcome(TaskStatus.STOPPED, code, control.stop_reason)
             watch.sample()
-        proc.wait()
-        if code == 0:
-            return Outcome(TaskStatus.COMPLETED, 0, "")
-        return Outcome(TaskStatus.FAILED, code, describe_exit(code))
+        code = proc.wait()
+        if control.lost:
+            return Outcome(None, reason="lease lost")
+        return code
 
     def _resource_writer(
         self, fence: Fence, control: Control
@@ -487,7 +504,7 @@ class _Watch:
         self._write = write
         self._every = every
         self._next = self._started + every
-        self._tree = ProcessTreeMonitor(proc.pid)
+        self._tree = ProcessTreeMonitor(proc.pid, root=not proc.watched)
 
     def sample(self) -> None:
         now = time.monotonic()
@@ -507,6 +524,24 @@ class _Watch:
                 ),
             ]
         )
+
+
+@contextlib.contextmanager
+def _kept_alive(proc: TaskProcess, control: Control) -> Iterator[None]:
+    """Feed ``proc``'s watchdog the attempt's give-up times while it runs.
+
+    A process the watchdog killed at that time is the lost attempt's, whoever looks
+    first: the give-up stands even if a late renewal reached the agent after it.
+    """
+    control.keepalive = proc.hold
+    if control.hold_until is not None:
+        proc.hold(control.hold_until)
+    try:
+        yield
+    finally:
+        control.keepalive = None
+        if proc.gave_up:
+            control.lose()
 
 
 def _held(control: Control) -> Callable[[], bool]:

@@ -71,18 +71,27 @@ class MachineMonitor:
 
 
 class ProcessTreeMonitor:
-    """CPU percent and resident memory of one process and all its children."""
+    """CPU percent and resident memory of one process and all its children.
 
-    def __init__(self, pid: int) -> None:
+    With ``root`` False the process itself is left out (a watchdog over the task).
+    """
+
+    def __init__(self, pid: int, *, root: bool = True) -> None:
         self._root = psutil.Process(pid)
+        self._with_root = root
         self._known: dict[int, psutil.Process] = {}
 
     def sample(self) -> tuple[float, int] | None:
-        """(CPU percent summed over the tree, bytes resident); None once the root is gone."""
+        """(CPU percent summed over the tree, bytes resident); None once the root is
+        gone, or while the tree has nothing to measure yet."""
         try:
             tree = [self._root, *self._root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return None
+        if not self._with_root:
+            tree = tree[1:]
+            if not tree:
+                return None
         cpu, rss = 0.0, 0
         alive: dict[int, psutil.Process] = {}
         for proc in tree:

@@ -40,7 +40,10 @@ def attempt(what, action):
     except OSError as e:
         print(what, "refused", type(e).__name__)
 attempt("read the database", lambda: open(home / "clearq.db", "rb").read(1))
-attempt("read the agent's environment", lambda: open(f"/proc/{os.getppid()}/environ").read())
+# The task's parent is its watchdog (running as the task user too); the agent is above it.
+stat = open(f"/proc/{os.getppid()}/stat").read()
+agent = int(stat.rsplit(")", 1)[1].split()[1])
+attempt("read the agent's environment", lambda: open(f"/proc/{agent}/environ").read())
 attempt("list the run folders", lambda: os.listdir(home / "runs"))
 attempt("list the mirrors", lambda: os.listdir(home / "git-mirrors"))
 attempt("write the env cache", lambda: open(home / "envs" / "poison", "w").write("x"))

@@ -21,7 +21,7 @@ LEASE_SECONDS = 5.0
 WAIT_SECONDS = 90.0
 
 JOB = """
-import json, os, time
+import json, os, subprocess, sys, time
 from clearq import Task
 
 task = Task.init()
@@ -36,14 +36,30 @@ def mark(kind):
 
 mark("start")
 print(f"attempt {attempt} starts", flush=True)
+# A child of the task's own, marking too: it must end with the attempt, as the task does.
+child = subprocess.Popen([sys.executable, "-c", CHILD, path, str(attempt)])
 until = time.monotonic() + float(params["sleep"])
 while time.monotonic() < until:
     time.sleep(0.2)
     mark("alive")
+child.kill()
+child.wait()
 task.get_logger().report_scalar("phase", "end", attempt, 0)
 task.flush()
 mark("end")
 """
+
+CHILD = """
+import json, os, sys, time
+path, attempt = sys.argv[1], int(sys.argv[2])
+while True:
+    line = {"attempt": attempt, "pid": os.getpid(), "kind": "child", "t": time.monotonic()}
+    with open(path, "a") as f:
+        f.write(json.dumps(line) + "\\n")
+    time.sleep(0.2)
+"""
+
+JOB = JOB.replace("CHILD,", f"{CHILD!r},", 1)
 
 
 class Fleet:

@@ -1,8 +1,10 @@
 """One checker for every fault's history, Jepsen-style: what the store and the runs say.
 
 The tasks' code appends marks (start, alive every 0.2 s, end; on the machine-wide
-monotonic clock) to a file per task; the store keeps the tasks, their status events,
-their logs and scalars. From both, for every acknowledged (enqueued) task:
+monotonic clock) to a file per task, and so does a child process each run starts (child,
+every 0.2 s: a task's own children must end with its attempt too); the store keeps the
+tasks, their status events, their logs and scalars. From both, for every acknowledged
+(enqueued) task:
 
 - exactly one terminal status, and it is ``completed`` (the code never fails): anything
   else is **lost**;
@@ -11,9 +13,9 @@ their logs and scalars. From both, for every acknowledged (enqueued) task:
   after *a* was requeued, reaped or ended (**stale**);
 - runs of the code to its end beyond the first (**duplicated**: execution is at least
   once, so these are counted, not forbidden);
-- a superseded attempt's process still alive after the next attempt started
-  (**overlaps**);
-- no task or agent process left alive after the fleet stopped (**orphans**).
+- a superseded attempt's process, or its child, still alive after the next attempt
+  started (**overlaps**);
+- no task process, task's child or agent left alive after the fleet stopped (**orphans**).
 """
 
 from __future__ import annotations

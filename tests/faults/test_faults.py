@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+import psutil
 import pytest
 
 from clearq.models import TaskStatus
@@ -32,7 +33,7 @@ from tests.faults.fleet import (
     poll,
     some_running,
 )
-from tests.faults.history import Verdict, check, read_marks
+from tests.faults.history import Mark, Verdict, check, read_marks
 
 LOST_LINE = re.compile(r"lost the database at ")
 
@@ -167,21 +168,29 @@ def test_sigstop_of_an_agent(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
         victim, _ = pg_fleet.start(2)
         pg_fleet.wait_serving()  # both serve first: then each claims a task
-        ids = pg_fleet.enqueue(store, 4, sleep=3.0)
+        # Long enough that the frozen attempt cannot end on its own before its give-up.
+        ids = pg_fleet.enqueue(store, 4, sleep=8.0)
         poll(store, some_running(ids, 2))
         victim_task = _task_of(store, ids, "a0")
-        # Frozen once its task's process runs: frozen inside its clone, it would hold the
-        # host's mirror lock, and the other agent's clone waits for it (up to the mirror
-        # lock's timeout, tests/integration/test_mirror_lock.py), not this test's subject.
-        poll(store, lambda s, t=victim_task: bool(read_marks(pg_fleet.marks, t)))
+        # Frozen once its task's process and that one's child run: frozen inside its
+        # clone, it would hold the host's mirror lock, and the other agent's clone waits
+        # for it (up to the mirror lock's timeout, tests/integration/test_mirror_lock.py),
+        # not this test's subject.
+        poll(store, lambda s, t=victim_task: _kinds(read_marks(pg_fleet.marks, t)) >= {"child"})
         victim.send_signal(signal.SIGSTOP)
         started = time.monotonic()
+        frozen = {m.pid for m in read_marks(pg_fleet.marks, victim_task)}
+        # The watchdog ends the attempt's processes while their agent is still frozen.
+        poll(store, lambda s: not any(_running(pid) for pid in frozen))
+        assert victim.poll() is None
         poll(store, lambda s, t=victim_task: s.tasks.get(t).attempt > 1)
         victim.send_signal(signal.SIGCONT)
         poll(store, lambda s, t=victim_task: s.tasks.get(t).status is TaskStatus.COMPLETED)
         recovery = time.monotonic() - started
         verdict = _end(store, pg_fleet, "SIGSTOP of an agent", ids, recovery_s=recovery)
         assert verdict.requeues >= 1
+        assert verdict.overlaps == 0, "the frozen agent's attempt ran beside its successor"
+        assert verdict.duplicated == 0, "the frozen agent's attempt ran to its end"
 
 
 # ---- SQLite ----------------------------------------------------------------------------
@@ -260,6 +269,17 @@ def test_sqlite_clock_skew(sqlite_fleet: Fleet) -> None:
             stop.set()
             skewed.join()
         assert verdict.requeues == 0, "a live task was reaped for a clock that disagrees"
+
+
+def _kinds(marks: Sequence[Mark]) -> set[str]:
+    return {m.kind for m in marks}
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _task_of(store: Store, ids: Sequence[uuid.UUID], name: str) -> uuid.UUID:

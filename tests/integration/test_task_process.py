@@ -1,14 +1,28 @@
-"""A task's process: output streamed as written, stopped with its whole process group."""
+"""A task's process: output streamed as written, stopped with its whole process group,
+ended by its watchdog when its agent stops renewing it or dies."""
 
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
 
-from clearq.runtime.process import TaskProcess, describe_exit
+import pytest
+
+from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
+
+WAIT_SECONDS = 60.0
+WITH_A_GRANDCHILD = (
+    "import os, subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+    "open(sys.argv[1], 'w').write(f'{os.getpid()} {child.pid}')\n"
+    "time.sleep(600)\n"
+)
 
 
 class Collected:
@@ -108,3 +122,101 @@ def test_machine_metrics_without_a_gpu_library_have_no_gpu_fields_and_no_error(
     assert 0 < second.memory_used <= second.memory_total
     assert second.disk_free is not None
     assert len(second.gpus) == GpuReader.device_count()  # none on a machine without NVML
+
+
+def _pids(path: Path) -> list[int]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not (path.exists() and path.read_text().count(" ") == 1):
+        assert time.monotonic() < deadline, "the task never started its child"
+        time.sleep(0.05)
+    return [int(pid) for pid in path.read_text().split()]
+
+
+def _gone(pids: list[int]) -> bool:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_hold_time_passed_unrenewed_kills_the_task_and_its_children(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    argv = [sys.executable, "-c", WITH_A_GRANDCHILD, str(pids)]
+    proc = TaskProcess(argv, cwd=tmp_path, env=os.environ, sink=Collected())
+    task, grandchild = _pids(pids)
+    proc.hold(time.monotonic() + 0.5)  # then the agent goes quiet, as a frozen one does
+    assert _gone([task, grandchild]), "the watchdog left the task running"
+    assert proc.wait(timeout=WAIT_SECONDS) == -9
+    assert proc.gave_up
+
+
+def test_renewals_keep_the_task_running_to_its_own_end(tmp_path: Path) -> None:
+    code = "import time; time.sleep(2); print('done', flush=True)"
+    out = Collected()
+    proc = TaskProcess([sys.executable, "-c", code], cwd=tmp_path, env=os.environ, sink=out)
+    while proc.poll() is None:
+        proc.hold(time.monotonic() + 1.0)
+        time.sleep(0.1)
+    assert proc.wait() == 0
+    assert out.text("stdout") == "done\n"
+    assert not proc.gave_up
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        ("import sys; sys.exit(3)", 3),
+        ("raise SystemExit('message')", 1),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", -signal.SIGSEGV),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGTERM)", -signal.SIGTERM),
+    ],
+)
+def test_the_exit_status_is_the_tasks_own(tmp_path: Path, code: str, status: int) -> None:
+    proc = TaskProcess([sys.executable, "-c", code], cwd=tmp_path, env=os.environ, sink=Collected())
+    assert proc.wait(timeout=WAIT_SECONDS) == status
+    assert not proc.gave_up
+
+
+def test_a_task_that_handles_sigterm_ends_as_it_chooses(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(60)\n"
+    )
+    proc = TaskProcess([sys.executable, "-c", code], cwd=tmp_path, env=os.environ, sink=Collected())
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not ready.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert proc.stop(grace=WAIT_SECONDS) == 0  # its abort path ran: the watchdog outlived it
+
+
+def test_a_missing_program_cannot_start(tmp_path: Path) -> None:
+    with pytest.raises(ProcessStartError, match="no-such-program"):
+        TaskProcess(["no-such-program"], cwd=tmp_path, env=os.environ, sink=Collected())
+
+
+def test_the_task_and_its_children_die_with_a_killed_agent(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    agent = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from pathlib import Path
+        from clearq.runtime.process import TaskProcess
+        argv = [sys.executable, "-c", {WITH_A_GRANDCHILD!r}, {str(pids)!r}]
+        proc = TaskProcess(argv, cwd=Path({str(tmp_path)!r}), env=os.environ,
+                           sink=lambda stream, text: None)
+        proc.wait()
+        """
+    )
+    killed = subprocess.Popen([sys.executable, "-c", agent])
+    try:
+        task, grandchild = _pids(pids)
+    finally:
+        killed.kill()
+        killed.wait()
+    assert _gone([task, grandchild]), "the task or its child outlived its agent"
