@@ -290,6 +290,9 @@ class QueueInfo(_Frozen):
     oldest_enqueued_at: datetime | None = None
     max_running: int | None = None
     """At most this many of its tasks run at once (None: no cap)."""
+    description: str = ""
+    """What the queue is for, for people."""
+    tags: tuple[str, ...] = ()
 
 
 class QuotaKind(enum.StrEnum):

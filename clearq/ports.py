@@ -11,6 +11,7 @@ pass the same contract tests (``tests/contract``).
     AgentStore       tasks: TaskReads, queues: QueueReads, leases: LeasePort,
                      workers: WorkerPort, claimer(), listen(), notifies, settings
     WorkerAdmin      list workers; drain, pause, resume them
+    QueueAdmin       describe queues, move their entries
     OneTaskStore     an AgentStore that can claim one named task (claim_task)
     ExecutorStore    tasks: TaskRecords, outputs: OutputWrites
     GangPort         join, wait, leave, beat and complete the ranks of gang tasks
@@ -77,6 +78,7 @@ __all__ = [
     "OutputReads",
     "OutputWrites",
     "QueueActions",
+    "QueueAdmin",
     "QueueReads",
     "QuotaPort",
     "SchedulePort",
@@ -174,7 +176,15 @@ class QueueReads(Protocol):
 class QueueActions(QueueReads, Protocol):
     """Creating queues and putting tasks in and out of them."""
 
-    def create(self, name: str, *, gpus: int = ..., max_running: int | None = ...) -> QueueInfo:
+    def create(
+        self,
+        name: str,
+        *,
+        gpus: int = ...,
+        max_running: int | None = ...,
+        description: str = ...,
+        tags: Sequence[str] = ...,
+    ) -> QueueInfo:
         """Create a queue."""
         ...
 
@@ -222,6 +232,32 @@ class QuotaPort(Protocol):
         ...
 
 
+class QueueAdmin(QueueActions, Protocol):
+    """What an operator does to queues (``clearq queue``): describe them, reorder entries."""
+
+    def get(self, name: str) -> QueueInfo:
+        """One queue; NotFound when there is none."""
+        ...
+
+    def edit(
+        self, name: str, *, description: str | None = ..., tags: Sequence[str] | None = ...
+    ) -> QueueInfo:
+        """Set a queue's description and/or tags (None: unchanged)."""
+        ...
+
+    def move_to_front(self, task_id: uuid.UUID) -> None:
+        """Make a queued task the next one its queue hands out."""
+        ...
+
+    def move_to_back(self, task_id: uuid.UUID) -> None:
+        """Make a queued task the last one its queue hands out."""
+        ...
+
+    def move_to_queue(self, task_id: uuid.UUID, queue: str) -> Task:
+        """Move a queued task to the back of another queue, its priority kept."""
+        ...
+
+
 class ClaimPort(Protocol):
     """One worker's claims over its ordered queues."""
 
@@ -233,8 +269,10 @@ class ClaimPort(Protocol):
 class LeasePort(Protocol):
     """Heartbeats, ends of attempts, stop requests and the reaper."""
 
-    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ...) -> Heartbeat:
-        """Mark the worker seen and extend the leases of ``fences``."""
+    def heartbeat(
+        self, worker: str | Sequence[str] | None, fences: Sequence[Fence] = ...
+    ) -> Heartbeat:
+        """Mark the worker(s) seen and extend the leases of ``fences``."""
         ...
 
     def finish(
@@ -337,6 +375,10 @@ class WorkerAdmin(WorkerPort, Protocol):
 
     def list(self, *, include_gone: bool = ...) -> builtins.list[WorkerInfo]:
         """Registered workers by id."""
+        ...
+
+    def serving(self, queue: str) -> builtins.list[WorkerInfo]:
+        """The live workers of ``queue`` (heard from within a lease), held ones included."""
         ...
 
     def set_command(self, name: str, command: WorkerCommand | None) -> builtins.list[str]:

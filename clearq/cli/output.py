@@ -50,6 +50,11 @@ def say(message: str) -> None:
     out.print(message, markup=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    """Print ``warning: message`` in yellow on stderr (the command still succeeds)."""
+    err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+
+
 def error(message: str) -> None:
     """Print ``error: message`` in red on stderr."""
     err.print(Text(f"error: {message}", style="red"), soft_wrap=True)

@@ -1,4 +1,4 @@
-"""``clearq queue``: create, list, show and delete queues."""
+"""``clearq queue``: create, describe, list, show and delete queues; move their tasks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from clearq.cli.context import cli_context
+from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import JsonFlag, age, dump, dump_all, out, print_json, say, table
 from clearq.models import QueueEntry, QueueInfo
 
@@ -15,6 +16,14 @@ app = typer.Typer(help="Named queues of tasks waiting for a worker.", no_args_is
 
 NameArg = Annotated[
     str, typer.Argument(metavar="NAME", help="The queue's name.", show_default=False)
+]
+DescriptionOption = Annotated[
+    str | None,
+    typer.Option("--description", help="What the queue is for, for people.", show_default=False),
+]
+TagOption = Annotated[
+    list[str],
+    typer.Option("--tag", metavar="TAG", help="A tag of the queue (repeatable)."),
 ]
 
 
@@ -26,12 +35,84 @@ def create_command(
     max_running: Annotated[
         int | None, typer.Option(min=1, help="At most this many of its tasks run at once.")
     ] = None,
+    description: DescriptionOption = None,
+    tag: TagOption = [],  # noqa: B006 (typer reads the default; it is never mutated)
 ) -> None:
     """Create a queue."""
     with cli_context(ctx).store() as store:
-        queue = store.queues.create(name, gpus=gpus, max_running=max_running)
+        queue = store.queues.create(
+            name, gpus=gpus, max_running=max_running, description=description or "", tags=tag
+        )
     cap = "" if queue.max_running is None else f", at most {queue.max_running} running"
     say(f"created queue {queue.name} ({queue.gpus} GPU(s) per task{cap})")
+
+
+@app.command("edit")
+def edit_command(
+    ctx: typer.Context,
+    name: NameArg,
+    description: DescriptionOption = None,
+    tag: Annotated[
+        list[str],
+        typer.Option("--tag", metavar="TAG", help="Replace the tags with these (repeatable)."),
+    ] = [],  # noqa: B006
+    clear_tags: Annotated[bool, typer.Option("--clear-tags", help="Remove every tag.")] = False,
+) -> None:
+    """Change a queue's description (--description '' removes it) or its tags."""
+    if clear_tags and tag:
+        raise typer.BadParameter("give --tag or --clear-tags, not both")
+    if description is None and not tag and not clear_tags:
+        raise typer.BadParameter("nothing to change: give --description, --tag or --clear-tags")
+    tags = [] if clear_tags else tag or None
+    with cli_context(ctx).store() as store:
+        queue = store.queues.edit(name, description=description, tags=tags)
+    say(f"queue {queue.name}: {_labels(queue) or 'no description, no tags'}")
+
+
+def _labels(queue: QueueInfo) -> str:
+    tags = " ".join(f"#{t}" for t in queue.tags)
+    return " ".join(part for part in (queue.description, tags) if part)
+
+
+@app.command("move")
+def move_command(
+    ctx: typer.Context,
+    task_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="TASK_ID", help="A queued task (full id or prefix).", show_default=False
+        ),
+    ],
+    front: Annotated[
+        bool, typer.Option("--front", help="Next to be claimed in its queue.")
+    ] = False,
+    back: Annotated[bool, typer.Option("--back", help="Last to be claimed in its queue.")] = False,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            metavar="QUEUE",
+            help="To the back of another queue (its priority kept).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Move a queued task: to the front or back of its queue, or to another queue."""
+    if sum((front, back, to is not None)) != 1:
+        raise typer.BadParameter("give exactly one of --front, --back or --to QUEUE")
+    with cli_context(ctx).store() as store:
+        found = resolve_task_id(store, task_id)
+        if to is not None:
+            task = store.queues.move_to_queue(found, to)
+        else:
+            (store.queues.move_to_front if front else store.queues.move_to_back)(found)
+            task = store.tasks.get(found)
+        entries = store.queues.entries(task.queue) if task.queue else []
+    where = "front" if front else "back"
+    place = next((i for i, e in enumerate(entries, start=1) if e.task_id == found), None)
+    at = f", number {place} of {len(entries)}" if place is not None else ""
+    moved = f"to queue {task.queue}" if to is not None else f"to the {where} of {task.queue}"
+    say(f"task {found} moved {moved}{at}")
 
 
 @app.command("cap")
@@ -66,10 +147,11 @@ def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 
 def _queues_table(queues: list[QueueInfo]) -> Table:
-    grid = table("NAME", "GPUS", "LENGTH", "OLDEST WAIT")
+    grid = table("NAME", "GPUS", "LENGTH", "OLDEST WAIT", "TAGS", "DESCRIPTION")
     for q in queues:
         waited = age(q.oldest_enqueued_at).removesuffix(" ago")
-        grid.add_row(q.name, str(q.gpus), str(q.length), waited)
+        tags = ", ".join(q.tags) or "-"
+        grid.add_row(q.name, str(q.gpus), str(q.length), waited, tags, q.description or "-")
     return grid
 
 
@@ -83,6 +165,10 @@ def show_command(ctx: typer.Context, name: NameArg, as_json: JsonFlag = False) -
         print_json({**dump(queue), "entries": dump_all(entries)})
         return
     say(f"queue {queue.name}: {queue.length} task(s), {queue.gpus} GPU(s) per task")
+    if queue.description:
+        say(f"description: {queue.description}")
+    if queue.tags:
+        say(f"tags: {', '.join(queue.tags)}")
     if entries:
         out.print(_entries_table(entries))
 

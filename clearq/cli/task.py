@@ -22,7 +22,9 @@ from clearq.cli.output import (
     say,
     status_text,
     table,
+    warn,
 )
+from clearq.cli.serving import unserved_warning
 from clearq.cli.task_cleanup import archive_command, delete_command, unarchive_command
 from clearq.cli.task_edit import clone_command, create_command, set_params_command
 from clearq.cli.task_run import run_command
@@ -117,10 +119,13 @@ def enqueue_command(
         int, typer.Option("--priority", "-p", help="Higher is taken first; then FIFO.")
     ] = 0,
 ) -> None:
-    """Put a draft task in a queue."""
+    """Put a draft task in a queue (warns on stderr when no live worker serves it)."""
     with cli_context(ctx).store() as store:
         task = store.queues.enqueue(resolve_task_id(store, task_id), queue, priority=priority)
+        unserved = unserved_warning(store.workers, queue)
     say(f"task {task.id} queued in {task.queue} at priority {priority}")
+    if unserved:
+        warn(unserved)
 
 
 @app.command("env")

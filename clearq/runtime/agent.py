@@ -464,7 +464,8 @@ class Agent:
         fences = [c.fence for c, _ in held]
         sent = time.monotonic()  # the renewed leases start after this
         try:
-            beat = self._store.leases.heartbeat(self.worker, fences)
+            # Every row of this agent (services mode: host:name:k), idle ones too.
+            beat = self._store.leases.heartbeat(self._worker_ids, fences)
         except StoreUnavailable as e:
             self._db_outage.failed(e, started=sent)
             return

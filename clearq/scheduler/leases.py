@@ -28,6 +28,7 @@ from clearq.scheduler.notify import STOP_CHANNEL, notify
 from clearq.scheduler.rows import fetch_task, hold, lock_status
 from clearq.scheduler.schema import db_now, tasks, workers
 from clearq.scheduler.sqla_exec import SqlaConnector, on
+from clearq.scheduler.workers import worker_names
 
 REAP_BATCH = 500
 STOP_REASON = "stop requested"
@@ -55,8 +56,11 @@ class Leases:
         self._connector = SqlaConnector(db)
         self._watch = BeatWatch(lease_seconds, clock=clock)
 
-    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
-        """Mark ``worker`` (and any sub-workers in ``fences``) seen, extend their leases.
+    def heartbeat(
+        self, worker: str | Sequence[str] | None, fences: Sequence[Fence] = ()
+    ) -> Heartbeat:
+        """Mark ``worker`` (one id or several: an agent's sub-workers, and any in
+        ``fences``) seen, extend their leases.
 
         Returns which attempts are still held, which are lost (stop them now), and
         which of the held ones someone asked to stop.
@@ -66,8 +70,7 @@ class Leases:
         reasons: dict[uuid.UUID, str] = {}
         with self._db.write() as conn:
             names = {f.worker for f in fences if f.worker is not None}
-            if worker is not None:
-                names.add(worker)
+            names.update(worker_names(worker))
             if names:
                 conn.execute(
                     workers.update()

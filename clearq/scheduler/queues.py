@@ -52,6 +52,14 @@ def insert_entry(
     )
 
 
+def queue_tags(tags: Sequence[str]) -> builtins.list[str]:
+    """A queue's tags, checked (no empty ones, no surrounding spaces), each once, in order."""
+    for tag in tags:
+        if not tag or tag != tag.strip():
+            raise InvalidInput(f"queue tag {tag!r} is empty or has surrounding spaces")
+    return list(dict.fromkeys(tags))
+
+
 def _check_cap(max_running: int | None) -> None:
     if max_running is not None and max_running < 1:
         raise InvalidInput(f"a queue's cap on running tasks must be at least 1, not {max_running}")
@@ -63,20 +71,32 @@ class QueueOps:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def create(self, name: str, *, gpus: int = 0, max_running: int | None = None) -> QueueInfo:
-        """Create a queue whose tasks each need ``gpus`` GPUs, at most ``max_running`` at once."""
+    def create(
+        self,
+        name: str,
+        *,
+        gpus: int = 0,
+        max_running: int | None = None,
+        description: str = "",
+        tags: Sequence[str] = (),
+    ) -> QueueInfo:
+        """Create a queue whose tasks each need ``gpus`` GPUs, at most ``max_running`` at once.
+
+        ``description`` and ``tags`` say what it is for, for people (``queue list``).
+        """
         if not name or name != name.strip():
             raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
         if gpus < 0:
             raise InvalidInput(f"a queue's GPUs per task cannot be negative ({gpus})")
         _check_cap(max_running)
+        labels = {"description": description or None, "tags": queue_tags(tags) or None}
         with self._db.write() as conn:
             exists = conn.execute(sa.select(queues.c.id).where(queues.c.name == name)).first()
             if exists is not None:
                 raise AlreadyExists(f"a queue named {name!r} exists already")
             conn.execute(
                 queues.insert().values(
-                    name=name, gpus=gpus, max_running=max_running, created_at=db_now()
+                    name=name, gpus=gpus, max_running=max_running, created_at=db_now(), **labels
                 )
             )
         return self.get(name)
@@ -89,6 +109,21 @@ class QueueOps:
             conn.execute(
                 queues.update().where(queues.c.name == name).values(max_running=max_running)
             )
+        return self.get(name)
+
+    def edit(
+        self, name: str, *, description: str | None = None, tags: Sequence[str] | None = None
+    ) -> QueueInfo:
+        """Set a queue's description (``""``: none) and/or its tags (``[]``: none)."""
+        values: dict[str, Any] = {}
+        if description is not None:
+            values["description"] = description or None
+        if tags is not None:
+            values["tags"] = queue_tags(tags) or None
+        with self._db.write() as conn:
+            queue_row(conn, name)
+            if values:
+                conn.execute(queues.update().where(queues.c.name == name).values(values))
         return self.get(name)
 
     def get(self, name: str) -> QueueInfo:
@@ -125,6 +160,8 @@ class QueueOps:
                 length=r.length,
                 oldest_enqueued_at=r.oldest,
                 max_running=r.max_running,
+                description=r.description or "",
+                tags=tuple(r.tags or ()),
             )
             for r in rows
         ]

@@ -142,6 +142,9 @@ queues = sa.Table(
     sa.Column("gpus", sa.Integer(), nullable=False),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("max_running", sa.Integer()),
+    # What the queue is for, for people (migration 0017); NULL: none given.
+    sa.Column("description", sa.Text()),
+    sa.Column("tags", sa.JSON()),
 )
 
 # Limits on what one user's (kind 'user', name = tasks.created_by) or one project's

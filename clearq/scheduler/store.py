@@ -73,7 +73,11 @@ class Store:
         self.outputs = Outputs(self.db)
         self.reported = Reported(self.db)
         self.registry = ModelRegistry(self.db)
-        self.workers = Workers(self.db, metrics_retention_seconds=s.metrics_retention_seconds)
+        self.workers = Workers(
+            self.db,
+            metrics_retention_seconds=s.metrics_retention_seconds,
+            live_seconds=s.lease_seconds,
+        )
         self.views = Views(self.db)
         self.holds = Holds(self.db)
         self.schedules = ScheduleOps(self.db)
@@ -152,5 +156,6 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
         ports.QuotaPort,
         ports.CleanupStore,
         ports.ScheduleStore,
+        ports.QueueAdmin,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues)

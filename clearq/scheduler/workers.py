@@ -33,9 +33,12 @@ from clearq.scheduler.schema import db_now, tasks, worker_metrics, workers
 class Workers:
     """Who is serving which queues, what they run, and how their machines are doing."""
 
-    def __init__(self, db: Database, *, metrics_retention_seconds: float) -> None:
+    def __init__(
+        self, db: Database, *, metrics_retention_seconds: float, live_seconds: float
+    ) -> None:
         self._db = db
         self._retention = metrics_retention_seconds
+        self._live = live_seconds
 
     def register(
         self,
@@ -105,6 +108,15 @@ class Workers:
         where = sa.true() if include_gone else workers.c.state == WorkerState.ACTIVE.value
         return self._infos(where)
 
+    def serving(self, queue: str) -> builtins.list[WorkerInfo]:
+        """The live workers of ``queue``: active and heard from within ``live_seconds``
+        on the database's clock (paused or draining ones included: see ``command``)."""
+        fresh = sa.and_(
+            workers.c.state == WorkerState.ACTIVE.value,
+            workers.c.last_seen >= db_now(-self._live),
+        )
+        return [w for w in self._infos(fresh) if queue in w.queues]
+
     def _infos(self, where: sa.ColumnElement[bool]) -> builtins.list[WorkerInfo]:
         with self._db.read() as conn:
             rows = conn.execute(sa.select(workers).where(where).order_by(workers.c.id)).all()
@@ -171,6 +183,13 @@ def _info(row: Row[Any], running: builtins.list[Any]) -> WorkerInfo:
         tasks=tuple(running),
         command=None if row.command is None else WorkerCommand(row.command),
     )
+
+
+def worker_names(worker: str | Sequence[str] | None) -> builtins.list[str]:
+    """A heartbeat's ``worker``: one id, several (an agent's sub-workers), or none."""
+    if worker is None:
+        return []
+    return [worker] if isinstance(worker, str) else list(worker)
 
 
 def strongest(commands: Iterable[WorkerCommand]) -> WorkerCommand | None:

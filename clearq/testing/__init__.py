@@ -26,8 +26,9 @@ from clearq.config import Settings
 from clearq.errors import StoreError
 from clearq.models import ClaimOrder
 from clearq.testing.cleanup import MemoryCleanup
+from clearq.testing.queues import MemoryQueues
 from clearq.testing.quotas import MemoryQuotas
-from clearq.testing.records import MemoryQueues, MemoryTasks
+from clearq.testing.records import MemoryTasks
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
 from clearq.testing.schedules import MemorySchedules
 from clearq.testing.state import Clock, State, utc_now
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         ControllerStore,
         ExecutorStore,
         LogSinkStore,
+        QueueAdmin,
         QuotaPort,
         ScheduleStore,
         WorkerAdmin,
@@ -87,7 +89,7 @@ class MemoryStore:
             self.state, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
         )
         self.outputs = MemoryOutputs(self.state)
-        self.workers = MemoryWorkers(self.state)
+        self.workers = MemoryWorkers(self.state, live_seconds=s.lease_seconds)
         self.cleanup = MemoryCleanup(self.state, leases=self.leases)
         self.schedules = MemorySchedules(self.state, max_attempts=s.max_attempts)
 
@@ -144,5 +146,6 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
         QuotaPort,
         CleanupStore,
         ScheduleStore,
+        QueueAdmin,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues)

@@ -1,4 +1,4 @@
-"""The in-memory store's tasks and queues (``ports.TaskRecords``, ``ports.QueueActions``)."""
+"""The in-memory store's tasks (``ports.TaskRecords``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from clearq.errors import AlreadyExists, InvalidInput, NotFound
+from clearq.errors import InvalidInput
 from clearq.models import (
     FINAL_STATUSES,
     Fence,
-    QueueInfo,
     Task,
     TaskSpec,
     TaskStatus,
@@ -211,104 +210,3 @@ class _Lookup:
     def artifact_uri(self, task_id: uuid.UUID, name: str) -> str | None:
         found = self._s.artifacts.get((task_id, name))
         return None if found is None else found.uri
-
-
-class MemoryQueues:
-    """Named queues of tasks waiting for a worker, in memory."""
-
-    def __init__(self, state: State) -> None:
-        self._s = state
-
-    def create(self, name: str, *, gpus: int = 0, max_running: int | None = None) -> QueueInfo:
-        """Create a queue whose tasks each need ``gpus`` GPUs."""
-        if not name or name != name.strip():
-            raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
-        if gpus < 0:
-            raise InvalidInput(f"a queue's tasks cannot need a negative number of GPUs ({gpus})")
-        if max_running is not None and max_running < 1:
-            raise InvalidInput(
-                f"a queue's cap on running tasks must be at least 1, not {max_running}"
-            )
-        with self._s.lock:
-            if name in self._s.queues:
-                raise AlreadyExists(f"queue {name!r} already exists")
-            queue_id = len(self._s.queues) + 1
-            info = QueueInfo(
-                id=queue_id, name=name, gpus=gpus, created_at=self._s.now(), max_running=max_running
-            )
-            self._s.queues[name] = info
-            return info
-
-    def list(self) -> builtins.list[QueueInfo]:
-        """Every queue, by name, with its length and oldest wait."""
-        with self._s.lock:
-            return [self._info(q) for _, q in sorted(self._s.queues.items())]
-
-    def _info(self, queue: QueueInfo) -> QueueInfo:
-        waiting = [e.enqueued_at for e in self._s.entries.values() if e.queue_id == queue.id]
-        return queue.model_copy(
-            update={"length": len(waiting), "oldest_enqueued_at": min(waiting, default=None)}
-        )
-
-    def enqueue(
-        self,
-        task_id: uuid.UUID,
-        queue: str,
-        *,
-        priority: int = 0,
-        depends_on: Sequence[uuid.UUID] = (),
-        continue_on_failure: bool = False,
-    ) -> Task:
-        """Put a draft in a queue; with ``depends_on`` it waits for those tasks."""
-        s = self._s
-        with s.lock:
-            info = s.queues.get(queue)
-            if info is None:
-                raise NotFound(
-                    f"no queue named {queue!r}: create it with `clearq queue create {queue}`"
-                )
-            if depends_on:
-                self._add_parents(task_id, depends_on, continue_on_failure)
-            task = s.transition(
-                task_id,
-                TaskStatus.QUEUED,
-                expect=frozenset({TaskStatus.CREATED}),
-                queue=queue,
-                queued_at=s.now(),
-                status_reason="",
-            )
-            s.add_entry(task_id, info.id, priority)
-            if depends_on:
-                s.skip_blocked()
-            return s.task(task.id)
-
-    def _add_parents(self, child: uuid.UUID, parents: Sequence[uuid.UUID], go_on: bool) -> None:
-        s = self._s
-        wanted = set(parents)
-        if child in wanted:
-            raise InvalidInput(f"task {child} cannot depend on itself")
-        missing = wanted - set(s.tasks)
-        if missing:
-            raise NotFound(f"no task with id {', '.join(map(str, sorted(missing)))} to depend on")
-        seen, frontier = set(wanted), set(wanted)
-        while frontier:
-            frontier = {p for c in frontier for p in s.parents.get(c, {})} - seen
-            seen |= frontier
-        if child in seen:
-            raise InvalidInput(f"task {child} is an ancestor of its own parents: that is a cycle")
-        edges = s.parents.setdefault(child, {})
-        for parent in wanted - set(edges):
-            edges[parent] = go_on
-
-    def dequeue(self, task_id: uuid.UUID) -> Task:
-        """Take a queued task out of its queue; it becomes a draft again."""
-        with self._s.lock:
-            task = self._s.transition(
-                task_id,
-                TaskStatus.CREATED,
-                expect=frozenset({TaskStatus.QUEUED}),
-                queued_at=None,
-                status_reason="",
-            )
-            self._s.entries.pop(task_id, None)
-            return task

@@ -23,6 +23,7 @@ from clearq.models import (
 )
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
+from clearq.scheduler.workers import worker_names
 from clearq.testing.quotas import over_quota
 from clearq.testing.schedules import fire
 from clearq.testing.state import Entry, State, Summary
@@ -144,15 +145,17 @@ class MemoryLeases:
         self.lease_seconds = lease_seconds
         self._gone = worker_gone_seconds
 
-    def heartbeat(self, worker: str | None, fences: Sequence[Fence] = ()) -> Heartbeat:
-        """Mark ``worker`` seen and extend the leases ``fences`` still hold."""
+    def heartbeat(
+        self, worker: str | Sequence[str] | None, fences: Sequence[Fence] = ()
+    ) -> Heartbeat:
+        """Mark ``worker`` (one id or several) seen and extend the leases ``fences`` hold."""
         s = self._s
         held: dict[uuid.UUID, bool] = {}
         overtime: set[uuid.UUID] = set()
         reasons: dict[uuid.UUID, str] = {}
         with s.lock:
             now = s.now()
-            names = {f.worker for f in fences if f.worker is not None} | {worker} - {None}
+            names = {f.worker for f in fences if f.worker is not None} | set(worker_names(worker))
             for name in names:
                 if name in s.workers:
                     s.workers[name] = s.workers[name].model_copy(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from datetime import timedelta
 
 from clearq.errors import NotFound
 from clearq.models import TaskStatus, WorkerCommand, WorkerInfo, WorkerMetrics, WorkerState
@@ -15,8 +16,16 @@ from clearq.testing.state import State
 class MemoryWorkers:
     """Registered workers and their metrics, in memory."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, *, live_seconds: float) -> None:
         self._s = state
+        self._live = live_seconds
+
+    def serving(self, queue: str) -> builtins.list[WorkerInfo]:
+        """The live workers of ``queue``: active and heard from within ``live_seconds``."""
+        since = self._s.now() - timedelta(seconds=self._live)
+        return [
+            w for w in self.list(include_gone=False) if queue in w.queues and w.last_seen >= since
+        ]
 
     def register(
         self,

@@ -343,6 +343,53 @@ def test_an_operators_command_reaches_an_agents_rows_until_resumed_or_re_registe
     assert workers.command([]) is None
 
 
+def test_a_queue_has_a_description_and_tags_that_can_be_edited(any_store: Any) -> None:
+    made = any_store.queues.create("gpu", description="A100 boxes", tags=["a100", "fast", "a100"])
+    assert (made.description, made.tags) == ("A100 boxes", ("a100", "fast"))
+    edited = any_store.queues.edit("gpu", tags=["slow"])
+    assert (edited.description, edited.tags) == ("A100 boxes", ("slow",))
+    cleared = any_store.queues.edit("gpu", description="", tags=[])
+    assert (cleared.description, cleared.tags) == ("", ())
+    assert any_store.queues.create("plain").tags == ()
+    assert [(q.name, q.tags) for q in any_store.queues.list()] == [("gpu", ()), ("plain", ())]
+    with pytest.raises(InvalidInput, match="queue tag ' x' is empty or has surrounding spaces"):
+        any_store.queues.edit("gpu", tags=[" x"])
+    with pytest.raises(NotFound, match="no queue named 'nope'"):
+        any_store.queues.edit("nope", description="d")
+
+
+def test_moving_a_queued_task_to_the_front_the_back_or_another_queue(any_store: Any) -> None:
+    any_store.queues.create("q")
+    any_store.queues.create("other")
+    a = _queued(any_store, "q", "a", priority=2)
+    b = _queued(any_store, "q", "b")
+    c = _queued(any_store, "q", "c")
+    any_store.queues.move_to_front(c)
+    any_store.queues.move_to_back(a)
+    waiting = _queued(any_store, "other", "waiting", priority=5)
+    moved = any_store.queues.move_to_queue(b, "other")
+    assert (moved.status, moved.queue) == (TaskStatus.QUEUED, "other")
+    assert [x.task_id for x in any_store.claimer("w", ["q"]).claim(3)] == [c, a]
+    assert [x.task_id for x in any_store.claimer("w", ["other"]).claim(3)] == [waiting, b]
+    with pytest.raises(InvalidInput, match="only a queued task"):
+        any_store.queues.move_to_front(a)
+
+
+def test_the_workers_serving_a_queue_are_the_live_ones(any_store: Any) -> None:
+    workers = any_store.workers
+    workers.register("h:a", host="h", pid=1, queues=["q", "r"])
+    workers.register("h:b", host="h", pid=2, queues=["r"])
+    assert [w.id for w in workers.serving("q")] == ["h:a"]
+    assert [w.id for w in workers.serving("r")] == ["h:a", "h:b"]
+    workers.set_command("h:a", WorkerCommand.PAUSE)
+    assert [w.command for w in workers.serving("q")] == [WorkerCommand.PAUSE]
+    seen = {w.id: w.last_seen for w in workers.list()}
+    time.sleep(0.7)  # past this store's 0.5 s lease: not heard from, so not live
+    assert workers.serving("q") == []
+    any_store.leases.heartbeat(["h:a", "h:b"])  # an agent's rows, beaten at once
+    assert all(w.last_seen > seen[w.id] for w in workers.list())
+
+
 def test_a_stop_request_carries_its_reason_and_force_ends_the_attempt_now(any_store: Any) -> None:
     any_store.queues.create("q")
     _queued(any_store, "q", "a")
