@@ -25,6 +25,7 @@ from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.exits import describe_exits
 from clearq.runtime.forced_env import parse_forced_environment
 from clearq.runtime.gitcreds import check_git_settings
+from clearq.runtime.outage import when_reachable
 from clearq.runtime.taskuser import TaskUser
 from clearq.secrets import known_secrets
 
@@ -261,7 +262,8 @@ def agent_command(
         if detached_child:  # --stop finds it by this file, even before it serves
             pid_name = name or f"agent-{os.getpid()}"
             stack.enter_context(pid_file(pid_path(settings.home_dir, pid_name)))
-        store = stack.enter_context(context.store())
+        # Started before its database (a machine booting, a server restarting): wait.
+        store = when_reachable(lambda: stack.enter_context(context.store()), _say_agent)
         executor = build_executor(
             store,
             settings,
@@ -294,6 +296,10 @@ def _detach(context: CliContext, name: str | None) -> None:
         worker, pid, log = detach(sys.argv[1:], home=settings.home_dir, name=name, serving=serving)
     say(f"started agent {worker} (pid {pid}), logging to {log}")
     say(f"stop it with `clearq agent --stop {worker.partition(':')[2]}`")
+
+
+def _say_agent(text: str) -> None:
+    typer.echo(f"clearq agent: {text}", err=True)
 
 
 def _stop_on_signals(agent: Agent) -> None:

@@ -6,6 +6,10 @@ they all fail at once and keep failing at every retry; an operator should read o
 when the connection is lost and one when it is back, with the times, not one per retry.
 :class:`Outage` keeps that state. :func:`retry_while_held` retries a store call through
 an outage for as long as the attempt it serves is still this agent's.
+:func:`when_reachable` opens the store for an agent that starts while its database is
+down: it says so once, retries with a jittered backoff, and says when it got through;
+a database that answers but refuses (a wrong password, no such role or database, an
+unreadable SQLite file) is a configuration error, raised at once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 from clearq.errors import StoreUnavailable
+from clearq.scheduler.notify import Backoff
 
 RETRY_SECONDS = 0.5
 """Pause between two tries of a store call during an outage."""
@@ -116,4 +121,58 @@ def retry_while_held(
             continue
         if outage is not None:
             outage.ok(started=started)
+        return result
+
+
+REFUSALS = (
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # the role or the database
+    "permission denied",
+    "unable to open database file",
+)
+"""Words of a database that answered and said no: no retry makes it say yes."""
+
+
+def refused(error: StoreUnavailable) -> bool:
+    """True when the database answered and refused: fix the settings, do not wait."""
+    text = str(error).lower()
+    return any(words in text for words in REFUSALS)
+
+
+def when_reachable(
+    open_store: Callable[[], T],
+    say: Callable[[str], None],
+    *,
+    what: str = "the database",
+    backoff: Backoff | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> T:
+    """``open_store()``, tried again with a jittered backoff while ``what`` is unreachable.
+
+    Says once that it is unreachable and once when it got through; a refusal
+    (:func:`refused`) and every other error are raised at once.
+    """
+    backoff = backoff or Backoff()
+    since: float | None = None
+    tries = 0
+    while True:
+        try:
+            result = open_store()
+        except StoreUnavailable as e:
+            if refused(e):
+                raise
+            tries += 1
+            if since is None:
+                since = clock()
+                say(f"{what} is unreachable at {_clock_text(wall())}: {e}; waiting for it")
+            sleep(backoff.delay())
+            continue
+        if since is not None:
+            say(
+                f"{what} is reachable at {_clock_text(wall())} after {clock() - since:.1f} s "
+                f"({tries} failed tr{'ies' if tries != 1 else 'y'}); starting"
+            )
         return result

@@ -193,6 +193,37 @@ def test_sigstop_of_an_agent(pg_fleet: PgFleet) -> None:
         assert verdict.duplicated == 0, "the frozen agent's attempt ran to its end"
 
 
+@pytest.mark.postgres
+def test_an_agent_started_before_its_database(pg_fleet: PgFleet) -> None:
+    with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
+        ids = pg_fleet.enqueue(store, 2, sleep=0.5)
+        store.close()
+        pg_fleet.cluster.stop()
+        try:
+            (agent,) = pg_fleet.start(1)
+            deadline = time.monotonic() + 90
+            while "the database is unreachable at" not in pg_fleet.log(0):
+                assert agent.poll() is None, pg_fleet.log(0)
+                assert time.monotonic() < deadline, pg_fleet.log(0)
+                time.sleep(0.1)
+        finally:
+            pg_fleet.cluster.start_again()
+        back = time.monotonic()
+        pg_fleet.wait_serving()
+        poll(store, all_done(ids))
+        verdict = _end(
+            store,
+            pg_fleet,
+            "agent started before its database",
+            ids,
+            recovery_s=time.monotonic() - back,
+        )
+        assert verdict.requeues == 0
+        log = pg_fleet.log(0)
+        assert log.count("the database is unreachable at") == 1, log
+        assert "the database is reachable at" in log, log
+
+
 # ---- SQLite ----------------------------------------------------------------------------
 
 
