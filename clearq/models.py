@@ -211,6 +211,39 @@ class Task(_Frozen):
         return self.archived_at is not None
 
 
+def clone_spec(
+    source: Task,
+    *,
+    name: str | None = None,
+    parent: uuid.UUID | None = None,
+    user: str | None = None,
+) -> TaskSpec:
+    """The spec of a clone of ``source``: its code, environment, parameters and limits.
+
+    ``user``: who the clone is made by (default: the current user, the cloner).
+    """
+    return TaskSpec(
+        project=source.project,
+        name=name or f"{source.name} (clone)",
+        type=source.type,
+        script=source.script,
+        env=source.env,
+        container=source.container,
+        parameters=dict(source.parameters),
+        tags=source.tags,
+        comment=source.comment,
+        parent_id=parent or source.id,
+        max_attempts=source.max_attempts,
+        max_run_seconds=source.max_run_seconds,
+        output_uri=source.output_uri,
+        max_retries=source.max_retries,
+        retry_delay_seconds=source.retry_delay_seconds,
+        environment=source.environment,
+        nodes=source.nodes,
+        **({"user": user} if user else {}),
+    )
+
+
 class TaskEvent(_Frozen):
     """One change of a task's status or attempt, as the database recorded it."""
 

@@ -19,6 +19,7 @@ from clearq.automation.hpo_strategies import GridSearch, RandomSearch, SearchStr
 from clearq.automation.hpo_trials import Objective, TrialResult, TrialState
 from clearq.automation.optimization import HyperParameterOptimizer
 from clearq.automation.pipeline import Pipeline
+from clearq.automation.scheduling import TaskScheduler, TriggerScheduler
 
 __all__ = [
     "DiscreteParameterRange",
@@ -33,8 +34,10 @@ __all__ = [
     "PipelineDecorator",
     "RandomSearch",
     "SearchStrategy",
+    "TaskScheduler",
     "TrialResult",
     "TrialState",
+    "TriggerScheduler",
     "UniformIntegerParameterRange",
     "UniformParameterRange",
     "optuna_storage",

@@ -45,7 +45,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import InvalidInput, NotFound
-from clearq.models import ScheduleInfo, ScheduleKind, Task, TaskStatus, current_user
+from clearq.models import ScheduleInfo, ScheduleKind, Task, TaskStatus, clone_spec, current_user
 from clearq.scheduler import fenced
 from clearq.scheduler.cadence import Cadence, zone
 from clearq.scheduler.engine import Database
@@ -60,7 +60,7 @@ from clearq.scheduler.schema import (
     tasks,
 )
 from clearq.scheduler.sqla_exec import on
-from clearq.scheduler.tasks import clone_spec, create_in
+from clearq.scheduler.tasks import create_in
 
 TRIGGER_HOLD = "trigger"
 """The holder of a trigger's waiting entry until an event releases it (migration 0016)."""

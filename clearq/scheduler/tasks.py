@@ -24,6 +24,7 @@ from clearq.models import (
     TaskSpec,
     TaskStatus,
     check_environment,
+    clone_spec,
 )
 from clearq.scheduler import fenced
 from clearq.scheduler.dependencies import parents_of
@@ -362,39 +363,6 @@ def create_in(conn: Connection, spec: TaskSpec, *, max_attempts: int) -> uuid.UU
         extra["nodes"] = spec.nodes
     conn.execute(tasks.update().where(tasks.c.id == task_id).values(**extra))
     return task_id
-
-
-def clone_spec(
-    source: Task,
-    *,
-    name: str | None = None,
-    parent: uuid.UUID | None = None,
-    user: str | None = None,
-) -> TaskSpec:
-    """The spec of a clone of ``source``: its code, environment, parameters and limits.
-
-    ``user``: who the clone is made by (default: the current user, the cloner).
-    """
-    return TaskSpec(
-        project=source.project,
-        name=name or f"{source.name} (clone)",
-        type=source.type,
-        script=source.script,
-        env=source.env,
-        container=source.container,
-        parameters=dict(source.parameters),
-        tags=source.tags,
-        comment=source.comment,
-        parent_id=parent or source.id,
-        max_attempts=source.max_attempts,
-        max_run_seconds=source.max_run_seconds,
-        output_uri=source.output_uri,
-        max_retries=source.max_retries,
-        retry_delay_seconds=source.retry_delay_seconds,
-        environment=source.environment,
-        nodes=source.nodes,
-        **({"user": user} if user else {}),
-    )
 
 
 def _event_status(value: str) -> TaskStatus | HistoryMark:

@@ -13,10 +13,9 @@ import uuid
 from datetime import datetime
 
 from clearq.errors import InvalidInput, NotFound
-from clearq.models import ScheduleInfo, ScheduleKind, TaskStatus, current_user
+from clearq.models import ScheduleInfo, ScheduleKind, TaskStatus, clone_spec, current_user
 from clearq.scheduler.cadence import Cadence, zone
 from clearq.scheduler.schedules import TRIGGER_HOLD, substitute
-from clearq.scheduler.tasks import clone_spec
 from clearq.testing.records import MemoryTasks
 from clearq.testing.state import ScheduleRow, State
 
