@@ -71,6 +71,10 @@ PACKAGE_INDEX_VARIABLES = (
     "UV_INDEX",
 )
 """The agent's package index settings, carried into a task's container as they are."""
+DEFAULT_RETENTION_ENVS_DAYS = 30.0
+"""``clearq gc`` removes built environments no task used for this many days."""
+DEFAULT_RETENTION_MIRRORS_DAYS = 30.0
+"""``clearq gc`` removes git mirrors no task names that were not used for this many days."""
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Where pip, uv, OpenSSL and requests look for a CA bundle, in the order clearq trusts them."""
 
@@ -145,6 +149,18 @@ class Settings:
     """The address other ranks of a gang reach this agent's rank 0 at; default: the host
     name's address."""
 
+    # Retention, applied by `clearq gc` (None: kept for ever).
+    retention_logs_days: float | None = None
+    """Console lines of ended tasks older than this go."""
+    retention_metrics_days: float | None = None
+    """Scalar points and plots of ended tasks older than this go (their summary stays)."""
+    retention_archived_days: float | None = None
+    """Tasks archived longer ago than this are deleted, with their files."""
+    retention_envs_days: float = DEFAULT_RETENTION_ENVS_DAYS
+    """Built environments (the env cache) not used for this long go."""
+    retention_mirrors_days: float = DEFAULT_RETENTION_MIRRORS_DAYS
+    """Git mirrors no stored task names and not used for this long go."""
+
     allow_local_repositories: bool = False
     """An agent clones a task's repository from a path or ``file://`` URL on its own
     machine only when its operator says so; https, ssh and git URLs always work."""
@@ -168,6 +184,16 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a whole number of at least 1")
+        for name in (
+            "retention_logs_days",
+            "retention_metrics_days",
+            "retention_archived_days",
+            "retention_envs_days",
+            "retention_mirrors_days",
+        ):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{_env_name(name)} must be a number of days above 0")
         for name in ("db_connect_timeout_seconds", "db_keepalive_seconds"):
             if not getattr(self, name) >= 1:
                 raise ConfigError(f"{_env_name(name)} must be a number of at least 1")
@@ -256,6 +282,11 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "listen_url": _optional(str.strip),
     "ca_bundle": _optional(Path),
     "allow_local_repositories": _flag,
+    "retention_logs_days": _optional(float),
+    "retention_metrics_days": _optional(float),
+    "retention_archived_days": _optional(float),
+    "retention_envs_days": float,
+    "retention_mirrors_days": float,
     "gang_wait_seconds": float,
     "agent_address": _optional(str.strip),
 }

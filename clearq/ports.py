@@ -501,6 +501,14 @@ class CleanupPort(Protocol):
         (stopped first). NotFound for unknown ids, before anything is deleted."""
         ...
 
+    def existing(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of ``task_ids`` that are tasks."""
+        ...
+
+    def repositories(self) -> set[str]:
+        """Every repository URL a stored task runs from."""
+        ...
+
     def count_old_logs(self, older_than_seconds: float) -> int:
         """Log lines of ended tasks older than ``older_than_seconds``."""
         ...

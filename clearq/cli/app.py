@@ -10,6 +10,7 @@ from clearq import __version__
 from clearq.cli import db, queue, quota, schedule, task, workers
 from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
+from clearq.cli.gc import gc_command
 from clearq.cli.output import error, say
 from clearq.cli.reap import reap_command
 from clearq.cli.slurm import slurm_command
@@ -32,6 +33,7 @@ app.command("agent")(agent_command)
 app.add_typer(workers.app, name="workers")
 app.command("ui")(ui_command)
 app.command("slurm")(slurm_command)
+app.command("gc")(gc_command)
 
 
 def _print_version(value: bool) -> None:

@@ -31,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from clearq.config import DEFAULT_ENV_CACHE_MAX_BYTES, DEFAULT_ENV_CACHE_MAX_ENTRIES, Settings
 from clearq.envs.builder import Builder, default_builders, env_python
-from clearq.envs.evict import evict, remove_stale_builds
+from clearq.envs.evict import evict, evict_unused_for, remove_stale_builds
 from clearq.envs.inuse import UseLock
 from clearq.envs.layout import CacheEntry, CacheLayout, hardlink_clone
 from clearq.envs.local import install_local
@@ -233,6 +233,10 @@ class EnvCache:
             index_urls=checked.index_urls,
             progress=progress,
         )
+
+    def evict_unused_for(self, seconds: float, *, dry_run: bool = False) -> list[CacheEntry]:
+        """Remove entries no one used for ``seconds`` (in use or being built: they stay)."""
+        return evict_unused_for(self.layout, seconds, dry_run=dry_run)
 
     def _ensure(self, spec: EnvSpec, key: str, progress: BuildProgress | None) -> float | None:
         """Under the key's lock: None when the entry is complete, else build it (seconds)."""

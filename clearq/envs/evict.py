@@ -7,14 +7,15 @@ renamed into the trash before it is deleted, so no one ever finds half of one.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from clearq.envs.inuse import UseLock
-from clearq.envs.layout import CacheLayout
+from clearq.envs.layout import CacheEntry, CacheLayout
 
-__all__ = ["evict", "remove_stale_builds"]
+__all__ = ["evict", "evict_unused_for", "remove_stale_builds"]
 
 
 def evict(
@@ -33,6 +34,23 @@ def evict(
         removed.append(entry.key)
         count -= 1
         size -= entry.size_bytes
+    layout.empty_trash()
+    return removed
+
+
+def evict_unused_for(
+    layout: CacheLayout, seconds: float, *, dry_run: bool = False
+) -> list[CacheEntry]:
+    """Remove the entries no one used for ``seconds`` (``clearq gc``); return them.
+
+    An entry in use or being built stays, whatever its age. With ``dry_run`` nothing is
+    removed: the entries that would go are returned.
+    """
+    cutoff = time.time() - seconds
+    old = [e for e in layout.entries() if e.last_used < cutoff]
+    if dry_run:
+        return old
+    removed = [e for e in old if _remove_if_unused(layout, e.key)]
     layout.empty_trash()
     return removed
 

@@ -105,6 +105,16 @@ class MemoryCleanup:
             )
         return [t for t in dict.fromkeys(task_ids) if self._s.tasks[t].status is TaskStatus.RUNNING]
 
+    def existing(self, task_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of ``task_ids`` that are tasks."""
+        with self._s.lock:
+            return {t for t in task_ids if t in self._s.tasks}
+
+    def repositories(self) -> set[str]:
+        """Every repository URL a stored task runs from."""
+        with self._s.lock:
+            return {t.script.repository for t in self._s.tasks.values() if t.script.repository}
+
     # ---- retention ----------------------------------------------------------------------
 
     def _ended_before(self, seconds: float) -> tuple[set[uuid.UUID], datetime]:

@@ -173,7 +173,7 @@ def _unarchive(store: Store, task_id: uuid.UUID, form: FormData) -> uuid.UUID:
 
 
 def _delete(store: Store, task_id: uuid.UUID, form: FormData) -> None:
-    # Refused, with the reason, while it runs. Its files stay in place: the
+    # Refused, with the reason, while it runs. Its files are left to `clearq gc`: the
     # page acts through the store only, which knows no storage.
     store.cleanup.delete([task_id])
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from clearq.errors import InvalidInput, NotFound
-from clearq.models import ScalarPoint, TaskFilter, TaskSpec, TaskStatus
+from clearq.models import ScalarPoint, Script, TaskFilter, TaskSpec, TaskStatus
 from tests.contract.test_store_contract import any_store  # noqa: F401 - the fixture
 
 
@@ -139,3 +139,15 @@ def test_archived_tasks_are_found_by_how_long_ago_they_were_archived(any_store: 
     time.sleep(0.3)
     assert any_store.cleanup.archived_before(0.1) == [a]
     assert b not in any_store.cleanup.archived_before(0.1)  # never archived
+
+
+def test_gc_asks_which_tasks_exist_and_which_repositories_they_run(any_store: Any) -> None:  # noqa: F811
+
+    url = "https://git.example/org/repo.git"
+    a = _new(any_store, "a", script=Script(repository=url, entry_point="train.py"))
+    _new(any_store, "b", script=Script(repository=url, entry_point="eval.py"))
+    _new(any_store, "c")  # a standalone script: no repository
+    gone = uuid.uuid4()
+    assert any_store.cleanup.existing([a, gone]) == {a}
+    assert any_store.cleanup.existing([]) == set()
+    assert any_store.cleanup.repositories() == {url}

@@ -64,6 +64,11 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_DB_MAX_OVERFLOW": "1",
         "CLEARQ_DATABASE_PGBOUNCER": "1",
         "CLEARQ_LISTEN_URL": "postgresql://u@direct/x",
+        "CLEARQ_RETENTION_LOGS_DAYS": "30",
+        "CLEARQ_RETENTION_METRICS_DAYS": "60",
+        "CLEARQ_RETENTION_ARCHIVED_DAYS": "90",
+        "CLEARQ_RETENTION_ENVS_DAYS": "7",
+        "CLEARQ_RETENTION_MIRRORS_DAYS": "14",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
