@@ -19,6 +19,7 @@ from clearq.models import (
     ScalarSummary,
     Task,
     TaskEvent,
+    WorkerCommand,
     WorkerInfo,
     WorkerState,
 )
@@ -77,11 +78,11 @@ WORKER_COLUMNS = ("worker", "host", "queues", "current task", "running for", "la
 def worker_rows(
     workers: Sequence[WorkerInfo], running: Mapping[uuid.UUID, Task], now: datetime, range_: str
 ) -> list[Row]:
-    """The workers table: what each serves and runs, and whether it is idle, busy or gone."""
+    """The workers table: what each serves and runs; idle, busy, paused, draining or gone."""
     rows = []
     for w in workers:
         current = [running[t] for t in w.tasks if t in running]
-        state = "gone" if w.state is WorkerState.GONE else "busy" if w.tasks else "idle"
+        state = _worker_state(w)
         started = min((t.started_at for t in current if t.started_at), default=None)
         cells = (
             Cell(w.id, href=link("/workers", worker=w.id, range=range_)),
@@ -94,6 +95,15 @@ def worker_rows(
         )
         rows.append(Row(id=w.id, cells=cells))
     return rows
+
+
+def _worker_state(w: WorkerInfo) -> str:
+    if w.state is WorkerState.GONE:
+        return "gone"
+    held = {WorkerCommand.DRAIN: "draining", WorkerCommand.PAUSE: "paused"}
+    if w.command is not None:
+        return held[w.command]  # an operator's hold (clearq workers drain|pause)
+    return "busy" if w.tasks else "idle"
 
 
 def _tasks_cell(current: Sequence[Task], count: int) -> Cell:

@@ -113,6 +113,23 @@ def test_pause_stops_claims_until_resume_while_the_agent_stays_up(
     assert "resumed (clearq workers resume): claiming again" in agents.output(0)
 
 
+def test_outside_its_claim_windows_an_agent_claims_nothing_and_a_bad_window_is_refused(
+    cli: Cli, store: Store, repo: tuple[Path, str], agents: Agents
+) -> None:
+    store.queues.create("q")
+    assert cli.fails("agent", "-q", "q", "--skip-env", "--uptime", "mon-fro 20:00-08:00") == (
+        "error: --uptime 'mon-fro 20:00-08:00': 'fro' is not a day: use mon, tue, wed, thu, "
+        "fri, sat, sun; for example 'mon-fri 20:00-08:00', 'sat,sun' or "
+        "'09:00-17:00 Europe/Berlin'"
+    )
+    agent = agents.start("-q", "q", "--downtime", "00:00-24:00")
+    agents.wait_for_output(0, "outside its claim windows (downtime 00:00-24:00): claiming nothing")
+    task_id = waiter(store, repo, "never", None)
+    time.sleep(LOOK_AWAY_SECONDS)
+    assert store.tasks.get(task_id).status is TaskStatus.QUEUED
+    assert agent.poll() is None  # up and heartbeating, only not claiming
+
+
 def test_draining_a_worker_that_is_not_there_says_so(cli: Cli, store: Store) -> None:
     assert cli.fails("workers", "drain", "ghost") == (
         "error: no worker 'ghost' is registered: `clearq workers list` shows their names"
