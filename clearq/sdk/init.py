@@ -21,8 +21,6 @@ from clearq.scheduler.runlink import RunFence, RunLink, RunTask, open_run_link
 from clearq.sdk import argparse_hook
 from clearq.sdk.capture.git import capture_script, strip_credentials
 from clearq.sdk.capture.packages import capture_packages, parse_requirements
-from clearq.sdk.channel import ChannelLink
-from clearq.sdk.channel_records import ChannelRecords
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR
 from clearq.sdk.records import StoreRecords
@@ -186,6 +184,8 @@ def _agent_link(settings: Settings) -> RunWriter:
     """The run's path to the task an agent runs: its channel, or (no channel) the database."""
     if settings.channel is not None:
         token = settings.channel_token or ""
+        from clearq.sdk.channel import ChannelLink  # under an agent only: socket and all
+
         return ChannelLink(settings.channel, token, lease_seconds=settings.lease_seconds)
     return open_run_link(
         settings.resolved_database_url,
@@ -196,6 +196,9 @@ def _agent_link(settings: Settings) -> RunWriter:
 
 def _agent_records(settings: Settings, link: RunWriter, fence: RunFence) -> StoreRecords:
     """The database when the agent gave its URL (a controllers' agent), else the channel."""
+    from clearq.sdk.channel import ChannelLink
+    from clearq.sdk.channel_records import ChannelRecords
+
     if isinstance(link, ChannelLink) and not settings.database_url:
         SESSION.records = ChannelRecords(link, fence)
         return SESSION.records

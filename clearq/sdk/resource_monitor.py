@@ -5,17 +5,20 @@ use and free, and its own process tree's memory, under the title ``:monitor:mach
 with the seconds since the run started as the iteration; a run shorter than that
 reports nothing. (The agent keeps its own,
 per-machine series of the same figures and the GPUs' in ``worker_metrics``.)
+
+psutil is imported, and the CPU measure started, by the monitor's own thread once the run
+has lasted ``WARMUP_SECONDS``: importing psutil would otherwise add to every
+``Task.init``, and a run that short reports nothing anyway.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psutil
-
-from clearq.scheduler.runlink import Point
+if TYPE_CHECKING:
+    from clearq.scheduler.runlink import Point
 
 
 class _Sink(Protocol):
@@ -23,6 +26,8 @@ class _Sink(Protocol):
 
 
 MONITOR_SECONDS = 30.0
+WARMUP_SECONDS = 1.0
+"""How long a run lasts before its monitor starts measuring (and imports psutil)."""
 MONITOR_TITLE = ":monitor:machine"
 _GIB = 1024**3
 
@@ -35,13 +40,16 @@ class ResourceMonitor:
         self._interval = interval
         self._started = time.monotonic()
         self._stop = threading.Event()
-        self._process = psutil.Process()
-        psutil.cpu_percent(None)  # the first reading only starts the measure
+        self._process: Any = None
         self._thread = threading.Thread(target=self._loop, name="clearq-monitor", daemon=True)
         self._thread.start()
 
     def sample(self) -> dict[str, float]:
         """The figures now: cpu_usage (%), memory_used_gb, memory_free_gb, process_memory_gb."""
+        import psutil
+
+        if self._process is None:
+            self._begin()
         memory = psutil.virtual_memory()
         process = self._process.memory_info().rss
         for child in self._process.children(recursive=True):
@@ -66,9 +74,22 @@ class ResourceMonitor:
         """Stop reporting."""
         self._stop.set()
 
+    def _begin(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        psutil.cpu_percent(None)  # the first reading only starts the measure
+
     def _loop(self) -> None:
+        warmup = min(WARMUP_SECONDS, self._interval)
+        if self._stop.wait(warmup):
+            return
+        self._begin()
+        if self._stop.wait(self._interval - warmup):
+            return
+        self.report()
         while not self._stop.wait(self._interval):
             self.report()
 
 
-__all__ = ["MONITOR_SECONDS", "MONITOR_TITLE", "ResourceMonitor"]
+__all__ = ["MONITOR_SECONDS", "MONITOR_TITLE", "WARMUP_SECONDS", "ResourceMonitor"]

@@ -360,3 +360,40 @@ def test_a_run_reports_without_importing_sqlalchemy_or_pydantic(
     assert [u.path for u in task.script.untracked] == ["light.py"]
     assert [(s.title, s.last) for s in db.outputs.summary(task.id)] == [("loss", 0.5)]
     assert "value 0.1" in "".join(line.text for line in db.outputs.logs(task.id))
+
+
+DEFERRED = """
+import sys
+from clearq import Task
+
+task = Task.init(project_name="light", task_name="deferred")
+task.get_logger().report_scalar("loss", "train", 0.5, 0)
+print("deferred", sorted(m for m in {modules!r} if m in sys.modules))
+"""
+DEFERRED_MODULES = ("packaging", "importlib.metadata", "importlib.abc", "psutil", "socket")
+"""Imports a run by hand puts off until it needs them (benchmarks/task_init_phases.py)."""
+
+
+def test_a_short_run_of_a_script_without_outside_imports_defers_the_heavy_modules(
+    project: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    """No distribution to look up, no pin to parse, no monitor sample yet, no channel."""
+    (project / "deferred.py").write_text(DEFERRED.format(modules=DEFERRED_MODULES))
+    Store(sqlite_url, settings=Settings(home=tmp_path / "home")).close()  # the schema, made once
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    env.update(CLEARQ_DATABASE_URL=sqlite_url, CLEARQ_HOME=str(tmp_path / "home"))
+    done = subprocess.run(
+        [sys.executable, "deferred.py"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "deferred []" in done.stdout
+    with Store(sqlite_url, settings=Settings(home=tmp_path / "home")) as db:
+        task = db.tasks.get(only_task(db))
+        assert task.status is TaskStatus.COMPLETED
+        assert task.script.entry_point == "deferred.py"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import sys
 import textwrap
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from clearq.errors import InvalidInput
 from clearq.models import EnvManager
-from clearq.sdk.capture import packages, packages_requirements
+from clearq.sdk.capture import packages
 from clearq.sdk.capture.packages import PackageSource, capture_packages
 from clearq.sdk.capture.packages_installed import Dist, Installed
 from clearq.sdk.capture.packages_requirements import (
@@ -601,7 +602,7 @@ def test_public_names_exist() -> None:
 
 
 def test_names_are_read_without_packaging(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packages_requirements, "Requirement", None)
+    monkeypatch.setitem(sys.modules, "packaging.requirements", None)  # as if not installed
     assert requirement_name("Typing_Extensions>=4") == "typing-extensions"
     with pytest.raises(InvalidInput, match="does not start with a package name"):
         requirement_name("!!")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import enum
 import re
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -145,6 +144,8 @@ def _pyproject(folder: Path) -> PackageList | None:
     path = folder / PYPROJECT_TOML
     if not path.is_file():
         return None
+    import tomllib  # only for a project that has the file
+
     try:
         data = tomllib.loads(_read(path))
     except tomllib.TOMLDecodeError as exc:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
+from typing import TYPE_CHECKING
 
 from clearq.sdk.capture.packages_requirements import canonical_name
+
+if TYPE_CHECKING:
+    from importlib import metadata
+# importlib.metadata (with email and zipfile) is imported where a lookup needs it: a
+# script that imports nothing from outside its repository never pays for it.
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,8 @@ class Installed:
     @classmethod
     def from_environment(cls) -> Installed:
         """What the running interpreter has installed (first on ``sys.path`` wins)."""
+        from importlib import metadata
+
         found: dict[str, metadata.Distribution] = {}
         for dist in metadata.distributions():
             name = dist.metadata["Name"]
@@ -84,6 +91,8 @@ class Installed:
             providers[top] = (canonical_name(dist.metadata["Name"]),)
             chosen.setdefault(providers[top][0], dist)
         if missing:
+            from importlib import metadata
+
             full = metadata.packages_distributions()
             for top in missing:
                 names = tuple(dict.fromkeys(canonical_name(n) for n in full.get(top, ())))
@@ -107,6 +116,8 @@ class Installed:
 
 def _same_name(top: str) -> metadata.Distribution | None:
     """The distribution named like import ``top``, if it really provides ``top``."""
+    from importlib import metadata
+
     try:
         dist = metadata.distribution(top)
     except metadata.PackageNotFoundError:

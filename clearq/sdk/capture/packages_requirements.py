@@ -7,7 +7,9 @@ to point an agent's installer at another index or at files outside the task. Ind
 URLs belong in ``EnvSpec.index_urls``, where a person sees them.
 
 Lines are checked with ``packaging.requirements.Requirement`` where ``packaging`` is
-importable, and with a plain name check where it is not.
+importable, and with a plain name check where it is not. A plain pin (``name==1.2.3``,
+what an import scan produces) is read without it: importing ``packaging`` costs
+``Task.init`` more than all its own checks.
 
 One kind of path is kept: the repository itself or a folder in it (``-e .``, ``.``,
 ``./sub``; ``clearq.local_requirements``), which the agent installs from the task's
@@ -22,16 +24,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from clearq.errors import InvalidInput
 from clearq.local_requirements import local_requirement
 
-try:
-    from packaging.requirements import InvalidRequirement, Requirement
-except ImportError:  # pragma: no cover - packaging is present wherever pip is
-    Requirement = None  # type: ignore[assignment,misc]
-    InvalidRequirement = ValueError  # type: ignore[assignment,misc]
-
 CLEARQ = "clearq"
 """Never pinned: the agent gives each task its own clearq, not the index's."""
 
 _NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+_PIN = re.compile(
+    r"^([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
+    r"==\d+(?:\.\d+)*(?:(?:a|b|rc)\d+)?(?:\.post\d+)?(?:\.dev\d+)?(?:\+[a-z0-9]+(?:\.[a-z0-9]+)*)?$"
+)
+"""``name==version`` (a normalised PEP 440 version) and nothing else: valid on its face."""
 _COMMENT = re.compile(r"(^|\s)#.*$")
 _SEPARATORS = re.compile(r"[-_.]+")
 
@@ -54,15 +55,20 @@ def requirement_name(line: str, *, source: str = "requirement") -> str:
     if local is not None:
         return local.line
     _refuse_option(line, source)
-    if Requirement is not None:
-        try:
-            return canonical_name(Requirement(line).name)
-        except InvalidRequirement as exc:
-            raise _unparseable(line, source, str(exc)) from None
-    match = _NAME.match(line)
-    if match is None:
-        raise _unparseable(line, source, "it does not start with a package name")
-    return canonical_name(match.group(1))
+    pin = _PIN.match(line)
+    if pin is not None:
+        return canonical_name(pin.group(1))
+    try:
+        from packaging.requirements import InvalidRequirement, Requirement
+    except ImportError:  # pragma: no cover - packaging is present wherever pip is
+        match = _NAME.match(line)
+        if match is None:
+            raise _unparseable(line, source, "it does not start with a package name") from None
+        return canonical_name(match.group(1))
+    try:
+        return canonical_name(Requirement(line).name)
+    except InvalidRequirement as exc:
+        raise _unparseable(line, source, str(exc)) from None
 
 
 def parse_requirements(

@@ -21,18 +21,19 @@ if it already has), so ``Task.init`` costs the same whatever is installed.
 from __future__ import annotations
 
 import functools
-import importlib.abc
 import importlib.machinery
 import logging
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clearq.errors import InvalidInput
 
 if TYPE_CHECKING:
+    import importlib.abc
+
     from clearq.sdk.task import Task
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,11 @@ def _apply(patch: Callable[[ModuleType], None], module: ModuleType) -> None:
         log.warning("clearq: cannot capture %s automatically: %s", module.__name__, e)
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of a watched module to patch it once run."""
+class _Finder:
+    """Finds nothing itself: wraps the loader of a watched module to patch it once run.
+
+    A meta path finder by protocol (``find_spec``), not by ``importlib.abc``, whose
+    import costs every ``Task.init`` more than the hooks themselves."""
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
@@ -135,12 +139,12 @@ class _Finder(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _PatchingLoader(spec.loader)
+                    spec.loader = cast("importlib.abc.Loader", _PatchingLoader(spec.loader))
                 return spec
         return None
 
 
-class _PatchingLoader(importlib.abc.Loader):
+class _PatchingLoader:
     def __init__(self, loader: Any) -> None:
         self._loader = loader
 
