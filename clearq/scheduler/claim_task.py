@@ -24,9 +24,9 @@ from clearq.errors import InvalidInput, NotFound
 from clearq.models import Claim, TaskStatus
 from clearq.scheduler.claim import BLOCKED, PG_TAKE_AND_RUN, SQLITE_RUN
 from clearq.scheduler.engine import Database
-from clearq.scheduler.schedules import TRIGGER_HOLD, fire
+from clearq.scheduler.schedules import fire
 from clearq.scheduler.schema import queue_entries, queues, task_dependencies, tasks
-from clearq.scheduler.statements import GANG_HOLD
+from clearq.scheduler.statements import GANG_HOLD, TRIGGER_HOLD
 
 _PG_CLAIM_TASK = sa.text(
     """

@@ -22,6 +22,7 @@ from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, hold, transition
 from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
 from clearq.scheduler.sqla_exec import on
+from clearq.scheduler.statements import TRIGGER_HOLD
 
 
 def queue_row(conn: Connection, name: str) -> Row[Any]:
@@ -311,6 +312,7 @@ class QueueOps:
                 priority=priority,
                 front=front,
             )
+            _keep_schedule(conn, entry)
 
     def move_to_queue(self, task_id: uuid.UUID, queue: str) -> Task:
         """Move a queued task to the back of another queue (its priority kept)."""
@@ -331,6 +333,7 @@ class QueueOps:
                 .values(queue_id=target.id, updated_at=db_now())
             )
             insert_entry(conn, queue_id=target.id, task_id=task_id, priority=entry.priority)
+            _keep_schedule(conn, entry)
             return fetch_task(conn, task_id)
 
     def clear(self, queue: str) -> builtins.list[uuid.UUID]:
@@ -381,6 +384,25 @@ class QueueOps:
             )
             for r in rows
         ]
+
+
+def _keep_schedule(conn: Connection, old: Row[Any]) -> None:
+    """A schedule's waiting clone moved stays its waiting clone: its time, a trigger's hold.
+
+    (The claim that takes it fires the schedule, which writes the next clone in the
+    schedule's own queue.)
+    """
+    if old.schedule_id is None:
+        return
+    conn.execute(
+        queue_entries.update()
+        .where(queue_entries.c.task_id == old.task_id)
+        .values(
+            schedule_id=old.schedule_id,
+            not_before=old.not_before,
+            held_by=TRIGGER_HOLD if old.held_by == TRIGGER_HOLD else queue_entries.c.held_by,
+        )
+    )
 
 
 def _set_nodes(conn: Connection, task_id: uuid.UUID, nodes: int) -> None:

@@ -60,10 +60,9 @@ from clearq.scheduler.schema import (
     tasks,
 )
 from clearq.scheduler.sqla_exec import on
+from clearq.scheduler.statements import TRIGGER_HOLD
 from clearq.scheduler.tasks import create_in
 
-TRIGGER_HOLD = "trigger"
-"""The holder of a trigger's waiting entry until an event releases it (migration 0016)."""
 TRIGGER_FIELDS = ("id", "name", "project", "status")
 """What ``${trigger.task.<field>}`` may name in a triggered clone's parameters."""
 

@@ -48,6 +48,8 @@ _IS_RUNNING = "CAST(:status AS varchar(16)) = 'running'"
 _NOT_BEFORE = "CASE WHEN CAST(:delay AS double precision) > 0 THEN {after_delay} END"
 GANG_HOLD = "gang"
 """The holder of a gang task's entry: the agents' claim passes it over, ranks join it."""
+TRIGGER_HOLD = "trigger"
+"""The holder of a trigger's waiting entry until an event releases it (migration 0016)."""
 _GANG_HOLD = f"(SELECT CASE WHEN nodes > 1 THEN '{GANG_HOLD}' END FROM tasks WHERE id = :task_id)"
 
 INSERT_TASK = Statement(

@@ -15,7 +15,8 @@ from datetime import datetime
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import ScheduleInfo, ScheduleKind, TaskStatus, clone_spec, current_user
 from clearq.scheduler.cadence import Cadence, zone
-from clearq.scheduler.schedules import TRIGGER_HOLD, substitute
+from clearq.scheduler.schedules import substitute
+from clearq.scheduler.statements import TRIGGER_HOLD
 from clearq.testing.records import MemoryTasks
 from clearq.testing.state import ScheduleRow, State
 
