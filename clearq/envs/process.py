@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from clearq.deathsig import die_with_parent
 from clearq.envs.failures import installer_error
 from clearq.envs.progress import BuildProgress
 from clearq.errors import EnvBuildError, EnvFailure
@@ -83,6 +84,7 @@ def run_installer(
             errors="replace",
             env={**installer_env(), **(variables or {})},
             cwd=cwd,
+            preexec_fn=die_with_parent(),  # an installer ends with a SIGKILLed agent
         )
     except OSError as exc:
         raise EnvBuildError(

@@ -1,6 +1,6 @@
 """Containers left running by agents that died, found by their labels and removed.
 
-A host process dies with its agent (:mod:`clearq.runtime.deathsig`); a container does
+A host process dies with its agent (:mod:`clearq.deathsig`); a container does
 not: the Docker daemon owns it. So every container an agent starts carries the agent's
 labels (its worker id, host, pid and the pid's start time), and an agent starting in
 Docker mode removes the containers of this host's agents that are gone. A pid is taken

@@ -7,7 +7,7 @@ children included), then SIGKILL after a grace period.
 On Linux the command runs under :mod:`clearq.runtime.watchdog`, at the head of the group:
 ``hold`` feeds it the agent's give-up time for the attempt on every lease renewal, and
 once that passes unrenewed (a frozen agent) or the agent dies however it dies (its
-parent-death signal, :mod:`clearq.runtime.deathsig`), the watchdog kills the whole
+parent-death signal, :mod:`clearq.deathsig`), the watchdog kills the whole
 group, the task's children included. Elsewhere the command is started directly.
 """
 
@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+from clearq.deathsig import die_with_parent
 from clearq.errors import ClearqError
 from clearq.runtime import watchdog
-from clearq.runtime.deathsig import die_with_parent
 
 DEFAULT_STOP_GRACE_SECONDS = 10.0
 _READ_SIZE = 64 * 1024
@@ -85,7 +85,7 @@ class TaskProcess:
                 group=None if user is None else user[1],
                 extra_groups=None if user is None else [],
                 # Runs after the change of user, which would clear the death signal.
-                preexec_fn=tie,  # lock-free: see clearq.runtime.deathsig
+                preexec_fn=tie,  # lock-free: see clearq.deathsig
             )
         except OSError as e:
             self._close_keepalive()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from clearq.deathsig import die_with_parent
 from clearq.errors import ConfigError
 from clearq.runtime.gitsafe import git_argv, git_environment, reset_mirror_config
 from clearq.runtime.workspace_paths import WorkspaceError, WorkspaceStep
@@ -70,7 +71,13 @@ def git(
         raise WorkspaceError(step, str(error)) from error
     try:
         done = subprocess.run(
-            git_argv(*args), cwd=cwd, input=stdin, capture_output=True, check=False, env=env
+            git_argv(*args),
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            check=False,
+            env=env,
+            preexec_fn=die_with_parent(),  # a SIGKILLed agent's clone ends with it
         )
     except OSError as error:
         raise WorkspaceError(step, f"cannot run git ({error}); is git installed?") from error
@@ -90,6 +97,7 @@ def _has_commit(repo: Path, commit: str) -> bool:
         capture_output=True,
         check=False,
         env=git_environment(os.environ, allow_local=False, credentials=False),
+        preexec_fn=die_with_parent(),
     )
     return done.returncode == 0
 

@@ -234,8 +234,8 @@ def test_sigkill_of_an_agent(sqlite_fleet: Fleet) -> None:
         ids = sqlite_fleet.enqueue(store, 4, sleep=3.0)
         poll(store, some_running(ids, 2))
         victim_task = _task_of(store, ids, "a0")
-        # Killed once its task's process runs: an agent killed inside `git clone` leaves
-        # the clone running on, and its half-made mirror fails the next clone (not this
+        # Killed once its task's process runs: an agent killed inside `git clone` takes
+        # the clone with it, but its half-made mirror may fail the next clone (not this
         # test's fault to find).
         poll(store, lambda s, t=victim_task: bool(read_marks(sqlite_fleet.marks, t)))
         victim.kill()

@@ -3,6 +3,7 @@ ended by its watchdog when its agent stops renewing it or dies."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from clearq.runtime.process import ProcessStartError, TaskProcess, describe_exit
@@ -220,3 +222,44 @@ def test_the_task_and_its_children_die_with_a_killed_agent(tmp_path: Path) -> No
         killed.kill()
         killed.wait()
     assert _gone([task, grandchild]), "the task or its child outlived its agent"
+
+
+def _child_of(parent: int, name: str) -> int:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        for child in psutil.Process(parent).children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.name() == name or name in " ".join(child.cmdline()):
+                    return child.pid
+        assert time.monotonic() < deadline, f"{name} never started"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("runs", "child"),
+    [
+        (
+            "from clearq.runtime.workspace_git import git\n"
+            "from clearq.runtime.workspace_paths import WorkspaceStep\n"
+            "git(WorkspaceStep.CLONE, None, '-c', 'alias.hang=!sleep 600', 'hang')\n",
+            "git",
+        ),
+        (
+            "import sys\n"
+            "from clearq.envs.process import run_installer\n"
+            "from clearq.envs.progress import NullProgress\n"
+            "argv = [sys.executable, '-c', 'import time; time.sleep(600)', 'installer']\n"
+            "run_installer(argv, manager='pip', step='install', progress=NullProgress())\n",
+            "installer",
+        ),
+    ],
+    ids=["git", "installer"],
+)
+def test_the_agents_own_git_and_installers_die_with_it(runs: str, child: str) -> None:
+    agent = subprocess.Popen([sys.executable, "-c", runs])
+    try:
+        pid = _child_of(agent.pid, child)
+    finally:
+        agent.kill()
+        agent.wait()
+    assert _gone([pid]), f"{child} outlived its SIGKILLed agent"

@@ -1,4 +1,9 @@
-"""A task process that dies with its agent: Linux's parent-death signal.
+"""A child that dies with its agent: Linux's parent-death signal.
+
+The agent's task processes (their watchdog, :mod:`clearq.runtime.watchdog`), its git
+commands and its installers (pip, uv) are all started with it, so none outlives an agent
+that was SIGKILLed. It sits at the package's root, below ``runtime`` and ``envs``, which
+both use it.
 
 ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` in the child, between fork and exec, makes the kernel
 kill it when its parent goes, however the parent goes (SIGKILL included). The signal
