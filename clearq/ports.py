@@ -16,7 +16,8 @@ pass the same contract tests (``tests/contract``).
     ExecutorStore    tasks: TaskRecords, outputs: OutputWrites
     GangPort         join, wait, leave, beat and complete the ranks of gang tasks
     LogSinkStore     outputs: OutputWrites
-    ControllerStore  tasks: TaskRecords, queues: QueueActions, outputs: OutputReads
+    ControllerStore  tasks: ControllerTasks, queues: QueueActions, outputs: OutputReads,
+                     admin: SkipPort
     QuotaPort        per-user and per-project limits on running tasks and GPUs
     CleanupStore     tasks: TaskReads, cleanup: CleanupPort (archive, delete, retention)
     ScheduleStore    schedules: SchedulePort (schedules and triggers: add, list, remove)
@@ -69,6 +70,7 @@ __all__ = [
     "CleanupPort",
     "CleanupStore",
     "ControllerStore",
+    "ControllerTasks",
     "ExecutorStore",
     "GangPort",
     "LeasePort",
@@ -83,6 +85,7 @@ __all__ = [
     "QuotaPort",
     "SchedulePort",
     "ScheduleStore",
+    "SkipPort",
     "TaskReads",
     "TaskRecords",
     "WorkerAdmin",
@@ -162,6 +165,26 @@ class TaskRecords(TaskReads, Protocol):
 
     def reset(self, task_id: uuid.UUID) -> Task:
         """Turn an ended task back into a draft."""
+        ...
+
+
+class ControllerTasks(TaskRecords, Protocol):
+    """Task records a controller also clones (HPO trials, ClearML's ``Task.clone``)."""
+
+    def clone(
+        self, task_id: uuid.UUID, *, name: str | None = ..., parent: uuid.UUID | None = ...
+    ) -> Task:
+        """A new draft with the task's code, environment, parameters and limits; its
+        ``parent_id`` is ``parent``, by default the task cloned."""
+        ...
+
+
+class SkipPort(Protocol):
+    """Skipping a step a controller decided not to run (``Pipeline.skip``)."""
+
+    def skip(self, task_id: uuid.UUID, reason: str) -> builtins.list[uuid.UUID]:
+        """Mark a draft or queued task skipped, and the queued tasks waiting on it after it;
+        the ids of those skipped with it."""
         ...
 
 
@@ -471,14 +494,16 @@ class LogSinkStore(Protocol):
 
 
 class ControllerStore(Protocol):
-    """What the pipeline and HPO controllers use: records, queues, reported results."""
+    """What the pipeline and HPO controllers use: records, queues, reported results, skips."""
 
     @property
-    def tasks(self) -> TaskRecords: ...
+    def tasks(self) -> ControllerTasks: ...
     @property
     def queues(self) -> QueueActions: ...
     @property
     def outputs(self) -> OutputReads: ...
+    @property
+    def admin(self) -> SkipPort: ...
 
 
 class CleanupPort(Protocol):

@@ -13,6 +13,7 @@ from clearq.automation.hpo_trials import Objective, Suggestion, TrialResult, Tri
 from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
 from clearq.models import ScalarSummary
+from clearq.ports import ControllerStore
 from clearq.sdk import Task, default_store
 
 HPO_TAG = "hpo"
@@ -50,7 +51,7 @@ class TrialJob:
         """Clone the base task as a draft with the trial's parameters (not enqueued yet)."""
         task = Task.clone(source_task=base, name=f"{base.name}: trial {suggestion.number}")
         task.set_parameters(dict(suggestion.parameters))
-        store = default_store()
+        store = _store()
         tags = (*task.data.tags, HPO_TAG, f"{HPO_TAG}:{spec.search_name}")
         store.tasks.edit(
             task.data.id,
@@ -77,11 +78,11 @@ class TrialJob:
 
     def summary(self) -> ScalarSummary | None:
         """The objective's last/min/max so far (one indexed read), if it reported any."""
-        return self._objective.find(default_store().outputs.summary(self.task.data.id))
+        return self._objective.find(_store().outputs.summary(self.task.data.id))
 
     def new_steps(self) -> list[tuple[int, float]]:
         """(iteration, value) of the objective reported since the last call, in order."""
-        points = default_store().outputs.scalars(
+        points = _store().outputs.scalars(
             self.task.data.id, title=self._objective.title, series=self._objective.series
         )
         if len(points) < self._steps_seen:  # a new attempt started over
@@ -152,6 +153,11 @@ class TrialJob:
             except InvalidInput:
                 continue  # it moved on between the read and the request: look again
         raise InvalidInput(f"task {self.task_id} kept changing status while being stopped")
+
+
+def _store() -> ControllerStore:
+    """The SDK's store, as much of it as a trial uses."""
+    return default_store()
 
 
 __all__ = ["HPO_TAG", "JobSpec", "TrialJob"]

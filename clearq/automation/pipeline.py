@@ -152,7 +152,7 @@ class Pipeline:
     def start(self, queue: str | None = None, *, force: bool = False) -> Pipeline:
         """Enqueue every step (resuming this pipeline's unfinished run); return at once."""
         order = topological(self._steps)
-        store = default_store()
+        store = _store()
         self._record, self._tasks = self._open_run(store)
         keys: dict[str, str] = {}
         for name in order:
@@ -218,7 +218,7 @@ class Pipeline:
     ) -> None:
         """Enqueue a held step (``hold=True``), with more parameters set first."""
         step, task_id = self._held(name)
-        store = default_store()
+        store = _store()
         if parameter_override:
             overrides = {k: params.to_text(v) for k, v in parameter_override.items()}
             store.tasks.update_parameters(task_id, overrides)
@@ -232,7 +232,7 @@ class Pipeline:
     def skip(self, name: str, reason: str) -> None:
         """Mark a held step skipped, and the steps waiting on it after it."""
         _, task_id = self._held(name)
-        default_store().admin.skip(task_id, reason)
+        _store().admin.skip(task_id, reason)
 
     def _held(self, name: str) -> tuple[Step, uuid.UUID]:
         step = self._steps.get(name)
@@ -246,7 +246,7 @@ class Pipeline:
 
     def wait(self, timeout: float | None = None) -> dict[str, TaskStatus]:
         """Wait until every step has ended; each step's status."""
-        store = default_store()
+        store = _store()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             statuses = {n: store.tasks.get(t).status for n, t in self._tasks.items()}
@@ -262,7 +262,7 @@ class Pipeline:
         if from_step not in self._steps or from_step not in self._tasks:
             raise InvalidInput(f"no started step named {from_step!r} in pipeline {self.name!r}")
         again = descendants(self._steps, from_step)
-        store = default_store()
+        store = _store()
         running = [n for n in again if store.tasks.get(self._tasks[n]).status.value == "running"]
         if running:
             raise InvalidInput(f"steps {sorted(running)} are running: wait for them or abort them")
@@ -276,6 +276,11 @@ class Pipeline:
             elif status in FINAL_STATUSES:
                 store.tasks.reset(task_id)
         self.start(queue, force=True)
+
+
+def _store() -> ControllerStore:
+    """The SDK's store, as much of it as a pipeline uses."""
+    return default_store()
 
 
 def _step_map(parameters: Mapping[str, str]) -> dict[str, uuid.UUID]:

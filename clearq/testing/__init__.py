@@ -17,6 +17,7 @@ persisted and nothing is shared between processes.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -24,12 +25,13 @@ from typing import TYPE_CHECKING
 
 from clearq.config import Settings
 from clearq.errors import StoreError
-from clearq.models import ClaimOrder
+from clearq.models import Claim, ClaimOrder
+from clearq.testing.admin import MemoryAdmin
 from clearq.testing.cleanup import MemoryCleanup
 from clearq.testing.queues import MemoryQueues
 from clearq.testing.quotas import MemoryQuotas
 from clearq.testing.records import MemoryTasks
-from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs
+from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs, claim_task
 from clearq.testing.schedules import MemorySchedules
 from clearq.testing.state import Clock, State, utc_now
 from clearq.testing.workers import MemoryWorkers
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
         ControllerStore,
         ExecutorStore,
         LogSinkStore,
+        OneTaskStore,
         QueueAdmin,
         QuotaPort,
         ScheduleStore,
@@ -83,6 +86,7 @@ class MemoryStore:
         self.state = State(clock=clock)
         s = self.settings
         self.tasks = MemoryTasks(self.state, max_attempts=s.max_attempts)
+        self.admin = MemoryAdmin(self.state)
         self.queues = MemoryQueues(self.state)
         self.quotas = MemoryQuotas(self.state)
         self.leases = MemoryLeases(
@@ -108,6 +112,10 @@ class MemoryStore:
     ) -> MemoryClaimer:
         """A worker's claimer over its ordered queues."""
         return MemoryClaimer(self.state, worker, queues, order, self.settings.lease_seconds)
+
+    def claim_task(self, worker: str, task_id: uuid.UUID) -> Claim:
+        """Claim one named queued task for ``worker`` out of its queue (``clearq task run``)."""
+        return claim_task(self.state, worker, task_id, self.settings.lease_seconds)
 
     def listen(
         self,
@@ -147,5 +155,6 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
         CleanupStore,
         ScheduleStore,
         QueueAdmin,
+        OneTaskStore,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s)

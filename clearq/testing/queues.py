@@ -130,8 +130,12 @@ class MemoryQueues:
         priority: int = 0,
         depends_on: Sequence[uuid.UUID] = (),
         continue_on_failure: bool = False,
+        nodes: int | None = None,
     ) -> Task:
-        """Put a draft in a queue; with ``depends_on`` it waits for those tasks."""
+        """Put a draft in a queue; with ``depends_on`` it waits for those tasks (``nodes``:
+        the ranks it asks for; the twin runs no gangs, it only records them)."""
+        if nodes is not None and nodes < 1:
+            raise InvalidInput(f"a task runs on at least one node, not {nodes}")
         s = self._s
         with s.lock:
             info = s.queues.get(queue)
@@ -148,6 +152,7 @@ class MemoryQueues:
                 queue=queue,
                 queued_at=s.now(),
                 status_reason="",
+                **({} if nodes is None else {"nodes": nodes}),
             )
             s.add_entry(task_id, info.id, priority)
             if depends_on:

@@ -68,10 +68,40 @@ class MemoryTasks:
                 retry_delay_seconds=spec.retry_delay_seconds,
                 environment=dict(spec.environment),
                 user=spec.user,
+                nodes=spec.nodes,
             )
             s.tasks[task.id] = task
             s.created_order[task.id] = len(s.created_order)
             return task
+
+    def clone(
+        self, task_id: uuid.UUID, *, name: str | None = None, parent: uuid.UUID | None = None
+    ) -> Task:
+        """A new draft with the task's code, environment, parameters and limits.
+
+        Its ``parent_id`` is ``parent``, by default the task cloned.
+        """
+        source = self.get(task_id)
+        spec = TaskSpec(
+            project=source.project,
+            name=name or f"{source.name} (clone)",
+            type=source.type,
+            script=source.script,
+            env=source.env,
+            container=source.container,
+            parameters=dict(source.parameters),
+            tags=source.tags,
+            comment=source.comment,
+            parent_id=parent or source.id,
+            max_attempts=source.max_attempts,
+            max_run_seconds=source.max_run_seconds,
+            output_uri=source.output_uri,
+            max_retries=source.max_retries,
+            retry_delay_seconds=source.retry_delay_seconds,
+            environment=source.environment,
+            nodes=source.nodes,
+        )
+        return self.create(spec)
 
     def get(self, task_id: uuid.UUID) -> Task:
         """The task by id; NotFound when there is none."""

@@ -104,37 +104,79 @@ class MemoryClaimer:
         return [(name, e) for e in ready[:room]]
 
     def _free(self, entry: Entry) -> bool:
-        for parent_id, go_on in self._s.parents.get(entry.task_id, {}).items():
-            status = self._s.tasks[parent_id].status
-            if status is TaskStatus.COMPLETED:
-                continue
-            if go_on and status in (TaskStatus.FAILED, TaskStatus.STOPPED, TaskStatus.SKIPPED):
-                continue
-            return False
-        return True
+        return _waiting_on(self._s, entry.task_id) is None
 
     def _run(self, name: str, entry: Entry) -> Claim:
-        s = self._s
-        del s.entries[entry.task_id]
-        task = s.task(entry.task_id)
-        check_transition(task.id, task.status, TaskStatus.RUNNING)
-        now = s.now()
-        task = s.put(
-            task,
-            status=TaskStatus.RUNNING,
-            worker=self.worker,
-            attempt=task.attempt + 1,
-            tries=task.tries + 1,
-            started_at=now,
-            finished_at=None,
-            exit_code=None,
-            stop_requested_at=None,
-            status_reason="",
-            lease_expires_at=now + timedelta(seconds=self._lease),
-        )
-        if entry.schedule_id is not None:
-            fire(s, task.id, entry.schedule_id)
-        return Claim(task_id=task.id, attempt=task.attempt, worker=self.worker, queue=name)
+        return _start(self._s, self.worker, name, entry, self._lease)
+
+
+def claim_task(state: State, worker: str, task_id: uuid.UUID, lease: float) -> Claim:
+    """Claim one named queued task for ``worker`` (``claim_task.claim_task``'s twin): no
+    retry delay or queue cap holds it back, an unfinished parent does."""
+    s = state
+    with s.lock:
+        task = s.task(task_id)
+        entry = s.entries.get(task_id)
+        if task.status is TaskStatus.RUNNING:
+            raise InvalidInput(
+                f"task {task_id} is already running on {task.worker or 'a run by hand'}"
+            )
+        if task.status is TaskStatus.QUEUED and task.nodes > 1:
+            raise InvalidInput(
+                f"task {task_id} runs on {task.nodes} nodes at once: agents start it as a gang "
+                "(`clearq agent` on as many machines); `clearq task run` runs one-node tasks"
+            )
+        if task.status is not TaskStatus.QUEUED or entry is None:
+            raise InvalidInput(
+                f"task {task_id} is {task.status}, not queued: enqueue it first "
+                f"(`clearq task enqueue {task_id} --queue QUEUE`)"
+            )
+        waiting = _waiting_on(s, task_id)
+        if waiting is not None:
+            raise InvalidInput(
+                f"task {task_id} waits for task {waiting.id} ({waiting.status}) to complete: "
+                "run it once its parents have completed"
+            )
+        queue = s.queue_by_id(entry.queue_id)
+        if entry.held_by is not None or queue is None:  # as the real store words a held entry
+            raise InvalidInput(f"task {task_id} is being claimed by another worker right now")
+        return _start(s, worker, queue.name, entry, lease)
+
+
+def _waiting_on(s: State, task_id: uuid.UUID) -> Task | None:
+    """A parent ``task_id`` still waits for, if any."""
+    for parent_id, go_on in s.parents.get(task_id, {}).items():
+        parent = s.tasks[parent_id]
+        if parent.status is TaskStatus.COMPLETED:
+            continue
+        if go_on and parent.status in (TaskStatus.FAILED, TaskStatus.STOPPED, TaskStatus.SKIPPED):
+            continue
+        return parent
+    return None
+
+
+def _start(s: State, worker: str, queue: str, entry: Entry, lease: float) -> Claim:
+    """Take ``entry`` out of its queue and start the task's next attempt for ``worker``."""
+    del s.entries[entry.task_id]
+    task = s.task(entry.task_id)
+    check_transition(task.id, task.status, TaskStatus.RUNNING)
+    now = s.now()
+    task = s.put(
+        task,
+        status=TaskStatus.RUNNING,
+        worker=worker,
+        attempt=task.attempt + 1,
+        tries=task.tries + 1,
+        started_at=now,
+        finished_at=None,
+        exit_code=None,
+        stop_requested_at=None,
+        status_reason="",
+        lease_expires_at=now + timedelta(seconds=lease),
+    )
+    if entry.schedule_id is not None:
+        fire(s, task.id, entry.schedule_id)
+    return Claim(task_id=task.id, attempt=task.attempt, worker=worker, queue=queue)
 
 
 class MemoryLeases:
