@@ -19,8 +19,8 @@ from typing import Any
 
 from clearq.errors import InvalidInput
 from clearq.models import Container, EnvSpec, Script, Task, TaskSpec
+from clearq.sdk import function_script
 from clearq.sdk import parameters as params
-from clearq.sdk.function_task import function_script
 
 KWARGS_SECTION = "kwargs"
 STEP_TAG = "pipeline-step"

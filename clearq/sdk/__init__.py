@@ -13,6 +13,7 @@ from clearq.sdk.task import Task
 from clearq.sdk.task_types import TaskTypes
 
 if TYPE_CHECKING:
+    from clearq.sdk.function_task import function_script
     from clearq.sdk.model import InputModel, OutputModel
     from clearq.sdk.storage import StorageManager
 
@@ -24,6 +25,7 @@ __all__ = [
     "Task",
     "TaskTypes",
     "default_store",
+    "function_script",
     "parameters",
     "settings_in_use",
 ]
@@ -35,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from clearq.sdk.storage import StorageManager
 
         return StorageManager
+    if name == "function_script":  # a pipeline's function steps (clearq.automation)
+        from clearq.sdk.function_task import function_script
+
+        return function_script
     if name in ("InputModel", "OutputModel"):
         from clearq.sdk import model
 
