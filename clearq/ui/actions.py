@@ -89,6 +89,24 @@ def _apply_to_entries(
         step(task_id)
 
 
+async def schedules_remove(request: Request) -> Response:
+    """POST /schedules/remove: remove the selected schedules (their waiting clones too)."""
+    try:
+        form = await _form(request)
+    except _Refused:
+        return _refused()
+    try:
+        ids = [int(str(v)) for v in form.getlist("task")]
+    except ValueError:
+        raise InvalidInput("a selected schedule id is not a number") from None
+    if not ids:
+        raise InvalidInput("select at least one schedule first")
+    store = store_of(request)
+    for schedule_id in ids:
+        await run_in_threadpool(store.schedules.remove, schedule_id)
+    return redirect("/schedules")
+
+
 async def queue_clear(request: Request) -> Response:
     """POST /queue/clear: take every task out of a queue (each becomes a draft)."""
     try:

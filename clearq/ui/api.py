@@ -68,6 +68,19 @@ def activity(request: Request) -> Response:
     return _json([charts.activity_panel(points).as_json()])
 
 
+# ---- schedules ----------------------------------------------------------------------------
+
+
+def schedule_table(store: Store) -> list[Row]:
+    """The schedules and triggers table."""
+    return tables.schedule_rows(store.schedules.list(), fmt.now())
+
+
+def schedules(request: Request) -> Response:
+    """GET /api/schedules: the schedules and triggers table."""
+    return _rows(schedule_table(store_of(request)))
+
+
 # ---- queues -------------------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ def _routes() -> list[BaseRoute]:
         Route("/workers", pages.workers),
         Route("/queues", pages.queues),
         Route("/queue", pages.queue),
+        Route("/schedules", pages.schedules),
         Route("/tasks", pages.tasks),
         Route("/compare", compare.compare_page),
         Route("/api/compare/scalars", compare.compare_charts),
@@ -54,6 +55,7 @@ def _routes() -> list[BaseRoute]:
         Route("/api/queues", api.queues),
         Route("/api/queues/charts", api.queue_charts),
         Route("/api/queue/entries", api.entries),
+        Route("/api/schedules", api.schedules),
         Route("/api/tasks", api.tasks),
         Route("/api/tasks/{task_id:uuid}/state", api.task_state),
         Route("/api/tasks/{task_id:uuid}/logs", api.logs),
@@ -66,6 +68,7 @@ def _routes() -> list[BaseRoute]:
         Route("/tasks/{task_id:uuid}/samples/{sample_id:int}", results.sample_file),
         Route("/queue/entries", actions.queue_entries, methods=["POST"]),
         Route("/queue/clear", actions.queue_clear, methods=["POST"]),
+        Route("/schedules/remove", actions.schedules_remove, methods=["POST"]),
         Route("/tasks/{task_id:uuid}/{action:str}", actions.task_action, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=_package_dir("static")), name="static"),
     ]

@@ -66,6 +66,18 @@ def queues(request: Request) -> Response:
     )
 
 
+def schedules(request: Request) -> Response:
+    """GET /schedules: the schedules and triggers, with their next run; remove some."""
+    return render(
+        request,
+        "schedules.html",
+        title="Schedules",
+        columns=tables.SCHEDULE_COLUMNS,
+        rows=api.schedule_table(store_of(request)),
+        live="/api/schedules",
+    )
+
+
 def queue(request: Request) -> Response:
     """GET /queue?name=Q: one queue's tasks in claim order, with the actions on them."""
     store = store_of(request)

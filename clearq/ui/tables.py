@@ -17,6 +17,8 @@ from urllib.parse import urlencode
 from clearq.models import (
     QueueEntry,
     ScalarSummary,
+    ScheduleInfo,
+    ScheduleKind,
     Task,
     TaskEvent,
     WorkerCommand,
@@ -227,4 +229,50 @@ def history_rows(events: Sequence[TaskEvent]) -> list[Row]:
             ),
         )
         for i, e in enumerate(events)
+    ]
+
+
+SCHEDULE_COLUMNS = ("", "id", "name", "queue", "when", "fired", "last run", "next")
+
+
+def schedule_when(s: ScheduleInfo) -> str:
+    """What makes a schedule fire, as a person says it."""
+    if s.kind is ScheduleKind.EVERY:
+        return f"every {fmt.duration(s.every_seconds)}"
+    if s.kind is ScheduleKind.CRON:
+        return f"cron '{s.cron}' ({s.timezone or 'UTC'})"
+    where = f" of project {s.on_project}" if s.on_project else ""
+    return f"when a task{where} becomes {s.on_status}"
+
+
+def _schedule_next(s: ScheduleInfo, now: datetime) -> str:
+    if s.next_task_id is None:
+        return "paused: its waiting clone was dequeued"
+    if s.kind is ScheduleKind.TRIGGER:
+        return f"{s.pending_events} event(s) waiting" if s.pending_events else "next matching task"
+    if s.next_at is not None and s.next_at <= now:
+        return "due: waits for an agent"
+    return f"in {fmt.duration((s.next_at - now).total_seconds())}" if s.next_at else "-"
+
+
+def schedule_rows(schedules: Sequence[ScheduleInfo], now: datetime) -> list[Row]:
+    """The schedules table: a checkbox (the schedule's id) to select rows for removal."""
+    return [
+        Row(
+            id=str(s.id),
+            cells=(
+                Cell("", check=str(s.id)),
+                Cell(str(s.id)),
+                Cell(s.name, href=task_href(s.task_id)),
+                Cell(s.queue, href=link("/queue", name=s.queue)),
+                Cell(schedule_when(s)),
+                Cell(str(s.fired)),
+                Cell(
+                    fmt.ago(s.last_fired_at, now),
+                    href=task_href(s.last_task_id) if s.last_task_id else None,
+                ),
+                Cell(_schedule_next(s, now)),
+            ),
+        )
+        for s in schedules
     ]
