@@ -33,6 +33,7 @@ runs, interleaved. Baseline in the same run: the same harness on an older clearq
 from __future__ import annotations
 
 import argparse
+import compileall
 import io
 import json
 import os
@@ -142,7 +143,8 @@ def run_phased(
     done = subprocess.run(
         [sys.executable, "-c", HARNESS, "run_clearq.py", str(out)],
         cwd=work,
-        env={**env, "PYTHONPATH": str(tree)},
+        # A store of each tree's own: the trees may differ in schema revision.
+        env={**env, "PYTHONPATH": str(tree), "CLEARQ_HOME": str(out.parent / f"home-{tree.name}")},
         capture_output=True,
         text=True,
         check=False,
@@ -177,6 +179,10 @@ def main() -> None:
     args = parser.parse_args()
     print("load:", os.getloadavg())
     trees = {"now": REPO, "baseline": baseline_tree(args.baseline)}
+    for tree in trees.values():
+        # Both byte-compiled, whatever PYTHONDONTWRITEBYTECODE says: an archived tree
+        # would otherwise compile every module on every run.
+        compileall.compile_dir(tree / "clearq", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         work = make_repo(root)
