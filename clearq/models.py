@@ -312,6 +312,17 @@ class RunResult(_Frozen):
     reason: str = ""
 
 
+class FairShare(enum.StrEnum):
+    """Whose turns a fair-share queue balances: its tasks' users', or their projects'."""
+
+    USER = "user"
+    PROJECT = "project"
+
+
+DEFAULT_FAIR_HALF_LIFE = 7 * 24 * 3600.0
+"""A run's usage counts half after a week (Slurm's PriorityDecayHalfLife default)."""
+
+
 class QueueInfo(_Frozen):
     """A queue with its current length and the age of its oldest entry."""
 
@@ -326,6 +337,11 @@ class QueueInfo(_Frozen):
     description: str = ""
     """What the queue is for, for people."""
     tags: tuple[str, ...] = ()
+    fair_share: FairShare | None = None
+    """Among entries of equal priority, the user's (or project's) with least recent usage
+    goes first (None: first in, first out)."""
+    fair_half_life: float | None = None
+    """Seconds after which a run's usage counts half, in a fair-share queue."""
 
 
 class QuotaKind(enum.StrEnum):

@@ -21,6 +21,7 @@ pass the same contract tests (``tests/contract``).
     QuotaPort        per-user and per-project limits on running tasks and GPUs
     CleanupStore     tasks: TaskReads, cleanup: CleanupPort (archive, delete, retention)
     ScheduleStore    schedules: SchedulePort (schedules and triggers: add, list, remove)
+    FairSharePort    sharing a queue's turns by user or by project
 
 Plain names only (models and settings): nothing here imports the scheduler, so
 ``clearq.automation`` can be typed against these ports without depending on it.
@@ -41,6 +42,7 @@ from clearq.models import (
     Container,
     DeletedTasks,
     EnvSpec,
+    FairShare,
     Fence,
     GangJoin,
     GangMembership,
@@ -72,6 +74,7 @@ __all__ = [
     "ControllerStore",
     "ControllerTasks",
     "ExecutorStore",
+    "FairSharePort",
     "GangPort",
     "LeasePort",
     "ListenPort",
@@ -225,6 +228,16 @@ class QueueActions(QueueReads, Protocol):
 
     def dequeue(self, task_id: uuid.UUID) -> Task:
         """Take a queued task out of its queue; it becomes a draft again."""
+        ...
+
+
+class FairSharePort(Protocol):
+    """Fair share within a queue: whose entry of equal priority goes first."""
+
+    def set_fair_share(
+        self, name: str, fair_share: FairShare | None, *, half_life_seconds: float = ...
+    ) -> QueueInfo:
+        """Share a queue's turns by user or by project (None: first in, first out)."""
         ...
 
 

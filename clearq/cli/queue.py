@@ -10,7 +10,8 @@ from rich.table import Table
 from clearq.cli.context import cli_context
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import JsonFlag, age, dump, dump_all, out, print_json, say, table
-from clearq.models import QueueEntry, QueueInfo
+from clearq.errors import InvalidInput
+from clearq.models import DEFAULT_FAIR_HALF_LIFE, FairShare, QueueEntry, QueueInfo
 
 app = typer.Typer(help="Named queues of tasks waiting for a worker.", no_args_is_help=True)
 
@@ -27,6 +28,38 @@ TagOption = Annotated[
 ]
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+HalfLifeOption = Annotated[
+    str,
+    typer.Option(
+        "--half-life",
+        help="After this long a run's usage counts half: 90s, 30m, 12h, 7d, 2w.",
+    ),
+]
+
+
+def half_life_seconds(text: str) -> float:
+    """Seconds in a duration such as ``7d`` or ``12h`` (a bare number: seconds)."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        seconds = float(number) * (unit or 1.0)
+    except ValueError:
+        raise InvalidInput(
+            f"--half-life {text!r} is not a duration: write it as 90s, 30m, 12h, 7d or 2w"
+        ) from None
+    return seconds
+
+
+def _sharing(queue: QueueInfo) -> str:
+    if queue.fair_share is None:
+        return "first in, first out"
+    days = (queue.fair_half_life or DEFAULT_FAIR_HALF_LIFE) / 86400
+    return f"fair share by {queue.fair_share}, usage half-life {days:g} day(s)"
+
+
 @app.command("create")
 def create_command(
     ctx: typer.Context,
@@ -37,14 +70,55 @@ def create_command(
     ] = None,
     description: DescriptionOption = None,
     tag: TagOption = [],  # noqa: B006 (typer reads the default; it is never mutated)
+    fair_share: Annotated[
+        FairShare | None,
+        typer.Option(
+            "--fair-share",
+            help="Among tasks of equal priority, the user's (or project's) with least "
+            "recent usage goes first.",
+        ),
+    ] = None,
+    half_life: HalfLifeOption = "7d",
 ) -> None:
     """Create a queue."""
+    seconds = half_life_seconds(half_life)
     with cli_context(ctx).store() as store:
         queue = store.queues.create(
-            name, gpus=gpus, max_running=max_running, description=description or "", tags=tag
+            name,
+            gpus=gpus,
+            max_running=max_running,
+            description=description or "",
+            tags=tag,
+            fair_share=fair_share,
+            half_life_seconds=seconds,
         )
     cap = "" if queue.max_running is None else f", at most {queue.max_running} running"
-    say(f"created queue {queue.name} ({queue.gpus} GPU(s) per task{cap})")
+    fair = "" if queue.fair_share is None else f", {_sharing(queue)}"
+    say(f"created queue {queue.name} ({queue.gpus} GPU(s) per task{cap}{fair})")
+
+
+@app.command("fair-share")
+def fair_share_command(
+    ctx: typer.Context,
+    name: NameArg,
+    by: Annotated[
+        str,
+        typer.Argument(
+            metavar="user|project|off",
+            help="Share turns by user or by project; off: first in, first out.",
+            show_default=False,
+        ),
+    ],
+    half_life: HalfLifeOption = "7d",
+) -> None:
+    """Share a queue's turns by user or project, or stop (the usage so far is forgotten)."""
+    if by not in ("user", "project", "off"):
+        raise InvalidInput(f"share a queue by user or project, or turn it off, not {by!r}")
+    seconds = half_life_seconds(half_life)
+    fair_share = None if by == "off" else FairShare(by)
+    with cli_context(ctx).store() as store:
+        queue = store.queues.set_fair_share(name, fair_share, half_life_seconds=seconds)
+    say(f"queue {queue.name}: {_sharing(queue)}")
 
 
 @app.command("edit")
@@ -164,7 +238,10 @@ def show_command(ctx: typer.Context, name: NameArg, as_json: JsonFlag = False) -
     if as_json:
         print_json({**dump(queue), "entries": dump_all(entries)})
         return
-    say(f"queue {queue.name}: {queue.length} task(s), {queue.gpus} GPU(s) per task")
+    say(
+        f"queue {queue.name}: {queue.length} task(s), {queue.gpus} GPU(s) per task, "
+        + _sharing(queue)
+    )
     if queue.description:
         say(f"description: {queue.description}")
     if queue.tags:

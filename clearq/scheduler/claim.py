@@ -18,7 +18,9 @@ claim of a capped queue holds that queue's advisory lock for its transaction and
 its running tasks in a statement after taking it, so concurrent claimers never overrun
 the cap; uncapped queues keep the single lock-free statement. Quotas per user and per
 project (``clearq.scheduler.quotas``) are held the same way, under one lock of their own,
-and a claim of several tasks under them claims one at a time in its transaction.
+and a claim of several tasks under them claims one at a time in its transaction. A
+fair-share queue (``clearq.scheduler.fair``) is claimed by a statement of its own, one
+task at a time, in rank order with the others.
 
 A schedule's waiting clone (an entry with a ``schedule_id``) is claimed like any entry,
 and the same transaction fires its schedule (``schedules.fire``: the next waiting clone).
@@ -40,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
 from clearq.models import Claim, ClaimOrder, TaskStatus
+from clearq.scheduler import fair
 from clearq.scheduler.engine import Database
 from clearq.scheduler.quotas import ANY_QUOTA, NO_QUOTAS, PG_QUOTA_LOCK, QUOTA_USE, over_quota
 from clearq.scheduler.schedules import fire
@@ -119,6 +122,47 @@ _PG_ROOM = (
 )
 # Any fixed number: the first key of a capped queue's advisory lock (the second: its id).
 _PG_CAP_LOCK = 0x636C7163
+# A fair-share queue's claim: the best owner's first entry, else (every candidate locked
+# by concurrent claimers) the queue's first free entry; either within the queue's cap.
+# The candidates are sorted first (OFFSET 0 keeps the sort below the join) and the nested
+# loop over them keeps that order, so rows are locked one by one, in order, until one is
+# free: a claim locks one entry, not one per owner.
+_PG_FAIR_CLAIM = """
+WITH{quota_use}
+{candidates},
+picked AS MATERIALIZED (
+    SELECT * FROM (
+        SELECT e.id, e.task_id, e.priority, e.schedule_id, q.name AS queue_name
+        FROM (SELECT * FROM cand c ORDER BY {order} OFFSET 0) c
+        CROSS JOIN fq q
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.task_id, e.priority, e.schedule_id FROM queue_entries e
+            WHERE e.id = c.id
+            FOR UPDATE OF e SKIP LOCKED
+        ) e
+        WHERE {room}
+        LIMIT 1
+    ) best
+    UNION ALL
+    SELECT * FROM (
+        SELECT e.id, e.task_id, e.priority, e.schedule_id, q.name AS queue_name
+        FROM fq q
+        CROSS JOIN LATERAL (
+            SELECT e.id, e.task_id, e.priority, e.schedule_id FROM queue_entries e
+            WHERE e.queue_id = q.id AND {entry_ok}
+            ORDER BY e.priority DESC, e.id
+            LIMIT 1
+            FOR UPDATE OF e SKIP LOCKED
+        ) e
+        WHERE {room}
+    ) first_free
+    LIMIT 1
+),
+{take_and_run}"""
+_PG_FAIR_ROOM = (
+    "(q.max_running IS NULL OR (SELECT count(*) FROM tasks rt "
+    "WHERE rt.queue_id = q.id AND rt.status = 'running') < q.max_running)"
+)
 _PG_STRICT_ORDER = "r.rank, c.priority DESC, c.id"
 _PG_INTERLEAVED_ORDER = (
     "row_number() OVER (PARTITION BY r.rank ORDER BY c.priority DESC, c.id), r.rank"
@@ -161,6 +205,9 @@ _SQLITE_PICK_UNDER_QUOTAS = _SQLITE_PICK.where(
         )
     )
 )
+_SQLITE_FAIR_QUEUES = sa.select(queues.c.name, queues.c.id).where(
+    queues.c.name.in_(sa.bindparam("names", expanding=True)), queues.c.fair_share.is_not(None)
+)
 _SQLITE_RUNNING = sa.select(sa.func.count()).where(
     tasks.c.queue_id == sa.bindparam("queue_id"), tasks.c.status == TaskStatus.RUNNING.value
 )
@@ -193,23 +240,27 @@ def claim(
     capped: dict[str, int] | None = None,
     quotas: bool = False,
     scheduled: Collection[str] = (),
+    fair_queues: dict[str, int] | None = None,
 ) -> list[Claim]:
     """Claim up to ``limit`` tasks for ``worker`` from ``queues_ranked``, in one transaction.
 
     ``capped``: the queues among them known to have a cap, by name -> id (PostgreSQL
     takes their locks; a queue capped since is skipped by the lock-free statement).
     ``quotas``: whether quotas are known to exist (PostgreSQL takes their lock; while one
-    exists unseen, the statements without it claim nothing). SQLite reads both itself.
+    exists unseen, the statements without it claim nothing). SQLite reads them itself.
     ``scheduled``: the queues among them known to hold schedules' entries (PostgreSQL
     claims in a transaction that fires those schedules, ``schedules.fire``; the lock-free
     statement passes such entries over). SQLite always claims in a transaction.
+    ``fair_queues``: those known to share by user or project, by name -> id (SQLite
+    reads them itself).
     """
     if limit < 1:
         raise InvalidInput(f"a claim takes at least one task, not {limit}")
     if not queues_ranked:
         return []
     capped = capped or {}
-    if db.is_postgres and not capped and not quotas and not scheduled:
+    fair_ids = {q: i for q, i in (fair_queues or {}).items() if q in queues_ranked}
+    if db.is_postgres and not capped and not quotas and not scheduled and not fair_ids:
         # One statement: its own transaction, without BEGIN/COMMIT round trips.
         with db.write_one() as conn:
             return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
@@ -224,7 +275,7 @@ def claim(
             if quotas:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, 0)"), {"k": PG_QUOTA_LOCK})
 
-            def take_pg(names: Sequence[str], n: int) -> list[Claim]:
+            def take_plain(names: Sequence[str], n: int) -> list[Claim]:
                 return _claim_pg(
                     conn,
                     worker,
@@ -237,16 +288,57 @@ def claim(
                     scheduled=True,
                 )
 
-            return _one_at_a_time(take_pg, queues_ranked, limit, interleave, quotas)
+            def take_fair(name: str) -> list[Claim]:
+                held = name in capped
+                return _claim_fair_pg(conn, worker, fair_ids[name], lease_seconds, held, quotas)
+
+            take = _by_segments(take_plain, take_fair, fair_ids)
+            one_by_one = quotas or bool(fair_ids)
+            return _one_at_a_time(take, queues_ranked, limit, interleave, one_by_one)
     with db.write() as conn:
         under_quotas = bool(conn.execute(ANY_QUOTA).scalar())
+        fair_ids = dict(conn.execute(_SQLITE_FAIR_QUEUES, {"names": list(queues_ranked)}).all())
 
         def take_sqlite(names: Sequence[str], n: int) -> list[Claim]:
             return _claim_sqlite(
-                conn, worker, names, n, interleave, lease_seconds, quota=under_quotas
+                conn,
+                worker,
+                names,
+                n,
+                interleave,
+                lease_seconds,
+                quota=under_quotas,
+                fair_queues=frozenset(fair_ids),
             )
 
-        return _one_at_a_time(take_sqlite, queues_ranked, limit, interleave, under_quotas)
+        one_by_one = under_quotas or bool(fair_ids)
+        return _one_at_a_time(take_sqlite, queues_ranked, limit, interleave, one_by_one)
+
+
+def _by_segments(
+    take_plain: Callable[[Sequence[str], int], list[Claim]],
+    take_fair: Callable[[str], list[Claim]],
+    fair_queues: dict[str, int],
+) -> Callable[[Sequence[str], int], list[Claim]]:
+    """A claim of one task over ranked queues where some share fairly: each run of plain
+    queues in one statement, each fair queue in its own, in rank order, until one gives."""
+    if not fair_queues:
+        return take_plain
+
+    def take(names: Sequence[str], n: int) -> list[Claim]:
+        plain: list[str] = []
+        for name in [*names, ""]:  # "" ends the last run of plain queues
+            if name and name not in fair_queues:
+                plain.append(name)
+                continue
+            if plain and (got := take_plain(plain, n)):
+                return got
+            plain = []
+            if name and (got := take_fair(name)):
+                return got
+        return []
+
+    return take
 
 
 def _one_at_a_time(
@@ -254,15 +346,16 @@ def _one_at_a_time(
     names: Sequence[str],
     limit: int,
     interleave: bool,
-    quotas: bool,
+    one_by_one: bool,
 ) -> list[Claim]:
-    """``take(names, limit)`` at once; under quotas, one task per statement.
+    """``take(names, limit)`` at once; under quotas or with a fair queue, one task per
+    statement.
 
     Each statement sees the tasks the ones before turned running (one transaction), so
     a batch cannot take one user's last room twice. Round robin moves on to the queue
     after each task's own, as the interleaved batch would.
     """
-    if not quotas:
+    if not one_by_one:
         return take(names, limit)
     claims: list[Claim] = []
     ranked = list(names)
@@ -327,6 +420,54 @@ def _pg_claim_statement(
     )
 
 
+def _claim_fair_pg(
+    conn: Connection,
+    worker: str,
+    queue_id: int,
+    lease_seconds: float,
+    capped: bool,
+    quota: bool,
+) -> list[Claim]:
+    params = {"queue_id": queue_id, "worker": worker, "lease": float(lease_seconds)}
+    rows = conn.execute(_pg_fair_statement(capped, quota), params).all()
+    fire(conn, [(r.id, r.schedule_id) for r in rows if r.schedule_id is not None])
+    return [Claim(task_id=r.id, attempt=r.attempt, worker=worker, queue=r.queue_name) for r in rows]
+
+
+@functools.cache
+def _pg_fair_statement(capped: bool, quota: bool) -> sa.TextClause:
+    # Without the cap's lock a capped queue is left alone (as the lock-free statement
+    # does); without the quota lock nothing is claimed while a quota exists.
+    room = _PG_FAIR_ROOM if capped else "q.max_running IS NULL"
+    room += "" if quota else " AND " + NO_QUOTAS
+    extra = _PG_OVER_QUOTA if quota else ""
+    entry_ok = fair.eligible(True, extra)
+    return sa.text(
+        _PG_FAIR_CLAIM.format(
+            quota_use=_PG_QUOTA_USE if quota else "",
+            candidates=fair.pg_candidates(extra),
+            room=room,
+            order=fair.PG_FAIR_ORDER,
+            entry_ok=entry_ok,
+            take_and_run=PG_TAKE_AND_RUN,
+        )
+    )
+
+
+@functools.cache
+def _sqlite_fair_pick(quota: bool) -> sa.TextualSelect:
+    # The writer is alone and its queue's room is counted already (_claim_sqlite).
+    extra = ""
+    if quota:
+        extra = "\n          AND " + over_quota(f"({QUOTA_USE})", "e.task_id", "q.gpus")
+    entry_ok = fair.eligible(False, extra)
+    return sa.text(
+        f"WITH {fair.sqlite_candidates(entry_ok)}\n"
+        "SELECT e.id, e.task_id, e.schedule_id FROM cand c JOIN queue_entries e ON e.id = c.id\n"
+        f"ORDER BY {fair.SQLITE_FAIR_ORDER} LIMIT :n"
+    ).columns(queue_entries.c.id, queue_entries.c.task_id, queue_entries.c.schedule_id)
+
+
 def _claim_sqlite(
     conn: Connection,
     worker: str,
@@ -336,8 +477,8 @@ def _claim_sqlite(
     lease_seconds: float,
     *,
     quota: bool = False,
+    fair_queues: frozenset[str] = frozenset(),
 ) -> list[Claim]:
-    pick = _SQLITE_PICK_UNDER_QUOTAS if quota else _SQLITE_PICK
     found = conn.execute(
         sa.select(queues.c.name, queues.c.id, queues.c.max_running).where(queues.c.name.in_(names))
     ).all()
@@ -353,6 +494,10 @@ def _claim_sqlite(
             room = min(limit, caps[name] - running)
             if room <= 0:
                 continue
+        if name in fair_queues:  # one task at a time (claim's one_by_one)
+            pick: Any = _sqlite_fair_pick(quota)
+        else:
+            pick = _SQLITE_PICK_UNDER_QUOTAS if quota else _SQLITE_PICK
         rows = conn.execute(pick, {"queue_id": ids[name], "n": room}).all()
         per_queue.append([_Entry(r.id, r.task_id, name, r.schedule_id) for r in rows])
         if not interleave and sum(map(len, per_queue)) >= limit:
@@ -446,13 +591,15 @@ class Claimer:
         self._capped: dict[str, int] = {}
         self._quotas = False
         self._scheduled: frozenset[str] = frozenset()
+        self._fair: dict[str, int] = {}
         self._capped_read_at = -CAPS_REFRESH_SECONDS
 
     def _capped_queues(self) -> dict[str, int]:
         # PostgreSQL only (SQLite reads caps and quotas inside its claim). A cap set since
         # the last read only makes the lock-free statement skip that queue until the next
         # read; a first quota, claim nothing; a first schedule, skip its entry (the queues
-        # with schedules are read with the caps, into ``_scheduled``).
+        # with schedules are read with the caps, into ``_scheduled``); a queue turned fair,
+        # first in, first out until then.
         if not self._db.is_postgres:
             return {}
         now = time.monotonic()
@@ -466,9 +613,13 @@ class Claimer:
                 queues.c.name.in_(self.queues),
                 sa.or_(queues.c.max_running.is_not(None), with_schedules),
             )
+            fair_query = sa.select(queues.c.name, queues.c.id).where(
+                queues.c.name.in_(self.queues), queues.c.fair_share.is_not(None)
+            )
             with self._db.read() as conn:
                 rows = conn.execute(query).all()
                 self._quotas = bool(conn.execute(ANY_QUOTA).scalar())
+                self._fair = {r.name: r.id for r in conn.execute(fair_query)}
             self._capped = {r.name: r.id for r in rows if r.max_running is not None}
             self._scheduled = frozenset(r.name for r in rows if r.sched)
             self._capped_read_at = now
@@ -493,6 +644,7 @@ class Claimer:
             capped={q: i for q, i in self._capped_queues().items() if q in ranked},
             quotas=self._quotas,
             scheduled=self._scheduled.intersection(ranked),
+            fair_queues=self._fair,
         )
         if robin and claims:
             # The first claim of a batch came from the first queue in rotation that had

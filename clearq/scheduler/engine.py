@@ -38,6 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from clearq.config import Settings, ensure_home
 from clearq.errors import ConfigError, ConnectionLost, SchemaError, StoreError, StoreUnavailable
 from clearq.scheduler.pool import ElasticPool
+from clearq.scheduler.statements import sqlite_math
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_SECONDS = 1.0
@@ -385,6 +386,7 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
+        sqlite_math(dbapi_conn)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -361,14 +361,16 @@ def insert_entry(
         "delay": delay_seconds or 0.0,
     }
     if not front:
-        rows(x, q.INSERT_ENTRY, values)
+        [(owner,)] = rows(x, q.INSERT_ENTRY, values)
     else:
         if x.postgres:
             rows(x, q.FRONT_LOCK, {"key": PG_FRONT_LOCK})
         lowest, top = rows(x, q.FRONT_OF, {"queue_id": queue_id})[0]
         values["id"] = (lowest if lowest is not None else 1) - 1
         values["priority"] = max(priority, top) if top is not None else priority
-        rows(x, q.INSERT_ENTRY_AT, values)
+        [(owner,)] = rows(x, q.INSERT_ENTRY_AT, values)
+    if owner is not None:  # a fair-share queue: the claim probes each owner it knows
+        rows(x, q.ADD_OWNER, {"queue_id": queue_id, "owner": owner})
     notify(x, ENQUEUE_CHANNEL, str(queue_id))
 
 
@@ -472,7 +474,11 @@ def _end_all(x: Execution, endings: Sequence[Ending]) -> dict[uuid.UUID, bool]:
         params.update({f"status{i}": e.status.value, f"exit_code{i}": e.exit_code})
         params[f"reason{i}"] = e.reason
     sql = render(q.FINISH_MANY_PG, True, rows=q.finish_many_rows(len(endings)))
-    return {as_uuid(task_id): bool(h) for task_id, h in x.execute(sql, params)}
+    ended = x.execute(sql, params)
+    for task_id, _, fair in ended:
+        if fair is not None:
+            charge(x, as_uuid(task_id))
+    return {as_uuid(task_id): bool(h) for task_id, h, _ in ended}
 
 
 def end(x: Execution, ending: Ending) -> bool | None:
@@ -484,7 +490,22 @@ def end(x: Execution, ending: Ending) -> bool | None:
         "reason": ending.reason,
     }
     found = rows(x, q.FINISH, values)
-    return bool(found[0][0]) if found else None
+    if not found:
+        return None
+    has_children, fair = found[0]
+    if fair is not None:
+        charge(x, ending.fence.task_id)
+    return bool(has_children)
+
+
+def charge(x: Execution, task_id: uuid.UUID) -> None:
+    """Add the run of ``task_id`` that just ended to its owner's usage of a fair-share queue.
+
+    Run seconds (from its start to now, on the database's clock) times its queue's GPUs
+    per task (at least 1), decayed with the queue's half-life (``statements.CHARGE``).
+    A task of any other queue is charged nothing.
+    """
+    rows(x, q.CHARGE, {"task_id": task_id})
 
 
 def retry(x: Execution, ending: Ending) -> bool:
@@ -502,6 +523,7 @@ def retry(x: Execution, ending: Ending) -> bool:
     if queue_id is None or retries >= max_retries:
         return False
     check_transition(fence.task_id, TaskStatus.RUNNING, TaskStatus.QUEUED)
+    charge(x, fence.task_id)  # the failed run used its share, as a finished one does
     delay = (delay_seconds or 0.0) * 2**retries
     reason = f"retry {retries + 1} of {max_retries} after attempt {attempt}: {ending.reason}" + (
         f" (waits {delay:g} s)" if delay else ""

@@ -15,12 +15,20 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import AlreadyExists, InvalidInput, NotFound, QueueNotEmpty
-from clearq.models import Fence, QueueEntry, QueueInfo, Task, TaskStatus
+from clearq.models import (
+    DEFAULT_FAIR_HALF_LIFE,
+    FairShare,
+    Fence,
+    QueueEntry,
+    QueueInfo,
+    Task,
+    TaskStatus,
+)
 from clearq.scheduler import fenced
 from clearq.scheduler.dependencies import add_parents, skip_blocked
 from clearq.scheduler.engine import Database
 from clearq.scheduler.rows import fetch_task, hold, transition
-from clearq.scheduler.schema import db_now, queue_entries, queues, tasks
+from clearq.scheduler.schema import db_now, fair_usage, queue_entries, queues, tasks
 from clearq.scheduler.sqla_exec import on
 from clearq.scheduler.statements import TRIGGER_HOLD
 
@@ -66,6 +74,22 @@ def _check_cap(max_running: int | None) -> None:
         raise InvalidInput(f"a queue's cap on running tasks must be at least 1, not {max_running}")
 
 
+def check_half_life(seconds: float) -> None:
+    """Refuse a fair share's half-life that is not a positive number of seconds."""
+    if not seconds > 0:
+        raise InvalidInput(f"a fair share's half-life must be a positive duration, not {seconds}")
+
+
+def _owner_of(by: FairShare) -> sa.ColumnElement[Any]:
+    """An entry's owner in a queue shared ``by`` (as ``statements.INSERT_ENTRY`` writes it)."""
+    column = tasks.c.created_by if by is FairShare.USER else tasks.c.project
+    return (
+        sa.select(sa.func.coalesce(column, ""))
+        .where(tasks.c.id == queue_entries.c.task_id)
+        .scalar_subquery()
+    )
+
+
 class QueueOps:
     """Named queues of tasks waiting for a worker."""
 
@@ -80,10 +104,14 @@ class QueueOps:
         max_running: int | None = None,
         description: str = "",
         tags: Sequence[str] = (),
+        fair_share: FairShare | None = None,
+        half_life_seconds: float = DEFAULT_FAIR_HALF_LIFE,
     ) -> QueueInfo:
         """Create a queue whose tasks each need ``gpus`` GPUs, at most ``max_running`` at once.
 
         ``description`` and ``tags`` say what it is for, for people (``queue list``).
+        ``fair_share``: among entries of equal priority, the user's (or project's) with the
+        least usage, decayed with ``half_life_seconds``, is claimed first.
         """
         if not name or name != name.strip():
             raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
@@ -91,15 +119,61 @@ class QueueOps:
             raise InvalidInput(f"a queue's GPUs per task cannot be negative ({gpus})")
         _check_cap(max_running)
         labels = {"description": description or None, "tags": queue_tags(tags) or None}
+        check_half_life(half_life_seconds)
+        by = None if fair_share is None else FairShare(fair_share)
         with self._db.write() as conn:
             exists = conn.execute(sa.select(queues.c.id).where(queues.c.name == name)).first()
             if exists is not None:
                 raise AlreadyExists(f"a queue named {name!r} exists already")
             conn.execute(
                 queues.insert().values(
-                    name=name, gpus=gpus, max_running=max_running, created_at=db_now(), **labels
+                    name=name,
+                    gpus=gpus,
+                    max_running=max_running,
+                    created_at=db_now(),
+                    fair_share=None if by is None else by.value,
+                    fair_half_life=None if by is None else half_life_seconds,
+                    **labels,
                 )
             )
+        return self.get(name)
+
+    def set_fair_share(
+        self,
+        name: str,
+        fair_share: FairShare | None,
+        *,
+        half_life_seconds: float = DEFAULT_FAIR_HALF_LIFE,
+    ) -> QueueInfo:
+        """Share a queue's turns by user or by project (None: first in, first out again).
+
+        The usage counted so far is forgotten; the waiting entries take their owners.
+        """
+        check_half_life(half_life_seconds)
+        by = None if fair_share is None else FairShare(fair_share)
+        with self._db.write() as conn:
+            queue_id = queue_row(conn, name).id
+            conn.execute(
+                queues.update()
+                .where(queues.c.id == queue_id)
+                .values(
+                    fair_share=None if by is None else by.value,
+                    fair_half_life=None if by is None else half_life_seconds,
+                )
+            )
+            conn.execute(fair_usage.delete().where(fair_usage.c.queue_id == queue_id))
+            owner: Any = None if by is None else _owner_of(by)
+            conn.execute(
+                queue_entries.update()
+                .where(queue_entries.c.queue_id == queue_id)
+                .values(owner=owner)
+            )
+            owners = (
+                sa.select(queue_entries.c.queue_id, queue_entries.c.owner)
+                .where(queue_entries.c.queue_id == queue_id, queue_entries.c.owner.is_not(None))
+                .distinct()
+            )
+            conn.execute(fair_usage.insert().from_select(["queue_id", "owner"], owners))
         return self.get(name)
 
     def set_max_running(self, name: str, max_running: int | None) -> QueueInfo:
@@ -163,6 +237,8 @@ class QueueOps:
                 max_running=r.max_running,
                 description=r.description or "",
                 tags=tuple(r.tags or ()),
+                fair_share=r.fair_share,
+                fair_half_life=r.fair_half_life,
             )
             for r in rows
         ]

@@ -327,6 +327,7 @@ class _SqliteDriver:
             for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
                 self._conn.execute(f"PRAGMA {pragma}")
             self._conn.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+            q.sqlite_math(self._conn)
         except (OSError, sqlite3.Error) as e:
             raise StoreError(f"cannot open the SQLite store {path}: {e}") from e
 

@@ -145,6 +145,9 @@ queues = sa.Table(
     # What the queue is for, for people (migration 0017); NULL: none given.
     sa.Column("description", sa.Text()),
     sa.Column("tags", sa.JSON()),
+    # Fair share (migration 0018): 'user' or 'project', and the half-life of past usage.
+    sa.Column("fair_share", sa.String(16)),
+    sa.Column("fair_half_life", sa.Float()),
 )
 
 # Limits on what one user's (kind 'user', name = tasks.created_by) or one project's
@@ -182,8 +185,11 @@ queue_entries = sa.Table(
     # schedule (clearq.scheduler.schedules). No foreign key: a schedule removed leaves a
     # plain entry.
     sa.Column("schedule_id", sa.Integer()),
+    # Whose turn it is in a fair-share queue (its task's user or project; else NULL).
+    sa.Column("owner", sa.Text()),
     sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
     sa.Index("ix_queue_entries_schedule_id", "schedule_id"),
+    sa.Index("ix_queue_entries_fair_order", "queue_id", "owner", sa.text("priority DESC"), "id"),
 )
 
 # Schedules and triggers (migration 0016): each keeps one waiting clone of ``task_id`` in
@@ -230,6 +236,20 @@ schedule_events = sa.Table(
     sa.Column("at", UtcDateTime(), nullable=False),
     sa.Index("ix_schedule_events_schedule_id_id", "schedule_id", "id"),
     sa.Index("ix_schedule_events_task_id", "task_id"),
+)
+
+# Each owner's decayed usage of a fair-share queue, as ln(sum of charge * 2^(t / half-life))
+# over its finished runs (charge: run seconds times GPUs, at least 1): comparing two
+# scores compares their usage decayed to any common time. NULL: none yet. One row per
+# owner with entries, so that the claim probes each owner's first entry (migration 0018).
+fair_usage = sa.Table(
+    "fair_usage",
+    metadata,
+    sa.Column(
+        "queue_id", sa.Integer(), sa.ForeignKey("queues.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("owner", sa.Text(), primary_key=True),
+    sa.Column("score", sa.Float()),
 )
 
 # A child is claimable once every parent completed (unless the edge continues on failure).

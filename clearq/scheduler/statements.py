@@ -14,7 +14,9 @@ Standard library only: a training script imports this on its way to its first li
 
 from __future__ import annotations
 
+import math
 import re
+import sqlite3
 from dataclasses import dataclass
 from functools import cache
 
@@ -143,11 +145,14 @@ No ``IS [NOT] NULL`` in a RETURNING list: SQLite 3.40 answers it wrongly on ``ta
 (whose history triggers fire on update); NULL-propagating arithmetic under COALESCE is fine.
 """
 
+# In a RETURNING list: the task's queue shares by user or project (its run is charged).
+_FAIR_QUEUE = "(SELECT fq.fair_share FROM queues fq WHERE fq.id = tasks.queue_id)"
+
 FINISH = Statement(
     "finish",
     "UPDATE tasks SET status = :status, exit_code = :exit_code, status_reason = :reason, "
     "finished_at = {now}, updated_at = {now}, lease_expires_at = NULL WHERE {fence} "
-    "RETURNING tasks.has_children",
+    "RETURNING tasks.has_children, " + _FAIR_QUEUE,
 )
 """End an attempt (one statement: on PostgreSQL its own transaction, no BEGIN/COMMIT)."""
 
@@ -156,7 +161,7 @@ FINISH_MANY_PG = Statement(
     "WITH v(task_id, attempt, worker, status, exit_code, reason) AS (VALUES {rows}) "
     "UPDATE tasks SET status = v.status, exit_code = v.exit_code, status_reason = v.reason, "
     "finished_at = {now}, updated_at = {now}, lease_expires_at = NULL "
-    "FROM v WHERE {fence_v} RETURNING tasks.id, tasks.has_children",
+    "FROM v WHERE {fence_v} RETURNING tasks.id, tasks.has_children, " + _FAIR_QUEUE,
 )
 """End many attempts in one PostgreSQL statement; ``{rows}`` is :func:`finish_many_rows`."""
 
@@ -179,21 +184,62 @@ FRONT_OF = Statement(
     "SELECT (SELECT min(id) FROM queue_entries), "
     "(SELECT max(priority) FROM queue_entries WHERE queue_id = :queue_id)",
 )
+# Whose turn an entry is in a fair-share queue (NULL in any other queue).
+_OWNER = (
+    "(SELECT CASE oq.fair_share WHEN 'user' THEN COALESCE(ot.created_by, '') "
+    "WHEN 'project' THEN ot.project END FROM queues oq, tasks ot "
+    "WHERE oq.id = :queue_id AND ot.id = :task_id)"
+)
 INSERT_ENTRY = Statement(
     "insert_entry",
-    "INSERT INTO queue_entries (queue_id, task_id, priority, enqueued_at, not_before, held_by) "
-    "VALUES (:queue_id, :task_id, :priority, {now}, " + _NOT_BEFORE + ", " + _GANG_HOLD + ")",
+    "INSERT INTO queue_entries (queue_id, task_id, priority, enqueued_at, not_before, held_by, "
+    "owner) VALUES (:queue_id, :task_id, :priority, {now}, "
+    + _NOT_BEFORE
+    + ", "
+    + _GANG_HOLD
+    + ", "
+    + _OWNER
+    + ") RETURNING owner",
 )
 INSERT_ENTRY_AT = Statement(
     "insert_entry_at",
     "INSERT INTO queue_entries (id, queue_id, task_id, priority, enqueued_at, not_before, "
-    "held_by) VALUES (:id, :queue_id, :task_id, :priority, {now}, "
+    "held_by, owner) VALUES (:id, :queue_id, :task_id, :priority, {now}, "
     + _NOT_BEFORE
     + ", "
     + _GANG_HOLD
-    + ")",
+    + ", "
+    + _OWNER
+    + ") RETURNING owner",
 )
 """An entry with its id chosen (the front of the queue: below every other id)."""
+
+ADD_OWNER = Statement(
+    "add_owner",
+    "INSERT INTO fair_usage (queue_id, owner, score) VALUES (:queue_id, :owner, NULL) "
+    "ON CONFLICT (queue_id, owner) DO NOTHING",
+)
+"""Make an owner of a fair-share queue known to the claim (with no usage yet)."""
+
+CHARGE = Statement(
+    "charge",
+    "INSERT INTO fair_usage (queue_id, owner, score) "
+    "SELECT q.id, CASE q.fair_share WHEN 'user' THEN COALESCE(t.created_by, '') "
+    "ELSE t.project END, "
+    "ln(CASE WHEN q.gpus > 0 THEN q.gpus ELSE 1 END * {greatest}({run_seconds}, 0.001)) "
+    "+ {epoch_now} * 0.6931471805599453 / q.fair_half_life "
+    "FROM tasks t JOIN queues q ON q.id = t.queue_id "
+    "WHERE t.id = :task_id AND q.fair_share IS NOT NULL AND t.started_at IS NOT NULL "
+    "ON CONFLICT (queue_id, owner) DO UPDATE SET score = CASE "
+    "WHEN fair_usage.score IS NULL THEN excluded.score "
+    "ELSE {greatest}(fair_usage.score, excluded.score) "
+    "+ ln(1 + exp(-abs(fair_usage.score - excluded.score))) END",
+)
+"""Add a run's usage to its owner's in a fair-share queue (none elsewhere).
+
+The score is ln(sum of charge * 2^(t / half-life)), t on the database's clock, so adding
+a charge is a log-sum-exp and no row is ever rescaled as time passes; the upsert is one
+statement, so two runs ending at once both count."""
 
 NOTIFY = Statement("notify", "SELECT pg_notify(:channel, :payload)")
 """A wake-up hint, sent when the transaction commits (PostgreSQL only)."""
@@ -302,6 +348,8 @@ _PG = {
     "lock_children": " FOR UPDATE OF child SKIP LOCKED",
     "least": "least",
     "greatest": "greatest",
+    "run_seconds": "CAST(extract(epoch FROM now() - t.started_at) AS double precision)",
+    "epoch_now": "CAST(extract(epoch FROM now()) AS double precision)",
     "over_time": (
         "COALESCE(now() - tasks.started_at > make_interval(secs => tasks.max_run_seconds), false)"
     ),
@@ -315,8 +363,24 @@ _SQLITE = {
     "lock_children": "",
     "least": "min",
     "greatest": "max",
+    "run_seconds": "(julianday('now') - julianday(t.started_at)) * 86400.0",
+    "epoch_now": "(julianday('now') - 2440587.5) * 86400.0",
     "over_time": (
         "COALESCE((julianday('now') - julianday(tasks.started_at)) * 86400.0 "
         "> tasks.max_run_seconds, 0)"
     ),
 }
+
+
+def sqlite_math(conn: sqlite3.Connection) -> None:
+    """Give a sqlite3 connection ``ln`` and ``exp`` where its SQLite was built without them.
+
+    :data:`CHARGE` uses them; SQLite has them only when compiled with its math functions.
+    """
+    try:
+        conn.execute("SELECT ln(1), exp(0)").fetchall()
+    except sqlite3.OperationalError as e:
+        if "no such function" not in str(e):
+            raise
+        conn.create_function("ln", 1, math.log, deterministic=True)
+        conn.create_function("exp", 1, math.exp, deterministic=True)

@@ -157,5 +157,6 @@ if TYPE_CHECKING:  # mypy proves the store satisfies every consumer's port
         ports.CleanupStore,
         ports.ScheduleStore,
         ports.QueueAdmin,
+        ports.FairSharePort,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s.queues)

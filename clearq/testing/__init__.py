@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         CleanupStore,
         ControllerStore,
         ExecutorStore,
+        FairSharePort,
         LogSinkStore,
         OneTaskStore,
         QueueAdmin,
@@ -156,5 +157,6 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
         ScheduleStore,
         QueueAdmin,
         OneTaskStore,
+        FairSharePort,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s, s.queues)

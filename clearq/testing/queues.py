@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from clearq.errors import AlreadyExists, InvalidInput, NotFound
-from clearq.models import QueueInfo, Task, TaskStatus
-from clearq.scheduler.queues import queue_tags
+from clearq.models import DEFAULT_FAIR_HALF_LIFE, FairShare, QueueInfo, Task, TaskStatus
+from clearq.scheduler.queues import check_half_life, queue_tags
 from clearq.testing.state import Entry, State
 
 
@@ -27,8 +27,11 @@ class MemoryQueues:
         max_running: int | None = None,
         description: str = "",
         tags: Sequence[str] = (),
+        fair_share: FairShare | None = None,
+        half_life_seconds: float = DEFAULT_FAIR_HALF_LIFE,
     ) -> QueueInfo:
-        """Create a queue whose tasks each need ``gpus`` GPUs."""
+        """Create a queue whose tasks each need ``gpus`` GPUs (``QueueOps.create``)."""
+        check_half_life(half_life_seconds)
         if not name or name != name.strip():
             raise InvalidInput(f"queue name {name!r} is empty or has surrounding spaces")
         if gpus < 0:
@@ -49,9 +52,33 @@ class MemoryQueues:
                 max_running=max_running,
                 description=description,
                 tags=tuple(queue_tags(tags)),
+                fair_share=None if fair_share is None else FairShare(fair_share),
+                fair_half_life=None if fair_share is None else half_life_seconds,
             )
             self._s.queues[name] = info
             return info
+
+    def set_fair_share(
+        self,
+        name: str,
+        fair_share: FairShare | None,
+        *,
+        half_life_seconds: float = DEFAULT_FAIR_HALF_LIFE,
+    ) -> QueueInfo:
+        """Share a queue's turns by user or project (None: FIFO); its usage is forgotten."""
+        check_half_life(half_life_seconds)
+        by = None if fair_share is None else FairShare(fair_share)
+        with self._s.lock:
+            queue = self._queue(name)
+            self._s.queues[name] = queue.model_copy(
+                update={
+                    "fair_share": by,
+                    "fair_half_life": None if by is None else half_life_seconds,
+                }
+            )
+            for key in [k for k in self._s.fair_usage if k[0] == queue.id]:
+                del self._s.fair_usage[key]
+        return self.get(name)
 
     def edit(
         self, name: str, *, description: str | None = None, tags: Sequence[str] | None = None

@@ -24,6 +24,7 @@ from clearq.models import (
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.workers import worker_names
+from clearq.testing.fair import charge, fair_order
 from clearq.testing.quotas import over_quota
 from clearq.testing.schedules import fire
 from clearq.testing.state import Entry, State, Summary
@@ -56,7 +57,8 @@ class MemoryClaimer:
         s = self._s
         ranked = self.ranked(among)
         with s.lock:
-            if s.quotas:  # one at a time, each seeing the ones before (claim._one_at_a_time)
+            fair = any(q in s.queues and s.queues[q].fair_share for q in ranked)
+            if s.quotas or fair:  # one at a time, each seeing the ones before
                 claims: list[Claim] = []
                 while len(claims) < limit and (got := self._claim(ranked, 1)):
                     claims.extend(got)
@@ -95,6 +97,8 @@ class MemoryClaimer:
             and self._free(e)
             and not over_quota(s, s.tasks[e.task_id], queue.gpus)
         ]
+        if queue.fair_share is not None:
+            ready = fair_order(s, queue, ready)
         room = limit
         if queue.max_running is not None:
             running = sum(
@@ -242,6 +246,7 @@ class MemoryLeases:
         s = self._s
         with s.lock:
             task = s.hold(fence)
+            charge(s, task)
             if status is TaskStatus.FAILED and self._retry(task, exit_code, reason):
                 return
             s.put(

@@ -106,6 +106,8 @@ class State:
     artifacts: dict[tuple[uuid.UUID, str], Artifact] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     quotas: dict[tuple[QuotaKind, str], Quota] = field(default_factory=dict)
+    fair_usage: dict[tuple[int, str], float] = field(default_factory=dict)
+    """(queue id, owner) -> score, as ``fair_usage`` holds it (clearq.testing.fair)."""
     metrics: list[tuple[str, datetime, Any]] = field(default_factory=list)
     schedules: dict[int, ScheduleRow] = field(default_factory=dict)
     schedule_events: list[tuple[int, uuid.UUID]] = field(default_factory=list)

@@ -43,8 +43,11 @@ def _schema_diff(db: Database) -> list[tuple[str, str]]:
         )
     found = [(d[0], getattr(d[1], "name", str(d[1]))) for d in diff]
     if db.dialect == "sqlite":
-        found = [d for d in found if d[1] != "ix_queue_entries_claim_order"]
+        found = [d for d in found if d[1] not in _DESC_INDEXES]
     return found
+
+
+_DESC_INDEXES = ("ix_queue_entries_claim_order", "ix_queue_entries_fair_order")
 
 
 def test_upgrade_from_empty_matches_the_table_definitions(empty_db: Database) -> None:
@@ -75,19 +78,20 @@ def test_upgrade_twice_is_a_no_op(empty_db: Database) -> None:
     assert current_revision(empty_db) == head_revision()
 
 
-def test_claim_order_index_exists(empty_db: Database) -> None:
+@pytest.mark.parametrize("index", _DESC_INDEXES)
+def test_claim_order_indexes_exist(empty_db: Database, index: str) -> None:
     upgrade(empty_db)
     with empty_db.read() as conn:
         names = {ix["name"] for ix in conn.dialect.get_indexes(conn, "queue_entries")}
         if empty_db.dialect == "sqlite":
-            ddl = conn.exec_driver_sql(
-                "SELECT sql FROM sqlite_master WHERE name = 'ix_queue_entries_claim_order'"
+            ddl = conn.execute(
+                sa.text("SELECT sql FROM sqlite_master WHERE name = :n"), {"n": index}
             ).scalar_one()
         else:
-            ddl = conn.exec_driver_sql(
-                "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_queue_entries_claim_order'"
+            ddl = conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": index}
             ).scalar_one()
-    assert "ix_queue_entries_claim_order" in names
+    assert index in names
     assert "priority DESC" in ddl
 
 

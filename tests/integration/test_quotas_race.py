@@ -1,13 +1,15 @@
-"""Quotas hold against claimers racing in separate processes, as a queue's cap does."""
+"""Quotas hold against claimers racing in separate processes, as a queue's cap does; a
+fair-share queue hands each task out once to racing claimers."""
 
 from __future__ import annotations
 
 import multiprocessing
 import time
+import uuid
 from pathlib import Path
 
 from clearq.config import Settings
-from clearq.models import QuotaKind, TaskStatus
+from clearq.models import FairShare, QuotaKind, TaskStatus
 from clearq.scheduler import Store
 from tests.integration.helpers import new_task
 
@@ -52,3 +54,34 @@ def test_quotas_hold_against_racing_claimers(store: Store, store_url: str, tmp_p
     alice = store.quotas.get(QuotaKind.USER, "alice")
     assert alice.running == 3
     assert alice.gpus <= 4
+
+
+def _fair_claimer(url: str, home: str, worker: str, out: object) -> None:
+    with Store(url, settings=Settings(home=Path(home))) as store:
+        claimer = store.claimer(worker, ["fair"])
+        got: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and store.queues.get("fair").length:
+            got.extend(str(c.task_id) for c in claimer.claim(1))
+        out.put(got)  # type: ignore[attr-defined]
+
+
+def test_racing_claimers_drain_a_fair_queue_each_task_once(
+    store: Store, store_url: str, tmp_path: Path
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    store.queues.create("fair", fair_share=FairShare.USER)
+    ids = {str(new_task(store, f"{user}{i}", user=user)) for i in range(20) for user in ("a", "b")}
+    for task_id in sorted(ids):
+        store.queues.enqueue(uuid.UUID(task_id), "fair")
+    out = spawn.Queue()
+    procs = [
+        spawn.Process(target=_fair_claimer, args=(store_url, str(tmp_path), f"w{i}", out))
+        for i in range(4)
+    ]
+    for p in procs:
+        p.start()
+    got = [task_id for _ in procs for task_id in out.get(timeout=90)]
+    for p in procs:
+        p.join(timeout=30)
+    assert sorted(got) == sorted(ids)  # every task once: none lost, none twice
