@@ -11,6 +11,8 @@ the 8 tasks ran (``pg_stat_database.sessions``): connections opened and closed a
 Baseline in the same run: the same phases with the agent running an older clearq,
 ``git archive``'d from this repository (``--baseline``, default the last commit with
 two SQLAlchemy pools per store: a transactional one and an autocommit one, 2 + 4 each).
+Each tree is measured by this script run again under that tree's clearq (``--tree-run``,
+printing JSON), on a database of its own: the two may differ in schema revision.
 
     python benchmarks/agent_connections.py [--repeat 3] [--baseline REF]
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import subprocess
 import sys
@@ -38,7 +41,9 @@ from common import bench_database, libpq_dsn, open_store, table
 
 from clearq.models import FINAL_STATUSES, Script, TaskSpec
 from clearq.scheduler import Store
-from clearq.scheduler.pool import IDLE_CLOSE_SECONDS
+
+IDLE_CLOSE_SECONDS = 10.0
+"""``clearq.scheduler.pool.IDLE_CLOSE_SECONDS`` (not importable from the baseline tree)."""
 
 CLEARQ = Path(sys.executable).with_name("clearq")
 REPO = Path(__file__).resolve().parents[1]
@@ -192,10 +197,28 @@ def baseline_tree(ref: str) -> Path:
     return folder
 
 
-def measure(baseline: Path) -> dict[str, int]:
+def tree_run() -> None:
+    """One tree's figures as JSON, with whatever clearq this process imports."""
     with bench_database("conn") as url:
-        after = measure_tree(url, REPO)
-        before = measure_tree(url, baseline)
+        print(json.dumps(measure_tree(url, Path(os.environ["PYTHONPATH"]))))
+
+
+def measure_in(tree: Path) -> dict[str, int]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--tree-run"],
+        env={**os.environ, "PYTHONPATH": str(tree)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"measuring {tree} failed:\n{done.stderr}")
+    figures: dict[str, int] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+def measure(baseline: Path) -> dict[str, int]:
+    after, before = measure_in(REPO), measure_in(baseline)
     figures = {f"now: {k}": v for k, v in after.items()}
     figures.update({f"baseline: {k}": v for k, v in before.items()})
     return figures
@@ -205,7 +228,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline clearq")
+    parser.add_argument("--tree-run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tree_run:
+        tree_run()
+        return
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
     tree = baseline_tree(args.baseline)
     runs = [measure(tree) for _ in range(args.repeat)]
