@@ -396,6 +396,8 @@ class ScheduleInfo(_Frozen):
     """A trigger's status: it fires when a task reaches it."""
     on_project: str | None = None
     """A trigger's project (None: any project)."""
+    on_tag: str | None = None
+    """A trigger's tag: it fires when a task gains it."""
     created_at: datetime
     created_by: str | None = None
     fired: int = 0

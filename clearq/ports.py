@@ -601,13 +601,15 @@ class SchedulePort(Protocol):
         task_id: uuid.UUID,
         queue: str,
         *,
-        on_status: TaskStatus,
+        on_status: TaskStatus | None = ...,
         on_project: str | None = ...,
+        on_tag: str | None = ...,
         name: str | None = ...,
         priority: int = ...,
         user: str | None = ...,
     ) -> ScheduleInfo:
-        """Enqueue a clone of the task each time a task (of a project) reaches a status."""
+        """Enqueue a clone of the task each time a task (of a project) reaches a status,
+        or gains a tag."""
         ...
 
     def get(self, schedule_id: int) -> ScheduleInfo:

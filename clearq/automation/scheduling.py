@@ -214,11 +214,12 @@ class TriggerScheduler:
     """ClearML's ``TriggerScheduler``: a clone of a task enqueued when tasks reach a status.
 
     Supported: ``add_task_trigger(schedule_task_id, schedule_queue, trigger_project,
-    trigger_on_status, name, task_parameters)``: one trigger per status (ClearML's
-    ``in_progress`` is clearq's ``running``); ``${trigger.task.id}`` in the parameters
+    trigger_on_status, trigger_on_tags, name, task_parameters)``: one trigger per status
+    (ClearML's ``in_progress`` is clearq's ``running``) and one per tag (a task gaining
+    it fires it); ``${trigger.task.id}`` in the parameters
     names the task that fired it. ``start()`` and ``start_remotely()`` return at once
     (the database fires triggers in the status change's transaction). Not supported
-    (refused when given): ``schedule_function``, ``trigger_name``, ``trigger_on_tags``,
+    (refused when given): ``schedule_function``, ``trigger_name``,
     ``trigger_required_tags``, ``trigger_on_metric`` and its variant, threshold and sign,
     ``target_project``, ``single_instance``, ``reuse_task``, ``task_overrides``; nor
     ``add_model_trigger`` and ``add_dataset_trigger``. clearq fires on every task, run
@@ -264,7 +265,6 @@ class TriggerScheduler:
         _refuse(
             schedule_function=schedule_function,
             trigger_name=trigger_name,
-            trigger_on_tags=trigger_on_tags,
             trigger_required_tags=trigger_required_tags,
             trigger_on_metric=trigger_on_metric,
             trigger_on_variant=trigger_on_variant,
@@ -277,14 +277,17 @@ class TriggerScheduler:
         )
         if not schedule_queue:
             raise InvalidInput("give the queue the clones go to (schedule_queue=...)")
-        if not trigger_on_status:
-            raise InvalidInput("give the statuses that fire it (trigger_on_status=[...])")
-        statuses = [_status(s) for s in trigger_on_status]
-        base = _base(self._store, _task_id(schedule_task_id), name, task_parameters)
-        for status in dict.fromkeys(statuses):
-            self._store.schedules.add_trigger(
-                base, schedule_queue, on_status=status, on_project=trigger_project, name=name
+        if not trigger_on_status and not trigger_on_tags:
+            raise InvalidInput(
+                "give what fires it: trigger_on_status=[...] or trigger_on_tags=[...]"
             )
+        statuses = [_status(s) for s in trigger_on_status or ()]
+        base = _base(self._store, _task_id(schedule_task_id), name, task_parameters)
+        add = self._store.schedules.add_trigger
+        for status in dict.fromkeys(statuses):
+            add(base, schedule_queue, on_status=status, on_project=trigger_project, name=name)
+        for tag in dict.fromkeys(trigger_on_tags or ()):
+            add(base, schedule_queue, on_tag=tag, on_project=trigger_project, name=name)
 
     def start(self) -> None:
         """Return at once: the triggers are in the store and the database fires them."""

@@ -3,6 +3,7 @@
     clearq schedule add --task ID --queue nightly --cron '0 3 * * *' --timezone Europe/Berlin
     clearq schedule add --task ID --queue default --every 6h
     clearq schedule trigger --task ID --queue eval --on-status completed --project train
+    clearq schedule trigger --task ID --queue deploy --on-tag release
     clearq schedule list [--json]
     clearq schedule remove SCHEDULE_ID
 
@@ -106,11 +107,15 @@ def trigger_command(
     task: TaskOption,
     queue: QueueOption,
     on_status: Annotated[
-        TaskStatus,
+        TaskStatus | None,
         typer.Option(
             "--on-status", help="Fire when a task reaches this status.", show_default=False
         ),
-    ],
+    ] = None,
+    on_tag: Annotated[
+        str | None,
+        typer.Option("--on-tag", help="Fire when a task gains this tag.", show_default=False),
+    ] = None,
     project: Annotated[
         str | None,
         typer.Option("--project", help="Only tasks of this project fire it (default: any)."),
@@ -118,7 +123,8 @@ def trigger_command(
     name: NameOption = None,
     priority: PriorityOption = 0,
 ) -> None:
-    """Enqueue a clone of a task each time a task (of a project) reaches a status; print its id.
+    """Enqueue a clone of a task each time a task (of a project) reaches a status or gains
+    a tag; print its id.
 
     In the clone's parameters ${trigger.task.id} (.name, .project, .status) names the
     task that fired it. A trigger never fires on its own task or its clones.
@@ -129,6 +135,7 @@ def trigger_command(
             queue,
             on_status=on_status,
             on_project=project,
+            on_tag=on_tag,
             name=name,
             priority=priority,
         )
@@ -183,6 +190,8 @@ def describe(info: ScheduleInfo) -> str:
     if info.kind is ScheduleKind.CRON:
         return f"cron '{info.cron}' ({info.timezone or 'UTC'})"
     where = f" of project {info.on_project!r}" if info.on_project else ""
+    if info.on_tag is not None:
+        return f"when a task{where} gains tag {info.on_tag!r}"
     return f"when a task{where} becomes {info.on_status}"
 
 

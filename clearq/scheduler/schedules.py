@@ -124,23 +124,22 @@ class ScheduleOps:
         task_id: uuid.UUID,
         queue: str,
         *,
-        on_status: TaskStatus,
+        on_status: TaskStatus | None = None,
         on_project: str | None = None,
+        on_tag: str | None = None,
         name: str | None = None,
         priority: int = 0,
         user: str | None = None,
     ) -> ScheduleInfo:
         """Enqueue a clone of ``task_id`` each time a task of ``on_project`` (None: any)
-        reaches ``on_status``; ``${trigger.task.id}`` in its parameters names that task."""
-        if on_status in (TaskStatus.CREATED, TaskStatus.QUEUED):
-            raise InvalidInput(
-                f"a trigger fires when a task runs or ends, not when it is {on_status}: "
-                "use running, completed, failed, stopped or skipped"
-            )
+        reaches ``on_status``, or gains the tag ``on_tag``; ``${trigger.task.id}`` in its
+        parameters names that task."""
+        check_trigger(on_status, on_tag)
         values = {
             "kind": ScheduleKind.TRIGGER.value,
-            "on_status": on_status.value,
+            "on_status": None if on_status is None else on_status.value,
             "on_project": on_project,
+            "on_tag": on_tag,
             "created_at": db_now(),
         }
         with self._db.write() as conn:
@@ -204,6 +203,21 @@ class ScheduleOps:
                     )
                 )
         return info
+
+
+def check_trigger(on_status: TaskStatus | None, on_tag: str | None) -> None:
+    """InvalidInput unless a trigger fires on exactly one of a status or a tag it can."""
+    if (on_status is None) == (on_tag is None):
+        raise InvalidInput(
+            "a trigger fires on a status (--on-status) or a tag (--on-tag): give one"
+        )
+    if on_status in (TaskStatus.CREATED, TaskStatus.QUEUED):
+        raise InvalidInput(
+            f"a trigger fires when a task runs or ends, not when it is {on_status}: "
+            "use running, completed, failed, stopped or skipped"
+        )
+    if on_tag is not None and (not on_tag or on_tag != on_tag.strip()):
+        raise InvalidInput(f"a trigger's tag {on_tag!r} is empty or has surrounding spaces")
 
 
 def fire(conn: Connection, fired: Sequence[tuple[uuid.UUID, int]]) -> None:
@@ -304,7 +318,8 @@ def _write_next(
     clone_id = create_in(conn, spec, max_attempts=template.max_attempts)
     if row.kind == ScheduleKind.TRIGGER.value:
         where = f" of project {row.on_project!r}" if row.on_project else ""
-        why = f"waits for trigger {row.id}: a task{where} becoming {row.on_status}"
+        what = f"gaining tag {row.on_tag!r}" if row.on_tag else f"becoming {row.on_status}"
+        why = f"waits for trigger {row.id}: a task{where} {what}"
     else:
         why = f"waits for schedule {row.id}"
     transition(
@@ -366,6 +381,7 @@ def _info(r: Row[Any]) -> ScheduleInfo:
         timezone=r.timezone,
         on_status=None if r.on_status is None else TaskStatus(r.on_status),
         on_project=r.on_project,
+        on_tag=r.on_tag,
         created_at=r.created_at,
         created_by=r.created_by,
         fired=r.fired,

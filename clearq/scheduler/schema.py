@@ -210,6 +210,8 @@ schedules = sa.Table(
     sa.Column("timezone", sa.String(64)),
     sa.Column("on_status", sa.String(16)),
     sa.Column("on_project", sa.String(255)),
+    # A trigger on a tag (migration 0019): it fires when a task gains it.
+    sa.Column("on_tag", sa.String(255)),
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("created_by", sa.Text()),
     sa.Column("fired", sa.Integer(), nullable=False),

@@ -15,7 +15,7 @@ from datetime import datetime
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import ScheduleInfo, ScheduleKind, TaskStatus, clone_spec, current_user
 from clearq.scheduler.cadence import Cadence, zone
-from clearq.scheduler.schedules import substitute
+from clearq.scheduler.schedules import check_trigger, substitute
 from clearq.scheduler.statements import TRIGGER_HOLD
 from clearq.testing.records import MemoryTasks
 from clearq.testing.state import ScheduleRow, State
@@ -57,23 +57,22 @@ class MemorySchedules:
         task_id: uuid.UUID,
         queue: str,
         *,
-        on_status: TaskStatus,
+        on_status: TaskStatus | None = None,
         on_project: str | None = None,
+        on_tag: str | None = None,
         name: str | None = None,
         priority: int = 0,
         user: str | None = None,
     ) -> ScheduleInfo:
-        """Enqueue a clone of ``task_id`` each time a task reaches ``on_status``."""
-        if on_status in (TaskStatus.CREATED, TaskStatus.QUEUED):
-            raise InvalidInput(
-                f"a trigger fires when a task runs or ends, not when it is {on_status}: "
-                "use running, completed, failed, stopped or skipped"
-            )
+        """Enqueue a clone of ``task_id`` each time a task reaches ``on_status`` or gains
+        ``on_tag``."""
+        check_trigger(on_status, on_tag)
         with self._s.lock:
             row = self._insert(
                 task_id, queue, name, priority, user, ScheduleKind.TRIGGER, self._s.now()
             )
-            row.on_status, row.on_project = on_status.value, on_project
+            row.on_status = None if on_status is None else on_status.value
+            row.on_project, row.on_tag = on_project, on_tag
             _write_next(self._s, row, not_before=None, held=TRIGGER_HOLD)
             return self.get(row.id)
 
@@ -141,6 +140,7 @@ class MemorySchedules:
             timezone=row.timezone,
             on_status=None if row.on_status is None else TaskStatus(row.on_status),
             on_project=row.on_project,
+            on_tag=row.on_tag,
             created_at=row.created_at,
             created_by=row.created_by,
             fired=row.fired,

@@ -72,6 +72,7 @@ class ScheduleRow:
     timezone: str | None = None
     on_status: str | None = None
     on_project: str | None = None
+    on_tag: str | None = None
     fired: int = 0
     last_fired_at: datetime | None = None
     last_task_id: uuid.UUID | None = None
@@ -132,14 +133,17 @@ class State:
         updated = task.model_copy(update={"updated_at": self.now(), **changes})
         self.tasks[task.id] = updated
         if updated.status is not task.status:
-            self._fire_triggers(updated)
+            self._fire_triggers(updated, lambda row: row.on_status == updated.status.value)
+        gained = set(updated.tags) - set(task.tags)
+        if gained:
+            self._fire_triggers(updated, lambda row: row.on_tag in gained)
         return updated
 
-    def _fire_triggers(self, task: Task) -> None:
-        # What the database trigger of migration 0016 does on every status change.
+    def _fire_triggers(self, task: Task, matches: Callable[[ScheduleRow], bool]) -> None:
+        # What the database triggers of migrations 0016 (a status) and 0019 (a tag) do.
         for row in sorted(self.schedules.values(), key=lambda r: r.id):
             if (
-                row.on_status == task.status.value
+                matches(row)
                 and row.on_project in (None, task.project)
                 and task.id != row.task_id
                 and task.parent_id != row.task_id

@@ -242,6 +242,8 @@ def schedule_when(s: ScheduleInfo) -> str:
     if s.kind is ScheduleKind.CRON:
         return f"cron '{s.cron}' ({s.timezone or 'UTC'})"
     where = f" of project {s.on_project}" if s.on_project else ""
+    if s.on_tag is not None:
+        return f"when a task{where} gains tag {s.on_tag}"
     return f"when a task{where} becomes {s.on_status}"
 
 

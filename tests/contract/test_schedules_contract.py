@@ -238,3 +238,27 @@ def test_a_removed_trigger_takes_its_held_clone_with_it(any_store: Any) -> None:
     any_store.schedules.remove(info.id)
     assert _waiting(any_store, "eval") == []
     assert any_store.schedules.list() == []
+
+
+def test_a_tag_trigger_fires_when_a_task_gains_its_tag(any_store: Any) -> None:
+    any_store.queues.create("deploy")
+    deploy = _task(any_store, "deploy", project="ops", parameters={"Args/of": "${trigger.task.id}"})
+    info = any_store.schedules.add_trigger(deploy, "deploy", on_tag="release", on_project="train")
+    assert (info.on_tag, info.on_status) == ("release", None)
+    claimer = any_store.claimer("w1", ["deploy"])
+    tagged = _task(any_store, "model", project="train", tags=("candidate",))
+    any_store.tasks.edit(tagged, tags=["candidate", "reviewed"])
+    elsewhere = _task(any_store, "model", project="other")
+    any_store.tasks.edit(elsewhere, tags=["release"])
+    assert claimer.claim() == []  # no task of "train" gained "release" yet
+    any_store.tasks.edit(tagged, tags=["candidate", "reviewed", "release"])
+    any_store.tasks.edit(tagged, tags=["release", "reviewed"])  # kept, not gained again
+    run = _claim_within(claimer.claim)
+    assert any_store.tasks.get(run.task_id).parameters["Args/of"] == str(tagged)
+    assert claimer.claim() == []
+    with pytest.raises(InvalidInput, match=r"a status .* or a tag"):
+        any_store.schedules.add_trigger(deploy, "deploy")
+    with pytest.raises(InvalidInput, match=r"a status .* or a tag"):
+        any_store.schedules.add_trigger(
+            deploy, "deploy", on_status=TaskStatus.COMPLETED, on_tag="release"
+        )

@@ -130,6 +130,7 @@ def test_the_history_triggers_survive_every_migration(empty_db: Database) -> Non
         "task_events_on_insert",
         "task_events_on_update",
         "schedule_triggers_on_update",
+        "schedule_tag_triggers_on_update",
     }
 
 

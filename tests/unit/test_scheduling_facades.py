@@ -105,9 +105,13 @@ def test_trigger_scheduler_adds_one_trigger_per_status() -> None:
         (TaskStatus.COMPLETED, "train", task_id),
         (TaskStatus.RUNNING, "train", task_id),
     ]
-    with pytest.raises(InvalidInput, match="trigger_on_tags"):
+    triggers.add_task_trigger(
+        schedule_task_id=task_id, schedule_queue="default", trigger_on_tags=["release"]
+    )
+    assert store.schedules.list()[-1].on_tag == "release"
+    with pytest.raises(InvalidInput, match="trigger_required_tags"):
         triggers.add_task_trigger(
-            schedule_task_id=task_id, schedule_queue="default", trigger_on_tags=["x"]
+            schedule_task_id=task_id, schedule_queue="default", trigger_required_tags=["x"]
         )
     with pytest.raises(InvalidInput, match="cannot fire on status 'published'"):
         triggers.add_task_trigger(
