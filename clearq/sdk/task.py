@@ -264,7 +264,7 @@ class Task(TaskSurface):
         project_name: str | Sequence[str] | None = None,
         task_name: str | None = None,
         tags: Sequence[str] | None = None,
-        allow_archived: bool = False,
+        allow_archived: bool = True,
         task_filter: dict[str, Any] | None = None,
         *,
         status: TaskStatus | Sequence[TaskStatus] | None = None,
@@ -272,8 +272,10 @@ class Task(TaskSurface):
         user: str | None = None,
     ) -> list[Task]:
         """Tasks matching every filter given, newest first (``task_name``: part of the name;
-        ``user``: who made them, as ``task.data.user`` says). Archived tasks are left out
-        unless ``allow_archived`` (ClearML lists them by default; clearq's lists do not).
+        ``user``: who made them, as ``task.data.user`` says). Archived tasks are listed
+        unless ``allow_archived=False``, as in ClearML (code written for ClearML, such as
+        an optimizer's ``save_top_k_tasks_only`` followed by a listing of its trials, relies
+        on it); ``clearq task list`` and the page leave them out unless asked.
 
         See :mod:`clearq.sdk.task_query` for the filters, as ClearML means them.
         """

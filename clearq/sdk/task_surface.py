@@ -5,7 +5,7 @@ by name with ``get()`` / ``get_local_copy()``, watched DataFrames, the initial
 iteration and ``create_function_task``. User properties are stored as parameters in
 section ``properties`` (as ClearML keeps them beside the hyperparameters), so they
 travel with clones and are visible in ``get_parameters()``. An archived task stays
-readable by id; ``get_tasks`` leaves it out unless ``allow_archived`` (the store's
+readable by id; ``get_tasks(allow_archived=False)`` leaves it out (the store's
 ``archived_at``, ``clearq task archive``).
 """
 
@@ -122,7 +122,8 @@ class TaskSurface:
         return list(self.reload()._record.tags)
 
     def set_archived(self, archive: bool) -> None:
-        """Archive the task (hidden from ``get_tasks`` unless ``allow_archived``) or not."""
+        """Archive the task (hidden from ``clearq task list``, the page and
+        ``get_tasks(allow_archived=False)``) or not."""
         if archive:
             self._store.cleanup.archive([self._id])
         else:

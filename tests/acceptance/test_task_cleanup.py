@@ -132,8 +132,14 @@ def test_archived_tasks_stay_readable_and_leave_the_lists(
     shown = cli.json("task", "show", old)
     assert shown["archived_at"] is not None
     assert "archived" in cli.run("task", "show", old).stdout
-    listing = "from clearq import Task\nprint(sorted(t.name for t in Task.get_tasks()))\n"
-    assert run_script(tmp_path / "sdk", "list.py", listing, clearml_env).split() == ["['new']"]
+    # The SDK keeps ClearML's meaning: archived tasks are listed unless told not to.
+    listing = (
+        "from clearq import Task\n"
+        "print(sorted(t.name for t in Task.get_tasks(allow_archived=False)))\n"
+        "print(sorted(t.name for t in Task.get_tasks()))\n"
+    )
+    out = run_script(tmp_path / "sdk", "list.py", listing, clearml_env).splitlines()
+    assert out == ["['new']", "['new', 'old']"]
     # By filter: listed first, archived with --yes.
     assert "would archive 1 task(s)" in cli.run("task", "archive", "--project", "p").stdout
     assert "archived 1 task(s)" in cli.run("task", "archive", "--project", "p", "--yes").stdout

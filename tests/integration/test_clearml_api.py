@@ -36,13 +36,12 @@ def test_get_tasks_filters_as_clearml_means_them(sdk: Store, tmp_path: Path) -> 
     b.add_tags("v1")
     c.set_archived(True)
     names = lambda tasks: sorted(t.name for t in tasks)  # noqa: E731
-    # Archived tasks leave the default lists (ClearML lists them unless told not to).
-    assert names(Task.get_tasks(task_name="train")) == ["train resnet", "train vit"]
-    assert names(Task.get_tasks(task_name="train", allow_archived=True)) == [
-        "train bert",
+    # As in ClearML, archived tasks are listed unless told not to.
+    assert names(Task.get_tasks(task_name="train", allow_archived=False)) == [
         "train resnet",
         "train vit",
     ]
+    assert names(Task.get_tasks(task_name="train")) == ["train bert", "train resnet", "train vit"]
     assert c.get_archived()
     assert "archived" not in c.get_tags()
     assert names(Task.get_tasks(task_name="^train (r|v)")) == ["train resnet", "train vit"]
