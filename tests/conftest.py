@@ -101,6 +101,7 @@ _SERIAL_GROUPS = {
     "test_gangs.py": "gangs",
     "test_faults.py": "faults",
     "test_agent_docker.py": "docker",
+    "test_gangs_docker.py": "docker",
     "test_docker.py": "docker",
     "test_docker_extras.py": "docker",
     "test_agent_death.py": "docker",

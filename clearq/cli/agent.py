@@ -16,7 +16,7 @@ from clearq.cli.agent_checks import agent_gpus, claim_windows, ensure_queues
 from clearq.cli.agent_detach import CHILD_FLAG, detach, pid_file, pid_path, stop_detached
 from clearq.cli.context import CliContext, cli_context
 from clearq.cli.diagnostics import show_diagnostics
-from clearq.cli.execution import DockerOptions, build_executor
+from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
 from clearq.cli.output import say
 from clearq.models import ClaimOrder
 from clearq.runtime import Agent, AgentOptions, ExecutorConfig
@@ -165,13 +165,18 @@ def agent_command(
             "--docker-network",
             metavar="NAME",
             help="Docker mode: the containers' network (default bridge; host shares the "
-            "host's, loopback services included).",
+            "host's, loopback services included). Ranks of multi-node tasks run in the "
+            "host's network: only with host here or --allow-host-network.",
             show_default=False,
         ),
     ] = None,
     allow_host_network: Annotated[
         bool,
-        typer.Option("--allow-host-network", help="Docker mode: tasks may ask for --network host."),
+        typer.Option(
+            "--allow-host-network",
+            help="Docker mode: tasks may ask for --network host, and ranks of multi-node "
+            "tasks run there (rank 0 listens at this host's address).",
+        ),
     ] = False,
     allow_host_ipc: Annotated[
         bool,
@@ -264,6 +269,11 @@ def agent_command(
             stack.enter_context(pid_file(pid_path(settings.home_dir, pid_name)))
         # Started before its database (a machine booting, a server restarting): wait.
         store = when_reachable(lambda: stack.enter_context(context.store()), _say_agent)
+        docker_options = DockerOptions(
+            network=(docker_network or "").strip() or None,
+            allow_host_network=allow_host_network,
+            allow_host_ipc=allow_host_ipc,
+        )
         executor = build_executor(
             store,
             settings,
@@ -271,16 +281,13 @@ def agent_command(
             docker=docker,
             skip_env=skip_env,
             stack=stack,
-            docker_options=DockerOptions(
-                network=(docker_network or "").strip() or None,
-                allow_host_network=allow_host_network,
-                allow_host_ipc=allow_host_ipc,
-            ),
+            docker_options=docker_options,
         )
         for made in ensure_queues(store.queues, queue, create=create_queue):
             typer.echo(f"clearq agent: created queue {made}", err=True)
-        # Docker mode takes no ranks of gang tasks (not wired through its container yet).
-        agent = Agent(store, executor, options, gangs=None if docker is not None else store.gangs)
+        if (refusal := gang_refusal_of(docker, docker_options)) is not None:
+            typer.echo(f"clearq agent: {refusal}", err=True)
+        agent = Agent(store, executor, options, gangs=executor.gangs)
         _stop_on_signals(agent)
         raise typer.Exit(agent.run())
 

@@ -37,11 +37,20 @@ def build_executor(
     options = docker_options or DockerOptions()
     in_docker = None if docker is None else _docker(store, settings, config, docker, options, stack)
     envs = SystemInterpreter() if skip_env or in_docker is not None else _host_envs(settings)
-    # Docker mode runs no gang ranks: their variables and watch are the host steps'.
-    gangs = store.gangs if in_docker is None else None
+    # Docker mode runs gang ranks only where their containers may share the host's network.
+    gangs = store.gangs if gang_refusal_of(docker, options) is None else None
     return Executor(
         store, envs, config, channel_store=store, after_workspace=in_docker, gangs=gangs
     )
+
+
+def gang_refusal_of(docker: str | None, options: DockerOptions) -> str | None:
+    """Why these flags run no ranks of multi-node tasks; None: they run them."""
+    if docker is None:
+        return None
+    from clearq.runtime.dockerexec import gang_refusal
+
+    return gang_refusal(options.network, allow_host_network=options.allow_host_network)
 
 
 def _host_envs(settings: Settings) -> EnvProvider:

@@ -20,9 +20,10 @@ import typer
 from clearq.cli.agent_checks import agent_gpus
 from clearq.cli.context import cli_context
 from clearq.cli.diagnostics import show_diagnostics
-from clearq.cli.execution import build_executor
+from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import say
+from clearq.errors import InvalidInput
 from clearq.runtime import ExecutorConfig
 from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.runone import RunEnd, TaskRunner, run_worker_id
@@ -80,6 +81,17 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    docker_network: Annotated[
+        str | None,
+        typer.Option(
+            "--docker-network",
+            metavar="NAME",
+            help="Docker mode: the container's network (default bridge; host shares the "
+            "host's, loopback services included). A rank of a multi-node task runs in the "
+            "host's network: only with host here.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a queued task here and now (claimed out of its queue); exit with its outcome.
 
@@ -105,10 +117,20 @@ def run_command(
     show_diagnostics("clearq agent")
     with context.store() as store, ExitStack() as stack:
         found = resolve_task_id(store, task_id)
+        options = DockerOptions(network=(docker_network or "").strip() or None)
+        refusal = gang_refusal_of(docker, options)
+        if refusal is not None and (nodes := store.tasks.get(found).nodes) > 1:
+            raise InvalidInput(f"task {found} runs on {nodes} nodes at once: {refusal}")
         executor = build_executor(
-            store, settings, config, docker=docker, skip_env=skip_env, stack=stack
+            store,
+            settings,
+            config,
+            docker=docker,
+            skip_env=skip_env,
+            stack=stack,
+            docker_options=options,
         )
-        runner = TaskRunner(store, executor, worker=worker, gpus=devices, gangs=store.gangs)
+        runner = TaskRunner(store, executor, worker=worker, gpus=devices, gangs=executor.gangs)
         _preempt_on_signals(runner)
         end = runner.run(found)
     say(_summary(end))

@@ -25,7 +25,10 @@ what a CUDA image ships (torch, ...) is not downloaded again.
 The network is Docker's bridge by default: a task reaches package indexes and the
 internet but not the host's loopback services. The host's network (``--network host``
 in the task's arguments) and IPC namespace (``--ipc host``) only where the agent's
-operator allows them (``DockerConfig.allow_host_network``, ``allow_host_ipc``). The
+operator allows them (``DockerConfig.allow_host_network``, ``allow_host_ipc``), or
+where the agent itself needs a network (``DockerTask.network_mode``: the rank of a
+multi-node task runs in the host's, which the agent takes only where its operator allows
+the host's network; a task's own other ``--network`` is then refused). The
 agent's package index variables and its CA bundle go in, so pip and uv inside trust
 what the agent trusts. clearq itself is never installed by name from an index: the
 agent's package folder is mounted read-only and put on ``PYTHONPATH``, and only its
@@ -122,8 +125,9 @@ class DockerRunner:
             task.container.arguments,
             volume_roots=self._config.volume_roots,
             allow_host_ipc=self._config.allow_host_ipc,
-            allow_host_network=self._config.allow_host_network,
+            allow_host_network=self._config.allow_host_network or task.network_mode == "host",
         )
+        network = _network_mode(task, extra.network_mode, self._config.network_mode)
         packages = check_system_packages(task.container.system_packages)
         working_dir = _working_dir(task.working_dir)
         requirements = self._requirements(task.env)
@@ -145,7 +149,7 @@ class DockerRunner:
                 environment=self._environment(extra.environment, task.environment),
                 mounts=(*self._mounts(task, control), *extra.volumes),
                 working_dir=working_dir,
-                network_mode=extra.network_mode or self._config.network_mode,
+                network_mode=network,
                 gpus=tuple(task.gpus) if task.gpus else None,
                 shm_size=extra.shm_size,
                 ipc_mode=extra.ipc_mode,
@@ -362,3 +366,16 @@ def connect_engine(environment: Mapping[str, str] | None = None) -> ContainerEng
     from clearq.envs.docker_engine import DockerEngine
 
     return DockerEngine(environment)
+
+
+def _network_mode(task: DockerTask, asked: str | None, default: str) -> str:
+    """The network of ``task``'s container: the agent's need, the task's ask, the default."""
+    if task.network_mode is None:
+        return asked or default
+    if asked is not None and asked != task.network_mode:
+        why = f" ({task.network_reason})" if task.network_reason else ""
+        raise DockerArgsRefused(
+            f"docker argument --network {asked} cannot be used for this task: its container "
+            f"runs in the {task.network_mode!r} network{why}; leave --network out"
+        )
+    return task.network_mode

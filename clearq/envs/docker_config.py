@@ -87,6 +87,12 @@ class DockerTask:
     """Extra mounts the agent itself wants (an SQLite database, ...)."""
     name: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    network_mode: str | None = None
+    """The network the agent needs this container in (a rank of a multi-node task: the
+    host's), whatever the operator's default; a task's own other ``--network`` is refused.
+    None: the task's ``--network``, else the config's."""
+    network_reason: str = ""
+    """Why the agent needs ``network_mode``, said when the task's own is refused."""
 
 
 def database_mounts(database_url: str) -> tuple[Mount, ...]:

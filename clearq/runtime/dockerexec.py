@@ -13,6 +13,14 @@ log; the task's container sees the cache read-only. Its output goes to the task'
 stop requests, lost leases and the agent's shutdown stop it as they stop a host process;
 the container is removed however the run ends.
 
+A rank of a multi-node task runs as on the host (``clearq.runtime.gangs``): its
+container gets the rank's variables (``MASTER_ADDR``, ``RANK``, torchrun's ``PET_*``...),
+a name of its own per rank, and the host's network, so that rank 0 listens on
+``MASTER_PORT`` at the host's address and every rank reaches every other one. The agent
+takes ranks only where its operator allows the host's network (:func:`gang_refusal`);
+when another rank fails or is lost, the watch stops this rank's container as it stops a
+host process.
+
 A bootstrap step that fails (exit codes 249-253) fails the task with a reason naming the
 step, like the host path's; the container engine's own failures (no engine, no image,
 refused docker arguments) fail it as the ``container`` step.
@@ -63,6 +71,7 @@ from clearq.runtime.executor import (
     Step,
     StepFailed,
 )
+from clearq.runtime.gangs import GANG_NETWORK, rank_environment, rank_suffix
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.orphans import (
     LabelledContainers,
@@ -74,7 +83,7 @@ from clearq.runtime.taskenv import with_sdk_requirements
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DockerExecution"]
+__all__ = ["DockerExecution", "gang_refusal"]
 
 _WATCH_SECONDS = 0.2
 _END_SECONDS = 30.0
@@ -87,6 +96,26 @@ _STEPS = {
     EXIT_COMMAND: Step.START,
 }
 _BOOTSTRAP = "clearq-docker: "
+_GANG_NETWORK_REASON = (
+    "a rank of a multi-node task shares the host's network to reach its other ranks"
+)
+
+
+def gang_refusal(network: str | None, *, allow_host_network: bool) -> str | None:
+    """Why Docker mode in ``network`` takes no ranks of multi-node tasks; None: it takes them.
+
+    A rank's container runs in the host's network (see the module's doc), which reaches
+    the host's loopback services too: only where the operator runs every container there
+    (``--docker-network host``) or allows it (``--allow-host-network``).
+    """
+    if network == GANG_NETWORK or allow_host_network:
+        return None
+    return (
+        f"Docker mode in the {network or 'bridge'} network takes no ranks of multi-node tasks: "
+        "a rank's container must share the host's network so that rank 0 listens at the "
+        "host's address and every rank reaches the others; give --docker-network host or "
+        "--allow-host-network to run them"
+    )
 
 
 @runtime_checkable
@@ -196,8 +225,11 @@ class DockerExecution:
         return _ended(code, pump.bootstrap_said)
 
     def _docker_task(self, ready: ReadyTask) -> DockerTask:
-        task, fence = ready.task, ready.fence
+        task, fence, gang = ready.task, ready.fence, ready.gang
         working_dir = ready.run_dir.relative_to(ready.code_dir).as_posix()
+        labels = {"clearq.task": str(fence.task_id), "clearq.attempt": str(fence.attempt)}
+        if gang is not None:
+            labels["clearq.rank"] = str(gang.rank)
         return DockerTask(
             workspace=ready.code_dir,
             command=_command(ready),
@@ -207,8 +239,10 @@ class DockerExecution:
             environment=self._environment(ready),
             gpus=ready.gpus,
             mounts=self._mounts(ready),
-            name=f"clearq-{fence.task_id}-{fence.attempt}",
-            labels={"clearq.task": str(fence.task_id), "clearq.attempt": str(fence.attempt)},
+            name=f"clearq-{fence.task_id}-{fence.attempt}{rank_suffix(gang)}",
+            labels=labels,
+            network_mode=None if gang is None else GANG_NETWORK,
+            network_reason="" if gang is None else _GANG_NETWORK_REASON,
         )
 
     def _environment(self, ready: ReadyTask) -> dict[str, str]:
@@ -221,6 +255,7 @@ class DockerExecution:
             "CLEARQ_WORKER": fence.worker or "",
             **ready.channel.environment(CONTAINER_SOCKET),
             **self._config.database_environment(),
+            **({} if ready.gang is None else rank_environment(ready.gang, ready.gpus)),
         }
 
     def _mounts(self, ready: ReadyTask) -> tuple[Mount, ...]:

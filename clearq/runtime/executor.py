@@ -35,7 +35,7 @@ from clearq.errors import (
 from clearq.models import Claim, Fence, GangRank, ScalarPoint, Task, TaskStatus
 from clearq.ports import ExecutorStore, GangPort
 from clearq.runtime.channel import AttemptChannel, ChannelStore
-from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix
+from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix, rank_suffix
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
 from clearq.runtime.outage import retry_while_held
@@ -203,6 +203,8 @@ class ReadyTask:
     gpus: tuple[str, ...] | None
     channel: AttemptChannel
     """The attempt's channel to the store (its socket is in the run folder)."""
+    gang: GangRank | None = None
+    """This rank of a gang task; None for an ordinary task."""
 
 
 class AfterWorkspace(Protocol):
@@ -241,13 +243,18 @@ class Executor:
         if config.task_user is not None:
             config.task_user.prepare_home(config.home)
 
+    @property
+    def gangs(self) -> GangPort | None:
+        """The gangs' port when this executor runs ranks of gang tasks; None: it runs none."""
+        return self._gangs
+
     def run(self, claim: Claim, control: Control, gpus: Sequence[str] | None) -> Outcome:
         """Run the claimed attempt to its end and say how it ended (the caller records it)."""
         fence = claim.fence
         prefix = rank_prefix(claim.gang)
         sink = LogSink(self._store, fence, secrets=self._config.secrets, line_prefix=prefix)
         # Ranks of one gang may run on one machine: each has a folder of its own.
-        rank = "" if claim.gang is None else f"-rank{claim.gang.rank}"
+        rank = rank_suffix(claim.gang)
         folder = self._config.home / "runs" / f"{claim.task_id}-{claim.attempt}{rank}"
         held = _held(control)
         channel = AttemptChannel(self._channel_store, fence, folder)
@@ -304,7 +311,7 @@ class Executor:
             return early
         if self._after_workspace is not None:
             devices = tuple(gpus) if gpus is not None else None
-            ready = ReadyTask(task, fence, code_dir, run_dir, devices, channel)
+            ready = ReadyTask(task, fence, code_dir, run_dir, devices, channel, gang)
             return self._after_workspace.run(ready, control, sink)
         if task.container.setup_script.strip():
             self._setup(task, folder, run_dir, gpus, sink, control)

@@ -12,6 +12,14 @@ failure), and every rank's agent then finds its fence gone and stops its process
 :func:`rank_environment` is what each rank's process gets: ``MASTER_ADDR``,
 ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``NODE_RANK`` and ``LOCAL_RANK``, and
 torchrun's ``PET_*`` settings for code that launches ``torchrun`` on each node.
+
+Host mode and Docker mode run a rank alike: the same variables, the same ``[rank N] ``
+log prefix (:func:`rank_prefix`), a run folder and container named per rank
+(:func:`rank_suffix`, for ranks of one gang on one machine) and the same watch. In Docker
+mode a rank's container shares the host's network (:data:`GANG_NETWORK`): rank 0 listens
+on ``MASTER_PORT`` at the host's address, and torch.distributed's backends (gloo, NCCL)
+then connect every rank to every other at each one's own address and ports, which a
+container behind Docker's bridge could neither announce nor be reached at.
 """
 
 from __future__ import annotations
@@ -35,6 +43,8 @@ if TYPE_CHECKING:  # the executor imports this module
 
 log = logging.getLogger(__name__)
 
+GANG_NETWORK = "host"
+"""The network of a rank's container in Docker mode: the host's (see the module's doc)."""
 WAIT_POLL_SECONDS = 0.2
 BEAT_SECONDS = 1.0
 
@@ -146,6 +156,11 @@ def rank_environment(gang: GangRank, gpus: Sequence[str] | None = None) -> dict[
         "CLEARQ_NODE_RANK": str(gang.rank),
         "CLEARQ_NUM_NODES": str(gang.size),
     }
+
+
+def rank_suffix(gang: GangRank | None) -> str:
+    """What a rank's run folder and container name end with (nothing for an ordinary task)."""
+    return "" if gang is None else f"-rank{gang.rank}"
 
 
 def rank_prefix(gang: GangRank | None) -> str:

@@ -13,9 +13,18 @@ import pytest
 from clearq.envs.docker import DockerConfig, DockerRunner
 from clearq.envs.docker_spec import ContainerSpec, Mount
 from clearq.errors import ImageNotFound
-from clearq.models import Container, EnvSpec, Fence, Script, Task, TaskSpec, TaskStatus
+from clearq.models import (
+    Container,
+    EnvSpec,
+    Fence,
+    GangRank,
+    Script,
+    Task,
+    TaskSpec,
+    TaskStatus,
+)
 from clearq.runtime.channel import CONTAINER_SOCKET, AttemptChannel
-from clearq.runtime.dockerexec import DockerExecution
+from clearq.runtime.dockerexec import DockerExecution, gang_refusal
 from clearq.runtime.executor import Control, ExecutorConfig, ReadyTask, Step, StepFailed
 from clearq.testing import MemoryStore
 
@@ -114,7 +123,12 @@ def _claimed() -> tuple[MemoryStore, Fence]:
     return store, claim.fence
 
 
-def _ready(tmp_path: Path, fence: Fence, container: Container | None = None) -> ReadyTask:
+def _ready(
+    tmp_path: Path,
+    fence: Fence,
+    container: Container | None = None,
+    gang: GangRank | None = None,
+) -> ReadyTask:
     code = tmp_path / "code"
     (code / "src").mkdir(parents=True, exist_ok=True)
     task = Task.model_construct(
@@ -123,7 +137,7 @@ def _ready(tmp_path: Path, fence: Fence, container: Container | None = None) -> 
         container=container or Container(),
     )
     channel = AttemptChannel(MemoryStore(), fence, tmp_path / "home" / "runs" / "attempt")  # type: ignore[arg-type]
-    return ReadyTask(task, fence, code, code / "src", ("1",), channel)
+    return ReadyTask(task, fence, code, code / "src", ("1",), channel, gang)
 
 
 def _execution(tmp_path: Path, engine: FakeEngine, store: MemoryStore) -> DockerExecution:
@@ -336,3 +350,92 @@ def test_nothing_else_of_clearq_home_is_mounted(tmp_path: Path) -> None:
         home / "artifacts" / str(fence.task_id): False,
         ready.channel.path: False,  # the attempt's channel: its socket alone
     }
+
+
+RANK_1 = GangRank(rank=1, size=2, master_addr="10.0.0.7", master_port=29500)
+
+
+def test_a_gang_rank_runs_in_the_hosts_network_with_its_rank_variables(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    store, fence = _claimed()
+    execution = _execution(tmp_path, engine, store)
+    ready = _ready(tmp_path, fence, gang=RANK_1)
+    outcome = execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
+    assert outcome.status is TaskStatus.COMPLETED
+    spec = engine.spec
+    assert spec is not None
+    assert spec.network_mode == "host"
+    # Two ranks of one gang may run on one machine: each container has a name of its own.
+    assert spec.name == f"clearq-{fence.task_id}-2-rank1"
+    assert spec.labels["clearq.rank"] == "1"
+    wanted = {
+        "MASTER_ADDR": "10.0.0.7",
+        "MASTER_PORT": "29500",
+        "WORLD_SIZE": "2",
+        "RANK": "1",
+        "NODE_RANK": "1",
+        "LOCAL_RANK": "0",
+        "PET_NNODES": "2",
+        "PET_NODE_RANK": "1",
+        "PET_MASTER_ADDR": "10.0.0.7",
+        "PET_MASTER_PORT": "29500",
+        "PET_NPROC_PER_NODE": "1",  # the one GPU the agent gave this rank
+    }
+    assert {k: spec.environment[k] for k in wanted} == wanted
+    assert all(b.network_mode == "bridge" for b in engine.builds)  # the build: the default
+
+
+def test_an_ordinary_task_keeps_the_agents_network_and_no_rank_variables(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    _run(tmp_path, engine)
+    assert engine.spec is not None
+    assert engine.spec.network_mode == "bridge"
+    assert "RANK" not in engine.spec.environment
+    assert "clearq.rank" not in engine.spec.labels
+
+
+def test_a_gang_rank_asking_for_another_network_fails_saying_why(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    store, fence = _claimed()
+    execution = _execution(tmp_path, engine, store)
+    ready = _ready(tmp_path, fence, Container(arguments=("--network", "bridge")), gang=RANK_1)
+    with pytest.raises(StepFailed) as failed:
+        execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
+    assert failed.value.step is Step.CONTAINER
+    assert not failed.value.infra
+    message = str(failed.value)
+    assert "--network bridge cannot be used for this task" in message
+    assert "shares the host's network to reach its other ranks" in message
+    assert engine.spec is None  # refused before any container started
+
+
+def test_a_gang_rank_may_name_the_hosts_network_itself(tmp_path: Path) -> None:
+    engine = FakeEngine(0)
+    store, fence = _claimed()
+    execution = _execution(tmp_path, engine, store)  # the agent allows no --network host
+    ready = _ready(tmp_path, fence, Container(arguments=("--network", "host")), gang=RANK_1)
+    outcome = execution.run(ready, Control(), FakeSink())  # type: ignore[arg-type]
+    assert outcome.status is TaskStatus.COMPLETED
+    assert engine.spec is not None
+    assert engine.spec.network_mode == "host"
+
+
+@pytest.mark.parametrize(
+    ("network", "allow", "refused"),
+    [
+        (None, False, True),
+        ("bridge", False, True),
+        ("mynet", False, True),
+        ("host", False, False),
+        (None, True, False),
+        ("bridge", True, False),
+    ],
+)
+def test_docker_mode_takes_gang_ranks_only_where_the_host_network_is_allowed(
+    network: str | None, allow: bool, refused: bool
+) -> None:
+    why = gang_refusal(network, allow_host_network=allow)
+    assert (why is not None) == refused
+    if why is not None:
+        assert f"in the {network or 'bridge'} network takes no ranks" in why
+        assert "--docker-network host or --allow-host-network" in why
