@@ -56,6 +56,23 @@ class Stored:
         """The stored text of a connected configuration file, when the run is handed it."""
         return None
 
+    def replace_parameters(self, task: Task, kept: dict[str, str]) -> None:
+        """Make ``kept`` the draft's whole parameters (what is left after a deletion)."""
+        task._remember(task._store.tasks.update_parameters(task._id, kept, replace=True))
+
+    @property
+    def iteration_offset(self) -> int:
+        """What is added to every iteration this process's run reports (none runs here)."""
+        return 0
+
+    def set_iteration_offset(self, offset: int) -> None:
+        """Add ``offset`` to every iteration the run reports from now on."""
+        raise InvalidInput("the initial iteration is set by the task's own run")
+
+    def uploading_run(self, task: Task) -> Run:
+        """The run whose artifacts this process uploads."""
+        raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
+
     def own_run(self, task: Task) -> Run:
         """This process's run of ``task``: only its own run reports."""
         raise InvalidInput(f"task {task.id} is not run by this process: only its own run reports")
@@ -98,6 +115,23 @@ class LocalRun(Stored):
 
     def own_run(self, task: Task) -> Run:
         """This process's run."""
+        return self.run
+
+    def replace_parameters(self, task: Task, kept: dict[str, str]) -> None:
+        """Refused: a run's parameters only grow (its fence writes merge)."""
+        raise InvalidInput("a running task's user properties can be set, not deleted")
+
+    @property
+    def iteration_offset(self) -> int:
+        """What the run's reporter adds to every iteration."""
+        return self.run.reporter.iteration_offset
+
+    def set_iteration_offset(self, offset: int) -> None:
+        """Add ``offset`` to every iteration the run reports from now on."""
+        self.run.reporter.iteration_offset = offset
+
+    def uploading_run(self, task: Task) -> Run:
+        """This process's run: it uploads the artifacts."""
         return self.run
 
     def write_parameters(self, task: Task, flat: dict[str, str]) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from clearq.sdk.artifact_view import TaskArtifact
     from clearq.sdk.logger import Logger
     from clearq.sdk.records import StoreRecords
+    from clearq.sdk.roles import Role
     from clearq.sdk.run import Run
     from clearq.sdk.task import Task
     from clearq.sdk.task_artifacts import RunArtifacts
@@ -50,8 +51,7 @@ class TaskSurface:
         _run_artifacts: RunArtifacts | None
         _records: StoreRecords
 
-        @property
-        def _run(self) -> Run | None: ...
+        _role: Role
 
         @property
         def _store(self) -> Store: ...
@@ -215,23 +215,19 @@ class TaskSurface:
         current = self.get_parameters()
         drop = {f"{PROPERTIES_SECTION}{params.SEPARATOR}{k}" for k in keys}
         kept = {k: v for k, v in current.items() if k not in drop}
-        if self._run is not None:
-            raise InvalidInput("a running task's user properties can be set, not deleted")
-        self._record = self._store.tasks.update_parameters(self._id, kept, replace=True)
+        self._role.replace_parameters(self, kept)  # type: ignore[arg-type]
         return True
 
     # ---- iteration offset -------------------------------------------------------------
 
     def set_initial_iteration(self, offset: int = 0) -> int:
         """Add ``offset`` to every iteration reported from now on (resumed training)."""
-        if self._run is None:
-            raise InvalidInput("the initial iteration is set by the task's own run")
-        self._run.reporter.iteration_offset = int(offset)
+        self._role.set_iteration_offset(int(offset))
         return int(offset)
 
     def get_initial_iteration(self) -> int:
         """The offset added to reported iterations (0 unless set or continued)."""
-        return 0 if self._run is None else self._run.reporter.iteration_offset
+        return self._role.iteration_offset
 
     def get_last_iteration(self) -> int:
         """The highest iteration the task has reported a scalar at (0 if none)."""
@@ -281,10 +277,9 @@ class TaskSurface:
     def _artifact_uploads(self) -> RunArtifacts:
         from clearq.sdk.task_artifacts import Destination, RunArtifacts
 
-        if self._run is None:
-            raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
+        run = self._role.uploading_run(self)  # type: ignore[arg-type]
         if self._run_artifacts is None:
-            records, record, run = self._records, self._record, self._run
+            records, record = self._records, self._record
 
             def store_one(artifact: Any) -> None:
                 records.add_artifact(_fence(run), artifact)

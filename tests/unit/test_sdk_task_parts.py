@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,3 +59,41 @@ def test_under_a_channel_without_a_url_there_is_no_store_and_no_database_is_made
     with pytest.raises(ChannelRefused, match="--allow-controllers"):
         Task.get_task(task_id=uuid.uuid4())
     assert not (tmp_path / ".clearq").exists()
+
+
+def test_the_role_answers_the_run_only_questions_once_chosen(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from clearq.config import Settings
+    from clearq.models import TaskSpec
+    from clearq.sdk.roles import LocalRun
+    from clearq.testing import MemoryStore
+
+    twin = MemoryStore(settings=Settings(home=tmp_path / "home"))
+    monkeypatch.setattr(SESSION, "store", twin)
+    monkeypatch.setattr(SESSION, "records", None)
+    spec = TaskSpec(project="p", name="n", parameters={"properties/a": "1", "properties/b": "2"})
+    stored = Task.get_task(task_id=twin.tasks.create(spec).id)
+    assert stored.get_initial_iteration() == 0
+    with pytest.raises(InvalidInput, match="set by the task's own run"):
+        stored.set_initial_iteration(5)
+    with pytest.raises(InvalidInput, match="uploaded by the task's own run"):
+        stored.register_artifact("rows", object())
+    assert stored.delete_user_properties("a")
+    assert twin.tasks.get(stored._id).parameters == {"properties/b": "2"}
+
+    run: Any = SimpleNamespace(reporter=SimpleNamespace(iteration_offset=0))
+    running = Task(
+        StoreRecords(twin),  # type: ignore[arg-type]
+        task_id=stored._id,
+        project="p",
+        name="n",
+        role=LocalRun(run),
+    )
+    assert running.set_initial_iteration(7) == 7
+    assert (running.get_initial_iteration(), run.reporter.iteration_offset) == (7, 7)
+    with pytest.raises(InvalidInput, match="can be set, not deleted"):
+        running.delete_user_properties("b")
+    assert twin.tasks.get(stored._id).parameters == {"properties/b": "2"}
