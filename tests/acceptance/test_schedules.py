@@ -117,7 +117,9 @@ def test_a_trigger_runs_a_clone_when_a_task_of_its_project_completes(
     )
     trained = _template(cli, tmp_path, "train", "fit")
     agents.start("--queue", "train", "--queue", "eval")
-    cli.run("task", "enqueue", str(trained), "--queue", "train")
+    agents.wait_for_output(0, "serving")
+    # It may still warn that no live worker serves "train" if the agent is slow to show.
+    assert cli.run("task", "enqueue", str(trained), "--queue", "train", check=False).returncode == 0
 
     def evaluated() -> list[uuid.UUID]:
         done = store.tasks.list(project="evals", status=TaskStatus.COMPLETED)
