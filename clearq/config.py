@@ -41,8 +41,8 @@ DEFAULT_STORAGE_CACHE_MAX_BYTES = 20 * 1024**3
 DEFAULT_DOCKER_STOP_GRACE_SECONDS = 10.0
 """How long a stopped container has between SIGTERM and SIGKILL."""
 DEFAULT_DB_CONNECT_TIMEOUT_SECONDS = 10.0
-"""How long opening a PostgreSQL connection may take (libpq ``connect_timeout``), and how
-long a caller waits for one of the pool's connections to come free."""
+"""How long opening a PostgreSQL connection may take (libpq ``connect_timeout``); a caller
+waits three times as long for one of the pool's connections to come free."""
 DEFAULT_DB_KEEPALIVE_SECONDS = 10.0
 """Idle seconds before TCP keepalive probes start, and between them (three are sent)."""
 DEFAULT_DB_TCP_USER_TIMEOUT_SECONDS = 30.0

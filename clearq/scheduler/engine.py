@@ -43,6 +43,8 @@ from clearq.scheduler.statements import sqlite_math
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled PostgreSQL connection idle longer than this is pinged before use."""
+POOL_WAIT_FACTOR = 3
+"""A caller waits for a pooled connection this many connect timeouts before giving up."""
 KEEPALIVE_PROBES = 3
 """Unanswered TCP keepalive probes before the kernel drops a PostgreSQL connection."""
 _PG_CONNECTION_CLASSES = ("08", "57P")
@@ -222,11 +224,13 @@ class Database:
     def _pool_sizes(self) -> dict[str, int]:
         # Set explicitly (SQLAlchemy's default is 5 + 10): the database's connection
         # budget is the fleet's ceiling (CLEARQ_DB_POOL_SIZE, CLEARQ_DB_MAX_OVERFLOW).
-        # A caller waits for a pooled connection as long as it would for a new one.
+        # A caller waits for a pooled connection POOL_WAIT_FACTOR times as long as opening
+        # one may take (30 s by default, SQLAlchemy's own): a busy connection may be in
+        # the middle of a long statement, and giving up sooner turns load into outages.
         return {
             "pool_size": self._settings.db_pool_size,
             "max_overflow": self._settings.db_max_overflow,
-            "pool_timeout": round(self._settings.db_connect_timeout_seconds),
+            "pool_timeout": round(POOL_WAIT_FACTOR * self._settings.db_connect_timeout_seconds),
         }
 
     @property
