@@ -25,8 +25,8 @@ def test_create_and_list(cli: Cli, store: Store, store_url: str) -> None:
     assert listed[1]["oldest_enqueued_at"] is not None
 
     rows = [line.split() for line in cli.run("queue", "list").stdout.splitlines()]
-    assert rows[0] == ["NAME", "GPUS", "LENGTH", "OLDEST", "WAIT"]
-    assert rows[1] == ["cpu", "0", "0", "-"]
+    assert rows[0] == ["NAME", "GPUS", "LENGTH", "OLDEST", "WAIT", "TAGS", "DESCRIPTION"]
+    assert rows[1] == ["cpu", "0", "0", "-", "-", "-"]  # no wait, no tags, no description
     assert rows[2][:3] == ["gpu", "2", "1"]
 
 
