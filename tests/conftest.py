@@ -111,6 +111,9 @@ _SERIAL_GROUPS = {
 }
 
 
+# tryfirst: pytest-xdist's worker reads the xdist_group marks in its own hook of this name,
+# which would otherwise run before this one (later plugins first) and see none of them.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the newcomer's fast subset ``fast``: ``pytest -m fast`` (README, Tests).
 
