@@ -194,8 +194,9 @@ def test_a_rank_whose_container_fails_stops_the_gang(
     assert task.status_reason.startswith("rank 1 of 2: "), task.status_reason
     assert "exited with code 3" in task.status_reason
     log = _logs(store, task_id)
+    # Rank 1 says so only once connected to rank 0's running container. (Rank 0's own
+    # lines may not be kept: its writes end with the attempt's fence when rank 1 fails.)
     assert "[rank 1] failing on purpose\n" in log
-    assert "[rank 0] listening\n" in log
     assert "saw ranks" not in log
     assert _left_behind(containers, task_id) == []
 
