@@ -15,6 +15,7 @@ from clearq.models import (
     TaskSpec,
     TaskStatus,
     check_environment,
+    clone_spec,
 )
 from clearq.scheduler.references import has_references, resolve_with
 from clearq.testing.state import State
@@ -81,27 +82,7 @@ class MemoryTasks:
 
         Its ``parent_id`` is ``parent``, by default the task cloned.
         """
-        source = self.get(task_id)
-        spec = TaskSpec(
-            project=source.project,
-            name=name or f"{source.name} (clone)",
-            type=source.type,
-            script=source.script,
-            env=source.env,
-            container=source.container,
-            parameters=dict(source.parameters),
-            tags=source.tags,
-            comment=source.comment,
-            parent_id=parent or source.id,
-            max_attempts=source.max_attempts,
-            max_run_seconds=source.max_run_seconds,
-            output_uri=source.output_uri,
-            max_retries=source.max_retries,
-            retry_delay_seconds=source.retry_delay_seconds,
-            environment=source.environment,
-            nodes=source.nodes,
-        )
-        return self.create(spec)
+        return self.create(clone_spec(self.get(task_id), name=name, parent=parent))
 
     def get(self, task_id: uuid.UUID) -> Task:
         """The task by id; NotFound when there is none."""
