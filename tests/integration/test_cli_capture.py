@@ -164,3 +164,28 @@ def test_fire_arguments_are_recorded_and_overridden(task: Task, store: Store) ->
     connect_frameworks(agent_task, True)
     fire.Fire(fire_train, command=["--lr", "0.5"])
     assert SEEN == {"lr": 0.01, "epochs": 7}
+
+
+class FireTrainer:
+    def __init__(self, depth: int = 2) -> None:
+        self.depth = depth
+
+    def fit(self, lr: float = 0.1) -> None:
+        SEEN.update(depth=self.depth, lr=lr)
+
+
+def test_fire_classes_methods_and_the_callers_globals_are_connected(
+    task: Task, store: Store
+) -> None:
+    import fire
+
+    fire.Fire(FireTrainer, command=["--depth", "4", "fit", "--lr", "0.5"])
+    assert SEEN == {"depth": 4, "lr": 0.5}
+    params = task.get_parameters()
+    assert (params["Args/depth"], params["Args/lr"]) == ("4", "0.5")
+    SEEN.clear()
+    fire.Fire(command=["fire_train", "--epochs", "9"])  # fire's default: the caller's names
+    assert SEEN == {"lr": 0.1, "epochs": 9}
+    params = task.get_parameters()
+    assert (params["Args/lr"], params["Args/epochs"]) == ("0.1", "9")
+    assert isinstance(fire.Fire({"t": FireTrainer}, command=["t"]), FireTrainer)

@@ -6,9 +6,9 @@
 - ``pytorch``, ``joblib``, ``scikit``: files written with ``torch.save``, ``joblib.dump``,
   or ``pickle.dump`` of a scikit-learn estimator become the task's output models.
 - ``click``, ``typer``, ``jsonargparse``, ``fire``: parsed options are connected as
-  ``Args/<name>`` (jsonargparse's nested ones as ``Args/model/lr``; fire's the called
-  function's arguments, defaults included), recorded by hand and overridden from a clone
-  under an agent, as argparse is.
+  ``Args/<name>`` (jsonargparse's nested ones as ``Args/model/lr``; fire's the arguments of
+  the function, class or method ``fire.Fire`` calls, defaults included), recorded by hand
+  and overridden from a clone under an agent, as argparse is.
 - ``hydra``: the composed configuration is connected as ``OmegaConf/<path>`` before the
   task function runs; under an agent a clone's overrides are written into it.
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -415,42 +417,91 @@ def _changed(before: Any, after: Any, prefix: str = "") -> list[tuple[str, Any]]
     return found
 
 
-def patch_fire(core: ModuleType, target: Target) -> None:
-    """The arguments python-fire parses for the function it calls are connected as
-    ``Args/<name>`` (defaults included), recorded by hand, overridden under an agent."""
-    original = core._MakeParseFn
+def patch_fire(fire: ModuleType, target: Target) -> None:
+    """The arguments python-fire parses for the function, class or method it calls are
+    connected as ``Args/<name>`` (defaults included), recorded by hand, overridden under an
+    agent.
+
+    Only the public ``fire.Fire`` is wrapped: the component it is handed is replaced by one
+    whose callables keep their signatures (fire reads them through ``__wrapped__``) and
+    connect the arguments fire calls them with. A ``Fire`` bound by ``from fire import
+    Fire`` before ``Task.init`` is the unwrapped one: ``fire.Fire(...)`` is captured."""
+    original = fire.Fire
     if getattr(original, MARK, False):
         return
 
     @functools.wraps(original)
-    def make_parse(fn: Any, metadata: Any) -> Any:
-        parse = original(fn, metadata)
+    def fire_connected(component: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if component is None:
+            # fire's own default, which it would look for in this wrapper's frame: the
+            # caller's globals and locals.
+            frame = sys._getframe(1)
+            component = {**frame.f_globals, **frame.f_locals}
+        return original(_fire_component(component), *args, **kwargs)
 
-        def parse_connected(args: Any) -> Any:
-            (varargs, kwargs), consumed, remaining, capacity = parse(args)
-            bound = _bind(fn, varargs, kwargs)
-            if bound is not None and not remaining:
-
-                def connect(_: Logger) -> None:
-                    bound.arguments.update(_now().arguments(dict(bound.arguments)))
-
-                _call("report", "fire arguments", connect)
-                varargs, kwargs = list(bound.args), dict(bound.kwargs)
-            return (varargs, kwargs), consumed, remaining, capacity
-
-        return parse_connected
-
-    setattr(make_parse, MARK, True)
-    setattr(core, "_MakeParseFn", make_parse)  # noqa: B010 - a module attribute mypy cannot see
+    setattr(fire_connected, MARK, True)
+    setattr(fire, "Fire", fire_connected)  # noqa: B010 - a module attribute mypy cannot see
+    core = sys.modules.get("fire.core")
+    if core is not None and getattr(core, "Fire", None) is original:
+        setattr(core, "Fire", fire_connected)  # noqa: B010
 
 
-def _bind(fn: Any, varargs: Any, kwargs: Any) -> Any:
-    import inspect
+def _fire_component(component: Any) -> Any:
+    """``component`` with its callables wrapped (a dict's values, a class's methods)."""
+    if isinstance(component, dict):
+        return {key: _fire_component(value) for key, value in component.items()}
+    if inspect.isclass(component):
+        return _fire_class(component)
+    if inspect.isfunction(component) or inspect.ismethod(component):
+        return _fire_routine(component, skip_first=False)
+    return component
 
+
+def _fire_class(cls: type) -> type:
+    """A subclass of ``cls`` whose ``__init__`` and public methods are connected."""
+    namespace: dict[str, Any] = {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+    }
+    for name in dir(cls):
+        if name.startswith("_") and name != "__init__":
+            continue
+        member = inspect.getattr_static(cls, name)
+        if inspect.isfunction(member):  # not static or class methods, not object's slots
+            namespace[name] = _fire_routine(member, skip_first=True)
+    try:
+        return type(cls)(cls.__name__, (cls,), namespace)
+    except TypeError:  # a class that cannot be subclassed so: called as it is, uncaptured
+        return cls
+
+
+def _fire_routine(fn: Any, *, skip_first: bool) -> Any:
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    def connected(*args: Any, **kwargs: Any) -> Any:
+        bound = _bind(fn, args, kwargs)
+        if bound is not None:
+            names = list(bound.arguments)[1 if skip_first else 0 :]
+
+            def connect(_: Logger) -> None:
+                values = {name: bound.arguments[name] for name in names}
+                bound.arguments.update(_now().arguments(values))
+
+            _call("report", "fire arguments", connect)
+            args, kwargs = bound.args, bound.kwargs
+        return fn(*args, **kwargs)
+
+    return connected
+
+
+def _bind(fn: Any, varargs: Any, kwargs: Any) -> inspect.BoundArguments | None:
     try:
         bound = inspect.signature(fn).bind(*varargs, **kwargs)
     except (TypeError, ValueError):
-        return None  # not a complete call (fire goes on to a member): nothing to connect
+        return None  # not a call the signature takes: fire's error, not ours
     bound.apply_defaults()
     kinds = {p.name: p.kind for p in bound.signature.parameters.values()}
     if any(
@@ -473,7 +524,7 @@ PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "click": [("click.core", patch_click)],
     "typer": [("typer._click.core", patch_click)],  # typer runs on its own copy of click
     "jsonargparse": [("jsonargparse", patch_jsonargparse)],
-    "fire": [("fire.core", patch_fire)],
+    "fire": [("fire", patch_fire)],
     "hydra": [
         ("hydra._internal.hydra", patch_hydra_run_job),
         ("hydra._internal.core_plugins.basic_launcher", patch_hydra_run_job),
