@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from clearq.automation.hpo_jobs import JobSpec, TrialJob
+from clearq.automation.hpo_jobs import JobSpec, TrialJob, discard_orphan_drafts
 from clearq.automation.hpo_params import Parameter
 from clearq.automation.hpo_strategies import (
     GridSearch,
@@ -200,6 +200,11 @@ class HyperParameterOptimizer:
             if job.status() is TaskStatus.CREATED:  # stopped before it was enqueued
                 job.task.enqueue(self._spec.queue)
             self._add(job)
+        if earlier.finished or earlier.running:  # the strategy keeps its trials: a resume
+            known = {r.task_id for r in earlier.finished if r.task_id}
+            known.update(task_id for _, task_id in earlier.running)
+            for orphan in discard_orphan_drafts(self.name, known):
+                log.info("search %s: deleted draft %s, which no trial names", self.name, orphan)
         log.info(
             "search %s: %d trials ended before, %d still running",
             self.name,

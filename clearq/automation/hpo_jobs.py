@@ -155,9 +155,25 @@ class TrialJob:
         raise InvalidInput(f"task {self.task_id} kept changing status while being stopped")
 
 
+def discard_orphan_drafts(search_name: str, known: set[str]) -> list[str]:
+    """Delete the search's trial drafts that no trial names, and return their ids.
+
+    A search process killed between cloning a trial's task and recording its id on the
+    trial leaves such a draft: never enqueued, and its trial was told failed on resume,
+    so keeping it would only add a task that no trial will ever run.
+    """
+    drafts = _store().tasks.list(
+        tags=[f"{HPO_TAG}:{search_name}"], status=TaskStatus.CREATED, limit=10_000
+    )
+    orphans = [str(t.id) for t in drafts if str(t.id) not in known]
+    for task_id in orphans:
+        Task.get_task(task_id=task_id).delete(raise_on_error=True)
+    return orphans
+
+
 def _store() -> ControllerStore:
     """The SDK's store, as much of it as a trial uses."""
     return default_store()
 
 
-__all__ = ["HPO_TAG", "JobSpec", "TrialJob"]
+__all__ = ["HPO_TAG", "JobSpec", "TrialJob", "discard_orphan_drafts"]

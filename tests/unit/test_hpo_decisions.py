@@ -27,6 +27,8 @@ from clearq.automation import (
 )
 from clearq.automation.hpo import HyperParameterOptimizer
 from clearq.automation.hpo_jobs import HPO_TAG
+from clearq.automation.hpo_strategies import Resumed
+from clearq.automation.hpo_trials import TrialResult
 from clearq.config import Settings
 from clearq.models import Claim, ScalarPoint, Script, TaskSpec, TaskStatus
 from clearq.sdk.session import SESSION
@@ -197,3 +199,35 @@ def test_stop_takes_the_queued_trials_out_of_the_queue(store: MemoryStore, base:
     assert len(trials) == 2  # no agent took them: nothing freed a place for a third
     assert {t.status for t in trials} == {TaskStatus.CREATED}
     assert {r.state for r in optimizer.results} == {TrialState.ABORTED}
+
+
+class Resuming(GridSearch):
+    """A grid that finds the ``earlier`` trials on resume, as a stored study does."""
+
+    earlier = Resumed()
+
+    def resume(self) -> Resumed:
+        return self.earlier
+
+
+def test_a_resumed_search_deletes_the_drafts_of_trials_it_never_recorded(
+    store: MemoryStore, base: uuid.UUID
+) -> None:
+    # The first run was killed after cloning trial 1's task but before the trial recorded
+    # it (its strategy then tells that trial failed): the draft has the search's tag and
+    # no trial names it. Trial 0 ended and names its task; another search's draft stays.
+    optimizer = _optimizer(base, [1, 2], optimizer_class=Resuming, total_max_jobs=2)
+    name = optimizer.name
+    ended = store.tasks.clone(base, name="train: trial 0")
+    orphan = store.tasks.clone(base, name="train: trial 1")
+    other = store.tasks.clone(base, name="another search's draft")
+    store.tasks.edit(ended.id, tags=[HPO_TAG, f"{HPO_TAG}:{name}"])
+    store.tasks.edit(orphan.id, tags=[HPO_TAG, f"{HPO_TAG}:{name}"])
+    store.tasks.edit(other.id, tags=[HPO_TAG, f"{HPO_TAG}:elsewhere"])
+    first = TrialResult(0, {"General/x": 1}, TrialState.COMPLETED, str(ended.id), 4.0)
+    Resuming.earlier = Resumed(finished=(first,))
+    _search(optimizer, FakeAgent(store, decide=_trainer()))
+    left = {t.id for t in store.tasks.list(tags=[HPO_TAG])}
+    assert orphan.id not in left
+    assert {ended.id, other.id} <= left
+    assert len(left) == 3  # the two above and the one trial this run launched
