@@ -19,8 +19,8 @@ its running tasks in a statement after taking it, so concurrent claimers never o
 the cap; uncapped queues keep the single lock-free statement. Quotas per user and per
 project (``clearq.scheduler.quotas``) are held the same way, under one lock of their own,
 and a claim of several tasks under them claims one at a time in its transaction. A
-fair-share queue (``clearq.scheduler.fair``) is claimed by a statement of its own, one
-task at a time, in rank order with the others.
+fair-share queue (``clearq.scheduler.fair``) is claimed by a statement of its own
+(``clearq.scheduler.fair_claim``), one task at a time, in rank order with the others.
 
 A schedule's waiting clone (an entry with a ``schedule_id``) is claimed like any entry,
 and the same transaction fires its schedule (``schedules.fire``: the next waiting clone).
@@ -42,9 +42,17 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput
 from clearq.models import Claim, ClaimOrder, TaskStatus
-from clearq.scheduler import fair
+from clearq.scheduler import fair_claim
 from clearq.scheduler.engine import Database
-from clearq.scheduler.quotas import ANY_QUOTA, NO_QUOTAS, PG_QUOTA_LOCK, QUOTA_USE, over_quota
+from clearq.scheduler.quotas import (
+    ANY_QUOTA,
+    NO_QUOTAS,
+    PG_OVER_QUOTA,
+    PG_QUOTA_LOCK,
+    PG_QUOTA_USE,
+    QUOTA_USE,
+    over_quota,
+)
 from clearq.scheduler.schedules import fire
 from clearq.scheduler.schema import (
     db_now,
@@ -54,6 +62,7 @@ from clearq.scheduler.schema import (
     task_dependencies,
     tasks,
 )
+from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN
 
 CAPS_REFRESH_SECONDS = 5.0
 """How often a Claimer on PostgreSQL re-reads which of its queues are capped, and
@@ -88,33 +97,10 @@ picked AS MATERIALIZED (
     LIMIT :n
 ),
 {take_and_run}"""
-# The tail of every PostgreSQL claim, of the queues' next entries or of one named task:
-# delete the picked entries and turn their tasks running, reading the fenced rows.
-PG_TAKE_AND_RUN = """taken AS (
-    DELETE FROM queue_entries e USING picked p WHERE e.id = p.id
-)
-UPDATE tasks t
-SET status = 'running',
-    worker = :worker,
-    attempt = t.attempt + 1,
-    tries = t.tries + 1,
-    started_at = now(),
-    updated_at = now(),
-    finished_at = NULL,
-    exit_code = NULL,
-    stop_requested_at = NULL,
-    status_reason = '',
-    lease_expires_at = now() + make_interval(secs => :lease)
-FROM picked p
-WHERE t.id = p.task_id
-RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id, p.schedule_id
-"""
 _PG_UNCAPPED = "\n    AND q.max_running IS NULL"
 # Outside a transaction nothing can follow the claim: a schedule's entry waits for a
 # claimer that knows its queue has schedules (Claimer reads them as it reads caps).
 _PG_UNSCHEDULED = "\n          AND e.schedule_id IS NULL"
-_PG_QUOTA_USE = f"\nquota_use AS MATERIALIZED (\n{QUOTA_USE}\n),"
-_PG_OVER_QUOTA = "\n          AND " + over_quota("quota_use", "e.task_id", "q.gpus")
 _PG_NO_QUOTAS = "\n    AND " + NO_QUOTAS
 _PG_ROOM = (
     "GREATEST(0, LEAST(:n, COALESCE(q.max_running - (SELECT count(*) FROM tasks rt "
@@ -122,47 +108,6 @@ _PG_ROOM = (
 )
 # Any fixed number: the first key of a capped queue's advisory lock (the second: its id).
 _PG_CAP_LOCK = 0x636C7163
-# A fair-share queue's claim: the best owner's first entry, else (every candidate locked
-# by concurrent claimers) the queue's first free entry; either within the queue's cap.
-# The candidates are sorted first (OFFSET 0 keeps the sort below the join) and the nested
-# loop over them keeps that order, so rows are locked one by one, in order, until one is
-# free: a claim locks one entry, not one per owner.
-_PG_FAIR_CLAIM = """
-WITH{quota_use}
-{candidates},
-picked AS MATERIALIZED (
-    SELECT * FROM (
-        SELECT e.id, e.task_id, e.priority, e.schedule_id, q.name AS queue_name
-        FROM (SELECT * FROM cand c ORDER BY {order} OFFSET 0) c
-        CROSS JOIN fq q
-        CROSS JOIN LATERAL (
-            SELECT e.id, e.task_id, e.priority, e.schedule_id FROM queue_entries e
-            WHERE e.id = c.id
-            FOR UPDATE OF e SKIP LOCKED
-        ) e
-        WHERE {room}
-        LIMIT 1
-    ) best
-    UNION ALL
-    SELECT * FROM (
-        SELECT e.id, e.task_id, e.priority, e.schedule_id, q.name AS queue_name
-        FROM fq q
-        CROSS JOIN LATERAL (
-            SELECT e.id, e.task_id, e.priority, e.schedule_id FROM queue_entries e
-            WHERE e.queue_id = q.id AND {entry_ok}
-            ORDER BY e.priority DESC, e.id
-            LIMIT 1
-            FOR UPDATE OF e SKIP LOCKED
-        ) e
-        WHERE {room}
-    ) first_free
-    LIMIT 1
-),
-{take_and_run}"""
-_PG_FAIR_ROOM = (
-    "(q.max_running IS NULL OR (SELECT count(*) FROM tasks rt "
-    "WHERE rt.queue_id = q.id AND rt.status = 'running') < q.max_running)"
-)
 _PG_STRICT_ORDER = "r.rank, c.priority DESC, c.id"
 _PG_INTERLEAVED_ORDER = (
     "row_number() OVER (PARTITION BY r.rank ORDER BY c.priority DESC, c.id), r.rank"
@@ -211,22 +156,6 @@ _SQLITE_FAIR_QUEUES = sa.select(queues.c.name, queues.c.id).where(
 _SQLITE_RUNNING = sa.select(sa.func.count()).where(
     tasks.c.queue_id == sa.bindparam("queue_id"), tasks.c.status == TaskStatus.RUNNING.value
 )
-SQLITE_RUN = """
-UPDATE tasks
-SET status = 'running',
-    worker = :worker,
-    attempt = attempt + 1,
-    tries = tries + 1,
-    started_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
-    updated_at = strftime('%Y-%m-%d %H:%M:%f000', 'now'),
-    finished_at = NULL,
-    exit_code = NULL,
-    stop_requested_at = NULL,
-    status_reason = '',
-    lease_expires_at = strftime('%Y-%m-%d %H:%M:%f000', julianday('now') + :lease / 86400.0)
-WHERE id = :task_id
-RETURNING attempt
-"""
 
 
 def claim(
@@ -289,8 +218,8 @@ def claim(
                 )
 
             def take_fair(name: str) -> list[Claim]:
-                held = name in capped
-                return _claim_fair_pg(conn, worker, fair_ids[name], lease_seconds, held, quotas)
+                queue_id, held = fair_ids[name], name in capped
+                return fair_claim.claim_pg(conn, worker, queue_id, lease_seconds, held, quotas)
 
             take = _by_segments(take_plain, take_fair, fair_ids)
             one_by_one = quotas or bool(fair_ids)
@@ -412,60 +341,12 @@ def _pg_claim_statement(
             order=order,
             queue_filter=queue_filter,
             limit=_PG_ROOM if capped else ":n",
-            quota_use=_PG_QUOTA_USE if quota else "",
-            quota_filter=_PG_OVER_QUOTA if quota else "",
+            quota_use=PG_QUOTA_USE if quota else "",
+            quota_filter=PG_OVER_QUOTA if quota else "",
             entry_filter="" if scheduled else _PG_UNSCHEDULED,
             take_and_run=PG_TAKE_AND_RUN,
         )
     )
-
-
-def _claim_fair_pg(
-    conn: Connection,
-    worker: str,
-    queue_id: int,
-    lease_seconds: float,
-    capped: bool,
-    quota: bool,
-) -> list[Claim]:
-    params = {"queue_id": queue_id, "worker": worker, "lease": float(lease_seconds)}
-    rows = conn.execute(_pg_fair_statement(capped, quota), params).all()
-    fire(conn, [(r.id, r.schedule_id) for r in rows if r.schedule_id is not None])
-    return [Claim(task_id=r.id, attempt=r.attempt, worker=worker, queue=r.queue_name) for r in rows]
-
-
-@functools.cache
-def _pg_fair_statement(capped: bool, quota: bool) -> sa.TextClause:
-    # Without the cap's lock a capped queue is left alone (as the lock-free statement
-    # does); without the quota lock nothing is claimed while a quota exists.
-    room = _PG_FAIR_ROOM if capped else "q.max_running IS NULL"
-    room += "" if quota else " AND " + NO_QUOTAS
-    extra = _PG_OVER_QUOTA if quota else ""
-    entry_ok = fair.eligible(True, extra)
-    return sa.text(
-        _PG_FAIR_CLAIM.format(
-            quota_use=_PG_QUOTA_USE if quota else "",
-            candidates=fair.pg_candidates(extra),
-            room=room,
-            order=fair.PG_FAIR_ORDER,
-            entry_ok=entry_ok,
-            take_and_run=PG_TAKE_AND_RUN,
-        )
-    )
-
-
-@functools.cache
-def _sqlite_fair_pick(quota: bool) -> sa.TextualSelect:
-    # The writer is alone and its queue's room is counted already (_claim_sqlite).
-    extra = ""
-    if quota:
-        extra = "\n          AND " + over_quota(f"({QUOTA_USE})", "e.task_id", "q.gpus")
-    entry_ok = fair.eligible(False, extra)
-    return sa.text(
-        f"WITH {fair.sqlite_candidates(entry_ok)}\n"
-        "SELECT e.id, e.task_id, e.schedule_id FROM cand c JOIN queue_entries e ON e.id = c.id\n"
-        f"ORDER BY {fair.SQLITE_FAIR_ORDER} LIMIT :n"
-    ).columns(queue_entries.c.id, queue_entries.c.task_id, queue_entries.c.schedule_id)
 
 
 def _claim_sqlite(
@@ -495,7 +376,7 @@ def _claim_sqlite(
             if room <= 0:
                 continue
         if name in fair_queues:  # one task at a time (claim's one_by_one)
-            pick: Any = _sqlite_fair_pick(quota)
+            pick: Any = fair_claim.sqlite_pick(quota)
         else:
             pick = _SQLITE_PICK_UNDER_QUOTAS if quota else _SQLITE_PICK
         rows = conn.execute(pick, {"queue_id": ids[name], "n": room}).all()

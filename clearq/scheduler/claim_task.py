@@ -22,11 +22,12 @@ from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import Claim, TaskStatus
-from clearq.scheduler.claim import BLOCKED, PG_TAKE_AND_RUN, SQLITE_RUN
+from clearq.scheduler.claim import BLOCKED
 from clearq.scheduler.engine import Database
 from clearq.scheduler.schedules import fire
 from clearq.scheduler.schema import queue_entries, queues, task_dependencies, tasks
 from clearq.scheduler.statements import GANG_HOLD, TRIGGER_HOLD
+from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN
 
 _PG_CLAIM_TASK = sa.text(
     """

@@ -13,11 +13,9 @@ queue: its score is ln(sum of charge * 2^(t / half-life)) over its runs (t: when
 ended, on the database's clock), so that comparing two scores compares the two usages
 decayed to any common moment, and ending a run adds to one row in one statement
 (``statements.CHARGE``, in the run's finish). Each entry records its owner
-(``queue_entries.owner``, indexed with the claim order), so the claim reads each owner's
-first eligible entry with one index probe per owner (100 users: 100 probes), counts the
-queue's running tasks once, and takes the best candidate. On PostgreSQL it locks that
-candidate with ``SKIP LOCKED``; when concurrent claimers hold every candidate, it takes
-the queue's first unlocked entry instead, so a busy fair queue never looks empty.
+(``queue_entries.owner``, indexed with the claim order), so the claim finds an owner's
+first eligible entry with one index probe, counts the queue's running tasks once, and
+walks the owners in order until one has an entry (``clearq.scheduler.fair_claim``).
 
 A claim from a fair-share queue takes one task per statement (a batch takes them one at a
 time in its transaction). Reaped runs (a lost worker) are not charged.
@@ -61,45 +59,21 @@ fair_running AS{mat} (
 ),"""
 
 HEAD = 8
-"""How many of an owner's first entries (PostgreSQL) are tried for one that is eligible:
-an owner whose first eight all wait for parents waits for the queue's first free entry."""
+"""How many of an owner's first entries are tried for one that is eligible: an owner
+whose first eight all wait for parents waits for the queue's first free entry."""
 
 
-def pg_candidates(extra: str) -> str:
-    """The common table expressions of a fair claim of queue ``:queue_id`` on PostgreSQL:
-    ``fq`` (the queue) and ``cand``: each owner's first eligible entry (``extra`` ANDed),
-    with its priority, the owner's running tasks and score; and the first entry with no
-    owner recorded. An owner's head is read through the fair-order index, LIMIT
-    :data:`HEAD`, so its dependencies are checked on those rows only."""
-    checks = f"{DEPENDENCIES_DONE}{extra}"
-    head = f"""SELECT e.id, e.priority FROM (
-            SELECT e.id, e.task_id, e.priority FROM queue_entries e
-            WHERE e.queue_id = q.id AND e.owner {{owner}} AND {ready(True)}
-            ORDER BY e.priority DESC, e.id LIMIT {HEAD}
-        ) e
-        WHERE {checks}
-        ORDER BY e.priority DESC, e.id LIMIT 1"""
-    queue = _QUEUE.format(mat=" MATERIALIZED", owner=_OWNER_OF_RUNNING)
-    return f"""{queue}
-cand AS MATERIALIZED (
-    SELECT f.id, f.priority, COALESCE(r.n, 0) AS running, o.score
-    FROM fq q
-    JOIN fair_usage o ON o.queue_id = q.id
-    LEFT JOIN fair_running r ON r.owner = o.owner
-    CROSS JOIN LATERAL ({head.format(owner="= o.owner")}) f
-    UNION ALL
-    SELECT f.id, f.priority, 0, NULL
-    FROM fq q CROSS JOIN LATERAL ({head.format(owner="IS NULL")}) f
-)"""
-
-
-PG_FAIR_ORDER = "c.priority DESC, c.running, c.score IS NOT NULL, c.score, c.id"
-"""The candidates' order: priority, fewest running, least usage (none first), first in."""
+def pg_queue() -> str:
+    """The common table expressions ``fq`` (the queue ``:queue_id``) and ``fair_running``
+    (its running tasks per owner) of a fair claim on PostgreSQL."""
+    return _QUEUE.format(mat=" MATERIALIZED", owner=_OWNER_OF_RUNNING)
 
 
 def sqlite_candidates(entry_ok: str) -> str:
-    """As :func:`pg_candidates`, for SQLite (no LATERAL): each owner's first entry
-    satisfying ``entry_ok`` by a correlated subquery (SQLite walks the fair-order index)."""
+    """The candidates of a fair claim of queue ``:queue_id`` on SQLite: ``fq``,
+    ``fair_running`` and ``cand``, each owner's first entry satisfying ``entry_ok`` (with
+    its running tasks and usage) by a correlated subquery (SQLite walks the fair-order
+    index), and the first entry with no owner recorded."""
     queue = _QUEUE.format(mat="", owner=_OWNER_OF_RUNNING)
     return f"""{queue}
 cand AS (
@@ -120,4 +94,5 @@ cand AS (
 
 
 SQLITE_FAIR_ORDER = "e.priority DESC, c.running, c.score IS NOT NULL, c.score, e.id"
-""":data:`PG_FAIR_ORDER` over SQLite's candidates joined to their entries ``e``."""
+"""The candidates' order over SQLite's candidates joined to their entries ``e``:
+priority, fewest running, least usage (none first), first in."""

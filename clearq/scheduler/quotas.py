@@ -61,6 +61,12 @@ def over_quota(use: str, task_id: str, gpus: str) -> str:
 )"""
 
 
+# A PostgreSQL claim under the quota lock reads what each quota holds once, in a CTE
+# (``quota_use``), and passes over the entries ``e`` (queue ``q``) it would overrun.
+PG_QUOTA_USE = f"\nquota_use AS MATERIALIZED (\n{QUOTA_USE}\n),"
+PG_OVER_QUOTA = "\n          AND " + over_quota("quota_use", "e.task_id", "q.gpus")
+
+
 # Claims that do not take the quota lock claim nothing while any quota exists: a claimer
 # that has not seen a new quota yet waits for its next look instead of overrunning it.
 NO_QUOTAS = "NOT EXISTS (SELECT 1 FROM quotas)"
