@@ -51,7 +51,7 @@ class Reported:
         with self._db.read() as conn:
             rows = conn.execute(query.order_by(p.id)).all()
         plots = [_plot(r) for r in rows]
-        return plots if max_iterations is None else _last_iterations(plots, max_iterations)
+        return plots if max_iterations is None else last_iterations(plots, max_iterations)
 
     def plot_index(self, task_id: uuid.UUID) -> list[dict[str, Any]]:
         """The newest plot of each (title, series) of the latest attempt, in first-report
@@ -159,7 +159,8 @@ def _sample(r: Any) -> DebugSample:
     )
 
 
-def _last_iterations(plots: list[ReportedPlot], keep: int) -> list[ReportedPlot]:
+def last_iterations(plots: list[ReportedPlot], keep: int) -> list[ReportedPlot]:
+    """Only the plots of each (title, series)'s last ``keep`` iterations, in their order."""
     iterations: dict[tuple[str, str], set[int]] = {}
     for p in plots:
         iterations.setdefault((p.title, p.series), set()).add(p.iteration)

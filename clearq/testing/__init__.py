@@ -31,6 +31,7 @@ from clearq.testing.cleanup import MemoryCleanup
 from clearq.testing.queues import MemoryQueues
 from clearq.testing.quotas import MemoryQuotas
 from clearq.testing.records import MemoryTasks
+from clearq.testing.reported import MemoryRegistry, MemoryReported
 from clearq.testing.runs import MemoryClaimer, MemoryLeases, MemoryOutputs, claim_task
 from clearq.testing.schedules import MemorySchedules
 from clearq.testing.state import Clock, State, utc_now
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
         ScheduleStore,
         WorkerAdmin,
     )
+    from clearq.runtime.channel import ChannelStore
 
 __all__ = ["ManualClock", "MemoryListener", "MemoryStore"]
 
@@ -86,7 +88,9 @@ class MemoryStore:
         self.settings = settings or Settings()
         self.state = State(clock=clock)
         s = self.settings
-        self.tasks = MemoryTasks(self.state, max_attempts=s.max_attempts)
+        self.tasks = MemoryTasks(
+            self.state, max_attempts=s.max_attempts, lease_seconds=s.lease_seconds
+        )
         self.admin = MemoryAdmin(self.state)
         self.queues = MemoryQueues(self.state)
         self.quotas = MemoryQuotas(self.state)
@@ -94,6 +98,8 @@ class MemoryStore:
             self.state, lease_seconds=s.lease_seconds, worker_gone_seconds=s.worker_gone_seconds
         )
         self.outputs = MemoryOutputs(self.state)
+        self.reported = MemoryReported(self.state)
+        self.registry = MemoryRegistry(self.state)
         self.workers = MemoryWorkers(self.state, live_seconds=s.lease_seconds)
         self.cleanup = MemoryCleanup(self.state, leases=self.leases)
         self.schedules = MemorySchedules(self.state, max_attempts=s.max_attempts)
@@ -158,5 +164,6 @@ if TYPE_CHECKING:  # mypy proves the twin satisfies the ports the real store doe
         QueueAdmin,
         OneTaskStore,
         FairSharePort,
+        ChannelStore,
     ]:
-        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s, s.queues)
+        return (s, s, s, s, s.workers, s.quotas, s, s, s.queues, s, s.queues, s)

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import FINAL_STATUSES, DeletedTasks, Task, TaskFilter, TaskStatus
 from clearq.scheduler.cleanup import running_refusal
+from clearq.testing.reported import forget_results, result_files
 from clearq.testing.runs import MemoryLeases
 from clearq.testing.state import State
 
@@ -74,6 +75,7 @@ class MemoryCleanup:
                 self._leases.request_stop(task_id, reason="deleted", force=True)
             gone = set(task_ids)
             files = [a.uri for (t, _), a in s.artifacts.items() if t in gone]
+            files += result_files(s, gone)
             self._forget(gone)
             return DeletedTasks(deleted=tuple(dict.fromkeys(task_ids)), files=tuple(files))
 
@@ -94,6 +96,7 @@ class MemoryCleanup:
         s.scalars = [row for row in s.scalars if row[0] not in gone]
         s.summary = {k: v for k, v in s.summary.items() if k[0] not in gone}
         s.artifacts = {k: v for k, v in s.artifacts.items() if k[0] not in gone}
+        forget_results(s, gone)
 
     def _check_exist(self, task_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
         missing = [t for t in dict.fromkeys(task_ids) if t not in self._s.tasks]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from clearq.errors import InvalidInput
@@ -18,6 +19,7 @@ from clearq.models import (
     clone_spec,
 )
 from clearq.scheduler.references import has_references, resolve_with
+from clearq.testing.reported import forget_results
 from clearq.testing.state import State
 
 DEFAULT_LIST_LIMIT = 100
@@ -26,9 +28,10 @@ DEFAULT_LIST_LIMIT = 100
 class MemoryTasks:
     """Tasks as records, in memory."""
 
-    def __init__(self, state: State, *, max_attempts: int) -> None:
+    def __init__(self, state: State, *, max_attempts: int, lease_seconds: float = 60.0) -> None:
         self._s = state
         self._max_attempts = max_attempts
+        self._lease_seconds = lease_seconds
 
     def create(self, spec: TaskSpec) -> Task:
         """Store a new task in status created."""
@@ -203,7 +206,32 @@ class MemoryTasks:
             s.scalars = [row for row in s.scalars if row[0] != task_id]
             s.summary = {k: v for k, v in s.summary.items() if k[0] != task_id}
             s.artifacts = {k: v for k, v in s.artifacts.items() if k[0] != task_id}
+            forget_results(s, {task_id})
             return task
+
+    def start(self, task_id: uuid.UUID, *, worker: str | None = None) -> Fence:
+        """Mark a draft running without a queue (a script started by hand); its fence."""
+        s = self._s
+        with s.lock:
+            task = s.task(task_id)
+            now = s.now()
+            started = s.transition(
+                task_id,
+                TaskStatus.RUNNING,
+                expect=frozenset({TaskStatus.CREATED}),
+                worker=worker,
+                attempt=task.attempt + 1,
+                tries=task.tries + 1,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=self._lease_seconds),
+                status_reason="",
+            )
+        return Fence(task_id=task_id, attempt=started.attempt, worker=worker)
+
+    def parents(self, task_id: uuid.UUID) -> builtins.list[uuid.UUID]:
+        """The tasks ``task_id`` waits for (its ``depends_on``), in id order."""
+        with self._s.lock:
+            return sorted(self._s.parents.get(task_id, {}))
 
 
 class _Lookup:

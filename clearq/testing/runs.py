@@ -1,4 +1,5 @@
-"""The in-memory store's runs: the claim, leases and ends of attempts, outputs."""
+"""The in-memory store's runs: the claim, leases and ends of attempts, outputs (plots,
+samples and models: ``clearq.testing.reported``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import timedelta
 
 from clearq.errors import InvalidInput, LeaseLost
 from clearq.models import (
+    Artifact,
     Claim,
     ClaimOrder,
     Fence,
@@ -23,9 +25,11 @@ from clearq.models import (
 )
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
+from clearq.scheduler.runlink_results import PlotRow, SampleRow, check_rows
 from clearq.scheduler.workers import worker_names
 from clearq.testing.fair import charge, fair_order
 from clearq.testing.quotas import over_quota
+from clearq.testing.reported import record_results
 from clearq.testing.schedules import fire
 from clearq.testing.state import Entry, State, Summary
 
@@ -431,6 +435,41 @@ class MemoryOutputs:
                     continue
                 old.last, old.last_iteration = new["last"], new["last_iteration"]
                 old.min, old.max = min(old.min, new["min"]), max(old.max, new["max"])
+
+    def append_batch(
+        self,
+        fence: Fence,
+        logs: Sequence[tuple[str, str]],
+        points: Sequence[tuple[str, str, int, float]],
+        *,
+        plots: Sequence[PlotRow] = (),
+        samples: Sequence[SampleRow] = (),
+    ) -> None:
+        """A run's batch of logs, scalars, plots and samples at once, fenced as one write."""
+        check_streams(logs)
+        check_rows(plots, samples)
+        if not (logs or points or plots or samples):
+            return
+        with self._s.lock:  # re-entrant: the parts below hold it again
+            self._s.hold(fence)
+            self.append_logs(fence, logs)
+            self.append_scalars(
+                fence,
+                [ScalarPoint(title=t, series=s, iteration=i, value=v) for t, s, i, v in points],
+            )
+            record_results(self._s, fence, plots, samples)
+
+    def add_artifact(self, fence: Fence, artifact: Artifact) -> None:
+        """Record an artifact of the attempt (by reference); the same name replaces it."""
+        with self._s.lock:
+            self._s.hold(fence)
+            self._s.artifacts[(fence.task_id, artifact.name)] = artifact
+
+    def artifacts(self, task_id: uuid.UUID) -> list[Artifact]:
+        """The task's artifacts, by name."""
+        with self._s.lock:
+            found = [a for (t, _), a in self._s.artifacts.items() if t == task_id]
+        return sorted(found, key=lambda a: a.name)
 
     def logs(
         self,

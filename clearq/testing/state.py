@@ -19,11 +19,14 @@ from clearq.enums import TaskStatus
 from clearq.errors import IllegalTransition, LeaseLost, NotFound
 from clearq.models import (
     Artifact,
+    DebugSample,
     Fence,
     LogLine,
+    ModelRecord,
     QueueInfo,
     Quota,
     QuotaKind,
+    ReportedPlot,
     ScalarPoint,
     Task,
     WorkerInfo,
@@ -105,6 +108,9 @@ class State:
     """(task, attempt, point, when it was reported)."""
     summary: dict[tuple[uuid.UUID, str, str], Summary] = field(default_factory=dict)
     artifacts: dict[tuple[uuid.UUID, str], Artifact] = field(default_factory=dict)
+    plots: list[tuple[uuid.UUID, ReportedPlot]] = field(default_factory=list)
+    samples: list[tuple[uuid.UUID, DebugSample]] = field(default_factory=list)
+    models: dict[uuid.UUID, ModelRecord] = field(default_factory=dict)
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     quotas: dict[tuple[QuotaKind, str], Quota] = field(default_factory=dict)
     fair_usage: dict[tuple[int, str], float] = field(default_factory=dict)

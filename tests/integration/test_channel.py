@@ -1,4 +1,10 @@
-"""The attempt channel: a task's writes reach only its own attempt, and only with its token."""
+"""The attempt channel: a task's writes reach only its own attempt, and only with its token.
+
+Each test runs on the in-memory twin as well as on SQLite and PostgreSQL (the channel
+takes a ``ChannelStore``; ``tests/contract/test_results_contract.py`` holds the twin's
+answers to the real store's), so the channel's decisions are also checked without a
+database.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,16 @@ from clearq.runtime.channel import AttemptChannel
 from clearq.scheduler import Store
 from clearq.scheduler.runlink import RunFence
 from clearq.sdk.channel import ChannelLink
+from tests.contract.test_store_contract import any_store  # noqa: F401 - the fixture
 from tests.integration.helpers import new_task
 
 WORKER = "host:agent"
+
+
+@pytest.fixture
+def store(any_store: Store) -> Store:  # noqa: F811
+    """The twin, SQLite or PostgreSQL: every test here runs on each."""
+    return any_store
 
 
 @pytest.fixture
