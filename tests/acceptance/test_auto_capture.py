@@ -1,5 +1,6 @@
-"""Automatic capture, as a user's script meets it: matplotlib, TensorBoard and model files
-reach the task without a Logger call; ``auto_connect_frameworks`` turns each off."""
+"""Automatic capture, as a user's script meets it: matplotlib, TensorBoard (torch's and
+TensorFlow's) and model files (torch, scikit-learn, Keras) reach the task without a Logger
+call; ``auto_connect_frameworks`` turns each off."""
 
 from __future__ import annotations
 
@@ -56,10 +57,10 @@ print("done")
 """
 
 
-def _run(store_url: str, tmp_path: Path, frameworks: str) -> Store:
+def _run(store_url: str, tmp_path: Path, frameworks: str, script: str = SCRIPT) -> Store:
     work = tmp_path / "work"
     work.mkdir()
-    (work / "train.py").write_text(textwrap.dedent(SCRIPT).replace("FRAMEWORKS", frameworks))
+    (work / "train.py").write_text(textwrap.dedent(script).replace("FRAMEWORKS", frameworks))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
     env.update(CLEARQ_DATABASE_URL=store_url, CLEARQ_HOME=str(tmp_path / "home"))
     done = subprocess.run(
@@ -143,3 +144,65 @@ def test_a_hydra_apps_composed_config_is_recorded(store_url: str, tmp_path: Path
         [task] = store.tasks.list(project="auto", name="hydra")
         assert task.parameters["OmegaConf/db/port"] == "6000"
         assert task.parameters["OmegaConf/db/host"] == "localhost"
+
+
+TF_SCRIPT = """
+import numpy as np
+
+from clearq import Task
+
+task = Task.init(project_name="auto", task_name="tf", auto_connect_frameworks=FRAMEWORKS)
+
+import keras  # imported after Task.init, as the other script's libraries are
+import tensorflow as tf
+
+writer = tf.summary.create_file_writer("runs/custom")
+with writer.as_default():
+    for step in range(3):
+        tf.summary.scalar("loss/train", 1.0 / (step + 1), step=step)
+    tf.summary.image("input/sample", np.random.rand(1, 8, 8, 3), step=0)
+    tf.summary.histogram("weights/w", tf.random.normal([100]), step=0)
+
+    @tf.function
+    def traced(x):
+        tf.summary.scalar("traced", x, step=5)  # a symbol when traced: the event file's alone
+        return x
+
+    traced(tf.constant(2.0))
+tf.summary.scalar("unwritten", 1.0, step=0)  # no default writer: written nowhere
+
+model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+model.compile(optimizer="sgd", loss="mse")
+x, y = np.random.rand(16, 4), np.random.rand(16, 1)
+board = keras.callbacks.TensorBoard(log_dir="runs/fit")
+model.fit(x, y, epochs=2, validation_data=(x, y), verbose=0, callbacks=[board])
+model.save("model.keras")
+model.save_weights("model.weights.h5")
+print("done")
+"""
+
+
+def test_tf_summary_and_keras_models_reach_the_task(store_url: str, tmp_path: Path) -> None:
+    with _run(store_url, tmp_path, "True", TF_SCRIPT) as store:
+        [task] = store.tasks.list(project="auto")
+        assert task.status is TaskStatus.COMPLETED
+        loss = store.outputs.scalars(task.id, title="loss", series="train")
+        assert [(p.iteration, p.value) for p in loss] == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
+        # Keras's callback writes epoch_loss into runs/fit/train and runs/fit/validation:
+        # the writer's folder is the series.
+        epochs = store.outputs.scalars(task.id, title="epoch_loss")
+        assert sorted((p.series, p.iteration) for p in epochs) == [
+            ("train", 0),
+            ("train", 1),
+            ("validation", 0),
+            ("validation", 1),
+        ]
+        titles = {p.title for p in store.outputs.scalars(task.id)}
+        assert not titles & {"traced", "unwritten"}
+        [image] = store.reported.samples(task.id, title="input", series="sample")
+        assert image.kind == "image"
+        plots = store.reported.plots(task.id)
+        assert [(p.title, p.series) for p in plots if p.kind == "histogram"] == [("weights", "w")]
+        models = {m.name: m.framework for m in store.registry.of_task(task.id)}
+        assert models == {"model.keras": "Keras", "model.weights.h5": "Keras"}
+        assert all(m.uri and m.size for m in store.registry.of_task(task.id))

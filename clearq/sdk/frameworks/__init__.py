@@ -1,10 +1,11 @@
 """Automatic capture (``Task.init(auto_connect_frameworks=...)``), on by default as in ClearML.
 
 - ``matplotlib``: ``plt.show()`` and ``Figure.savefig`` report the figure as a plot.
-- ``tensorboard``: ``torch.utils.tensorboard`` / ``tensorboardX`` writers' scalars, images
-  and histograms also reach the task (the event files are still written).
-- ``pytorch``, ``joblib``, ``scikit``: files written with ``torch.save``, ``joblib.dump``,
-  or ``pickle.dump`` of a scikit-learn estimator become the task's output models.
+- ``tensorboard``: ``torch.utils.tensorboard`` / ``tensorboardX`` writers' and ``tf.summary``'s
+  scalars, images and histograms also reach the task (the event files are still written).
+- ``pytorch``, ``tensorflow``, ``joblib``, ``scikit``: files written with ``torch.save``,
+  Keras's ``model.save`` / ``save_weights``, ``joblib.dump``, or ``pickle.dump`` of a
+  scikit-learn estimator become the task's output models.
 - ``click``, ``typer``, ``jsonargparse``, ``fire``: parsed options are connected as
   ``Args/<name>`` (jsonargparse's nested ones as ``Args/model/lr``; fire's the arguments of
   the function, class or method ``fire.Fire`` calls, defaults included), recorded by hand
@@ -42,6 +43,7 @@ CAPTURED = (
     "matplotlib",
     "tensorboard",
     "pytorch",
+    "tensorflow",
     "joblib",
     "scikit",
     "click",
@@ -51,7 +53,6 @@ CAPTURED = (
     "hydra",
 )
 NOT_CAPTURED_HERE = (
-    "tensorflow",
     "xgboost",
     "fastai",
     "lightgbm",

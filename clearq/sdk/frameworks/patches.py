@@ -7,6 +7,7 @@ own work comes first.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -332,6 +333,139 @@ def _hwc(array: Any, formats: str) -> Any:
     return array
 
 
+# ---- TensorFlow: tf.summary and Keras ----------------------------------------------------------
+
+_tf_writer = threading.local()
+"""The last folder of the log directory of this thread's default ``tf.summary`` writer."""
+
+
+def patch_tf_writers(summary: ModuleType, target: Target) -> None:
+    """``tf.summary.create_file_writer``'s writers say, while they are the default, which
+    log folder a summary goes to: the series of a tag without a ``/`` (Keras's TensorBoard
+    callback writes ``epoch_loss`` into ``train`` and ``validation``).
+
+    ``tf.summary`` is two modules: ``tensorflow._api.v2.summary``, and the copy that
+    ``import tensorflow.summary`` (Keras's) runs and puts in its place."""
+    original = summary.create_file_writer
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def create_file_writer(logdir: Any, *args: Any, **kwargs: Any) -> Any:
+        writer = original(logdir, *args, **kwargs)
+        folder = Path(str(logdir)).name
+        as_default = writer.as_default
+        # set_as_default enters as_default() too, so both are followed; a writer that takes
+        # no attribute is named by its tags alone.
+        with contextlib.suppress(AttributeError):
+            writer.as_default = lambda step=None: _WriterDefault(as_default(step), folder)
+        return writer
+
+    setattr(create_file_writer, MARK, True)
+    setattr(summary, "create_file_writer", create_file_writer)  # noqa: B010 - for mypy
+
+
+class _WriterDefault:
+    """A writer's ``as_default()``, noting its log folder while it is entered (a class,
+    not a generator, as TensorFlow's own: ``set_as_default`` enters it and never exits)."""
+
+    def __init__(self, inner: Any, folder: str) -> None:
+        self._inner, self._folder, self._previous = inner, folder, None
+
+    def __enter__(self) -> Any:
+        entered = self._inner.__enter__()
+        self._previous = getattr(_tf_writer, "folder", None)
+        _tf_writer.folder = self._folder
+        return entered
+
+    def __exit__(self, *exc: Any) -> Any:
+        _tf_writer.folder = self._previous
+        return self._inner.__exit__(*exc)
+
+
+def patch_tf_summary(v2: ModuleType, target: Target) -> None:
+    """``tf.summary.scalar``, ``image`` and ``histogram`` (TensorBoard's implementations,
+    which TensorFlow's ``tf.summary`` and Keras call) also reach the task when they wrote
+    something: eagerly, into a default writer (inside a ``tf.function`` the values are not
+    known yet, and only the event file gets them)."""
+
+    def scalar(call: Args, tag: str, step: int) -> None:
+        value = float(_numpy(_arg(call, 1, "data")))
+        title, series = _tf_title_series(tag)
+        _call(
+            "report", f"scalar {tag}", lambda log_: log_.report_scalar(title, series, value, step)
+        )
+
+    def image(call: Args, tag: str, step: int) -> None:
+        images = _numpy(_arg(call, 1, "data"))[: int(_arg(call, 3, "max_outputs", 3))]
+        title, series = _tf_title_series(tag)
+
+        def report(log_: Logger) -> None:
+            for index, one in enumerate(images):
+                name = series if len(images) == 1 else f"{series}/{index}"
+                log_.report_image(title, name, step, image=one)
+
+        _call("report", f"image {tag}", report)
+
+    def histogram(call: Args, tag: str, step: int) -> None:
+        import numpy as np
+
+        values = _numpy(_arg(call, 1, "data")).ravel()
+        bins = _arg(call, 3, "buckets") or HISTOGRAM_BINS
+        title, series = _tf_title_series(tag)
+
+        def report(log_: Logger) -> None:
+            counts, edges = np.histogram(values, bins=int(bins))
+            labels = [f"{e:.3g}" for e in edges[:-1]]
+            log_.report_histogram(title, series, counts, step, xlabels=labels)
+
+        _call("report", f"histogram {tag}", report)
+
+    for name, after in (("scalar", scalar), ("image", image), ("histogram", histogram)):
+        _wrap_tf_summary(v2, name, after)
+
+
+def _wrap_tf_summary(owner: Any, name: str, after: Callable[[Args, str, int], None]) -> None:
+    original = getattr(owner, name)
+    if getattr(original, MARK, False):
+        return
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        tf: Any = sys.modules.get("tensorflow")
+        eager = tf is not None and _active() is not None and tf.executing_eagerly()
+        written = original(*args, **kwargs)
+        if eager and bool(written):
+            call = (args, kwargs)
+            try:
+                step = _arg(call, 2, "step")
+                step = tf.summary.experimental.get_step() if step is None else step
+                with tf.summary.experimental.summary_scope(_arg(call, 0, "name")) as (tag, _):
+                    pass
+                after(call, str(tag), int(_numpy(step)))
+            except (ValueError, TypeError, AttributeError) as e:
+                log.warning("clearq: could not capture tf.summary.%s: %s", name, e)
+        return written
+
+    setattr(wrapper, MARK, True)
+    setattr(owner, name, wrapper)
+
+
+def _tf_title_series(tag: str) -> tuple[str, str]:
+    folder = getattr(_tf_writer, "folder", None)
+    if "/" not in tag and folder:
+        return tag, folder
+    return _title_series(tag)
+
+
+def patch_keras_model(module: ModuleType, target: Target) -> None:
+    """Keras's ``model.save(path)`` and ``model.save_weights(path)`` (ModelCheckpoint's
+    too) record the file as a Keras model."""
+    model = module.Model
+    for method in ("save", "save_weights"):
+        _wrap(model, method, lambda call: _call("model_saved", _arg(call, 1, "filepath"), "Keras"))
+
+
 # ---- command-line frameworks ------------------------------------------------------------------
 
 
@@ -520,7 +654,11 @@ PATCHES: dict[str, list[tuple[str, Callable[[ModuleType, Target], None]]]] = {
     "tensorboard": [
         ("torch.utils.tensorboard.writer", patch_summary_writer),
         ("tensorboardX.writer", patch_summary_writer),
+        ("tensorflow._api.v2.summary", patch_tf_writers),
+        ("tensorflow.summary", patch_tf_writers),
+        ("tensorboard.summary.v2", patch_tf_summary),
     ],
+    "tensorflow": [("keras.src.models.model", patch_keras_model)],
     "click": [("click.core", patch_click)],
     "typer": [("typer._click.core", patch_click)],  # typer runs on its own copy of click
     "jsonargparse": [("jsonargparse", patch_jsonargparse)],
