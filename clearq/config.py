@@ -59,6 +59,8 @@ DEFAULT_DB_POOL_SIZE = 2
 (``CLEARQ_DB_POOL_SIZE``, ``clearq.scheduler.pool``)."""
 DEFAULT_DB_MAX_OVERFLOW = 0
 """Connections the pool may open beyond its size for a moment, closed when returned."""
+LISTEN_RELAYS = ("host", "process", "off")
+"""Values of ``CLEARQ_LISTEN_RELAY``: who shares one LISTEN connection."""
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 """Debian's and Ubuntu's system CA bundle: carried into containers when nothing else is set."""
 PACKAGE_INDEX_VARIABLES = (
@@ -114,6 +116,11 @@ class Settings:
     listen_url: str | None = None
     """A direct (session) PostgreSQL URL for the agent's LISTEN connection, when the
     database URL goes through a transaction pooler that cannot keep a LISTEN."""
+    listen_relay: str = "host"
+    """Who shares one LISTEN connection (``clearq.scheduler.relay``): ``host``, every
+    listener of this machine, OS user and home (one listens, it relays to the others
+    over a unix socket); ``process``, the listeners of one process; ``off``, each its
+    own."""
 
     # Set by an agent in the environment of a task it runs: Task.init attaches to it.
     task_id: uuid.UUID | None = None
@@ -174,6 +181,10 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_env_name(name)} must be a number above 0")
+        if self.listen_relay not in LISTEN_RELAYS:
+            raise ConfigError(
+                f"{_env_name('listen_relay')} must be one of {', '.join(LISTEN_RELAYS)}"
+            )
         for name in (
             "max_attempts",
             "max_diff_bytes",
@@ -280,6 +291,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "db_max_overflow": int,
     "database_pgbouncer": _flag,
     "listen_url": _optional(str.strip),
+    "listen_relay": lambda text: text.strip().lower(),
     "ca_bundle": _optional(Path),
     "allow_local_repositories": _flag,
     "retention_logs_days": _optional(float),

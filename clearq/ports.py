@@ -433,6 +433,11 @@ class ListenPort(Protocol):
         """Stop listening."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """True while hints arrive; False while waiting is a polling sleep."""
+        ...
+
 
 class AgentStore(Protocol):
     """What the agent's worker loop uses."""

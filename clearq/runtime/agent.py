@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 SQLITE_POLL_SECONDS = 0.25
 PG_WAIT_SECONDS = 1.0
+"""An idle agent's re-claim interval where hints may be lost (no LISTEN connection)."""
+LISTENING_WAIT_SECONDS = 5.0
+"""The same while its listener is connected: every enqueue wakes it, so this re-claim
+only catches what sends no hint (a retry's delay running out, a queue's cap freed)."""
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
 HOLD_FRACTION = 0.75
@@ -421,7 +425,8 @@ class Agent:
             self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
             self._changed.clear()
             return
-        if any(n.channel == WORKER_CHANNEL for n in listener.wait(PG_WAIT_SECONDS)):
+        wait = LISTENING_WAIT_SECONDS if listener.connected else PG_WAIT_SECONDS
+        if any(n.channel == WORKER_CHANNEL for n in listener.wait(wait)):
             self._gate.wake()
 
     def _drain(self) -> None:

@@ -66,9 +66,16 @@ class Listener(Protocol):
         """Stop listening."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """True while hints arrive (a LISTEN connection is up, here or in a relay)."""
+        ...
+
 
 class PollingListener:
     """The fallback where the database cannot notify: waiting is sleeping."""
+
+    connected = False
 
     def wait(self, timeout: float) -> list[Notice]:
         """Sleep ``timeout`` seconds; the caller then polls the store."""
@@ -109,6 +116,22 @@ class Backoff:
         self._next = self._first
 
 
+def listen_target(db: Database) -> tuple[str, str, dict[str, Any]]:
+    """Where LISTEN connects: (libpq URL, the URL to show, libpq options).
+
+    The database URL, or ``CLEARQ_LISTEN_URL`` where it is set: a direct session to the
+    server, past a transaction pooler, with its own libpq options.
+    """
+    url = db.url
+    args = db.pg_connect_args()
+    direct = db.settings.listen_url
+    if direct:
+        url = normalise_url(direct)
+        args = pg_connect_args(db.settings.replace(database_pgbouncer=False), url)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return dsn, url.render_as_string(hide_password=True), args
+
+
 class PgListener:
     """LISTEN on a dedicated PostgreSQL connection, reconnected when it drops.
 
@@ -131,15 +154,7 @@ class PgListener:
         import psycopg  # only PostgreSQL needs it: SQLite users never pay its import
 
         self._psycopg = psycopg
-        url = db.url
-        self._args = db.pg_connect_args()
-        direct = db.settings.listen_url
-        if direct:
-            # A direct session to the server, past the pooler: its own libpq options.
-            url = normalise_url(direct)
-            self._args = pg_connect_args(db.settings.replace(database_pgbouncer=False), url)
-        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-        self._where = url.render_as_string(hide_password=True)
+        self._dsn, self._where, self._args = listen_target(db)
         self._channels = channels
         self._on_change = on_change
         self._backoff = backoff or Backoff()
@@ -238,12 +253,18 @@ def listen(
     """A listener for ``channels``: LISTEN on PostgreSQL, polling on SQLite.
 
     ``on_change`` hears a lost LISTEN connection (the error) and its return (None).
+    The listeners of one machine share one LISTEN connection (``CLEARQ_LISTEN_RELAY``,
+    :mod:`clearq.scheduler.relay`); ``off`` gives each its own.
     Behind pgbouncer in transaction mode LISTEN goes to ``CLEARQ_LISTEN_URL``; without
     one it cannot work (the pooler hands the listening server connection to others),
     so the listener polls and says so once.
     """
     if can_listen(db):
-        return PgListener(db, channels, on_change=on_change)
+        if db.settings.listen_relay == "off":
+            return PgListener(db, channels, on_change=on_change)
+        from clearq.scheduler.relay import shared_listener  # a cycle: relay uses PgListener
+
+        return shared_listener(db, channels, on_change=on_change)
     if db.is_postgres:
         _say_polling_once()
     return PollingListener()

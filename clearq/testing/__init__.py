@@ -73,6 +73,8 @@ class ManualClock:
 class MemoryListener:
     """Wake-up hints of an in-memory store: there are none to wait for, so it returns."""
 
+    connected = False
+
     def wait(self, timeout: float) -> list[object]:
         """Return at once: the caller polls the store, as on SQLite."""
         return []

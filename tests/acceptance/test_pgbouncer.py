@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from clearq.scheduler import notify as notify_module
 from tests.acceptance.conftest import Agents, Cli
 from tests.acceptance.test_agent import job, logs_of, wait_for, wait_for_log
 from tests.pgbouncer import Pgbouncer, PgbouncerUnavailable, running_pgbouncer
-from tests.pgserver import PgServer
+from tests.pgserver import PgServer, listen_backends
 
 pytestmark = pytest.mark.postgres
 
@@ -119,6 +120,34 @@ def test_a_stop_request_reaches_the_agent_through_the_direct_listen_url(
     wait_for(store, task_id, [TaskStatus.STOPPED])
     assert store.tasks.get(task_id).status_reason == "stop requested"
     assert agent.wait(timeout=60) == 0
+
+
+def test_agents_of_one_machine_share_one_listen_connection(
+    bounced_store: Store, bounced_cli: Cli, bounced_agents: Agents, pg_url: str, tmp_path: Path
+) -> None:
+    store = bounced_store
+    store.queues.create("q")
+    repo = _repo(tmp_path)
+    ids = [job(store, repo, f"long{i}", "q", sleep=300) for i in range(3)]
+    agents = {
+        f"a{i}": bounced_agents.start("-q", "q", "--name", f"a{i}", "--stop-grace", "2")
+        for i in range(3)
+    }
+    for task_id in ids:  # each agent listens before it claims: all three listen now
+        wait_for(store, task_id, [TaskStatus.RUNNING])
+    assert len(listen_backends(pg_url)) == 1
+    stopped, killed, _ = ids
+    assert "stop requested" in bounced_cli.run("task", "abort", str(stopped)).stdout
+    wait_for(store, stopped, [TaskStatus.STOPPED])
+    worker = store.tasks.get(killed).worker
+    assert worker is not None
+    agents[worker.rsplit(":", 1)[-1]].kill()  # maybe the one that listens for all
+    late = job(store, repo, "late", "q")
+    wait_for(store, late, [TaskStatus.COMPLETED])
+    deadline = time.monotonic() + 60
+    while len(listen_backends(pg_url)) != 1:
+        assert time.monotonic() < deadline, "not one LISTEN after an agent died"
+        time.sleep(0.2)
 
 
 def test_without_a_listen_url_the_store_polls_and_says_so_once(

@@ -11,7 +11,8 @@ from clearq.config import Settings
 from clearq.errors import IllegalTransition
 from clearq.models import WorkerCommand
 from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, WORKER_CHANNEL, Store
-from clearq.scheduler.notify import PgListener, PollingListener
+from clearq.scheduler.notify import PollingListener
+from clearq.scheduler.relay import RelayListener
 from tests.integration.helpers import new_task, queued
 
 
@@ -26,7 +27,8 @@ def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
     queue = pg_store.queues.create("q")
     listener = pg_store.listen()
     try:
-        assert isinstance(listener, PgListener)
+        assert isinstance(listener, RelayListener)  # this machine's one LISTEN
+        assert listener.connected
         assert listener.wait(0.05) == []
         task_id = queued(pg_store, "q")
         notices = listener.wait(5)

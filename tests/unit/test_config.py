@@ -64,6 +64,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_DB_MAX_OVERFLOW": "1",
         "CLEARQ_DATABASE_PGBOUNCER": "1",
         "CLEARQ_LISTEN_URL": "postgresql://u@direct/x",
+        "CLEARQ_LISTEN_RELAY": "Process",
         "CLEARQ_RETENTION_LOGS_DAYS": "30",
         "CLEARQ_RETENTION_METRICS_DAYS": "60",
         "CLEARQ_RETENTION_ARCHIVED_DAYS": "90",
@@ -84,6 +85,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert (settings.db_pool_size, settings.db_max_overflow) == (3, 1)
     assert settings.database_pgbouncer
     assert settings.listen_url == "postgresql://u@direct/x"
+    assert settings.listen_relay == "process"
     assert str(settings.task_id).endswith("0a")
     assert settings.attempt == 2
     assert settings.worker == "host:w"
@@ -148,3 +150,8 @@ def test_schema_revision_constant_is_the_newest_migration() -> None:
     from clearq.scheduler.migrate import SCHEMA_REVISION, head_revision
 
     assert head_revision() == SCHEMA_REVISION
+
+
+def test_an_unknown_listen_relay_is_refused() -> None:
+    with pytest.raises(ConfigError, match="CLEARQ_LISTEN_RELAY"):
+        load_settings({"CLEARQ_LISTEN_RELAY": "everywhere"})
