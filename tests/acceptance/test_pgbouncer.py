@@ -19,13 +19,16 @@ from pathlib import Path
 import pytest
 
 from clearq.config import Settings
-from clearq.models import TaskSpec, TaskStatus
+from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.scheduler import notify as notify_module
+from clearq.sdk.task import Task, use_store
 from tests.acceptance.conftest import Agents, Cli
 from tests.acceptance.test_agent import job, logs_of, wait_for, wait_for_log
+from tests.gitrepo import published
 from tests.pgbouncer import Pgbouncer, PgbouncerUnavailable, running_pgbouncer
 from tests.pgserver import PgServer, listen_backends
+from tests.ui.helpers import UiProcess, fetch
 
 pytestmark = pytest.mark.postgres
 
@@ -150,6 +153,51 @@ def test_agents_of_one_machine_share_one_listen_connection(
         time.sleep(0.2)
 
 
+def test_a_pipeline_runs_through_pgbouncer(
+    bounced_store: Store, bounced_agents: Agents, tmp_path: Path
+) -> None:
+    from tests.acceptance.test_pipeline import STEP, diamond
+
+    store = bounced_store
+    store.queues.create("default")
+    repository = published(tmp_path, {"step.py": STEP}, message="step")
+    script = Script(
+        repository=str(repository.origin), commit=repository.commit, entry_point="step.py"
+    )
+    use_store(store)
+    try:
+        base = Task.get_task(
+            task_id=store.tasks.create(TaskSpec(project="pipes", name="step", script=script)).id
+        )
+        pipe = diamond(base, tmp_path / "marks.jsonl").start()
+        for name in ("one", "two"):
+            bounced_agents.start("-q", "default", "--name", name, "--idle-exit", "5")
+        assert pipe.wait(timeout=240) == dict.fromkeys("abcd", TaskStatus.COMPLETED)
+        steps = pipe.steps()
+        assert steps["c"].load_artifact("result")["a"] == steps["a"].id
+    finally:
+        use_store(None)
+
+
+def test_the_pages_task_list_reads_through_pgbouncer(
+    bounced_store: Store, bounced_cli: Cli, tmp_path: Path
+) -> None:
+    ids = [bounced_store.tasks.create(TaskSpec(project="p", name=f"t{i}")).id for i in range(7)]
+    ui = UiProcess(bounced_cli, tmp_path / "ui.log")
+    try:
+        ui.wait_ready()
+        for _ in range(CLAIMS):  # past the 6th run of each statement
+            reply = fetch("GET", f"{ui.url}/api/tasks?project=p")
+            assert reply.status == 200, reply.body
+            assert all(str(i) in reply.body for i in ids)
+        for path in ("/tasks?project=p", f"/tasks/{ids[0]}", "/workers", "/queues"):
+            page = fetch("GET", ui.url + path)
+            assert page.status == 200, (path, page.body)
+        assert "t0" in fetch("GET", f"{ui.url}/tasks/{ids[0]}").body
+    finally:
+        ui.stop()
+
+
 def test_without_a_listen_url_the_store_polls_and_says_so_once(
     bounced_url: str,
     tmp_path: Path,
@@ -171,7 +219,6 @@ def test_without_a_listen_url_the_store_polls_and_says_so_once(
 
 def _repo(tmp_path: Path) -> tuple[Path, str]:
     from tests.acceptance.test_agent import JOB
-    from tests.gitrepo import published
 
     repository = published(tmp_path, {"job.py": JOB}, message="job")
     return repository.origin, repository.commit
