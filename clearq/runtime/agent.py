@@ -64,6 +64,9 @@ LISTENING_WAIT_SECONDS = 5.0
 only catches what sends no hint (a retry's delay running out, a queue's cap freed)."""
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
+"""How often an agent running tasks records its machine's metrics."""
+IDLE_METRICS_SECONDS = 30.0
+"""The same while it runs nothing (500 idle agents would otherwise write 100 a second)."""
 HOLD_FRACTION = 0.75
 """An attempt is given up this fraction of a lease after its last renewal was sent."""
 
@@ -445,7 +448,8 @@ class Agent:
 
     def _beat_loop(self) -> None:
         lease = self._store.settings.lease_seconds
-        next_reap = next_metrics = next_idle_beat = 0.0
+        next_reap = next_idle_beat = 0.0
+        last_metrics = float("-inf")
         while self.state is not AgentState.STOPPED:
             now = time.monotonic()
             running = self._running()
@@ -455,9 +459,9 @@ class Agent:
             if now >= next_reap:
                 self._reap()
                 next_reap = now + lease / 2  # SQLite's reaper needs two looks a lease apart
-            if now >= next_metrics:
+            if now - last_metrics >= (METRICS_SECONDS if running else IDLE_METRICS_SECONDS):
                 self._metrics()
-                next_metrics = now + METRICS_SECONDS
+                last_metrics = now
             time.sleep(min(BUSY_BEAT_SECONDS, lease / 3))
 
     def _running(self) -> list[_Slot]:
