@@ -12,7 +12,11 @@ robin within one batch). :class:`Claimer` keeps a worker's rotation between clai
 An entry is eligible when no outside launcher holds it (``held_by``: a task waiting in
 Slurm's queue), its delay (a retry's ``not_before``) is over and every task it
 depends on has completed (or ended otherwise on an edge that continues on failure):
-both are conditions of the same statement, not of a polling controller. A queue with a
+both are conditions of the same statement, not of a polling controller. The database
+keeps the dependencies' part on the entry itself (``queue_entries.waiting``, set by
+triggers when the entry, an edge or a parent's status changes, migration 0020), and the
+claim reads the ready entries' own claim-order index (``ix_queue_entries_ready``), so
+its plan is the same whatever the planner's statistics say of the queue. A queue with a
 cap (``max_running``) hands out only as many tasks as it has room for. On PostgreSQL the
 claim of a capped queue holds that queue's advisory lock for its transaction and counts
 its running tasks in a statement after taking it, so concurrent claimers never overrun
@@ -82,13 +86,8 @@ picked AS MATERIALIZED (
         SELECT e.id, e.task_id, e.priority, e.schedule_id
         FROM queue_entries e
         WHERE e.queue_id = q.id
-          AND e.held_by IS NULL{entry_filter}
-          AND (e.not_before IS NULL OR e.not_before <= now())
-          AND NOT EXISTS (
-              SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
-              WHERE d.child_id = e.task_id AND p.status <> 'completed'
-                AND NOT (d.continue_on_failure AND p.status IN ('failed', 'stopped', 'skipped'))
-          ){quota_filter}
+          AND e.held_by IS NULL AND NOT e.waiting{entry_filter}
+          AND (e.not_before IS NULL OR e.not_before <= now()){quota_filter}
         ORDER BY e.priority DESC, e.id
         LIMIT {limit}
         FOR UPDATE OF e SKIP LOCKED
@@ -135,8 +134,8 @@ _SQLITE_PICK = (
     .where(
         queue_entries.c.queue_id == sa.bindparam("queue_id"),
         queue_entries.c.held_by.is_(None),
+        sa.text("NOT queue_entries.waiting"),
         sa.or_(queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()),
-        ~BLOCKED,
     )
     .order_by(queue_entries.c.priority.desc(), queue_entries.c.id)
     .limit(sa.bindparam("n"))

@@ -26,12 +26,9 @@ from __future__ import annotations
 from clearq.scheduler.statements import clock
 
 # The conditions every claim puts on an entry ``e`` (its queue ``q``): not held by an
-# outside launcher, past its delay, and every parent done (or ended on an edge that goes on).
-DEPENDENCIES_DONE = """NOT EXISTS (
-    SELECT 1 FROM task_dependencies d JOIN tasks p ON p.id = d.parent_id
-    WHERE d.child_id = e.task_id AND p.status <> 'completed'
-      AND NOT (d.continue_on_failure AND p.status IN ('failed', 'stopped', 'skipped'))
-)"""
+# outside launcher, past its delay, and no parent keeping it waiting (``waiting``: kept by
+# the database, migration 0020).
+DEPENDENCIES_DONE = "NOT e.waiting"
 
 
 def ready(postgres: bool) -> str:

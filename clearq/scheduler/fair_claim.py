@@ -67,7 +67,7 @@ cand AS (
     CROSS JOIN fq q
     CROSS JOIN LATERAL (
         SELECT e.id FROM (
-            SELECT e.id, e.task_id FROM queue_entries e
+            SELECT e.id, e.task_id, e.waiting FROM queue_entries e
             WHERE e.queue_id = :queue_id AND e.owner = o.owner AND e.priority = t.priority
               AND {ready}
             ORDER BY e.id

@@ -162,6 +162,10 @@ quotas = sa.Table(
 )
 
 # Narrow on purpose: the claim reads and deletes only these rows.
+READY = "held_by IS NULL AND NOT waiting"
+"""The entries a claim may take: no outside launcher holds them, no parent keeps them
+waiting (the predicate of ``ix_queue_entries_ready``, the claim's path)."""
+
 queue_entries = sa.Table(
     "queue_entries",
     metadata,
@@ -187,7 +191,19 @@ queue_entries = sa.Table(
     sa.Column("schedule_id", sa.Integer()),
     # Whose turn it is in a fair-share queue (its task's user or project; else NULL).
     sa.Column("owner", sa.Text()),
+    # True while a parent of its task has not finished (migration 0020: kept by triggers,
+    # in the transaction of every change of an entry, an edge or a parent's status).
+    sa.Column("waiting", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Index("ix_queue_entries_claim_order", "queue_id", sa.text("priority DESC"), "id"),
+    # The claim's path: the entries it may take, in claim order (migration 0020).
+    sa.Index(
+        "ix_queue_entries_ready",
+        "queue_id",
+        sa.text("priority DESC"),
+        "id",
+        postgresql_where=sa.text(READY),
+        sqlite_where=sa.text(READY),
+    ),
     sa.Index("ix_queue_entries_schedule_id", "schedule_id"),
     sa.Index("ix_queue_entries_fair_order", "queue_id", "owner", sa.text("priority DESC"), "id"),
 )

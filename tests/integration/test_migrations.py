@@ -47,7 +47,11 @@ def _schema_diff(db: Database) -> list[tuple[str, str]]:
     return found
 
 
-_DESC_INDEXES = ("ix_queue_entries_claim_order", "ix_queue_entries_fair_order")
+_DESC_INDEXES = (
+    "ix_queue_entries_claim_order",
+    "ix_queue_entries_fair_order",
+    "ix_queue_entries_ready",
+)
 
 
 def test_upgrade_from_empty_matches_the_table_definitions(empty_db: Database) -> None:
@@ -131,6 +135,7 @@ def test_the_history_triggers_survive_every_migration(empty_db: Database) -> Non
         "task_events_on_update",
         "schedule_triggers_on_update",
         "schedule_tag_triggers_on_update",
+        "queue_entries_waiting_on_parent",
     }
 
 
