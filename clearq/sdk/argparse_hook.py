@@ -3,18 +3,25 @@
 Once a task is initialised, ``ArgumentParser.parse_known_args`` (which ``parse_args``
 calls) is wrapped: a local run records the parsed values; a run started by an agent
 gets the stored, possibly overridden, values instead, cast like the parsed ones.
+argparse is wrapped when the script imports it (at once if it has): a script without
+argparse does not pay for its import.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR, cast_like, to_text
 
-_original = argparse.ArgumentParser.parse_known_args
+if TYPE_CHECKING:
+    import argparse
+
+_original: Any = None
+"""argparse's own ``parse_known_args``, once wrapped."""
 _state = threading.local()
 
 Recorder = Callable[[dict[str, str]], None]
@@ -53,6 +60,8 @@ class ArgparseHook:
 
 
 def _dests(parser: argparse.ArgumentParser) -> list[str]:
+    import argparse
+
     return [
         a.dest
         for a in parser._actions
@@ -73,17 +82,30 @@ _hook: ArgparseHook | None = None
 
 
 def install(hook: ArgparseHook) -> None:
-    """Wrap ``ArgumentParser.parse_known_args`` with ``hook`` (idempotent)."""
+    """Wrap ``ArgumentParser.parse_known_args`` with ``hook``, now or when argparse is
+    imported (idempotent)."""
+    from clearq.sdk.frameworks import when_imported
+
     global _hook
     _hook = hook
-    argparse.ArgumentParser.parse_known_args = _parse_known_args  # type: ignore[method-assign,assignment]
+    when_imported("argparse", _wrap)
+
+
+def _wrap(argparse: ModuleType) -> None:
+    global _original
+    parser = argparse.ArgumentParser
+    if parser.parse_known_args is not _parse_known_args:
+        _original = parser.parse_known_args
+        parser.parse_known_args = _parse_known_args
 
 
 def uninstall() -> None:
-    """Restore argparse."""
+    """Restore argparse (a wrapper still waiting for its import does nothing then)."""
     global _hook
     _hook = None
-    argparse.ArgumentParser.parse_known_args = _original  # type: ignore[method-assign]
+    argparse = sys.modules.get("argparse")
+    if argparse is not None and argparse.ArgumentParser.parse_known_args is _parse_known_args:
+        argparse.ArgumentParser.parse_known_args = _original
 
 
 def _parse_known_args(

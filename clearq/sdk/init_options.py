@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -129,7 +128,9 @@ def remember_task(
     entries = _read(path)
     entries[_key(database_url, project, name)] = str(task_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, partial = tempfile.mkstemp(prefix=".last_tasks.", dir=path.parent)
+    # mkstemp's own way, without tempfile's imports (shutil, random): a new name, O_EXCL.
+    partial = path.parent / f".last_tasks.{uuid.uuid4().hex}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(entries, f, indent=1, sort_keys=True)
     os.replace(partial, path)

@@ -20,6 +20,7 @@ import pytest
 from clearq.config import Settings
 from clearq.models import TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests.acceptance.conftest import run_script
 from tests.gitrepo import published
 
 TRAIN = """
@@ -370,7 +371,10 @@ task = Task.init(project_name="light", task_name="deferred")
 task.get_logger().report_scalar("loss", "train", 0.5, 0)
 print("deferred", sorted(m for m in {modules!r} if m in sys.modules))
 """
-DEFERRED_MODULES = ("packaging", "importlib.metadata", "importlib.abc", "psutil", "socket")
+DEFERRED_MODULES = (
+    *("packaging", "importlib.metadata", "importlib.abc", "psutil", "socket"),
+    *("argparse", "tempfile"),
+)
 """Imports a run by hand puts off until it needs them (benchmarks/task_init_phases.py)."""
 
 
@@ -397,3 +401,26 @@ def test_a_short_run_of_a_script_without_outside_imports_defers_the_heavy_module
         task = db.tasks.get(only_task(db))
         assert task.status is TaskStatus.COMPLETED
         assert task.script.entry_point == "deferred.py"
+
+
+LATE_ARGPARSE = """
+from clearq import Task
+
+task = Task.init(project_name="light", task_name="late")
+import argparse  # after Task.init: wrapped as it is imported
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+print("lr", parser.parse_args(["--lr", "0.5"]).lr)
+"""
+
+
+def test_argparse_imported_after_task_init_is_connected(
+    project: Path, sqlite_url: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
+    env.update(CLEARQ_DATABASE_URL=sqlite_url, CLEARQ_HOME=str(tmp_path / "home"))
+    assert "lr 0.5" in run_script(project, "late.py", LATE_ARGPARSE, env)
+    with Store(sqlite_url, settings=Settings(home=tmp_path / "home")) as db:
+        task = db.tasks.get(only_task(db))
+        assert task.parameters == {"Args/lr": "0.5"}

@@ -237,6 +237,24 @@ def test_the_upstream_remote_is_preferred_over_origin(repo: Repo) -> None:
     assert capture(repo).script.repository == str(repo.origin)
 
 
+def test_without_origin_or_upstream_the_first_remote_by_name_is_used(repo: Repo) -> None:
+    git(repo.work, "branch", "--unset-upstream")
+    git(repo.work, "remote", "rename", "origin", "b-remote")
+    git(repo.work, "remote", "add", "z-remote", "https://example.com/z.git")
+    captured = capture(repo)
+    assert captured.script.repository == str(repo.origin)
+    assert captured.script.commit == repo.head()
+    assert not captured.warnings
+
+
+def test_the_url_is_the_one_git_fetches_after_insteadof(repo: Repo) -> None:
+    git(repo.work, "remote", "set-url", "origin", "mirror:origin.git")
+    git(repo.work, "config", f"url.{repo.origin.parent.as_posix()}/.insteadOf", "mirror:")
+    captured = capture(repo)
+    assert captured.script.repository == repo.origin.as_posix()
+    assert captured.script.commit == repo.head()
+
+
 def test_no_remote_names_the_local_clone(repo: Repo, tmp_path: Path) -> None:
     git(repo.work, "remote", "remove", "origin")
     write(repo.work / "train.py", TRAIN + "print('local')\n")

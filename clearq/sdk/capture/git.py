@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clearq.config import DEFAULT_MAX_DIFF_BYTES
-from clearq.sdk.capture.git_tree import branch_of, capture_tree, repository_base
+from clearq.sdk.capture.git_files import status
+from clearq.sdk.capture.git_tree import capture_tree, repository_base
 from clearq.sdk.capture.gitcmd import CaptureError, git_run, git_said, strip_credentials
 from clearq.sdk.capture.submodules import Submodules, capture_submodules
 
@@ -94,11 +95,11 @@ def capture_script(
     if not entry.is_file():
         raise CaptureError(f"entry point {entry} is not a file; give the script that runs")
     warnings: list[str] = []
-    root = _repo_root(entry.parent, warnings)
-    if root is None:
+    found = _repo_root(entry.parent, warnings)
+    if found is None:
         return _standalone(entry, argv, module, warnings)
     where = (cwd or Path.cwd()).resolve()
-    return _in_repo(root, entry, argv, module, max_diff_bytes, where, warnings)
+    return _in_repo(*found, entry, argv, module, max_diff_bytes, where, warnings)
 
 
 def _standalone(
@@ -123,6 +124,7 @@ def _standalone(
 
 def _in_repo(
     root: Path,
+    remote_refs: list[str],
     entry: Path,
     argv: Sequence[str],
     module: str | None,
@@ -130,10 +132,15 @@ def _in_repo(
     cwd: Path,
     warnings: list[str],
 ) -> ScriptCapture:
-    branch = branch_of(root)
-    base = repository_base(root, branch, warnings)
+    # Five git commands in all for a repository without submodules: rev-parse (above),
+    # status, config, rev-list and diff; the rest is read from their output.
+    now = status(root)
+    branch = now.branch
+    base = repository_base(root, now, remote_refs, warnings)
     entry_point = entry.relative_to(root).as_posix()
-    tree = capture_tree(root, base, entry_point=entry_point, limit=limit, warnings=warnings)
+    tree = capture_tree(
+        root, base, entry_point=entry_point, limit=limit, warnings=warnings, tree=now
+    )
     subs = Submodules(fields=[])
     if base.commit is not None:
         subs = capture_submodules(root, limit=limit - tree.size, warnings=warnings)
@@ -182,9 +189,11 @@ def _script(**given: Any) -> dict[str, Any]:
 # -- git ---------------------------------------------------------------------------------
 
 
-def _repo_root(folder: Path, warnings: list[str]) -> Path | None:
+def _repo_root(folder: Path, warnings: list[str]) -> tuple[Path, list[str]] | None:
+    """The repository's top folder and its remote-tracking refs (one ``rev-parse``), or
+    None outside any repository."""
     try:
-        done = git_run(folder, "rev-parse", "--show-toplevel")
+        done = git_run(folder, "rev-parse", "--show-toplevel", "--symbolic-full-name", "--remotes")
     except FileNotFoundError:
         warnings.append("git is not on PATH: captured the script file alone")
         return None
@@ -195,4 +204,7 @@ def _repo_root(folder: Path, warnings: list[str]) -> Path | None:
                 f"git cannot read the repository here ({message}): captured the script file alone"
             )
         return None
-    return Path(os.fsdecode(done.stdout.rstrip(b"\n"))).resolve()
+    # The top folder first, then one ref a line; a folder's name may hold a newline.
+    text = os.fsdecode(done.stdout.rstrip(b"\n"))
+    top, *refs = text.split("\nrefs/remotes/")
+    return Path(top).resolve(), [f"refs/remotes/{ref}" for ref in refs]

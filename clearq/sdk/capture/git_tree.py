@@ -12,10 +12,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from clearq.sdk.capture.git_files import File, candidate, fit, read_file, untracked
-from clearq.sdk.capture.gitcmd import git_out, git_run, git_text, strip_credentials
+from clearq.sdk.capture.git_files import File, Status, candidate, fit, read_file, untracked
+from clearq.sdk.capture.gitcmd import (
+    CaptureError,
+    git_out,
+    git_run,
+    git_said,
+    git_text,
+    strip_credentials,
+)
 
-__all__ = ["Base", "Tree", "branch_of", "capture_tree", "repository_base", "submodule_base"]
+__all__ = ["Base", "Tree", "capture_tree", "repository_base", "submodule_base"]
 
 _DIFF = (
     # Pin every setting that changes the patch's shape, whatever the user's config says.
@@ -53,12 +60,19 @@ class Tree:
 
 
 def capture_tree(
-    root: Path, base: Base, *, entry_point: str | None, limit: int, warnings: list[str]
+    root: Path,
+    base: Base,
+    *,
+    entry_point: str | None,
+    limit: int,
+    warnings: list[str],
+    tree: Status | None = None,
 ) -> Tree:
     """The diff from ``base`` to ``root``'s working tree and its untracked files, fitted
-    under ``limit`` bytes (the largest untracked files dropped first, with a warning)."""
+    under ``limit`` bytes (the largest untracked files dropped first, with a warning).
+    ``tree``: the working tree's status, if already read."""
     diff, whole = _diff(root, base.tree, warnings)
-    candidates = untracked(root, entry_point, warnings)
+    candidates = untracked(root, entry_point, warnings, tree)
     diff_size = len(diff.encode()) + sum(len(f.data) for f in whole)
     kept, dropped = fit(diff_size, candidates, limit, warnings)
     files = [f for c in kept if (f := read_file(c, warnings)) is not None]
@@ -93,13 +107,6 @@ def submodule_base(root: Path, warnings: list[str]) -> Base | None:
     return Base(repository=None, commit=commit, tree=commit, unpushed=unpushed)
 
 
-def branch_of(root: Path) -> str | None:
-    done = git_run(root, "symbolic-ref", "--quiet", "--short", "HEAD")
-    if done.returncode != 0:
-        return None
-    return done.stdout.decode().strip() or None
-
-
 def _head(root: Path) -> str | None:
     done = git_run(root, "rev-parse", "--verify", "--quiet", "HEAD^{commit}")
     return done.stdout.decode().strip() if done.returncode == 0 else None
@@ -121,35 +128,79 @@ def _remote(root: Path, branch: str | None) -> str | None:
 # -- what the diff is taken against ------------------------------------------------------
 
 
-def repository_base(root: Path, branch: str | None, warnings: list[str]) -> Base:
-    """The main repository's base: its remote's URL and the newest pushed ancestor of HEAD."""
-    head = _head(root)
+def repository_base(root: Path, tree: Status, remote_refs: list[str], warnings: list[str]) -> Base:
+    """The main repository's base: its remote's URL and the newest pushed ancestor of HEAD.
+
+    ``tree`` is the repository's status (HEAD, branch), ``remote_refs`` its remote-tracking
+    refs (``refs/remotes/<remote>/<branch>``), both read with other things already."""
+    head = tree.head
     if head is None:
         warnings.append(
             "the repository has no commit yet: the whole working tree is stored with the task"
         )
         empty_tree = git_text(root, "hash-object", "-t", "tree", "--stdin")
         return Base(repository=None, commit=None, tree=empty_tree)
-    remote = _remote(root, branch)
+    remote, url = _remote_and_url(root, tree.branch)
     if remote is None:
         warnings.append(
             f"the repository has no remote: the task names the local clone {root}, so agents "
             f"on other machines cannot fetch commit {head[:12]} (add a remote and push)"
         )
         return Base(repository=root.as_posix(), commit=head, tree=head)
-    url = strip_credentials(git_text(root, "remote", "get-url", remote))
-    commit, unpushed = _pushed_base(root, head, remote, warnings)
-    return Base(repository=url, commit=commit, tree=commit, unpushed=unpushed)
+    if url is None:  # rewritten by url.<base>.insteadOf, or none: as git itself says it
+        url = git_text(root, "remote", "get-url", remote)
+    tracked = any(ref.startswith(f"refs/remotes/{remote}/") for ref in remote_refs)
+    commit, unpushed = _pushed_base(root, head, remote, warnings, tracked=tracked)
+    return Base(repository=strip_credentials(url), commit=commit, tree=commit, unpushed=unpushed)
 
 
-def _pushed_base(root: Path, head: str, remote: str, warnings: list[str]) -> tuple[str, int]:
+def _remote_and_url(root: Path, branch: str | None) -> tuple[str | None, str | None]:
+    """The remote ``_remote`` would choose and its fetch URL, from one ``git config`` read
+    (``git remote``, ``config branch.<b>.remote`` and ``remote get-url`` in one); the URL
+    is None where git would rewrite it (``url.<base>.insteadOf``) or none is set."""
+    done = git_run(root, "config", "-z", "--get-regexp", r"^(remote|branch|url)\.")
+    if done.returncode not in (0, 1):  # 1: no such key at all
+        raise CaptureError(f"git config failed in {root}: {git_said(done)}")
+    names: set[str] = set()
+    urls: dict[str, str] = {}
+    upstream: str | None = None
+    rewritten = False
+    for item in filter(None, done.stdout.split(b"\0")):
+        key, _, value = os.fsdecode(item).partition("\n")
+        section, _, rest = key.partition(".")
+        sub, _, name = rest.rpartition(".")
+        if section == "remote" and sub:
+            names.add(sub)
+            if name == "url":
+                urls.setdefault(sub, value)  # git uses the first URL
+        elif section == "branch" and branch is not None and sub == branch and name == "remote":
+            upstream = value  # the last one, as git config --get
+        elif section == "url" and name == "insteadof":
+            rewritten = True
+    if upstream is not None and upstream in names:
+        remote: str | None = upstream
+    elif "origin" in names:
+        remote = "origin"
+    else:
+        remote = min(names) if names else None  # git remote lists them sorted
+    if remote is None:
+        return None, None
+    return remote, None if rewritten else urls.get(remote)
+
+
+def _pushed_base(
+    root: Path, head: str, remote: str, warnings: list[str], *, tracked: bool | None = None
+) -> tuple[str, int]:
     """The newest ancestor of HEAD the remote has, and how many commits lie past it.
 
     The remote's tracking branches (the upstream ``@{u}`` among them) stand for what it
     has: ``rev-list --boundary`` lists the commits of HEAD on none of them, and the
-    pushed commits they grow from.
+    pushed commits they grow from. ``tracked``: whether the remote has a tracking branch
+    here, if known already.
     """
-    if not git_text(root, "for-each-ref", "--count=1", f"refs/remotes/{remote}/"):
+    if tracked is None:
+        tracked = bool(git_text(root, "for-each-ref", "--count=1", f"refs/remotes/{remote}/"))
+    if not tracked:
         warnings.append(
             f"remote '{remote}' has no tracking branch here (git fetch {remote}): the task "
             f"names {head[:12]}, which agents can fetch only if the remote has it"
