@@ -77,6 +77,8 @@ DEFAULT_RETENTION_ENVS_DAYS = 30.0
 """``clearq gc`` removes built environments no task used for this many days."""
 DEFAULT_RETENTION_MIRRORS_DAYS = 30.0
 """``clearq gc`` removes git mirrors no task names that were not used for this many days."""
+DEFAULT_RETENTION_EVERY_SECONDS = 3600.0
+"""One agent of the fleet applies the store's retention settings once an hour."""
 CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Where pip, uv, OpenSSL and requests look for a CA bundle, in the order clearq trusts them."""
 
@@ -156,7 +158,8 @@ class Settings:
     """The address other ranks of a gang reach this agent's rank 0 at; default: the host
     name's address."""
 
-    # Retention, applied by `clearq gc` (None: kept for ever).
+    # Retention of logs, metrics and archived tasks, applied by `clearq gc` and by the
+    # agents themselves: one agent every ``retention_every_seconds`` (None: kept for ever).
     retention_logs_days: float | None = None
     """Console lines of ended tasks older than this go."""
     retention_metrics_days: float | None = None
@@ -167,6 +170,9 @@ class Settings:
     """Built environments (the env cache) not used for this long go."""
     retention_mirrors_days: float = DEFAULT_RETENTION_MIRRORS_DAYS
     """Git mirrors no stored task names and not used for this long go."""
+    retention_every_seconds: float = DEFAULT_RETENTION_EVERY_SECONDS
+    """How often one of the fleet's agents applies the retention of logs, metrics and
+    archived tasks (the one whose turn it takes, ``chores`` table)."""
 
     allow_local_repositories: bool = False
     """An agent clones a task's repository from a path or ``file://`` URL on its own
@@ -178,6 +184,7 @@ class Settings:
             "worker_gone_seconds",
             "metrics_retention_seconds",
             "gang_wait_seconds",
+            "retention_every_seconds",
         ):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{_env_name(name)} must be a number above 0")
@@ -299,6 +306,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "retention_archived_days": _optional(float),
     "retention_envs_days": float,
     "retention_mirrors_days": float,
+    "retention_every_seconds": float,
     "gang_wait_seconds": float,
     "agent_address": _optional(str.strip),
 }

@@ -453,6 +453,8 @@ class AgentStore(Protocol):
     @property
     def workers(self) -> WorkerPort: ...
     @property
+    def cleanup(self) -> CleanupPort: ...
+    @property
     def notifies(self) -> bool:
         """True when idle agents are woken by hints (PostgreSQL), else they poll."""
         ...
@@ -560,17 +562,24 @@ class CleanupPort(Protocol):
         """Scalar points and plots of ended tasks older than ``older_than_seconds``."""
         ...
 
-    def purge_logs(self, older_than_seconds: float) -> int:
-        """Delete log lines of ended tasks older than ``older_than_seconds``; how many."""
+    def purge_logs(self, older_than_seconds: float, *, limit: int | None = ...) -> int:
+        """Delete log lines of ended tasks older than ``older_than_seconds`` (at most
+        ``limit``); how many."""
         ...
 
-    def purge_scalars(self, older_than_seconds: float) -> int:
-        """Delete scalar points and plots of ended tasks older than that (the summary
-        stays); how many."""
+    def purge_scalars(self, older_than_seconds: float, *, limit: int | None = ...) -> int:
+        """Delete scalar points and plots of ended tasks older than that, at most
+        ``limit`` (the summary stays); how many."""
         ...
 
     def archived_before(self, seconds: float) -> list[uuid.UUID]:
-        """Tasks archived more than ``seconds`` ago."""
+        """Tasks archived more than ``seconds`` ago and not running."""
+        ...
+
+    def take_turn(self, chore: str, holder: str, *, every_seconds: float, keep: bool = ...) -> bool:
+        """True when ``holder`` is the one to run the fleet-wide ``chore`` now: it was due,
+        and its next time is now ``every_seconds`` ahead (one of racing callers wins).
+        ``keep``: the holder keeps its turn, unless another took it meanwhile."""
         ...
 
 

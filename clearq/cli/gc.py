@@ -22,15 +22,14 @@ from clearq.cli.output import say
 from clearq.config import Settings
 from clearq.envs import EnvCache
 from clearq.runtime.housekeeping import (
+    DAY_SECONDS,
     MIRRORS_DIRNAME,
     Removal,
+    apply_retention,
     deleted_task_folders,
     unreferenced_mirrors,
 )
 from clearq.scheduler import Store
-from clearq.sdk.task_files import delete_task_files
-
-DAY_SECONDS = 86400.0
 
 
 def gc_command(
@@ -77,24 +76,31 @@ def gc_command(
 
 def _store_retention(store: Store, settings: Settings, verb: str, *, dry_run: bool) -> None:
     cleanup = store.cleanup
-    if settings.retention_logs_days is not None:
-        seconds = settings.retention_logs_days * DAY_SECONDS
-        n = cleanup.count_old_logs(seconds) if dry_run else cleanup.purge_logs(seconds)
-        say(f"{verb} {n} log line(s) of tasks ended over {settings.retention_logs_days:g} days ago")
-    if settings.retention_metrics_days is not None:
-        seconds = settings.retention_metrics_days * DAY_SECONDS
-        n = cleanup.count_old_scalars(seconds) if dry_run else cleanup.purge_scalars(seconds)
-        days = settings.retention_metrics_days
-        say(f"{verb} {n} scalar point(s) and plot(s) of ended tasks older than {days:g} days")
-    if settings.retention_archived_days is not None:
-        old = cleanup.archived_before(settings.retention_archived_days * DAY_SECONDS)
-        files = 0
-        if old and not dry_run:
-            report = cleanup.delete(old)
-            files = len(report.files) - len(delete_task_files(report.files, report.deleted))
-        days = settings.retention_archived_days
-        more = "" if dry_run else f" and {files} file(s)"
-        say(f"{verb} {len(old)} task(s) archived over {days:g} days ago{more}")
+    logs_days = settings.retention_logs_days
+    metrics_days = settings.retention_metrics_days
+    archived_days = settings.retention_archived_days
+    if dry_run:
+        logs = None if logs_days is None else cleanup.count_old_logs(logs_days * DAY_SECONDS)
+        points = (
+            None if metrics_days is None else cleanup.count_old_scalars(metrics_days * DAY_SECONDS)
+        )
+        old = (
+            None
+            if archived_days is None
+            else len(cleanup.archived_before(archived_days * DAY_SECONDS))
+        )
+        files = ""
+    else:  # the same bounded steps as the agents' retention (runtime.housekeeping)
+        done = apply_retention(cleanup, settings)
+        logs, points, old = done.log_lines, done.scalar_rows, done.tasks
+        files = f" and {done.files} file(s)"
+    if logs_days is not None:
+        say(f"{verb} {logs} log line(s) of tasks ended over {logs_days:g} days ago")
+    if metrics_days is not None:
+        older = f"older than {metrics_days:g} days"
+        say(f"{verb} {points} scalar point(s) and plot(s) of ended tasks {older}")
+    if archived_days is not None:
+        say(f"{verb} {old} task(s) archived over {archived_days:g} days ago{files}")
 
 
 def _stale_envs(settings: Settings, *, dry_run: bool) -> list[Removal]:

@@ -48,6 +48,7 @@ from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
 from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
+from clearq.runtime.housekeeping import RetentionTurns
 from clearq.runtime.monitor import MachineMonitor
 from clearq.runtime.outage import Outage, retry_while_held
 from clearq.runtime.windows import ClaimWindows
@@ -208,6 +209,15 @@ class Agent:
         self._register()
         beat = threading.Thread(target=self._beat_loop, name="clearq-heartbeat", daemon=True)
         beat.start()
+        retention = RetentionTurns(
+            self._store.cleanup,
+            self._store.settings,
+            holder=self.worker,
+            stopping=self._stopping,
+            say=self._say,
+        )
+        if retention.wanted:  # its own thread: a long step never delays a lease renewal
+            threading.Thread(target=retention.run, name="clearq-retention", daemon=True).start()
         self.state = AgentState.SERVING
         self._say(f"serving {', '.join(self._options.queues)} as {self.worker}")
         try:

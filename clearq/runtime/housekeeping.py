@@ -12,23 +12,58 @@
 
 Built environments are the env cache's own (``EnvCache.evict_unused_for``). Every
 function takes ``dry_run`` and returns what it removed, or would remove, with its size.
+
+The store's retention (``CLEARQ_RETENTION_LOGS_DAYS``, ``_METRICS_DAYS``,
+``_ARCHIVED_DAYS``) is :func:`apply_retention`, in bounded steps (each one short
+transaction: at most ``RETENTION_STEP_ROWS`` rows or ``RETENTION_STEP_TASKS`` tasks), run
+by ``clearq gc`` and by the agents themselves: :class:`RetentionTurns`, a thread of every
+agent, asks now and then whether it is the fleet's turn-taker (the ``chores`` row, one
+winner per ``CLEARQ_RETENTION_EVERY_SECONDS``) and applies it then, keeping its turn
+step by step, so 500 agents apply it once an hour between them, not 500 times.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
+import random
 import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from clearq.config import Settings
 from clearq.envs.layout import tree_size
+from clearq.errors import NotFound, StoreError
+from clearq.ports import CleanupPort
 
-__all__ = ["Removal", "deleted_task_folders", "unreferenced_mirrors"]
+__all__ = [
+    "Removal",
+    "Retained",
+    "RetentionTurns",
+    "apply_retention",
+    "deleted_task_folders",
+    "unreferenced_mirrors",
+]
+
+log = logging.getLogger(__name__)
+
+DAY_SECONDS = 86400.0
+RETENTION_CHORE = "retention"
+RETENTION_STEP_ROWS = 5000
+"""Log lines, or scalar points and plots, one retention step deletes (one transaction)."""
+RETENTION_STEP_TASKS = 500
+"""Archived tasks one retention step deletes (one transaction on either database)."""
+RETENTION_POLL_SECONDS = 300.0
+"""How often, at most, an agent asks whether the retention is due (a one-row read)."""
+RETENTION_FIRST_SECONDS = 10.0
+"""An agent first asks within this long of starting (at a random moment: a fleet started
+at once does not ask at once)."""
 
 MIRRORS_DIRNAME = "git-mirrors"
 _ORIGIN_URL = re.compile(r'^\[remote "origin"\]\s*$\n(?:^\s+.*$\n)*?^\s+url = (.*)$', re.M)
@@ -134,3 +169,146 @@ def _remove_unlocked(mirror: Path) -> bool:
             fcntl.flock(handle, fcntl.LOCK_UN)
     # The lock file stays: a clone waiting on it holds that file, not a new one.
     return True
+
+
+# ---- the store's retention --------------------------------------------------------------
+
+
+@dataclass
+class Retained:
+    """What one application of the retention settings removed."""
+
+    log_lines: int = 0
+    scalar_rows: int = 0
+    tasks: int = 0
+    files: int = 0
+    stopped: bool = False
+    """It stopped before the end (the agent was stopping, or lost its turn)."""
+
+    def describe(self) -> str:
+        """One line for a log."""
+        cut = " (stopped before the end; the next turn goes on)" if self.stopped else ""
+        return (
+            f"removed {self.log_lines} log line(s), {self.scalar_rows} scalar point(s) and "
+            f"plot(s) and {self.tasks} long-archived task(s) with {self.files} file(s){cut}"
+        )
+
+
+def retention_is_set(settings: Settings) -> bool:
+    """Whether any retention of the store's rows is configured."""
+    return any(
+        days is not None
+        for days in (
+            settings.retention_logs_days,
+            settings.retention_metrics_days,
+            settings.retention_archived_days,
+        )
+    )
+
+
+def apply_retention(
+    cleanup: CleanupPort,
+    settings: Settings,
+    *,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> Retained:
+    """Apply the retention settings in bounded steps, asking ``keep_going`` before each.
+
+    Every step is one short transaction, so no lock is held for long whatever the backlog.
+    """
+    from clearq.sdk.task_files import delete_task_files  # storage clients: only when needed
+
+    done = Retained()
+
+    def steps(purge: Callable[..., int], seconds: float) -> int:
+        removed = 0
+        while True:
+            if not keep_going():
+                done.stopped = True
+                return removed
+            n = purge(seconds, limit=RETENTION_STEP_ROWS)
+            removed += n
+            if n < RETENTION_STEP_ROWS:
+                return removed
+
+    if settings.retention_logs_days is not None:
+        done.log_lines = steps(cleanup.purge_logs, settings.retention_logs_days * DAY_SECONDS)
+    if settings.retention_metrics_days is not None and not done.stopped:
+        seconds = settings.retention_metrics_days * DAY_SECONDS
+        done.scalar_rows = steps(cleanup.purge_scalars, seconds)
+    if settings.retention_archived_days is None or done.stopped:
+        return done
+    old = cleanup.archived_before(settings.retention_archived_days * DAY_SECONDS)
+    for start in range(0, len(old), RETENTION_STEP_TASKS):
+        if not keep_going():
+            done.stopped = True
+            break
+        step = old[start : start + RETENTION_STEP_TASKS]
+        try:
+            report = cleanup.delete(step)
+        except NotFound:  # some were deleted meanwhile by someone else: the rest go
+            report = cleanup.delete(sorted(cleanup.existing(step), key=step.index))
+        failed = delete_task_files(report.files, report.deleted)
+        done.tasks += len(report.deleted)
+        done.files += len(report.files) - len(failed)
+    return done
+
+
+class RetentionTurns:
+    """An agent's share of the fleet's retention: now and then it asks whether it is its
+    turn (``CleanupPort.take_turn``); if so it applies the retention, keeping the turn
+    before each step. A thread's body (:meth:`run`), until ``stopping`` is set."""
+
+    def __init__(
+        self,
+        cleanup: CleanupPort,
+        settings: Settings,
+        *,
+        holder: str,
+        stopping: threading.Event,
+        say: Callable[[str], None],
+    ) -> None:
+        self._cleanup = cleanup
+        self._settings = settings
+        self._holder = holder
+        self._stopping = stopping
+        self._say = say
+        self._every = settings.retention_every_seconds
+        self._told_not_mine = False
+
+    @property
+    def wanted(self) -> bool:
+        """Whether there is anything to apply (no retention set: the thread is not needed)."""
+        return retention_is_set(self._settings)
+
+    def run(self) -> None:
+        """Ask, and apply when it is this agent's turn, until stopped."""
+        poll = min(self._every / 4, RETENTION_POLL_SECONDS)
+        wait = random.uniform(0, min(poll, RETENTION_FIRST_SECONDS))  # noqa: S311 - a spread, no secret
+        while not self._stopping.wait(wait):
+            self.once()
+            wait = poll * random.uniform(0.5, 1.5)  # noqa: S311
+
+    def once(self) -> Retained | None:
+        """Apply the retention if it is this agent's turn; what it removed (None: not its turn)."""
+        try:
+            if not self._take(keep=False):
+                if not self._told_not_mine:  # once: an operator sees who does it
+                    self._told_not_mine = True
+                    self._say("retention: another agent's turn (agents take turns applying it)")
+                return None
+            done = apply_retention(
+                self._cleanup,
+                self._settings,
+                keep_going=lambda: not self._stopping.is_set() and self._take(keep=True),
+            )
+        except StoreError as e:
+            self._say(f"cannot apply the retention settings now: {e}")
+            return None
+        self._say(f"retention: {done.describe()}")
+        return done
+
+    def _take(self, *, keep: bool) -> bool:
+        return self._cleanup.take_turn(
+            RETENTION_CHORE, self._holder, every_seconds=self._every, keep=keep
+        )

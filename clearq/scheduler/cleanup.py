@@ -37,6 +37,7 @@ from clearq.models import FINAL_STATUSES, DeletedTasks, TaskFilter, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.schema import (
+    chores,
     db_now,
     metadata,
     task_artifacts,
@@ -206,54 +207,109 @@ class Cleanup:
             task_plots, older_than_seconds
         )
 
-    def purge_logs(self, older_than_seconds: float) -> int:
-        """Delete log lines of ended tasks older than ``older_than_seconds``; how many."""
-        return self._purge(task_logs, older_than_seconds)
+    def purge_logs(self, older_than_seconds: float, *, limit: int | None = None) -> int:
+        """Delete log lines of ended tasks older than ``older_than_seconds``; how many.
 
-    def purge_scalars(self, older_than_seconds: float) -> int:
+        ``limit``: at most that many (the agents' retention works in bounded steps).
+        """
+        return self._purge(task_logs, older_than_seconds, limit)
+
+    def purge_scalars(self, older_than_seconds: float, *, limit: int | None = None) -> int:
         """Delete scalar points and plots of ended tasks older than that; how many.
 
         The per-series summary (last, min, max) stays: objectives and lists still read.
+        ``limit``: at most that many rows in all.
         """
-        return self._purge(task_scalars, older_than_seconds) + self._purge(
-            task_plots, older_than_seconds
-        )
+        removed = self._purge(task_scalars, older_than_seconds, limit)
+        left = None if limit is None else limit - removed
+        if left is not None and left <= 0:
+            return removed
+        return removed + self._purge(task_plots, older_than_seconds, left)
+
+    def take_turn(
+        self, chore: str, holder: str, *, every_seconds: float, keep: bool = False
+    ) -> bool:
+        """True when ``holder`` is the one to run the fleet-wide ``chore`` now: it was
+        due, and this call moved its next time ``every_seconds`` ahead. Of callers racing
+        for it, one wins; the others read a time ahead and get False.
+
+        ``keep``: the holder running it keeps its turn (True, its next time moved on),
+        unless another took it meanwhile (False).
+        """
+        if keep:
+            due = chores.c.holder == holder
+        else:
+            due = sa.or_(chores.c.next_at.is_(None), chores.c.next_at <= db_now())
+        with self._db.read() as conn:  # the common answer (not due) takes no write lock
+            row = conn.execute(sa.select(chores.c.name).where(chores.c.name == chore, due))
+            found = row.first() is not None
+            exists = found or (
+                conn.execute(sa.select(chores.c.name).where(chores.c.name == chore)).first()
+                is not None
+            )
+        if exists and not found:
+            return False
+        with self._db.write() as conn:
+            if not exists:
+                conn.execute(_insert_ignoring_duplicates(self._db.is_postgres, chore))
+            turn = conn.execute(
+                chores.update()
+                .where(chores.c.name == chore, due)
+                .values(next_at=db_now(every_seconds), holder=holder)
+            )
+            return bool(turn.rowcount)
 
     def archived_before(self, seconds: float) -> list[uuid.UUID]:
-        """Tasks archived more than ``seconds`` ago (retention of archived tasks)."""
+        """Tasks archived more than ``seconds`` ago and not running (retention of archived
+        tasks; a running one waits until it ends)."""
         if not seconds > 0:
             raise InvalidInput(f"a retention must be above 0 seconds, not {seconds}")
-        query = sa.select(tasks.c.id).where(tasks.c.archived_at < db_now(-seconds))
+        query = sa.select(tasks.c.id).where(
+            tasks.c.archived_at < db_now(-seconds), tasks.c.status != TaskStatus.RUNNING.value
+        )
         with self._db.read() as conn:
             return list(conn.execute(query.order_by(tasks.c.archived_at)).scalars())
 
     def _old_rows(self, table: sa.Table, seconds: float) -> sa.Select[Any]:
-        if not seconds > 0:
-            raise InvalidInput(f"a retention must be above 0 seconds, not {seconds}")
-        ended = sa.select(tasks.c.id).where(tasks.c.status.in_([s.value for s in FINAL_STATUSES]))
-        return sa.select(table.c.id).where(
-            table.c.at < db_now(-seconds), table.c.task_id.in_(ended)
-        )
+        return sa.select(table.c.id).where(*_old(table, seconds))
 
     def _count(self, table: sa.Table, seconds: float) -> int:
         query = sa.select(sa.func.count()).select_from(self._old_rows(table, seconds).subquery())
         with self._db.read() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def _purge(self, table: sa.Table, seconds: float) -> int:
+    def _purge(self, table: sa.Table, seconds: float, limit: int | None) -> int:
         old = self._old_rows(table, seconds)
         removed = 0
-        while True:  # bounded batches: no statement or lock outlives the statement timeout
+        while limit is None or removed < limit:
+            # Bounded batches, each its own short transaction; the rows are found first in
+            # a read (on SQLite the write lock is then held only for the deletes).
+            size = PURGE_BATCH if limit is None else min(PURGE_BATCH, limit - removed)
+            with self._db.read() as conn:
+                batch = list(conn.execute(old.limit(size)).scalars())
+            if not batch:
+                break
             with self._db.write() as conn:
-                batch = list(conn.execute(old.limit(PURGE_BATCH)).scalars())
-                if not batch:
-                    return removed
-                conn.execute(table.delete().where(table.c.id.in_(batch)))
-                removed += len(batch)
+                # Still old and of an ended task (a task re-run meanwhile keeps its rows).
+                gone = conn.execute(
+                    table.delete().where(table.c.id.in_(batch), *_old(table, seconds))
+                )
+                removed += gone.rowcount
+            if len(batch) < size:
+                break
+        return removed
 
 
 PURGE_BATCH = 5000
 """Rows one retention statement deletes (then the next batch, in its own transaction)."""
+
+
+def _old(table: sa.Table, seconds: float) -> list[sa.ColumnElement[bool]]:
+    """``table``'s rows (logs, scalars, plots) of ended tasks older than ``seconds``."""
+    if not seconds > 0:
+        raise InvalidInput(f"a retention must be above 0 seconds, not {seconds}")
+    ended = sa.select(tasks.c.id).where(tasks.c.status.in_([s.value for s in FINAL_STATUSES]))
+    return [table.c.at < db_now(-seconds), table.c.task_id.in_(ended)]
 
 
 def _conditions(where: TaskFilter) -> list[sa.ColumnElement[bool]]:
@@ -351,3 +407,12 @@ def _delete_rows(conn: Connection, ids: list[uuid.UUID], *, children_first: bool
             if rule == "CASCADE":
                 conn.execute(table.delete().where(column.in_(ids)))
     conn.execute(tasks.delete().where(tasks.c.id.in_(ids)))
+
+
+def _insert_ignoring_duplicates(postgres: bool, chore: str) -> sa.Insert:
+    """The chore's row, unless another caller made it first (then nothing)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    if postgres:
+        return postgresql.insert(chores).values(name=chore).on_conflict_do_nothing()
+    return sqlite.insert(chores).values(name=chore).on_conflict_do_nothing()

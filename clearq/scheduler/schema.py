@@ -457,6 +457,16 @@ task_models = sa.Table(
     sa.Index("ix_task_models_name", "name"),
 )
 
+# Fleet-wide chores (migration 0020): the agent whose UPDATE moves ``next_at`` past now
+# runs the chore (retention, clearq.scheduler.cleanup.Cleanup.take_turn); the others skip.
+chores = sa.Table(
+    "chores",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("next_at", UtcDateTime()),
+    sa.Column("holder", sa.String(255)),
+)
+
 # The ranks of a gang task (nodes > 1): agents join while it forms, for its next attempt;
 # the last to join starts it. Each rank's agent renews its own lease while it waits and
 # while it runs, so that a lost rank is seen by the others.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import FINAL_STATUSES, DeletedTasks, Task, TaskFilter, TaskStatus
@@ -12,6 +13,8 @@ from clearq.scheduler.cleanup import running_refusal
 from clearq.testing.reported import forget_results, result_files
 from clearq.testing.runs import MemoryLeases
 from clearq.testing.state import State
+
+_Row = TypeVar("_Row", bound=Any)
 
 
 class MemoryCleanup:
@@ -138,32 +141,64 @@ class MemoryCleanup:
             ended, cutoff = self._ended_before(older_than_seconds)
             return sum(1 for row in self._s.scalars if row[0] in ended and row[3] < cutoff)
 
-    def purge_logs(self, older_than_seconds: float) -> int:
-        """Delete log lines of ended tasks older than ``older_than_seconds``; how many."""
+    def purge_logs(self, older_than_seconds: float, *, limit: int | None = None) -> int:
+        """Delete log lines of ended tasks older than ``older_than_seconds`` (at most
+        ``limit``); how many."""
         s = self._s
         with s.lock:
             ended, cutoff = self._ended_before(older_than_seconds)
-            kept = [(t, ln) for t, ln in s.logs if not (t in ended and ln.at < cutoff)]
-            removed, s.logs = len(s.logs) - len(kept), kept
+            s.logs, removed = _dropped(s.logs, lambda r: r[0] in ended and r[1].at < cutoff, limit)
             return removed
 
-    def purge_scalars(self, older_than_seconds: float) -> int:
-        """Delete scalar points of ended tasks older than that (the summary stays)."""
+    def purge_scalars(self, older_than_seconds: float, *, limit: int | None = None) -> int:
+        """Delete scalar points of ended tasks older than that, at most ``limit`` (the
+        summary stays)."""
         s = self._s
         with s.lock:
             ended, cutoff = self._ended_before(older_than_seconds)
-            kept = [row for row in s.scalars if not (row[0] in ended and row[3] < cutoff)]
-            removed, s.scalars = len(s.scalars) - len(kept), kept
+            s.scalars, removed = _dropped(
+                s.scalars, lambda r: r[0] in ended and r[3] < cutoff, limit
+            )
             return removed
+
+    def take_turn(
+        self, chore: str, holder: str, *, every_seconds: float, keep: bool = False
+    ) -> bool:
+        """True when ``holder`` is the one to run ``chore`` now (``keep``: still is)."""
+        s = self._s
+        with s.lock:
+            next_at, held_by = s.chores.get(chore, (None, None))
+            due = held_by == holder if keep else next_at is None or next_at <= s.now()
+            if due:
+                s.chores[chore] = (s.now() + timedelta(seconds=every_seconds), holder)
+            return due
 
     def archived_before(self, seconds: float) -> list[uuid.UUID]:
-        """Tasks archived more than ``seconds`` ago."""
+        """Tasks archived more than ``seconds`` ago and not running."""
         if not seconds > 0:
             raise InvalidInput(f"a retention must be above 0 seconds, not {seconds}")
         s = self._s
         with s.lock:
             cutoff = s.now() - timedelta(seconds=seconds)
             old = [
-                t for t in s.tasks.values() if t.archived_at is not None and t.archived_at < cutoff
+                t
+                for t in s.tasks.values()
+                if t.archived_at is not None
+                and t.archived_at < cutoff
+                and t.status is not TaskStatus.RUNNING
             ]
             return [t.id for t in sorted(old, key=lambda t: t.archived_at or cutoff)]
+
+
+def _dropped(
+    rows: list[_Row], old: Callable[[_Row], bool], limit: int | None
+) -> tuple[list[_Row], int]:
+    """``rows`` without the first ``limit`` (all, if None) that ``old`` picks; how many went."""
+    kept: list[_Row] = []
+    removed = 0
+    for row in rows:
+        if old(row) and (limit is None or removed < limit):
+            removed += 1
+        else:
+            kept.append(row)
+    return kept, removed

@@ -119,6 +119,8 @@ class State:
     schedules: dict[int, ScheduleRow] = field(default_factory=dict)
     schedule_events: list[tuple[int, uuid.UUID]] = field(default_factory=list)
     """A trigger's events not yet run (schedule id, task), oldest first."""
+    chores: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    """Fleet-wide chores: name -> (next time, holder), as the ``chores`` table."""
     notices: list[tuple[str, str]] = field(default_factory=list)
     """Hints sent (channel, payload), as PostgreSQL's NOTIFY would; tests read them."""
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))

@@ -151,3 +151,69 @@ def test_gc_asks_which_tasks_exist_and_which_repositories_they_run(any_store: An
     assert any_store.cleanup.existing([a, gone]) == {a}
     assert any_store.cleanup.existing([]) == set()
     assert any_store.cleanup.repositories() == {url}
+
+
+def test_one_of_racing_holders_takes_a_chore_s_turn(any_store: Any) -> None:  # noqa: F811
+    import threading
+
+    cleanup = any_store.cleanup
+    start = threading.Barrier(6)
+    won: list[str] = []
+
+    def take(holder: str) -> None:
+        start.wait()
+        if cleanup.take_turn("retention", holder, every_seconds=3600):
+            won.append(holder)
+
+    threads = [threading.Thread(target=take, args=(f"agent-{i}",)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(won) == 1, won
+    [holder] = won
+    assert not cleanup.take_turn("retention", "late", every_seconds=3600)
+    # The holder keeps its turn step by step; another cannot keep what it never took.
+    assert cleanup.take_turn("retention", holder, every_seconds=3600, keep=True)
+    assert not cleanup.take_turn("retention", "late", every_seconds=3600, keep=True)
+    # Another chore is another turn.
+    assert cleanup.take_turn("other", "late", every_seconds=3600)
+
+
+def test_a_chore_is_due_again_once_its_time_passed(any_store: Any) -> None:  # noqa: F811
+    cleanup = any_store.cleanup
+    assert cleanup.take_turn("retention", "a", every_seconds=0.3)
+    assert not cleanup.take_turn("retention", "b", every_seconds=0.3)
+    deadline = time.monotonic() + 30
+    while not cleanup.take_turn("retention", "b", every_seconds=3600):
+        assert time.monotonic() < deadline, "the chore never came due again"
+        time.sleep(0.1)
+    # b holds it now: a's keeping fails.
+    assert not cleanup.take_turn("retention", "a", every_seconds=3600, keep=True)
+
+
+def test_retention_deletes_in_bounded_steps(any_store: Any) -> None:  # noqa: F811
+    any_store.queues.create("q")
+    task_id = _new(any_store, "noisy")
+    any_store.queues.enqueue(task_id, "q")
+    [claim] = any_store.claimer("w", ["q"]).claim(among=["q"])
+    any_store.outputs.append_logs(claim.fence, [("stdout", f"{i}\n") for i in range(5)])
+    points = [ScalarPoint(title="loss", series="train", iteration=i, value=0.5) for i in range(5)]
+    any_store.outputs.append_scalars(claim.fence, points)
+    any_store.leases.finish(claim.fence, TaskStatus.COMPLETED, exit_code=0)
+    time.sleep(1.2)
+    assert any_store.cleanup.purge_logs(1.0, limit=2) == 2
+    assert len(any_store.outputs.logs(task_id)) == 3
+    assert any_store.cleanup.purge_logs(1.0, limit=10) == 3
+    assert any_store.cleanup.purge_scalars(1.0, limit=4) == 4
+    assert any_store.cleanup.purge_scalars(1.0) == 1
+    assert any_store.outputs.logs(task_id) == []
+
+
+def test_a_running_archived_task_waits_for_its_end_before_retention(any_store: Any) -> None:  # noqa: F811
+    any_store.queues.create("q")
+    running = _ran(any_store, "running", TaskStatus.RUNNING)
+    done = _ran(any_store, "done")
+    any_store.cleanup.archive([running, done])
+    time.sleep(0.3)
+    assert any_store.cleanup.archived_before(0.1) == [done]

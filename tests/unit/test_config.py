@@ -70,6 +70,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_RETENTION_ARCHIVED_DAYS": "90",
         "CLEARQ_RETENTION_ENVS_DAYS": "7",
         "CLEARQ_RETENTION_MIRRORS_DAYS": "14",
+        "CLEARQ_RETENTION_EVERY_SECONDS": "600",
     }
     settings = load_settings(environ)
     assert {f.name for f in dataclasses.fields(Settings)} == {
@@ -98,6 +99,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
     assert settings.ca_bundle == Path("/etc/ca.pem")
     assert settings.allow_local_repositories is True
     assert settings.gang_wait_seconds == 12.0
+    assert settings.retention_every_seconds == 600.0
     assert settings.agent_address == "10.0.0.7"
     assert settings.db_connect_timeout_seconds == 4.0
     assert settings.db_keepalive_seconds == 6.0
