@@ -457,7 +457,7 @@ task_models = sa.Table(
     sa.Index("ix_task_models_name", "name"),
 )
 
-# Fleet-wide chores (migration 0020): the agent whose UPDATE moves ``next_at`` past now
+# Fleet-wide chores (migration 0021): the agent whose UPDATE moves ``next_at`` past now
 # runs the chore (retention, clearq.scheduler.cleanup.Cleanup.take_turn); the others skip.
 chores = sa.Table(
     "chores",

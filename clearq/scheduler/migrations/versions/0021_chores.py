@@ -1,7 +1,7 @@
 """chores: whose turn it is to run a fleet-wide chore (agents' retention), and when next
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 Create Date: 2026-12-01
 
 One row per chore (``retention``): the agent whose UPDATE moves ``next_at`` past now runs
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
