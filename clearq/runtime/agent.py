@@ -1,7 +1,9 @@
 """The agent: a worker that claims tasks from its queues and runs them.
 
 One main thread waits for work (LISTEN on PostgreSQL, a short poll on SQLite) and claims
-into free slots; each claimed task runs in a thread of its own through the
+into free slots (while its hints arrive it re-claims every ``LISTENING_WAIT_SECONDS``,
+else every second; the agents of a machine share one LISTEN connection,
+:mod:`clearq.scheduler.relay`); each claimed task runs in a thread of its own through the
 :class:`Executor`; a heartbeat thread renews the leases of running tasks, passes stop
 requests and lost leases to them, reaps the expired leases of other workers and records
 this machine's metrics. The agent's own lifecycle is an explicit enum. Before each claim

@@ -70,6 +70,16 @@ _relays: dict[tuple[str, ...], _Relay] = {}
 _relays_lock = threading.Lock()
 
 
+def _forget_after_fork() -> None:
+    # A forked child has none of its parent's relay threads: its listeners start anew.
+    global _relays_lock
+    _relays.clear()
+    _relays_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def shared_listener(
     db: Database,
     channels: tuple[str, ...],
