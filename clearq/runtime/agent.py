@@ -62,9 +62,10 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 SQLITE_POLL_SECONDS = 0.25
 PG_WAIT_SECONDS = 1.0
 """An idle agent's re-claim interval where hints may be lost (no LISTEN connection)."""
-LISTENING_WAIT_SECONDS = 5.0
-"""The same while its listener is connected: every enqueue wakes it, so this re-claim
-only catches what sends no hint (a retry's delay running out, a queue's cap freed)."""
+LISTENING_WAIT_SECONDS = 15.0
+"""The same while its listener is connected: an enqueue, a finished task, a raised cap or
+quota wake it, so this re-claim only catches what sends no hint (a retry's delay running
+out). 500 idle agents re-claiming every second cost the server half a core."""
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
 """How often an agent running tasks records its machine's metrics."""

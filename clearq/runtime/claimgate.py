@@ -21,7 +21,7 @@ from clearq.runtime.windows import ClaimWindows
 
 COMMAND_POLL_SECONDS = 1.0
 """How often an agent that polls (SQLite, or PostgreSQL without LISTEN) reads its command."""
-NOTIFIED_COMMAND_POLL_SECONDS = 15.0
+NOTIFIED_COMMAND_POLL_SECONDS = 60.0
 """The same where a NOTIFY wakes it: a fallback for a hint lost with its connection."""
 
 

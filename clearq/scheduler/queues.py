@@ -27,6 +27,7 @@ from clearq.models import (
 from clearq.scheduler import fenced
 from clearq.scheduler.dependencies import add_parents, skip_blocked
 from clearq.scheduler.engine import Database
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
 from clearq.scheduler.rows import fetch_task, hold, transition
 from clearq.scheduler.schema import db_now, fair_usage, queue_entries, queues, tasks
 from clearq.scheduler.sqla_exec import on
@@ -180,10 +181,12 @@ class QueueOps:
         """Cap (or, with None, uncap) how many of a queue's tasks run at once."""
         _check_cap(max_running)
         with self._db.write() as conn:
-            queue_row(conn, name)
+            row = queue_row(conn, name)
             conn.execute(
                 queues.update().where(queues.c.name == name).values(max_running=max_running)
             )
+            # A raised cap frees entries no enqueue announces: wake the idle agents.
+            notify(conn, self._db, ENQUEUE_CHANNEL, str(row.id))
         return self.get(name)
 
     def edit(

@@ -27,7 +27,11 @@ import sqlalchemy as sa
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import Quota, QuotaKind, TaskStatus
 from clearq.scheduler.engine import Database
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, notify
 from clearq.scheduler.schema import queues, quotas, tasks
+
+QUOTA_PAYLOAD = "quota"
+"""The hint's payload when a quota changes: it may free work in any queue."""
 
 PG_QUOTA_LOCK = 0x636C7175
 """The first key of the advisory lock a PostgreSQL claim under quotas holds (second: 0)."""
@@ -119,6 +123,7 @@ class Quotas:
                     kind=kind.value, name=name, max_running=max_running, max_gpus=max_gpus
                 )
             )
+            notify(conn, self._db, ENQUEUE_CHANNEL, QUOTA_PAYLOAD)  # a raised one frees work
         return self.get(kind, name)
 
     def clear(self, kind: QuotaKind, name: str) -> None:
@@ -128,6 +133,7 @@ class Quotas:
         with self._db.write() as conn:
             if conn.execute(quotas.delete().where(key)).rowcount == 0:
                 raise missing(kind, name)
+            notify(conn, self._db, ENQUEUE_CHANNEL, QUOTA_PAYLOAD)
 
     def get(self, kind: QuotaKind, name: str) -> Quota:
         """One quota with what its user or project holds now; NotFound when there is none."""

@@ -9,7 +9,7 @@ import pytest
 
 from clearq.config import Settings
 from clearq.errors import IllegalTransition
-from clearq.models import WorkerCommand
+from clearq.models import QuotaKind, WorkerCommand
 from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, WORKER_CHANNEL, Store
 from clearq.scheduler.notify import PollingListener
 from clearq.scheduler.relay import RelayListener
@@ -54,6 +54,25 @@ def test_an_operators_drain_or_pause_wakes_a_listener(pg_store: Store) -> None:
             (WORKER_CHANNEL, "h:a:1"),
             (WORKER_CHANNEL, "h:a:2"),
         ]
+    finally:
+        listener.close()
+
+
+@pytest.mark.postgres
+def test_a_raised_cap_or_a_changed_quota_wakes_a_listener(pg_store: Store) -> None:
+    # Idle agents re-claim rarely while they listen: what frees work must say so.
+    queue = pg_store.queues.create("q")
+    listener = pg_store.listen()
+    try:
+        pg_store.queues.set_max_running("q", 2)
+        assert [(n.channel, n.payload) for n in listener.wait(5)] == [
+            (ENQUEUE_CHANNEL, str(queue.id))
+        ]
+        pg_store.quotas.set(QuotaKind.USER, "ann", max_running=1)
+        pg_store.quotas.clear(QuotaKind.USER, "ann")
+        notices = listener.wait(5)
+        notices += listener.wait(5) if len(notices) < 2 else []
+        assert [n.channel for n in notices] == [ENQUEUE_CHANNEL, ENQUEUE_CHANNEL]
     finally:
         listener.close()
 
