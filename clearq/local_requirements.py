@@ -12,10 +12,10 @@ lines, and the capture stays free of heavy imports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from clearq.errors import InvalidInput
+from clearq.valueclass import value_class
 
 __all__ = ["LocalRequirement", "local_requirement"]
 
@@ -25,7 +25,7 @@ _LINE = re.compile(
 _EXTRA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-@dataclass(frozen=True)
+@value_class
 class LocalRequirement:
     """A folder of the task's repository to install, as a requirement line named it."""
 

@@ -19,7 +19,6 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from clearq.enums import RUN_END_STATUSES, TaskStatus
@@ -29,6 +28,7 @@ from clearq.scheduler import statements as q
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
 from clearq.scheduler.statements import Statement, render
+from clearq.valueclass import value_class
 
 LOG_STREAMS = frozenset({"stdout", "stderr", "agent"})
 """The streams a log piece may name."""
@@ -81,7 +81,7 @@ class Connector(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@value_class
 class NewTask:
     """The values of a new task row (a draft, or a run started by hand)."""
 
@@ -102,7 +102,7 @@ class NewTask:
     retry_delay_seconds: float | None = None
 
 
-@dataclass(frozen=True)
+@value_class
 class Renewal:
     """What renewing one attempt's lease found."""
 
@@ -113,7 +113,7 @@ class Renewal:
     """Why the stop was asked for (the task's reason while it stops), when it was."""
 
 
-@dataclass(frozen=True)
+@value_class
 class Ending:
     """How one attempt ended (``models.RunResult`` without pydantic)."""
 

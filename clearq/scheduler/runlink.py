@@ -23,7 +23,6 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +34,7 @@ from clearq.scheduler import statements as q
 from clearq.scheduler.fenced import LOG_STREAMS, Point, lost_message, summarise
 from clearq.scheduler.revision import SCHEMA_REVISION
 from clearq.scheduler.runlink_results import PlotRow, SampleRow
+from clearq.valueclass import value_class
 
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@value_class
 class RunFence:
     """The attempt a run owns: every write names it (``models.Fence``, without pydantic)."""
 
@@ -60,7 +60,7 @@ class RunFence:
     worker: str | None = None
 
 
-@dataclass(frozen=True)
+@value_class
 class Beat:
     """What a lease renewal found: still held, and whether a stop was asked for."""
 
@@ -69,7 +69,7 @@ class Beat:
     stop_reason: str = ""
 
 
-@dataclass(frozen=True)
+@value_class
 class RunTask:
     """The few facts of a task a run needs to attach to it."""
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import math
 import re
 import sqlite3
-from dataclasses import dataclass
 from functools import cache
 
+from clearq.valueclass import value_class
 
-@dataclass(frozen=True)
+
+@value_class
 class Statement:
     """One named piece of SQL (a template until :func:`render` fills its holes)."""
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput, NotFound
 from clearq.scheduler import fenced
 from clearq.scheduler.statements import Statement
+from clearq.valueclass import value_class
 
 OUTPUT_TABLES = (
     "task_logs",
@@ -62,7 +62,7 @@ CLEAR = {
 }
 
 
-@dataclass(frozen=True)
+@value_class
 class Candidate:
     """What decides whether an earlier task can be taken over."""
 
@@ -78,7 +78,7 @@ class Candidate:
         return self.status is TaskStatus.CREATED or self.status in FINAL_STATUSES
 
 
-@dataclass(frozen=True)
+@value_class
 class TakenOver:
     """The run's attempt, and where its iterations continue (``continue_last_task``)."""
 

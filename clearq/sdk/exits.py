@@ -29,10 +29,11 @@ import dis
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, NoReturn
+
+from clearq.valueclass import value_class
 
 _RETURNS = frozenset(
     code for code, name in enumerate(dis.opname) if name in ("RETURN_VALUE", "RETURN_CONST")
@@ -40,7 +41,7 @@ _RETURNS = frozenset(
 _BUILTIN_SYSTEM_EXIT = builtins.SystemExit
 
 
-@dataclass(frozen=True)
+@value_class
 class ExitStatus:
     """The exit status the process gets (None: unknown), and why, for the task's reason."""
 

@@ -13,17 +13,17 @@ import json
 import os
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clearq.errors import InvalidInput
 from clearq.sdk.task_types import TaskTypes, task_type_value
+from clearq.valueclass import value_class
 
 LAST_TASKS_FILE = "last_tasks.json"
 
 
-@dataclass(frozen=True)
+@value_class
 class InitOptions:
     """What ``Task.init``'s ClearML keywords ask for."""
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from clearq.sdk.capture.git_files import status
 from clearq.sdk.capture.git_tree import capture_tree, repository_base
 from clearq.sdk.capture.gitcmd import CaptureError, git_run, git_said, strip_credentials
 from clearq.sdk.capture.submodules import Submodules, capture_submodules
+from clearq.valueclass import value_class
 
 if TYPE_CHECKING:
     from clearq.models import Script
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["CaptureError", "ScriptCapture", "capture_script", "strip_credentials"]
 
 
-@dataclass(frozen=True)
+@value_class
 class ScriptCapture:
     """A captured Script and what the user should know about it."""
 

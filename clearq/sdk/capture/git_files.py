@@ -5,18 +5,18 @@ from __future__ import annotations
 import base64
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clearq.sdk.capture.gitcmd import git_out
+from clearq.valueclass import value_class
 
 __all__ = ["Candidate", "File", "Status", "candidate", "fit", "read_file", "status", "untracked"]
 
 _MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
+@value_class
 class Candidate:
     """An untracked file that may travel: where it is, its size and executable bit."""
 
@@ -26,7 +26,7 @@ class Candidate:
     executable: bool
 
 
-@dataclass(frozen=True)
+@value_class
 class File:
     """An untracked (or carried whole) file's content."""
 

@@ -9,7 +9,6 @@ URL comes from ``.gitmodules`` instead).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from clearq.sdk.capture.git_files import File, Status, candidate, fit, read_file, untracked
@@ -21,6 +20,7 @@ from clearq.sdk.capture.gitcmd import (
     git_text,
     strip_credentials,
 )
+from clearq.valueclass import value_class
 
 __all__ = ["Base", "Tree", "capture_tree", "repository_base", "submodule_base"]
 
@@ -33,7 +33,7 @@ _DIFF = (
 )
 
 
-@dataclass(frozen=True)
+@value_class
 class Base:
     """What a tree's diff is taken against, and where the agent fetches it from."""
 
@@ -44,7 +44,7 @@ class Base:
     unpushed: int = 0
 
 
-@dataclass(frozen=True)
+@value_class
 class Tree:
     """A working tree captured against its base."""
 

@@ -39,6 +39,7 @@ from clearq.sdk.capture.packages_requirements import (
 )
 from clearq.sdk.capture.packages_scan import ImportScan, scan_imports
 from clearq.secrets import scrub_env_fields
+from clearq.valueclass import value_class
 
 __all__ = [
     "FREEZE_EXCLUDED",
@@ -118,7 +119,7 @@ def capture_packages(
     return _finish(found, add=add, ignore=ignore, index_urls=urls, steps=steps)
 
 
-@dataclass(frozen=True)
+@value_class
 class _Steps:
     """The install steps before and after the main list."""
 

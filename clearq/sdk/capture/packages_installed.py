@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from clearq.sdk.capture.packages_requirements import canonical_name
+from clearq.valueclass import value_class
 
 if TYPE_CHECKING:
     from importlib import metadata
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 # script that imports nothing from outside its repository never pays for it.
 
 
-@dataclass(frozen=True)
+@value_class
 class Dist:
     """One installed distribution."""
 

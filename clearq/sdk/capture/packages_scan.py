@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clearq.valueclass import value_class
+
 _ALWAYS_BUILTIN = frozenset(sys.builtin_module_names)
 _STDLIB = frozenset(sys.stdlib_module_names)
 
 
-@dataclass(frozen=True)
+@value_class
 class ExternalImport:
     """An outside top-level module the scanned code imports."""
 
@@ -37,7 +39,7 @@ class ExternalImport:
     """True when every import of it is guarded (``try`` body, ``TYPE_CHECKING``)."""
 
 
-@dataclass(frozen=True)
+@value_class
 class ImportScan:
     """What a scan found."""
 
@@ -49,7 +51,7 @@ class ImportScan:
     """Files that could not be read or parsed."""
 
 
-@dataclass(frozen=True)
+@value_class
 class _Import:
     module: str
     level: int

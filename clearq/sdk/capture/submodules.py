@@ -16,12 +16,12 @@ out, with a warning.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clearq.sdk.capture.git_tree import capture_tree, submodule_base
 from clearq.sdk.capture.gitcmd import git_out, git_run, strip_credentials
+from clearq.valueclass import value_class
 
 __all__ = ["Submodules", "capture_submodules"]
 
@@ -29,7 +29,7 @@ _GITLINK = b"160000"
 _RELATIVE = ("./", "../")
 
 
-@dataclass(frozen=True)
+@value_class
 class Submodules:
     """The submodules of one repository, in their stored form, and what they weigh."""
 
