@@ -24,12 +24,10 @@ phase is reported; three repeats give min/median/max.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -37,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
-from common import bench_database, libpq_dsn, open_store, table
+from common import baseline_tree, bench_database, libpq_dsn, open_store, table
 
 from clearq.models import FINAL_STATUSES, Script, TaskSpec
 from clearq.scheduler import Store
@@ -184,19 +182,6 @@ def measure_tree(url: str, tree: Path) -> dict[str, int]:
     }
 
 
-def baseline_tree(ref: str) -> Path:
-    """``clearq/`` as it was at ``ref``, in a temporary folder."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "clearq"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="conn-baseline-"))
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
-
-
 def tree_run() -> None:
     """One tree's figures as JSON, with whatever clearq this process imports."""
     with bench_database("conn") as url:
@@ -234,7 +219,7 @@ def main() -> None:
         tree_run()
         return
     print("load:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
-    tree = baseline_tree(args.baseline)
+    tree = baseline_tree(args.baseline, prefix="conn-baseline-")
     runs = [measure(tree) for _ in range(args.repeat)]
     rows = []
     for key in runs[0]:

@@ -18,16 +18,21 @@ promises that elsewhere).
 from __future__ import annotations
 
 import contextlib
+import io
 import multiprocessing as mp
 import os
 import secrets
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -453,3 +458,19 @@ def machine_note() -> str:
         f"server {make_url(base_url()).render_as_string(hide_password=True)}, "
         f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
     )
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def baseline_tree(ref: str, *, prefix: str = "baseline-") -> Path:
+    """``clearq/`` as it was at ``ref`` (``git archive``), in a temporary folder."""
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "clearq"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    return folder

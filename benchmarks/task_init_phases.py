@@ -34,18 +34,17 @@ from __future__ import annotations
 
 import argparse
 import compileall
-import io
 import json
 import os
 import resource
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 
+from common import baseline_tree
 from task_init_overhead import make_repo
 
 HARNESS = r"""
@@ -159,26 +158,13 @@ def run_phased(
     return phases  # type: ignore[return-value]
 
 
-def baseline_tree(ref: str) -> Path:
-    """``clearq/`` as it was at ``ref``, in a temporary folder."""
-    archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", ref, "clearq"],
-        check=True,
-        capture_output=True,
-    ).stdout
-    folder = Path(tempfile.mkdtemp(prefix="init-baseline-"))
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(folder, filter="data")
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--baseline", default=BASELINE, help="git ref of the baseline clearq")
     args = parser.parse_args()
     print("load:", os.getloadavg())
-    trees = {"now": REPO, "baseline": baseline_tree(args.baseline)}
+    trees = {"now": REPO, "baseline": baseline_tree(args.baseline, prefix="init-baseline-")}
     for tree in trees.values():
         # Both byte-compiled, whatever PYTHONDONTWRITEBYTECODE says: an archived tree
         # would otherwise compile every module on every run.

@@ -1,7 +1,7 @@
-"""The enums every layer speaks: task statuses, claim orders, environment managers.
+"""The enums every layer speaks: task statuses, claim orders, environment managers, ...
 
-Standard library only, so the run's own path (``Task.init`` in a training script) can
-use them without importing pydantic; ``clearq.models`` re-exports them.
+Standard library only, so the run's own path (``Task.init`` in a training script) and the
+CLI's flags can use them without importing pydantic; ``clearq.models`` re-exports them.
 """
 
 from __future__ import annotations
@@ -9,12 +9,18 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "DEFAULT_FAIR_HALF_LIFE",
     "FINAL_STATUSES",
     "RUN_END_STATUSES",
     "ClaimOrder",
     "EnvManager",
+    "FairShare",
     "HistoryMark",
+    "QuotaKind",
+    "ScheduleKind",
     "TaskStatus",
+    "WorkerCommand",
+    "WorkerState",
 ]
 
 
@@ -66,3 +72,48 @@ class EnvManager(enum.StrEnum):
     PIP = "pip"
     POETRY = "poetry"
     CONDA = "conda"
+
+
+class FairShare(enum.StrEnum):
+    """Whose turns a fair-share queue balances: its tasks' users', or their projects'."""
+
+    USER = "user"
+    PROJECT = "project"
+
+
+class QuotaKind(enum.StrEnum):
+    """Whom a quota limits: the tasks one user made, or the tasks of one project."""
+
+    USER = "user"
+    PROJECT = "project"
+
+
+class ScheduleKind(enum.StrEnum):
+    """What makes a schedule fire (``clearq.scheduler.schedules``)."""
+
+    EVERY = "every"
+    """A fixed interval from when it was added."""
+    CRON = "cron"
+    """A cron line, in a time zone."""
+    TRIGGER = "trigger"
+    """A task (of a project) reaching a status."""
+
+
+class WorkerState(enum.StrEnum):
+    """Whether a worker is heard from."""
+
+    ACTIVE = "active"
+    GONE = "gone"
+
+
+class WorkerCommand(enum.StrEnum):
+    """What an operator asked of a worker (``clearq workers drain|pause``)."""
+
+    DRAIN = "drain"
+    """Finish the running tasks, claim nothing more, then exit."""
+    PAUSE = "pause"
+    """Claim nothing until resumed; the running tasks go on."""
+
+
+DEFAULT_FAIR_HALF_LIFE = 7 * 24 * 3600.0
+"""A run's usage counts half after a week (Slurm's PriorityDecayHalfLife default)."""

@@ -7,7 +7,6 @@ the agent pass them around, the CLI prints them.
 
 from __future__ import annotations
 
-import enum
 import getpass
 import os
 import re
@@ -18,12 +17,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 # Re-exported: every layer names them through clearq.models.
+from clearq.enums import DEFAULT_FAIR_HALF_LIFE as DEFAULT_FAIR_HALF_LIFE
 from clearq.enums import FINAL_STATUSES as FINAL_STATUSES
 from clearq.enums import RUN_END_STATUSES as RUN_END_STATUSES
 from clearq.enums import ClaimOrder as ClaimOrder
 from clearq.enums import EnvManager as EnvManager
+from clearq.enums import FairShare as FairShare
 from clearq.enums import HistoryMark as HistoryMark
+from clearq.enums import QuotaKind as QuotaKind
+from clearq.enums import ScheduleKind as ScheduleKind
 from clearq.enums import TaskStatus as TaskStatus
+from clearq.enums import WorkerCommand as WorkerCommand
+from clearq.enums import WorkerState as WorkerState
 
 
 class _Frozen(BaseModel):
@@ -312,17 +317,6 @@ class RunResult(_Frozen):
     reason: str = ""
 
 
-class FairShare(enum.StrEnum):
-    """Whose turns a fair-share queue balances: its tasks' users', or their projects'."""
-
-    USER = "user"
-    PROJECT = "project"
-
-
-DEFAULT_FAIR_HALF_LIFE = 7 * 24 * 3600.0
-"""A run's usage counts half after a week (Slurm's PriorityDecayHalfLife default)."""
-
-
 class QueueInfo(_Frozen):
     """A queue with its current length and the age of its oldest entry."""
 
@@ -344,13 +338,6 @@ class QueueInfo(_Frozen):
     """Seconds after which a run's usage counts half, in a fair-share queue."""
 
 
-class QuotaKind(enum.StrEnum):
-    """Whom a quota limits: the tasks one user made, or the tasks of one project."""
-
-    USER = "user"
-    PROJECT = "project"
-
-
 class Quota(_Frozen):
     """A limit on what one user's (or one project's) tasks hold at once, with its use now.
 
@@ -365,17 +352,6 @@ class Quota(_Frozen):
     """At most this many GPUs held by its running tasks at once (None: no GPU limit)."""
     running: int = 0
     gpus: int = 0
-
-
-class ScheduleKind(enum.StrEnum):
-    """What makes a schedule fire (``clearq.scheduler.schedules``)."""
-
-    EVERY = "every"
-    """A fixed interval from when it was added."""
-    CRON = "cron"
-    """A cron line, in a time zone."""
-    TRIGGER = "trigger"
-    """A task (of a project) reaching a status."""
 
 
 class ScheduleInfo(_Frozen):
@@ -420,22 +396,6 @@ class QueueEntry(_Frozen):
     task_name: str
     priority: int
     enqueued_at: datetime
-
-
-class WorkerState(enum.StrEnum):
-    """Whether a worker is heard from."""
-
-    ACTIVE = "active"
-    GONE = "gone"
-
-
-class WorkerCommand(enum.StrEnum):
-    """What an operator asked of a worker (``clearq workers drain|pause``)."""
-
-    DRAIN = "drain"
-    """Finish the running tasks, claim nothing more, then exit."""
-    PAUSE = "pause"
-    """Claim nothing until resumed; the running tasks go on."""
 
 
 class WorkerInfo(_Frozen):

@@ -8,26 +8,19 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clearq.cli.agent_checks import agent_gpus, claim_windows, ensure_queues
 from clearq.cli.agent_detach import CHILD_FLAG, detach, pid_file, pid_path, stop_detached
 from clearq.cli.context import CliContext, cli_context
-from clearq.cli.diagnostics import show_diagnostics
-from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
 from clearq.cli.output import say
-from clearq.models import ClaimOrder
-from clearq.runtime import Agent, AgentOptions, ExecutorConfig
-from clearq.runtime.agent import DEFAULT_SHUTDOWN_GRACE_SECONDS, worker_id
-from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
+from clearq.enums import ClaimOrder
 from clearq.runtime.exits import describe_exits
-from clearq.runtime.forced_env import parse_forced_environment
-from clearq.runtime.gitcreds import check_git_settings
-from clearq.runtime.outage import when_reachable
-from clearq.runtime.taskuser import TaskUser
-from clearq.secrets import known_secrets
+from clearq.runtime.graces import DEFAULT_SHUTDOWN_GRACE_SECONDS, DEFAULT_STOP_GRACE_SECONDS
+
+if TYPE_CHECKING:
+    from clearq.runtime.agent import Agent
 
 
 def agent_command(
@@ -218,6 +211,18 @@ def agent_command(
     detached_child: Annotated[bool, typer.Option(CHILD_FLAG, hidden=True)] = False,
 ) -> None:
     """Serve queues: claim tasks, rebuild their code and environment, run and report them."""
+    # The runtime loads only once the flags are read (`clearq agent --help` stays light).
+    from clearq.cli.agent_checks import agent_gpus, claim_windows, ensure_queues
+    from clearq.cli.diagnostics import show_diagnostics
+    from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
+    from clearq.runtime.agent import Agent, AgentOptions, worker_id
+    from clearq.runtime.executor import ExecutorConfig
+    from clearq.runtime.forced_env import parse_forced_environment
+    from clearq.runtime.gitcreds import check_git_settings
+    from clearq.runtime.outage import when_reachable
+    from clearq.runtime.taskuser import TaskUser
+    from clearq.secrets import known_secrets
+
     context = cli_context(ctx)
     if stop:
         stop_detached(context.settings().home_dir, target or name, say=say)

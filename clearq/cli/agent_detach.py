@@ -23,10 +23,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from clearq.errors import ClearqError, InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    import psutil
 
 AGENTS_DIRNAME = "agents"
 DETACH_WAIT_SECONDS = 120.0
@@ -139,6 +141,8 @@ def stop_detached(home: Path, name: str | None, *, say: Callable[[str], None]) -
     """SIGTERM the detached agent ``name`` (or the only one) and wait for it to exit."""
     name, pid = _pick(home, name, say)
     log = agents_dir(home) / f"{name}.log"
+    import psutil
+
     say(f"stopping {name} (pid {pid}): running tasks get its --grace, then are requeued")
     try:
         process = psutil.Process(pid)
@@ -158,6 +162,8 @@ def stop_detached(home: Path, name: str | None, *, say: Callable[[str], None]) -
 def _exits(process: psutil.Process, timeout: float) -> bool:
     # Polled, not process.wait(): it is not our child, and where nothing reaps orphans
     # (a container's init) an exited agent stays a zombie, which is gone all the same.
+    import psutil
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -223,6 +229,8 @@ def _alive(path: Path, *, say: Callable[[str], None] | None = None) -> int | Non
 
 
 def _is_agent(pid: int) -> bool:
+    import psutil
+
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:

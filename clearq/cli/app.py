@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from clearq import __version__
 from clearq.cli import db, queue, quota, schedule, task, workers
 from clearq.cli.agent import agent_command
 from clearq.cli.context import CliContext
@@ -38,6 +37,8 @@ app.command("gc")(gc_command)
 
 def _print_version(value: bool) -> None:
     if value:
+        from clearq import __version__  # the package's metadata, read only when asked
+
         say(f"clearq {__version__}")
         raise typer.Exit
 

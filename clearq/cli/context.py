@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import typer
 
 from clearq.config import Settings, load_settings
-from clearq.scheduler import Database, Store
+
+if TYPE_CHECKING:
+    from clearq.scheduler.engine import Database
+    from clearq.scheduler.store import Store
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class CliContext:
     @contextmanager
     def store(self) -> Iterator[Store]:
         """A Store on the configured database, closed on exit."""
+        from clearq.scheduler.store import Store  # SQLAlchemy loads only for a command that asks
+
         settings = self.settings()
         with Store(settings.resolved_database_url, settings=settings) as store:
             yield store
@@ -35,6 +41,8 @@ class CliContext:
     @contextmanager
     def database(self) -> Iterator[Database]:
         """The bare database, for schema commands that must not create the schema."""
+        from clearq.scheduler.engine import Database
+
         settings = self.settings()
         db = Database(settings.resolved_database_url, settings=settings)
         try:

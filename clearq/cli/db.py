@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from clearq.cli.context import cli_context
 from clearq.cli.output import JsonFlag, print_json, say
 from clearq.errors import SchemaError
-from clearq.scheduler import (
-    Database,
-    current_revision,
-    ensure_schema,
-    head_revision,
-    upgrade,
-)
+
+if TYPE_CHECKING:
+    from clearq.scheduler.engine import Database
 
 app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 
@@ -29,6 +27,8 @@ def _url(db: Database) -> str:
 @app.command("upgrade")
 def upgrade_command(ctx: typer.Context) -> None:
     """Create the schema, or bring it up to this clearq's revision (twice is a no-op)."""
+    from clearq.scheduler.migrate import current_revision, head_revision, upgrade
+
     with cli_context(ctx).database() as db:
         before = current_revision(db)
         head = head_revision()
@@ -41,6 +41,8 @@ def upgrade_command(ctx: typer.Context) -> None:
 
 
 def _advice(db: Database) -> str:
+    from clearq.scheduler.migrate import ensure_schema
+
     try:
         ensure_schema(db, create_if_empty=False)
     except SchemaError as e:
@@ -51,6 +53,8 @@ def _advice(db: Database) -> str:
 @app.command("status")
 def status_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Show the database's schema revision and the one this clearq needs."""
+    from clearq.scheduler.migrate import current_revision, head_revision
+
     with cli_context(ctx).database() as db:
         url, current, head = _url(db), current_revision(db), head_revision()
         advice = _advice(db)

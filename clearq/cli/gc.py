@@ -13,23 +13,17 @@ from cron or a systemd timer.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from clearq.cli.context import cli_context
 from clearq.cli.output import say
-from clearq.config import Settings
-from clearq.envs import EnvCache
-from clearq.runtime.housekeeping import (
-    DAY_SECONDS,
-    MIRRORS_DIRNAME,
-    Removal,
-    apply_retention,
-    deleted_task_folders,
-    unreferenced_mirrors,
-)
-from clearq.scheduler import Store
+
+if TYPE_CHECKING:
+    from clearq.config import Settings
+    from clearq.runtime.housekeeping import Removal
+    from clearq.scheduler.store import Store
 
 
 def gc_command(
@@ -50,6 +44,14 @@ def gc_command(
 ) -> None:
     """Remove old logs and metrics, long-archived tasks, files of deleted tasks, unused
     environments and git mirrors (retention settings; see README, Cleanup)."""
+    # The store, envs and housekeeping load only once the flags are read.
+    from clearq.runtime.housekeeping import (
+        DAY_SECONDS,
+        MIRRORS_DIRNAME,
+        deleted_task_folders,
+        unreferenced_mirrors,
+    )
+
     context = cli_context(ctx)
     settings = context.settings()
     changes: dict[str, object] = {}
@@ -75,6 +77,8 @@ def gc_command(
 
 
 def _store_retention(store: Store, settings: Settings, verb: str, *, dry_run: bool) -> None:
+    from clearq.runtime.housekeeping import DAY_SECONDS, apply_retention
+
     cleanup = store.cleanup
     logs_days = settings.retention_logs_days
     metrics_days = settings.retention_metrics_days
@@ -104,6 +108,9 @@ def _store_retention(store: Store, settings: Settings, verb: str, *, dry_run: bo
 
 
 def _stale_envs(settings: Settings, *, dry_run: bool) -> list[Removal]:
+    from clearq.envs.cache import EnvCache
+    from clearq.runtime.housekeeping import DAY_SECONDS, Removal
+
     cache = EnvCache.from_settings(settings)
     gone = cache.evict_unused_for(settings.retention_envs_days * DAY_SECONDS, dry_run=dry_run)
     days = settings.retention_envs_days

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 from clearq.errors import InvalidInput, NotFound
-from clearq.scheduler import Store
+
+if TYPE_CHECKING:
+    from clearq.scheduler.store import Store
 
 MIN_PREFIX = 6
 _PREFIX = re.compile(r"[0-9a-f-]+")

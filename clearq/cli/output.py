@@ -1,19 +1,25 @@
-"""Printing: rich tables for people, JSON for programs, errors on stderr."""
+"""Printing: rich tables for people, JSON for programs, errors on stderr.
+
+rich loads on the first line printed for a person (``--json`` output never needs it).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from clearq.models import TaskStatus
+from clearq.enums import TaskStatus
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 # Wide enough that a table with full task ids stays on one line when not on a terminal.
 _PIPE_WIDTH = 160
@@ -34,30 +40,42 @@ STATUS_STYLES = {
 }
 
 
-def _stdout_console() -> Console:
+@functools.cache
+def out() -> Console:
+    """The console for people on stdout (160 columns wide when not on a terminal)."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = _PIPE_WIDTH
     return console
 
 
-out = _stdout_console()
-err = Console(stderr=True, highlight=False)
+@functools.cache
+def err() -> Console:
+    """The console for people on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
 
 
 def say(message: str) -> None:
     """Print a line for a person on stdout, taken literally (no rich markup)."""
-    out.print(message, markup=False, soft_wrap=True)
+    out().print(message, markup=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """Print ``warning: message`` in yellow on stderr (the command still succeeds)."""
-    err.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+    from rich.text import Text
+
+    err().print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
 def error(message: str) -> None:
     """Print ``error: message`` in red on stderr."""
-    err.print(Text(f"error: {message}", style="red"), soft_wrap=True)
+    from rich.text import Text
+
+    err().print(Text(f"error: {message}", style="red"), soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -77,6 +95,8 @@ def dump_all(models: Iterable[BaseModel]) -> list[dict[str, Any]]:
 
 def table(*columns: str) -> Table:
     """A plain table with these column headers."""
+    from rich.table import Table
+
     grid = Table(box=None, header_style="bold", pad_edge=False)
     for name in columns:
         grid.add_column(name, no_wrap=name == "ID")
@@ -85,6 +105,8 @@ def table(*columns: str) -> Table:
 
 def status_text(status: TaskStatus) -> Text:
     """A task status, coloured."""
+    from rich.text import Text
+
     return Text(status.value, style=STATUS_STYLES[status])
 
 

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from clearq.cli.context import cli_context
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import JsonFlag, age, dump, dump_all, out, print_json, say, table
+from clearq.enums import DEFAULT_FAIR_HALF_LIFE, FairShare
 from clearq.errors import InvalidInput
-from clearq.models import DEFAULT_FAIR_HALF_LIFE, FairShare, QueueEntry, QueueInfo
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from clearq.models import QueueEntry, QueueInfo
 
 app = typer.Typer(help="Named queues of tasks waiting for a worker.", no_args_is_help=True)
 
@@ -217,7 +221,7 @@ def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     elif not queues:
         say("no queues: create one with `clearq queue create NAME`")
     else:
-        out.print(_queues_table(queues))
+        out().print(_queues_table(queues))
 
 
 def _queues_table(queues: list[QueueInfo]) -> Table:
@@ -247,7 +251,7 @@ def show_command(ctx: typer.Context, name: NameArg, as_json: JsonFlag = False) -
     if queue.tags:
         say(f"tags: {', '.join(queue.tags)}")
     if entries:
-        out.print(_entries_table(entries))
+        out().print(_entries_table(entries))
 
 
 def _entries_table(entries: list[QueueEntry]) -> Table:

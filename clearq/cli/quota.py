@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from clearq.cli.context import cli_context
 from clearq.cli.output import JsonFlag, dump_all, out, print_json, say, table
+from clearq.enums import QuotaKind
 from clearq.errors import InvalidInput
-from clearq.models import Quota, QuotaKind
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from clearq.models import Quota
 
 app = typer.Typer(
     help="Quotas: at most N running tasks and G GPUs at once, per user or per project.",
@@ -79,7 +83,7 @@ def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     elif not quotas:
         say("no quotas: set one with `clearq quota set --user NAME --running N --gpus G`")
     else:
-        out.print(_quotas_table(quotas))
+        out().print(_quotas_table(quotas))
 
 
 def _quotas_table(quotas: list[Quota]) -> Table:

@@ -15,10 +15,9 @@ that claims it fires the schedule (``clearq.scheduler.schedules``). ``add`` and
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from clearq.cli.context import cli_context
 from clearq.cli.ids import resolve_task_id
@@ -33,9 +32,13 @@ from clearq.cli.output import (
     say,
     table,
 )
+from clearq.enums import ScheduleKind, TaskStatus
 from clearq.errors import InvalidInput
-from clearq.models import ScheduleInfo, ScheduleKind, TaskStatus
-from clearq.scheduler.cadence import parse_every
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from clearq.models import ScheduleInfo
 
 app = typer.Typer(
     help="Clones of a task enqueued at set times (--every, --cron) or when tasks end (trigger).",
@@ -87,6 +90,8 @@ def add_command(
     """
     if (every is None) == (cron is None):
         raise InvalidInput("give either --every INTERVAL or --cron LINE (one of them)")
+    from clearq.scheduler.cadence import parse_every  # cronsim, for this command only
+
     seconds = None if every is None else parse_every(every)
     with cli_context(ctx).store() as store:
         info = store.schedules.add(
@@ -157,7 +162,7 @@ def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     elif not found:
         say("no schedules: add one with `clearq schedule add --task ID --queue Q --every 6h`")
     else:
-        out.print(_table(found))
+        out().print(_table(found))
 
 
 @app.command("show")

@@ -8,8 +8,12 @@ Claim windows (``--uptime``) are the agent's own and not known here.
 
 from __future__ import annotations
 
-from clearq.models import WorkerCommand
-from clearq.ports import WorkerAdmin
+from typing import TYPE_CHECKING
+
+from clearq.enums import WorkerCommand
+
+if TYPE_CHECKING:
+    from clearq.ports import WorkerAdmin
 
 
 def unserved_warning(workers: WorkerAdmin, queue: str) -> str | None:

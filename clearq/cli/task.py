@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from clearq.cli.context import cli_context
 from clearq.cli.ids import resolve_task_id
@@ -28,9 +27,13 @@ from clearq.cli.serving import unserved_warning
 from clearq.cli.task_cleanup import archive_command, delete_command, unarchive_command
 from clearq.cli.task_edit import clone_command, create_command, set_params_command
 from clearq.cli.task_run import run_command
-from clearq.cli.task_view import task_view
+from clearq.enums import FINAL_STATUSES, TaskStatus
 from clearq.errors import InvalidInput
-from clearq.models import FINAL_STATUSES, Task, TaskStatus
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from clearq.models import Task
 
 DEFAULT_LIST_LIMIT = 50
 
@@ -80,7 +83,7 @@ def list_command(
     elif not tasks:
         say("no tasks match")
     else:
-        out.print(_tasks_table(tasks))
+        out().print(_tasks_table(tasks))
 
 
 def _tasks_table(tasks: list[Task]) -> Table:
@@ -107,7 +110,9 @@ def show_command(ctx: typer.Context, task_id: IdArg, as_json: JsonFlag = False) 
     if as_json:
         print_json(dump(task))
     else:
-        out.print(task_view(task))
+        from clearq.cli.task_view import task_view  # rich's layout, for people only
+
+        out().print(task_view(task))
 
 
 @app.command("enqueue")

@@ -9,7 +9,7 @@ works through them in batched statements (``clearq.scheduler.cleanup``).
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,10 +17,12 @@ from clearq.cli.context import cli_context
 from clearq.cli.durations import parse_duration
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import age, err, out, say, status_text, table
+from clearq.enums import TaskStatus
 from clearq.errors import InvalidInput
-from clearq.models import TaskFilter, TaskStatus
-from clearq.scheduler import Store
-from clearq.sdk.task_files import delete_task_files
+
+if TYPE_CHECKING:
+    from clearq.models import TaskFilter
+    from clearq.scheduler.store import Store
 
 PREVIEW_ROWS = 20
 """How many of the tasks a filter picks are shown before ``--yes``."""
@@ -61,6 +63,8 @@ def _filter(
     older_than: str | None,
     archived: bool | None,
 ) -> TaskFilter:
+    from clearq.models import TaskFilter
+
     return TaskFilter(
         project=project,
         statuses=tuple(status or ()),
@@ -100,7 +104,7 @@ def _go_ahead(
         t = store.tasks.get(task_id)
         grid.add_row(str(t.id), t.project, t.name, status_text(t.status), age(t.updated_at))
     say(f"would {verb} {len(picked)} task(s):")
-    out.print(grid)
+    out().print(grid)
     if len(picked) > PREVIEW_ROWS:
         say(f"... and {len(picked) - PREVIEW_ROWS} more")
     say(f"nothing changed: add --yes to {verb} them")
@@ -125,6 +129,8 @@ def delete_command(
     yes: YesOpt = False,
 ) -> None:
     """Delete tasks with their logs, scalars, plots, samples, models, history and files."""
+    from clearq.sdk.task_files import delete_task_files
+
     where = _filter(
         project=project,
         status=status,
@@ -146,7 +152,7 @@ def delete_command(
         say(f"left {len(report.skipped)} task(s) that started running meanwhile: {listed}")
     if failed:
         for uri in failed:
-            err.print(f"could not delete {uri}", markup=False, soft_wrap=True)
+            err().print(f"could not delete {uri}", markup=False, soft_wrap=True)
         raise InvalidInput(f"{len(failed)} file(s) of the deleted tasks could not be deleted")
 
 

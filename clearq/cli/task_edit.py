@@ -11,7 +11,7 @@ code casts them back to the types of its own defaults when it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,9 @@ from clearq.cli.context import cli_context
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import JsonFlag, dump, print_json, say
 from clearq.errors import InvalidInput
-from clearq.models import Task
+
+if TYPE_CHECKING:
+    from clearq.models import Task
 
 IdArg = Annotated[
     str,

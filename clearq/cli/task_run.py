@@ -13,21 +13,18 @@ import os
 import signal
 from contextlib import ExitStack
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from clearq.cli.agent_checks import agent_gpus
 from clearq.cli.context import cli_context
-from clearq.cli.diagnostics import show_diagnostics
-from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
 from clearq.cli.ids import resolve_task_id
 from clearq.cli.output import say
 from clearq.errors import InvalidInput
-from clearq.runtime import ExecutorConfig
-from clearq.runtime.executor import DEFAULT_STOP_GRACE_SECONDS
-from clearq.runtime.runone import RunEnd, TaskRunner, run_worker_id
-from clearq.secrets import known_secrets
+from clearq.runtime.graces import DEFAULT_STOP_GRACE_SECONDS
+
+if TYPE_CHECKING:
+    from clearq.runtime.runone import RunEnd, TaskRunner
 
 
 def run_command(
@@ -99,6 +96,14 @@ def run_command(
     queue (preempted), 6 its attempt was lost; 1 the task could not be claimed (the error
     says why).
     """
+    # The runtime loads only once the flags are read (`--help` stays light).
+    from clearq.cli.agent_checks import agent_gpus
+    from clearq.cli.diagnostics import show_diagnostics
+    from clearq.cli.execution import DockerOptions, build_executor, gang_refusal_of
+    from clearq.runtime.executor import ExecutorConfig
+    from clearq.runtime.runone import TaskRunner, run_worker_id
+    from clearq.secrets import known_secrets
+
     devices = agent_gpus(gpus, cpu_only=cpu_only, dynamic=False, unchecked=False)
     context = cli_context(ctx)
     settings = context.settings()

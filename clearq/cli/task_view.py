@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from clearq.cli.output import status_text, table, timestamp
-from clearq.models import Submodule, Task
+
+if TYPE_CHECKING:
+    from clearq.models import Submodule, Task
 
 
 def task_view(task: Task) -> RenderableType:

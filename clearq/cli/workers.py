@@ -3,14 +3,18 @@ drain, pause and resume them from any machine."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from clearq.cli.context import cli_context
 from clearq.cli.output import JsonFlag, age, dump, out, print_json, say, table
-from clearq.models import MetricsSample, WorkerCommand, WorkerInfo, WorkerMetrics
+from clearq.enums import WorkerCommand
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from clearq.models import MetricsSample, WorkerInfo, WorkerMetrics
 
 app = typer.Typer(
     help="Workers: list them (the default); drain, pause or resume one from any machine.",
@@ -45,7 +49,7 @@ def list_command(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     elif not workers:
         say("no workers: start one with `clearq agent --queue NAME`")
     else:
-        out.print(_table(workers, latest))
+        out().print(_table(workers, latest))
 
 
 @app.command("drain")
@@ -88,6 +92,8 @@ def _json(worker: WorkerInfo, sample: MetricsSample | None) -> dict[str, Any]:
 
 
 def _table(workers: list[WorkerInfo], latest: dict[str, MetricsSample]) -> Table:
+    from clearq.models import WorkerMetrics
+
     grid = table("WORKER", "STATE", "QUEUES", "RUNNING", "LAST SEEN", "CPU", "MEMORY", "GPUS")
     for w in workers:
         sample = latest.get(w.id)

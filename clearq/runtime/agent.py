@@ -50,6 +50,7 @@ from clearq.runtime.executor import Control, Executor, Outcome
 from clearq.runtime.exits import OnceExit
 from clearq.runtime.gangs import GangClaimer, machine_address
 from clearq.runtime.gpus import GpuPool
+from clearq.runtime.graces import DEFAULT_SHUTDOWN_GRACE_SECONDS as DEFAULT_SHUTDOWN_GRACE_SECONDS
 from clearq.runtime.housekeeping import RetentionTurns
 from clearq.runtime.monitor import MachineMonitor
 from clearq.runtime.outage import Outage, retry_while_held
@@ -58,7 +59,6 @@ from clearq.scheduler.notify import WORKER_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 SQLITE_POLL_SECONDS = 0.25
 PG_WAIT_SECONDS = 1.0
 """An idle agent's re-claim interval where hints may be lost (no LISTEN connection)."""

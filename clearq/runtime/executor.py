@@ -36,6 +36,7 @@ from clearq.models import Claim, Fence, GangRank, ScalarPoint, Task, TaskStatus
 from clearq.ports import ExecutorStore, GangPort
 from clearq.runtime.channel import AttemptChannel, ChannelStore
 from clearq.runtime.gangs import gang_watch, rank_environment, rank_prefix, rank_suffix
+from clearq.runtime.graces import DEFAULT_STOP_GRACE_SECONDS as DEFAULT_STOP_GRACE_SECONDS
 from clearq.runtime.logsink import LogSink
 from clearq.runtime.monitor import ProcessTreeMonitor
 from clearq.runtime.outage import retry_while_held
@@ -52,7 +53,6 @@ from clearq.runtime.workspace import WorkspaceError, build_workspace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STOP_GRACE_SECONDS = 10.0
 TASK_MONITOR_SECONDS = 5.0
 MONITOR_TITLE = "monitor"
 _WATCH_SECONDS = 0.2

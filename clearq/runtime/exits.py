@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from clearq.models import TaskStatus
+from clearq.enums import TaskStatus
 
 
 class OnceExit(enum.IntEnum):

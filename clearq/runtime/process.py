@@ -29,8 +29,8 @@ from typing import IO
 from clearq.deathsig import die_with_parent
 from clearq.errors import ClearqError
 from clearq.runtime import watchdog
+from clearq.runtime.graces import DEFAULT_STOP_GRACE_SECONDS as DEFAULT_STOP_GRACE_SECONDS
 
-DEFAULT_STOP_GRACE_SECONDS = 10.0
 _READ_SIZE = 64 * 1024
 _WATCHED = sys.platform.startswith("linux")
 

@@ -34,12 +34,15 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from clearq.enums import TaskStatus
 from clearq.errors import ClearqError, InvalidInput, LeaseLost, NotFound, StoreError
-from clearq.models import TaskStatus
 from clearq.runtime.slurmcli import Slurm, SlurmError, SlurmJob
-from clearq.scheduler import Store
-from clearq.scheduler.holds import HeldEntry, RunningUnder
+
+if TYPE_CHECKING:  # `clearq slurm --help` reads this module's defaults without the store
+    from clearq.scheduler.holds import HeldEntry, RunningUnder
+    from clearq.scheduler.store import Store
 
 log = logging.getLogger(__name__)
 
