@@ -24,8 +24,9 @@ Each phase prints wall and CPU milliseconds (CPU: ``time.process_time``, every t
 the process; it moves less with the machine's load than wall time does), median over
 ``--runs`` runs, beside a bare script's whole wall time (no clearq) measured in the same
 runs, interleaved. Baseline in the same run: the same harness on an older clearq,
-``git archive``'d from this repository (``--baseline``, default the commit before
-``Task.init`` was made lighter), interleaved with the tree's own runs.
+``git archive``'d from this repository (``--baseline``, default main before git capture
+took five commands and the run's records stopped generating code), interleaved with the
+tree's own runs.
 
     python benchmarks/task_init_phases.py [--runs 7] [--baseline REF]
 """
@@ -110,8 +111,9 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 ended = (wall(), cpu())
 """
 REPO = Path(__file__).resolve().parents[1]
-BASELINE = "3c5271a"
-"""main before the lighter Task.init (lazy packaging, importlib.metadata, psutil)."""
+BASELINE = "81b9c4d"
+"""main before git capture took five commands and the run's records stopped generating
+code (``3c5271a``: before the lazy packaging, importlib.metadata and psutil)."""
 PHASES = (
     "imports",
     "store link",
