@@ -412,6 +412,9 @@ class WorkerInfo(_Frozen):
     tasks: tuple[uuid.UUID, ...] = ()
     command: WorkerCommand | None = None
     """What an operator asked of it, until it is resumed (or gone)."""
+    windows: dict[str, Any] | None = None
+    """Its claim windows (``agent --uptime/--downtime``) as it published them: their texts
+    and its machine's zone (``ClaimWindows.from_published``); None: it claims at any time."""
 
 
 class GpuMetrics(_Frozen):

@@ -389,8 +389,9 @@ class WorkerPort(Protocol):
         pid: int | None,
         queues: Sequence[str],
         gpus: Sequence[str] = ...,
+        windows: dict[str, Any] | None = ...,
     ) -> WorkerInfo:
-        """Record the worker as active."""
+        """Record the worker as active (``windows``: its published claim windows)."""
         ...
 
     def unregister(self, worker_id: str) -> None:

@@ -13,7 +13,7 @@ from clearq.errors import AlreadyExists, InvalidInput
 from clearq.ports import QueueActions
 from clearq.runtime.gpu_metrics import GpuReader
 from clearq.runtime.gpus import parse_gpus
-from clearq.runtime.windows import ClaimWindows
+from clearq.scheduler.claim_windows import ClaimWindows
 
 
 def claim_windows(uptime: Sequence[str], downtime: Sequence[str]) -> ClaimWindows:

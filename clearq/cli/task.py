@@ -23,7 +23,6 @@ from clearq.cli.output import (
     table,
     warn,
 )
-from clearq.cli.serving import unserved_warning
 from clearq.cli.task_cleanup import archive_command, delete_command, unarchive_command
 from clearq.cli.task_edit import clone_command, create_command, set_params_command
 from clearq.cli.task_run import run_command
@@ -125,6 +124,8 @@ def enqueue_command(
     ] = 0,
 ) -> None:
     """Put a draft task in a queue (warns on stderr when no live worker serves it)."""
+    from clearq.scheduler.serving import unserved_warning
+
     with cli_context(ctx).store() as store:
         task = store.queues.enqueue(resolve_task_id(store, task_id), queue, priority=priority)
         unserved = unserved_warning(store.workers, queue)

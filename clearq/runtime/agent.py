@@ -54,7 +54,7 @@ from clearq.runtime.graces import DEFAULT_SHUTDOWN_GRACE_SECONDS as DEFAULT_SHUT
 from clearq.runtime.housekeeping import RetentionTurns
 from clearq.runtime.monitor import MachineMonitor
 from clearq.runtime.outage import Outage, retry_while_held
-from clearq.runtime.windows import ClaimWindows
+from clearq.scheduler.claim_windows import ClaimWindows
 from clearq.scheduler.notify import WORKER_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
@@ -238,9 +238,15 @@ class Agent:
 
     def _register(self) -> None:
         gpus = list(self._options.gpus or ())
+        windows = self._options.windows.published() if self._options.windows else None
         for worker in self._worker_ids:
             self._store.workers.register(
-                worker, host=self.host, pid=os.getpid(), queues=self._options.queues, gpus=gpus
+                worker,
+                host=self.host,
+                pid=os.getpid(),
+                queues=self._options.queues,
+                gpus=gpus,
+                windows=windows,
             )
 
     def _unregister(self) -> None:

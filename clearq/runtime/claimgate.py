@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from clearq.models import WorkerCommand
-from clearq.runtime.windows import ClaimWindows
+from clearq.scheduler.claim_windows import ClaimWindows
 
 COMMAND_POLL_SECONDS = 1.0
 """How often an agent that polls (SQLite, or PostgreSQL without LISTEN) reads its command."""

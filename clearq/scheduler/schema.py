@@ -313,6 +313,8 @@ workers = sa.Table(
     sa.Column("last_seen", UtcDateTime(), nullable=False),
     # An operator's drain or pause (migration 0013), read by the agent before it claims.
     sa.Column("command", sa.String(16)),
+    # Its claim windows as the agent published them (migration 0022; NULL: none).
+    sa.Column("windows", sa.JSON()),
 )
 
 worker_metrics = sa.Table(

@@ -48,9 +48,12 @@ class Workers:
         pid: int | None,
         queues: Sequence[str],
         gpus: Sequence[str] = (),
+        windows: dict[str, Any] | None = None,
     ) -> WorkerInfo:
-        """Register (or re-register) a worker as active now."""
+        """Register (or re-register) a worker as active now (``windows``: its published
+        claim windows, ``ClaimWindows.published``)."""
         values = {
+            "windows": windows,
             "host": host,
             "pid": pid,
             "queues": list(queues),
@@ -182,6 +185,7 @@ def _info(row: Row[Any], running: builtins.list[Any]) -> WorkerInfo:
         last_seen=row.last_seen,
         tasks=tuple(running),
         command=None if row.command is None else WorkerCommand(row.command),
+        windows=row.windows,
     )
 
 

@@ -12,6 +12,7 @@ a training script reaches ``Task.init`` without them.
 from __future__ import annotations
 
 import builtins
+import logging
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     )
     from clearq.models import Task as TaskRecord
     from clearq.scheduler import Store
+
+log = logging.getLogger(__name__)
 
 
 class StoreRecords:
@@ -91,8 +94,9 @@ class StoreRecords:
         continue_on_failure: bool,
         nodes: int | None = None,
     ) -> TaskRecord:
-        """Put a draft in a queue (``nodes``: on that many agents at once)."""
-        return self.store.queues.enqueue(
+        """Put a draft in a queue (``nodes``: on that many agents at once); a ``logging``
+        warning when no worker claims from that queue now (``clearq.scheduler.serving``)."""
+        queued = self.store.queues.enqueue(
             task_id,
             queue,
             priority=priority,
@@ -100,10 +104,26 @@ class StoreRecords:
             continue_on_failure=continue_on_failure,
             nodes=nodes,
         )
+        self._warn_if_unserved(queue)
+        return queued
+
+    def _warn_if_unserved(self, queue: str) -> None:
+        from clearq.errors import StoreError
+        from clearq.scheduler.serving import unserved_warning
+
+        try:
+            unserved = unserved_warning(self.store.workers, queue)
+        except StoreError as e:  # the task is queued; the warning is only a courtesy
+            log.debug("could not tell whether a worker serves %s: %s", queue, e)
+            return
+        if unserved:
+            log.warning("%s", unserved)
 
     def enqueue_run(self, fence: Fence, queue: str, nodes: int | None = None) -> TaskRecord:
         """Send the task this process runs by hand to a queue (``execute_remotely``)."""
-        return self.store.queues.enqueue_run(fence, queue, nodes=nodes)
+        queued = self.store.queues.enqueue_run(fence, queue, nodes=nodes)
+        self._warn_if_unserved(queue)
+        return queued
 
     def release_run(self, fence: Fence) -> TaskRecord:
         """Leave the task this process runs by hand a draft (``execute_remotely()``)."""

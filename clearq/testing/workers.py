@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from clearq.errors import NotFound
 from clearq.models import TaskStatus, WorkerCommand, WorkerInfo, WorkerMetrics, WorkerState
@@ -35,6 +36,7 @@ class MemoryWorkers:
         pid: int | None,
         queues: Sequence[str],
         gpus: Sequence[str] = (),
+        windows: dict[str, Any] | None = None,
     ) -> WorkerInfo:
         """Register (or re-register) a worker as active now."""
         with self._s.lock:
@@ -48,6 +50,7 @@ class MemoryWorkers:
                 state=WorkerState.ACTIVE,
                 started_at=now,
                 last_seen=now,
+                windows=windows,
             )
         return self.get(worker_id)
 

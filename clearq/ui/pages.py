@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clearq.models import FINAL_STATUSES, Task, TaskStatus
+from clearq.scheduler.serving import unserved_warning
 from clearq.ui import api, compare, fmt, tables
 from clearq.ui.security import PLOT_PAGE_CSP
 from clearq.ui.tables import link
@@ -141,6 +142,12 @@ def task(request: Request) -> Response:
         artifacts=store.outputs.artifacts(record.id),
         models=store.registry.of_task(record.id),
         queues=[q.name for q in store.queues.list()],
+        # Queued where no worker claims now: the same warning as `clearq task enqueue`'s.
+        unserved=(
+            unserved_warning(store.workers, record.queue)
+            if record.status is TaskStatus.QUEUED and record.queue
+            else None
+        ),
         final=[s.value for s in FINAL_STATUSES],
         deletable=[s.value for s in TaskStatus if s is not TaskStatus.RUNNING],
         urls={

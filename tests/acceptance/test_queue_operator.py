@@ -5,8 +5,11 @@ On SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
+
+import pytest
 
 from clearq.models import TaskSpec
 from clearq.scheduler import Store
@@ -108,3 +111,45 @@ def test_enqueue_warns_when_no_live_worker_serves_the_queue(
         f"warning: no live worker serves queue 'q' ({worker_id} is paused): the task waits "
         "until one does (`clearq agent -q q`, `clearq workers resume NAME`)"
     )
+
+
+def test_enqueue_counts_a_worker_only_inside_its_claim_window(
+    cli: Cli, store: Store, agents: Agents, caplog: pytest.LogCaptureFixture
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from clearq import Task
+    from clearq.sdk.task import use_store
+
+    store.queues.create("q")
+    # All of the day after tomorrow (UTC): outside it now, whatever the hour.
+    opens = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    day = opens.strftime("%a").lower()
+    agents.start("-q", "q", "--name", "later", "--uptime", f"{day} UTC")
+    agents.wait_for_output(0, "serving q")
+    worker_id = f"{socket.gethostname()}:later"
+    waiting = store.tasks.create(TaskSpec(project="ops", name="waiting")).id
+    warned = cli.run("task", "enqueue", str(waiting), "-q", "q", check=False)
+    assert warned.returncode == 0
+    until = opens.astimezone().strftime("%a %H:%M")
+    assert " ".join(warned.stderr.split()) == (
+        f"warning: no live worker serves queue 'q' ({worker_id} is outside its claim "
+        f"windows until {until}): the task waits until one does (`clearq agent -q q`)"
+    )
+    # The SDK says the same through logging, and the page shows it on the task.
+    use_store(store)
+    try:
+        made = store.tasks.create(TaskSpec(project="ops", name="sdk")).id
+        draft = Task.get_task(task_id=str(made))
+        with caplog.at_level(logging.WARNING, logger="clearq.sdk.records"):
+            Task.enqueue(draft, queue_name="q")
+    finally:
+        use_store(None)
+    [record] = [r for r in caplog.records if "no live worker" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert f"{worker_id} is outside its claim windows until {until}" in record.getMessage()
+    # An agent with no window serves it at once: no warning.
+    agents.start("-q", "q", "--name", "always")
+    agents.wait_for_output(1, "serving q")
+    served = store.tasks.create(TaskSpec(project="ops", name="served")).id
+    cli.run("task", "enqueue", str(served), "-q", "q")  # nothing on stderr

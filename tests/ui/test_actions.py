@@ -173,3 +173,16 @@ def test_a_task_is_archived_unarchived_and_deleted_on_the_page(
     assert (deleted.status, deleted.headers["location"]) == (303, "/tasks")
     assert browser.get(f"/tasks/{task.id}").status == 404
     assert store.tasks.get(kept.id).name == "kept"
+
+
+def test_a_task_enqueued_where_no_worker_claims_says_so(store: Store, browser: Browser) -> None:
+    store.queues.create("q")
+    task = store.tasks.create(TaskSpec(project="p", name="lonely"))
+    browser.get(f"/tasks/{task.id}")
+    assert 'id="unserved"' not in browser.get(f"/tasks/{task.id}").body  # a draft: no word
+    browser.post(f"/tasks/{task.id}/enqueue", [("queue", "q"), ("priority", "0")])
+    page = browser.get(f"/tasks/{task.id}").body
+    assert 'id="unserved"' in page
+    assert "no live worker serves queue &#39;q&#39;" in page
+    store.workers.register("w", host="h", pid=1, queues=["q"])
+    assert 'id="unserved"' not in browser.get(f"/tasks/{task.id}").body

@@ -22,7 +22,7 @@ from clearq.models import Claim, TaskSpec, TaskStatus, WorkerCommand
 from clearq.runtime.agent import Agent, AgentOptions
 from clearq.runtime.claimgate import ClaimGate, Gate
 from clearq.runtime.executor import Control, Outcome
-from clearq.runtime.windows import ClaimWindows
+from clearq.scheduler.claim_windows import ClaimWindows
 from clearq.scheduler.workers import pick_workers
 from clearq.testing import MemoryStore
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from clearq.errors import InvalidInput
-from clearq.runtime.windows import ClaimWindows, parse_window, parse_windows
+from clearq.scheduler.claim_windows import ClaimWindows, parse_window, parse_windows
 
 # 2026-11-30 is a Monday.
 MON, TUE, FRI, SAT, SUN = 30, 1, 4, 5, 6

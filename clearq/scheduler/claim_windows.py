@@ -16,9 +16,13 @@ it keeps heartbeating and running what it already has.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from clearq.errors import InvalidInput
@@ -37,7 +41,7 @@ class Window:
     days: frozenset[int]
     start: int
     end: int
-    zone: ZoneInfo | None = None
+    zone: tzinfo | None = None
 
     def contains(self, moment: datetime) -> bool:
         """True when ``moment`` falls in this window.
@@ -80,6 +84,42 @@ class ClaimWindows:
         if self.uptime and not any(w.contains(moment) for w in self.uptime):
             return False
         return not any(w.contains(moment) for w in self.downtime)
+
+    def published(self) -> dict[str, Any] | None:
+        """The windows as the agent's worker row keeps them (``workers.windows``): their
+        texts and the zone a window without one is read in (this machine's), so another
+        machine can tell whether this agent claims now (``clearq.scheduler.serving``)."""
+        if not self:
+            return None
+        return {
+            "uptime": [w.text for w in self.uptime],
+            "downtime": [w.text for w in self.downtime],
+            "zone": local_zone_name(),
+        }
+
+    @classmethod
+    def from_published(cls, published: dict[str, Any]) -> ClaimWindows:
+        """The windows an agent published, each without a zone read in the agent's."""
+        zone = _published_zone(str(published.get("zone") or ""))
+        windows = cls.parse(published.get("uptime") or (), published.get("downtime") or ())
+
+        def placed(found: tuple[Window, ...]) -> tuple[Window, ...]:
+            return tuple(
+                w if w.zone is not None else dataclasses.replace(w, zone=zone) for w in found
+            )
+
+        return cls(uptime=placed(windows.uptime), downtime=placed(windows.downtime))
+
+    def next_change(self, moment: datetime, *, within_days: int = 8) -> datetime | None:
+        """The first minute after ``moment`` at which :meth:`allows` changes; None when it
+        does not within ``within_days``."""
+        now = self.allows(moment)
+        start = moment.replace(second=0, microsecond=0)
+        for minute in range(1, within_days * _MINUTES_PER_DAY + 1):
+            at = start + timedelta(minutes=minute)
+            if self.allows(at) is not now:
+                return at
+        return None
 
     def describe(self) -> str:
         """The windows as given, for the agent's log."""
@@ -196,7 +236,48 @@ def _minute(text: str) -> int:
     return h * 60 + m
 
 
-def _wall(moment: datetime, zone: ZoneInfo | None) -> datetime:
+def _wall(moment: datetime, zone: tzinfo | None) -> datetime:
     if moment.tzinfo is None:
         return moment
     return moment.astimezone(zone) if zone is not None else moment.astimezone()
+
+
+def local_zone_name() -> str:
+    """This machine's time zone: its IANA name where known (``TZ``, ``/etc/localtime``),
+    else its UTC offset now (``+01:00``)."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and _zone_or_none(tz) is not None:
+        return tz
+    try:
+        target = str(Path("/etc/localtime").resolve())
+    except OSError:
+        target = ""
+    if "zoneinfo/" in target:
+        name = target.split("zoneinfo/", 1)[1]
+        if _zone_or_none(name) is not None:
+            return name
+    offset = datetime.now().astimezone().utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _published_zone(name: str) -> tzinfo:
+    """A published zone: an IANA name or an offset ``+HH:MM``; UTC if neither."""
+    if name[:1] in "+-" and len(name) == 6 and name[3] == ":":
+        sign = -1 if name[0] == "-" else 1
+        try:
+            return timezone(sign * timedelta(hours=int(name[1:3]), minutes=int(name[4:6])))
+        except ValueError:
+            return UTC_ZONE
+    return _zone_or_none(name) or UTC_ZONE
+
+
+UTC_ZONE = UTC
