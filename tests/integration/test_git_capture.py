@@ -307,6 +307,17 @@ def test_an_ignored_entry_point_is_captured_anyway(repo: Repo) -> None:
     assert any("ignored by git" in w for w in captured.warnings)
 
 
+def test_a_tracked_entry_point_an_ignore_pattern_matches_is_not_carried(repo: Repo) -> None:
+    entry = write(repo.work / "job.log", TRAIN)  # *.log is ignored, but this one is tracked
+    git(repo.work, "add", "--force", "job.log")
+    repo.commit("a tracked job")
+    git(repo.work, "push", "--quiet")
+    captured = capture_script(entry, argv=["job.log"], cwd=repo.work)
+    assert captured.script.commit == repo.head()
+    assert not captured.script.untracked
+    assert not any("ignored by git" in w for w in captured.warnings)
+
+
 def test_untracked_symlinks_are_skipped_with_a_warning(repo: Repo, tmp_path: Path) -> None:
     (repo.work / "inside").symlink_to("train.py")
     (repo.work / "outside").symlink_to(tmp_path)
