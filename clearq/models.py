@@ -32,14 +32,20 @@ from clearq.enums import WorkerState as WorkerState
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: a model's validator and serializer are built on its first use, not when
+    # clearq.models is imported (a CLI command or an agent uses a few of these ~35 models).
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class UntrackedFile(BaseModel):
     """A file in the working tree that git does not track (and does not ignore)."""
 
     model_config = ConfigDict(
-        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+        frozen=True,
+        extra="forbid",
+        defer_build=True,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
     )
 
     path: str
