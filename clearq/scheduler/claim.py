@@ -66,7 +66,8 @@ from clearq.scheduler.schema import (
     task_dependencies,
     tasks,
 )
-from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN
+from clearq.scheduler.sqla_exec import driver_rows
+from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN, driver_sql
 
 CAPS_REFRESH_SECONDS = 5.0
 """How often a Claimer on PostgreSQL re-reads which of its queues are capped, and
@@ -314,27 +315,29 @@ def _claim_pg(
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
     statement = _pg_claim_statement(len(names), interleave, capped, quota, scheduled)
-    rows = conn.execute(statement, params).all()
+    rows = driver_rows(conn, statement, params)
+    # RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id, p.schedule_id
     if scheduled:
-        fire(conn, [(r.id, r.schedule_id) for r in rows if r.schedule_id is not None])
-    picked = [_Picked(r.id, r.attempt, r.queue_name, r.priority, r.entry_id) for r in rows]
+        fire(conn, [(r[0], r[5]) for r in rows if r[5] is not None])
+    picked = [_Picked(r[0], r[1], r[2], r[3], r[4]) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
 
 
 @functools.cache
 def _pg_claim_statement(
     n_queues: int, interleave: bool, capped: bool, quota: bool, scheduled: bool
-) -> sa.TextClause:
-    # One statement object per shape, so SQLAlchemy neither re-parses the text nor
-    # re-keys its cache on every claim. Lock-free: capped queues are left out; under
-    # their locks: each queue takes at most the room its cap leaves. Under the quota
+) -> str:
+    # One statement per shape, rendered once in the driver's parameter style and sent
+    # with exec_driver_sql: the hot path pays no SQLAlchemy compilation or cache lookup.
+    # Lock-free: capped queues are left out; under their locks: each queue takes at most
+    # the room its cap leaves. Under the quota
     # lock, entries of users and projects at a quota are passed over; without it,
     # nothing is claimed while a quota exists. Schedules' entries are claimed only in a
     # transaction (``scheduled``), which fires them.
     ranks = ", ".join(f"(CAST(:q{i} AS varchar), {i})" for i in range(n_queues))
     order = _PG_INTERLEAVED_ORDER if interleave else _PG_STRICT_ORDER
     queue_filter = ("" if capped else _PG_UNCAPPED) + ("" if quota else _PG_NO_QUOTAS)
-    return sa.text(
+    return driver_sql(
         _PG_CLAIM.format(
             ranks=ranks,
             order=order,

@@ -32,7 +32,7 @@ from clearq.scheduler import fair
 from clearq.scheduler.quotas import NO_QUOTAS, PG_OVER_QUOTA, PG_QUOTA_USE, QUOTA_USE, over_quota
 from clearq.scheduler.schedules import fire
 from clearq.scheduler.schema import queue_entries
-from clearq.scheduler.take import PG_TAKE_AND_RUN
+from clearq.scheduler.take import PG_TAKE_AND_RUN, driver_sql
 
 TRIES = 32
 """How many candidates (owners' first entries, in fair order) a PostgreSQL claim tries to
@@ -126,19 +126,19 @@ def claim_pg(
     """Claim one task of fair-share queue ``queue_id`` (PostgreSQL), in ``conn``'s
     transaction. ``capped``: its cap's lock is held; ``quota``: the quota lock is."""
     params = {"queue_id": queue_id, "worker": worker, "lease": float(lease_seconds)}
-    rows = conn.execute(_pg_statement(capped, quota), params).all()
+    rows = conn.exec_driver_sql(_pg_statement(capped, quota), params).all()
     fire(conn, [(r.id, r.schedule_id) for r in rows if r.schedule_id is not None])
     return [Claim(task_id=r.id, attempt=r.attempt, worker=worker, queue=r.queue_name) for r in rows]
 
 
 @functools.cache
-def _pg_statement(capped: bool, quota: bool) -> sa.TextClause:
+def _pg_statement(capped: bool, quota: bool) -> str:
     # Without the cap's lock a capped queue is left alone (as the lock-free statement
     # does); without the quota lock nothing is claimed while a quota exists.
     room = _PG_FAIR_ROOM if capped else "q.max_running IS NULL"
     room += "" if quota else " AND " + NO_QUOTAS
     extra = PG_OVER_QUOTA if quota else ""
-    return sa.text(
+    return driver_sql(
         _PG_FAIR_CLAIM.format(
             quota_use=PG_QUOTA_USE if quota else "",
             queue=fair.pg_queue(),

@@ -8,6 +8,8 @@ way: on PostgreSQL by :data:`PG_TAKE_AND_RUN` over a fenced ``picked`` CTE, on S
 
 from __future__ import annotations
 
+from clearq.scheduler.statements import Statement, render
+
 # Delete the picked entries and turn their tasks running, reading the fenced rows.
 PG_TAKE_AND_RUN = """taken AS (
     DELETE FROM queue_entries e USING picked p WHERE e.id = p.id
@@ -45,3 +47,10 @@ SET status = 'running',
 WHERE id = :task_id
 RETURNING attempt
 """
+
+
+def driver_sql(sql: str) -> str:
+    """A PostgreSQL claim statement (``:name`` parameters) in the driver's own parameter
+    style, for ``exec_driver_sql``: the claim is the hottest statement, and the DB-API
+    path spares it SQLAlchemy's compilation and parameter processing."""
+    return render(Statement("claim", sql), True)
