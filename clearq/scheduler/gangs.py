@@ -11,6 +11,13 @@ fence every rank's writes carry). Until then each waiting agent renews its membe
 one that gives up (``CLEARQ_GANG_WAIT_SECONDS``) or dies leaves a rank the next joiner
 takes, so a gang that cannot fill never holds agents past that bound.
 
+Quotas hold gangs as they hold plain tasks (``clearq.scheduler.quotas``): every rank
+counts as one running task with its queue's GPUs, agents do not join a gang whose ranks
+do not all fit its user's and project's quotas now, and the join that would start it
+checks again under the claims' quota lock, in its transaction; refused, it leaves the
+gang forming until room frees. Fair share does not order gangs (they go by priority and
+age).
+
 While the gang runs each rank's agent renews its member lease too; any rank that finds
 another's lease passed puts the task back (its agent was lost). A rank that fails, is
 stopped or is preempted ends the task as such through the ordinary fenced finish (the
@@ -34,6 +41,7 @@ from clearq.scheduler.claim import BLOCKED
 from clearq.scheduler.engine import Database
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.lifecycle import check_transition
+from clearq.scheduler.quotas import GANG_FITS, gang_fits, hold_quotas
 from clearq.scheduler.rows import hold, lock_status
 from clearq.scheduler.schema import db_now, gang_members, queue_entries, queues, tasks
 from clearq.scheduler.statements import GANG_HOLD
@@ -72,8 +80,9 @@ class Gangs:
         ``skip``: gangs not to join now (this agent just gave a rank of them back).
         """
         with self._db.write() as conn:
-            for entry in self._candidates(conn, queues_ranked, skip):
-                joined = self._join(conn, entry, worker, address, port)
+            quotas = hold_quotas(conn, postgres=self._db.is_postgres)
+            for entry in self._candidates(conn, queues_ranked, skip, quotas=quotas):
+                joined = self._join(conn, entry, worker, address, port, quotas=quotas)
                 if joined is not None:
                     return joined
         return None
@@ -90,11 +99,14 @@ class Gangs:
             .with_for_update(of=queue_entries)
         )
         with self._db.write() as conn:
+            quotas = hold_quotas(conn, postgres=self._db.is_postgres)
             entry = conn.execute(query).first()
-            return None if entry is None else self._join(conn, entry, worker, address, port)
+            if entry is None:
+                return None
+            return self._join(conn, entry, worker, address, port, quotas=quotas)
 
     def _candidates(
-        self, conn: Connection, names: Sequence[str], skip: Sequence[uuid.UUID]
+        self, conn: Connection, names: Sequence[str], skip: Sequence[uuid.UUID], *, quotas: bool
     ) -> Sequence[Any]:
         if not names:
             return []
@@ -110,6 +122,7 @@ class Gangs:
                     queue_entries.c.not_before.is_(None), queue_entries.c.not_before <= db_now()
                 ),
                 ~BLOCKED,
+                sa.text(GANG_FITS) if quotas else sa.true(),
             )
             .order_by(rank, queue_entries.c.priority.desc(), queue_entries.c.id)
             .limit(20)
@@ -124,6 +137,8 @@ class Gangs:
         worker: str,
         address: str,
         port: int,
+        *,
+        quotas: bool,
     ) -> Joined | None:
         task_id: uuid.UUID = entry.task_id
         queue: str = entry.queue
@@ -147,6 +162,9 @@ class Gangs:
         if not free:
             return None
         rank = free[0]
+        starts = len(taken) + 1 == task.nodes
+        if starts and quotas and not gang_fits(conn, task_id):
+            return None  # its ranks would pass a quota: it waits until they fit
         conn.execute(
             gang_members.insert().values(
                 task_id=task_id,

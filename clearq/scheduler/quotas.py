@@ -14,15 +14,20 @@ claim that may meet a quota holds :data:`PG_QUOTA_LOCK` for its transaction and 
 running tasks in a statement after taking it, so concurrent claimers cannot both take the
 last room (the way a queue's cap is held, ``clearq.scheduler.claim``); SQLite's writer is
 alone. A claim of several tasks at once under quotas claims them one statement at a time
-in its transaction, each seeing the ones before. A person's ``clearq task run ID`` and
-gangs are not held back by quotas, as they are not by a queue's cap.
+in its transaction, each seeing the ones before. A gang task counts once per rank,
+each with its queue's GPUs, and starts only when all its ranks fit: the join that would
+start it takes the lock too and checks them (:func:`hold_quotas`, :func:`gang_fits`), and
+agents do not join a gang that cannot start now (:data:`GANG_FITS`). A person's ``clearq
+task run ID`` is not held back by quotas, as it is not by a queue's cap.
 """
 
 from __future__ import annotations
 
 import builtins
+import uuid
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import Quota, QuotaKind, TaskStatus
@@ -37,11 +42,12 @@ PG_QUOTA_LOCK = 0x636C7175
 """The first key of the advisory lock a PostgreSQL claim under quotas holds (second: 0)."""
 
 # What each quota's user or project holds now. Running tasks are grouped once (the
-# status index finds them); quotas are few.
+# status index finds them); quotas are few. A gang task counts once per rank (``nodes``),
+# each rank holding its queue's GPUs.
 QUOTA_USE = """SELECT k.kind, k.name, k.max_running, k.max_gpus,
        COALESCE(sum(u.n), 0) AS running, COALESCE(sum(u.g), 0) AS gpus
 FROM quotas k LEFT JOIN (
-    SELECT rt.created_by, rt.project, count(*) AS n, sum(rq.gpus) AS g
+    SELECT rt.created_by, rt.project, sum(rt.nodes) AS n, sum(rq.gpus * rt.nodes) AS g
     FROM tasks rt JOIN queues rq ON rq.id = rt.queue_id
     WHERE rt.status = 'running'
     GROUP BY rt.created_by, rt.project
@@ -49,20 +55,62 @@ FROM quotas k LEFT JOIN (
 GROUP BY k.kind, k.name, k.max_running, k.max_gpus"""
 
 
-def over_quota(use: str, task_id: str, gpus: str) -> str:
+def over_quota(use: str, task_id: str, gpus: str, ranks: str | None = None) -> str:
     """The condition that passes over an entry whose task's user or project is at a quota.
 
     ``use``: the rows of :data:`QUOTA_USE` (a CTE's name or the query in parentheses);
-    ``task_id``, ``gpus``: the entry's task and its queue's GPUs per task. A NULL limit
-    never binds.
+    ``task_id``, ``gpus``: the entry's task and its queue's GPUs per task; ``ranks``: how
+    many ranks start at once (a gang's ``nodes``; None: one). A NULL limit never binds.
     """
+    if ranks is None:
+        room = f"k.running >= k.max_running OR k.gpus + {gpus} > k.max_gpus"
+    else:
+        room = f"k.running + {ranks} > k.max_running OR k.gpus + {ranks} * {gpus} > k.max_gpus"
     return f"""NOT EXISTS (
     SELECT 1 FROM tasks qt JOIN {use} k
       ON (k.kind = 'user' AND k.name = qt.created_by)
       OR (k.kind = 'project' AND k.name = qt.project)
     WHERE qt.id = {task_id}
-      AND (k.running >= k.max_running OR k.gpus + {gpus} > k.max_gpus)
+      AND ({room})
 )"""
+
+
+# A gang's entry ``queue_entries`` (queue ``queues``) whose ranks all fit its user's and
+# project's quotas now (gangs.py's candidates: no agent waits for a gang that cannot start).
+GANG_FITS = over_quota(
+    f"({QUOTA_USE})",
+    "queue_entries.task_id",
+    "queues.gpus",
+    ranks="(SELECT gt.nodes FROM tasks gt WHERE gt.id = queue_entries.task_id)",
+)
+
+
+def hold_quotas(conn: Connection, *, postgres: bool) -> bool:
+    """Whether any quota exists; on PostgreSQL, when one does, this transaction then holds
+    :data:`PG_QUOTA_LOCK` (to its end), as a claim under quotas does, so a gang's start
+    and the agents' claims cannot both take a user's last room. SQLite's writer is alone.
+
+    Take it before locking any entry: the claims take it first too.
+    """
+    if not conn.execute(ANY_QUOTA).scalar():
+        return False
+    if postgres:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k, 0)"), {"k": PG_QUOTA_LOCK})
+    return True
+
+
+def gang_fits(conn: Connection, task_id: uuid.UUID) -> bool:
+    """Whether every rank of gang ``task_id`` fits its user's and project's quotas now
+    (each rank one running task with its queue's GPUs); call under :func:`hold_quotas`."""
+    fits = over_quota(
+        f"({QUOTA_USE})",
+        ":task_id",
+        "(SELECT fq.gpus FROM tasks ft JOIN queues fq ON fq.id = ft.queue_id"
+        " WHERE ft.id = :task_id)",
+        ranks="(SELECT ft.nodes FROM tasks ft WHERE ft.id = :task_id)",
+    )
+    query = sa.text(f"SELECT {fits}").bindparams(sa.bindparam("task_id", type_=sa.Uuid()))
+    return bool(conn.execute(query, {"task_id": task_id}).scalar())
 
 
 # A PostgreSQL claim under the quota lock reads what each quota holds once, in a CTE
@@ -149,8 +197,8 @@ class Quotas:
             sa.select(
                 tasks.c.created_by,
                 tasks.c.project,
-                sa.func.count().label("n"),
-                sa.func.sum(queues.c.gpus).label("g"),
+                sa.func.sum(tasks.c.nodes).label("n"),
+                sa.func.sum(queues.c.gpus * tasks.c.nodes).label("g"),
             )
             .select_from(tasks.join(queues, queues.c.id == tasks.c.queue_id))
             .where(tasks.c.status == TaskStatus.RUNNING.value)
@@ -170,7 +218,7 @@ class Quotas:
                     name=row.name,
                     max_running=row.max_running,
                     max_gpus=row.max_gpus,
-                    running=sum(u.n for u in mine),
+                    running=sum(int(u.n or 0) for u in mine),
                     gpus=sum(int(u.g or 0) for u in mine),
                 )
             )

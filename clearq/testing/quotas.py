@@ -20,8 +20,8 @@ def quota_use(state: State, quota: Quota) -> Quota:
         queue = state.queues.get(task.queue) if task.queue is not None else None
         running_here = task.status is TaskStatus.RUNNING and queue is not None
         if queue is not None and running_here and _holder(quota.kind, task) == quota.name:
-            running += 1
-            gpus += queue.gpus
+            running += task.nodes  # a gang's ranks each count, with the queue's GPUs
+            gpus += queue.gpus * task.nodes
     return quota.model_copy(update={"running": running, "gpus": gpus})
 
 
