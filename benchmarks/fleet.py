@@ -16,7 +16,7 @@ For each N (``--ns``, default 50, 200, 500), on a fresh database:
 
 - idle: the fleet's PostgreSQL CPU (every process of the cluster, from /proc, % of one
   core) and its commits per second, over ``--idle-seconds``, with the agent's re-claim
-  interval while it listens (``LISTENING_WAIT_SECONDS``, 5 s), and as the baseline in
+  interval while it listens (``LISTENING_WAIT_SECONDS``, 15 s), and as the baseline in
   the same fleet with the old 1 s one;
 - wake: ``--wakes`` single enqueues into the idle fleet, each at a random moment; the
   time from the enqueue's commit to the claim (both the server's clock: the task's
@@ -56,6 +56,7 @@ from common import banner, fill_queue, libpq_dsn, percentile, process_cpu, table
 
 from clearq.config import Settings
 from clearq.models import TaskSpec, TaskStatus
+from clearq.runtime.agent import LISTENING_WAIT_SECONDS
 from clearq.scheduler import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -343,7 +344,28 @@ def _burst(
     wrong = int(events[0])
     ok = completed == size and wrong == 0 and int(events[1]) == size
     verdict = "yes" if ok else f"NO: {completed:,}/{size:,} completed, {wrong:,} not once"
+    if not ok:
+        _show_not_once(admin, prefix)
     return completed / span if span == span and span > 0 else float("nan"), verdict
+
+
+def _show_not_once(admin: psycopg.Connection, prefix: str) -> None:
+    """Print the history of (up to 5) tasks not claimed and completed exactly once."""
+    rows = admin.execute(
+        "SELECT t.id FROM tasks t JOIN task_events e ON e.task_id = t.id WHERE t.name LIKE %s"
+        " GROUP BY t.id, t.attempt HAVING t.attempt <> 1"
+        " OR count(*) FILTER (WHERE e.status = 'running') <> 1"
+        " OR count(*) FILTER (WHERE e.status = 'completed') <> 1 LIMIT 5",
+        (prefix,),
+    ).fetchall()
+    for (task_id,) in rows:
+        print(f"    not once: task {task_id}", flush=True)
+        for event in admin.execute(
+            "SELECT at, status, attempt, worker, reason FROM task_events WHERE task_id = %s "
+            "ORDER BY id",
+            (task_id,),
+        ):
+            print(f"      {event}", flush=True)
 
 
 def _reaped(admin: psycopg.Connection) -> tuple[int, int]:
@@ -390,7 +412,7 @@ def one_fleet(
             figures.old_idle_cpu, figures.old_idle_commits, _ = _idle(
                 fleet, admin, data, name, args.idle_seconds
             )
-            fleet.tell("wait 5.0")
+            fleet.tell(f"wait {LISTENING_WAIT_SECONDS}")
             print(
                 f"    idle: server {figures.idle_cpu:.1f}% ({figures.idle_commits:.0f} commits/s), "
                 f"at the old 1 s re-claim {figures.old_idle_cpu:.1f}% "
@@ -413,11 +435,13 @@ def one_fleet(
                 flush=True,
             )
             figures.reaped, figures.gone = _reaped(admin)
+            print(f"    reaped leases {figures.reaped}, workers gone {figures.gone}", flush=True)
     finally:
         if fleet is not None:
             fleet.stop()
         sampler.close()
         figures.peak_connections = sampler.peak
+        print(f"    peak server connections {sampler.peak}", flush=True)
         server.drop_database(name)
     return figures
 
