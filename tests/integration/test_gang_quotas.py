@@ -66,6 +66,30 @@ def test_the_last_rank_s_join_checks_the_quota_again(store: Store) -> None:
     assert [rank for rank, _, _ in store.gangs.members(gang)] == [0]
 
 
+def _race(store: Store, round_: int) -> tuple[list[Claim], list[object]]:
+    """A plain claim and the gang's last join at once: what each got."""
+    start = threading.Barrier(2)
+    claimed: list[Claim] = []
+    started: list[object] = []
+
+    def claim() -> None:
+        start.wait()
+        claimed.extend(store.claimer(f"h:plain{round_}", ["q"]).claim(1))
+
+    def join() -> None:
+        start.wait()
+        joined = _join(store, f"h:last{round_}")
+        if joined is not None and getattr(joined, "claim", None) is not None:
+            started.append(joined)
+
+    threads = [threading.Thread(target=claim), threading.Thread(target=join)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return claimed, started
+
+
 def test_a_gang_start_and_a_claim_never_both_take_the_last_room(store: Store) -> None:
     # Quota 2: a gang of 2 (one rank waiting) and a plain task race for it, 8 times.
     store.queues.create("g")
@@ -75,25 +99,7 @@ def test_a_gang_start_and_a_claim_never_both_take_the_last_room(store: Store) ->
         gang = _gang(store, "g", nodes=2)
         assert _join(store, f"h:first{round_}") is not None
         plain = _plain(store, "q")
-        start = threading.Barrier(2)
-        claimed: list[Claim] = []
-        started: list[object] = []
-
-        def claim() -> None:
-            start.wait()
-            claimed.extend(store.claimer(f"h:plain{round_}", ["q"]).claim(1))  # noqa: B023
-
-        def join() -> None:
-            start.wait()
-            joined = _join(store, f"h:last{round_}")  # noqa: B023
-            if joined is not None and getattr(joined, "claim", None) is not None:
-                started.append(joined)  # noqa: B023
-
-        threads = [threading.Thread(target=claim), threading.Thread(target=join)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        claimed, started = _race(store, round_)
         assert len(claimed) + len(started) == 1, (round_, claimed, started)
         assert store.quotas.get(QuotaKind.USER, "alice").running <= 2
         # Clear the round: end whatever runs, take the rest out of their queues.
