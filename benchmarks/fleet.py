@@ -41,6 +41,7 @@ import json
 import os
 import random
 import secrets
+import shutil
 import statistics
 import subprocess
 import sys
@@ -443,6 +444,7 @@ def one_fleet(
         figures.peak_connections = sampler.peak
         print(f"    peak server connections {sampler.peak}", flush=True)
         server.drop_database(name)
+        shutil.rmtree(home, ignore_errors=True)
     return figures
 
 
@@ -468,6 +470,7 @@ def baseline(server: PgServer, args: argparse.Namespace) -> float:
         return rate
     finally:
         server.drop_database(name)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _uptime() -> str:
