@@ -120,6 +120,11 @@ class EnvSpec(_Frozen):
     isolation, so they build against the env as it stands (``flash-attn`` against the
     ``torch`` installed before it); the env must hold their build requirements
     (``setuptools``, ``wheel``, ...) by then."""
+    torch_backend: str | None = None
+    """Which build of PyTorch-ecosystem packages uv installs (uv's ``--torch-backend``):
+    ``auto`` picks the CUDA build for the agent machine's driver (CPU without one),
+    ``cpu``, ``cu126``, ``rocm6.3``, ...; None: the index's default build. The uv manager
+    only."""
 
 
 class Container(_Frozen):

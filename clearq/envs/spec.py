@@ -103,6 +103,14 @@ def check_spec(spec: EnvSpec) -> CheckedSpec:
     lines, a line that is not a requirement, an index URL that is not a URL, or a Python
     version that is not a version request.
     """
+    if spec.torch_backend is not None:
+        check_torch_backend(spec.torch_backend)
+        if spec.manager is not EnvManager.UV:
+            raise EnvBuildError(
+                EnvFailure.REQUIREMENT,
+                f"a torch backend ({spec.torch_backend}) is uv's choice of PyTorch builds: "
+                f"the {spec.manager.value} manager does not take one; use the uv manager",
+            )
     python = (spec.python or default_python()).strip()
     if not _PYTHON_REQUEST.fullmatch(python):
         raise EnvBuildError(
@@ -187,6 +195,8 @@ def env_key(spec: EnvSpec) -> str:
         "project_file": _normalise_text(spec.project_file),
         "index_urls": [url.rstrip("/") for url in checked.index_urls],
     }
+    if spec.torch_backend is not None:  # only when given, as below
+        canonical["torch_backend"] = check_torch_backend(spec.torch_backend)
     # Only when given: every key made before these steps existed stays as it was.
     for name, lines in (("first", checked.first), ("no_isolation", checked.no_build_isolation)):
         if lines:
@@ -228,3 +238,20 @@ def _normalise_text(text: str | None) -> str:
         return ""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     return "\n".join(line.rstrip() for line in lines).strip("\n")
+
+
+_TORCH_BACKEND = re.compile(r"auto|cpu|cu\d{3}|rocm\d+(\.\d+)*|xpu")
+
+
+def check_torch_backend(value: str) -> str:
+    """A torch backend as uv's ``--torch-backend`` takes it (``auto``, ``cpu``, ``cu126``,
+    ``rocm6.3``, ``xpu``), lower-cased; EnvBuildError for anything else (it becomes an
+    argument of the installer, so nothing else gets through)."""
+    backend = value.strip().lower()
+    if not _TORCH_BACKEND.fullmatch(backend):
+        raise EnvBuildError(
+            EnvFailure.REQUIREMENT,
+            f"torch backend {value!r} is not one uv knows: give auto (the CUDA build for "
+            "the agent's driver), cpu, cuNNN (cu126) or rocmX.Y",
+        )
+    return backend

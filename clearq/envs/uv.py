@@ -21,7 +21,7 @@ from uv import find_uv_bin
 from clearq.envs.builder import env_python
 from clearq.envs.process import run_installer
 from clearq.envs.progress import BuildProgress
-from clearq.envs.spec import CheckedSpec
+from clearq.envs.spec import CheckedSpec, check_torch_backend
 from clearq.envs.uvlock import UV_LOCK, uv_sync_locked
 from clearq.errors import EnvBuildError, EnvFailure
 
@@ -48,6 +48,7 @@ class UvBuilder:
                 progress=progress,
                 manager="uv",
                 no_build_isolation=unisolated,
+                torch_backend=spec.spec.torch_backend,
             )
 
 
@@ -83,9 +84,11 @@ def uv_install(
     manager: str,
     constraints: Path | None = None,
     no_build_isolation: bool = False,
+    torch_backend: str | None = None,
 ) -> None:
     """Install ``requirements`` into the environment of ``python`` with uv (building
-    them against the environment as it stands with ``no_build_isolation``)."""
+    them against the environment as it stands with ``no_build_isolation``; PyTorch's
+    packages of ``torch_backend``'s build, ``auto``: the one for this machine's driver)."""
     how = " without build isolation" if no_build_isolation else ""
     progress.stage(f"installing {len(requirements)} requirements{how}")
     argv = [find_uv_bin(), "pip", "install", "--python", str(python)]
@@ -95,6 +98,8 @@ def uv_install(
         argv += ["--extra-index-url", url]
     if constraints is not None:
         argv += ["--constraint", str(constraints)]
+    if torch_backend is not None:
+        argv += ["--torch-backend", check_torch_backend(torch_backend)]
     argv += ["--", *requirements]
     run_installer(
         argv,
