@@ -55,7 +55,8 @@ from clearq.runtime.housekeeping import RetentionTurns
 from clearq.runtime.monitor import MachineMonitor
 from clearq.runtime.outage import Outage, retry_while_held
 from clearq.scheduler.claim_windows import ClaimWindows
-from clearq.scheduler.notify import WORKER_CHANNEL, Listener
+from clearq.scheduler.fenced import ready_in
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, WORKER_CHANNEL, Listener
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,13 @@ PG_WAIT_SECONDS = 1.0
 """An idle agent's re-claim interval where hints may be lost (no LISTEN connection)."""
 LISTENING_WAIT_SECONDS = 15.0
 """The same while its listener is connected: an enqueue, a finished task, a raised cap or
-quota wake it, so this re-claim only catches what sends no hint (a retry's delay running
-out). 500 idle agents re-claiming every second cost the server half a core."""
+quota wake it, and a retry's entry says in its hint when its delay ends (the agent
+re-claims then), so this re-claim only catches hints that were missed (an agent that
+started after them, a schedule's next time). 500 idle agents re-claiming every second
+cost the server half a core."""
+DUE_SLACK_SECONDS = 0.05
+"""How long after a delayed entry's time its agent re-claims (the hint is sent when the
+entry is written, so the agent's clock is never early; this covers rounding)."""
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
 """How often an agent running tasks records its machine's metrics."""
@@ -149,6 +155,8 @@ class Agent:
         )
         self._lock = threading.Lock()
         self._changed = threading.Event()
+        self._due: float | None = None
+        """When (monotonic) a delayed entry it was told of may be claimed."""
         self._stopping = threading.Event()
         self._gang_port = gangs
         self._gangs = (
@@ -448,7 +456,18 @@ class Agent:
             self._changed.clear()
             return
         wait = LISTENING_WAIT_SECONDS if listener.connected else PG_WAIT_SECONDS
-        if any(n.channel == WORKER_CHANNEL for n in listener.wait(wait)):
+        if self._due is not None:
+            wait = max(0.0, min(wait, self._due - time.monotonic()))
+        notices = listener.wait(wait)
+        now = time.monotonic()
+        if self._due is not None and self._due <= now:
+            self._due = None  # the claim that follows takes it
+        for n in notices:
+            delay = ready_in(n.payload) if n.channel == ENQUEUE_CHANNEL else None
+            if delay is not None:
+                due = now + delay + DUE_SLACK_SECONDS
+                self._due = due if self._due is None else min(self._due, due)
+        if any(n.channel == WORKER_CHANNEL for n in notices):
             self._gate.wake()
 
     def _drain(self) -> None:

@@ -339,6 +339,23 @@ def notify(x: Execution, channel: str, payload: str) -> None:
         rows(x, q.NOTIFY, {"channel": channel, "payload": payload})
 
 
+def entry_payload(queue_id: int, delay_seconds: float | None) -> str:
+    """The enqueue hint of a queue's new entry: ``ID``, or ``ID@SECONDS`` when the entry
+    may be claimed only that many seconds from now (a retry's delay)."""
+    return f"{queue_id}@{delay_seconds:.3f}" if delay_seconds else str(queue_id)
+
+
+def ready_in(payload: str) -> float | None:
+    """The seconds an enqueue hint says its entry waits (``entry_payload``), or None."""
+    _, at, delay = payload.partition("@")
+    if not at:
+        return None
+    try:
+        return max(0.0, float(delay))
+    except ValueError:
+        return None
+
+
 def insert_entry(
     x: Execution,
     *,
@@ -371,7 +388,7 @@ def insert_entry(
         [(owner,)] = rows(x, q.INSERT_ENTRY_AT, values)
     if owner is not None:  # a fair-share queue: the claim probes each owner it knows
         rows(x, q.ADD_OWNER, {"queue_id": queue_id, "owner": owner})
-    notify(x, ENQUEUE_CHANNEL, str(queue_id))
+    notify(x, ENQUEUE_CHANNEL, entry_payload(queue_id, delay_seconds))
 
 
 def skip_blocked(x: Execution) -> list[uuid.UUID]:

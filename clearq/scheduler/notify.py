@@ -31,7 +31,9 @@ from clearq.scheduler.engine import (
 log = logging.getLogger(__name__)
 
 ENQUEUE_CHANNEL = "clearq_enqueue"
-"""Payload: the id of the queue that got an entry."""
+"""Payload: the id of the queue that got an entry, ``ID@SECONDS`` when the entry may be
+claimed only that many seconds later (``fenced.entry_payload``); other writes that free
+work (a finished parent, a raised cap or quota) send a payload of their own."""
 STOP_CHANNEL = "clearq_stop"
 """Payload: the id of the task asked to stop."""
 WORKER_CHANNEL = "clearq_worker"

@@ -9,8 +9,9 @@ import pytest
 
 from clearq.config import Settings
 from clearq.errors import IllegalTransition
-from clearq.models import QuotaKind, WorkerCommand
+from clearq.models import QuotaKind, TaskStatus, WorkerCommand
 from clearq.scheduler import ENQUEUE_CHANNEL, STOP_CHANNEL, WORKER_CHANNEL, Store
+from clearq.scheduler.fenced import ready_in
 from clearq.scheduler.notify import PollingListener
 from clearq.scheduler.relay import RelayListener
 from tests.integration.helpers import new_task, queued
@@ -37,6 +38,26 @@ def test_enqueue_and_stop_wake_a_listener(pg_store: Store) -> None:
         pg_store.leases.request_stop(task_id)
         notices = listener.wait(5)
         assert [(n.channel, n.payload) for n in notices] == [(STOP_CHANNEL, str(task_id))]
+    finally:
+        listener.close()
+
+
+@pytest.mark.postgres
+def test_a_retry_hint_says_when_its_delay_ends(pg_store: Store) -> None:
+    # An idle agent re-claims rarely while it listens: a retry's hint carries its delay,
+    # so the agent claims it when the delay ends (clearq.runtime.agent's _wait).
+    queue = pg_store.queues.create("q")
+    task_id = new_task(pg_store, "flaky", max_retries=1, retry_delay_seconds=7.5)
+    pg_store.queues.enqueue(task_id, "q")
+    [claim] = pg_store.claimer("w", ["q"]).claim()
+    listener = pg_store.listen()
+    try:
+        pg_store.leases.finish(claim.fence, TaskStatus.FAILED, exit_code=1)
+        notices = listener.wait(5)
+        assert [(n.channel, n.payload) for n in notices] == [(ENQUEUE_CHANNEL, f"{queue.id}@7.500")]
+        assert ready_in(notices[0].payload) == 7.5
+        assert ready_in(str(queue.id)) is None
+        assert ready_in(f"{queue.id}@soon") is None
     finally:
         listener.close()
 

@@ -8,6 +8,7 @@ process, a real venv and a real database add is tested in ``tests/acceptance``.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -16,9 +17,10 @@ import pytest
 
 from clearq.config import Settings
 from clearq.models import Claim, TaskSpec, TaskStatus
-from clearq.runtime.agent import Agent, AgentOptions
+from clearq.runtime.agent import DUE_SLACK_SECONDS, LISTENING_WAIT_SECONDS, Agent, AgentOptions
 from clearq.runtime.executor import Control, Outcome
 from clearq.runtime.exits import OnceExit
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, Notice
 from clearq.testing import MemoryStore
 
 Run = Callable[[Claim, Control], Outcome]
@@ -125,3 +127,62 @@ def test_a_queue_asking_more_gpus_than_the_agent_has_is_left_alone(store: Memory
     assert Agent(store, executor, options).run() == 0  # type: ignore[arg-type]
     assert executor.ran == []
     assert store.tasks.get(task_id).status is TaskStatus.QUEUED
+
+
+class _Notified(MemoryStore):
+    """The twin, as a store whose idle agents are woken by hints (PostgreSQL's case)."""
+
+    @property
+    def notifies(self) -> bool:
+        return True
+
+
+class _ScriptedListener:
+    """A connected listener that hands out the given hints, one batch a wait; an empty
+    batch waits out a short timeout, as a real listener that hears nothing does."""
+
+    connected = True
+
+    def __init__(self, *batches: list[Notice]) -> None:
+        self._batches = list(batches)
+        self.timeouts: list[float] = []
+
+    def wait(self, timeout: float) -> list[Notice]:
+        self.timeouts.append(timeout)
+        batch = self._batches.pop(0) if self._batches else []
+        if not batch and timeout < 1.0:
+            time.sleep(timeout)
+        return batch
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_an_idle_agent_re_claims_when_a_retrys_delay_ends_not_at_its_next_round(
+    tmp_path: Path,
+) -> None:
+    twin = _Notified(settings=Settings(home=tmp_path / "home"))
+    twin.queues.create("q")
+    agent = Agent(
+        twin,
+        FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0)),
+        AgentOptions(queues=("q",)),
+    )  # type: ignore[arg-type]
+    listener = _ScriptedListener(
+        [
+            Notice(channel=ENQUEUE_CHANNEL, payload="1@0.300"),
+            Notice(channel=ENQUEUE_CHANNEL, payload="1"),
+        ],
+        [],
+        [Notice(channel=ENQUEUE_CHANNEL, payload="1@bad")],
+        [],
+    )
+    for _ in range(4):
+        agent._wait(listener)
+    first, until_due, after_due, idle = listener.timeouts
+    assert first == LISTENING_WAIT_SECONDS
+    assert 0.0 < until_due <= 0.3 + DUE_SLACK_SECONDS  # woken for the delayed entry
+    # The wait ended at the entry's time (the claim after it takes the entry); a hint
+    # without a readable delay changes nothing, so the agent is back to its long wait.
+    assert after_due == LISTENING_WAIT_SECONDS
+    assert idle == LISTENING_WAIT_SECONDS
