@@ -62,6 +62,30 @@ class RunWriter(Protocol):
     def close(self) -> None: ...
 
 
+def interrupt_main_thread() -> None:
+    """Raise KeyboardInterrupt in the main thread, as Ctrl-C would, from another thread.
+
+    ``_thread.interrupt_main`` runs the SIGINT handler Python has, and does nothing when
+    there is none: a script started with SIGINT ignored (``python train.py &`` from a
+    non-interactive shell, or by a parent that ignores it) would never stop. There the
+    exception is set on the main thread directly (CPython's ``PyThreadState_SetAsyncExc``);
+    like a Ctrl-C, it is raised at the main thread's next Python instruction.
+    """
+    import signal
+
+    if callable(signal.getsignal(signal.SIGINT)):
+        _thread.interrupt_main()  # Python's handler, or the script's own
+        return
+    import ctypes
+
+    main = threading.main_thread().ident
+    if main is None:
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt)
+    )
+
+
 class Reporter:
     """Buffers logs and scalars and writes them in batches."""
 
@@ -205,7 +229,7 @@ class Reporter:
             self.stop_requested = True
             self.stop_reason = beat.stop_reason
             # Stop the script the way Ctrl-C would; the exit hook records "stopped".
-            _thread.interrupt_main()
+            interrupt_main_thread()
 
     def _lose(self, why: str) -> None:
         self.lease_lost = True

@@ -7,6 +7,7 @@ runs in its own Python process; the test reads the store afterwards.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -202,14 +203,23 @@ def test_execute_remotely_stops_here_and_queues_the_task(
     assert [e.task_id for e in db.queues.entries("gpu")] == [task.id]
 
 
+@pytest.mark.parametrize("sigint", ["handled", "ignored"])
 def test_a_stop_request_stops_a_local_run(
-    project: Path, script_env: dict[str, str], db: Store
+    project: Path, script_env: dict[str, str], db: Store, sigint: str
 ) -> None:
+    # "ignored": started as `python train.py &` from a script is (SIGINT ignored, so
+    # Python installs no Ctrl-C handler of its own); the stop must still reach it.
     env = {**script_env, "CLEARQ_LEASE_SECONDS": "1.5"}
     script = project / "train.py"
     script.write_text(TRAIN.replace('MODE = "ok"', 'MODE = "wait-stop"'))
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
     with subprocess.Popen(
-        [sys.executable, "train.py"], cwd=project, env=env, stdout=subprocess.PIPE, text=True
+        [sys.executable, "train.py"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore,
     ) as proc:
         deadline = time.monotonic() + 30
         while not db.tasks.list(status=TaskStatus.RUNNING) and time.monotonic() < deadline:
