@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import _thread
 import logging
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from clearq.enums import TaskStatus
 from clearq.errors import ClearqError, LeaseLost, StoreError
@@ -27,6 +28,8 @@ from clearq.scheduler.runlink_results import PlotRow, SampleRow
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
+RESEND_INTERRUPT_SECONDS = 0.05
+"""How soon a stop's interrupt that Python swallowed is sent again (``stop_main_thread``)."""
 SINGLE_VALUES_TITLE = "Summary"
 """``report_single_value``'s title: its numbers have no iteration to offset."""
 MAX_BUFFERED_LOG_PIECES = 100_000
@@ -84,6 +87,33 @@ def interrupt_main_thread() -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(main), ctypes.py_object(KeyboardInterrupt)
     )
+
+
+_previous_unraisablehook: Callable[[Any], Any] | None = None
+
+
+def stop_main_thread() -> None:
+    """Interrupt the main thread for a stop request, and again if Python swallows it.
+
+    An interrupt raised while the main thread runs a callback whose exceptions Python
+    only reports ("Exception ignored in ...": a weakref callback such as the import
+    system's module locks) never reaches the script, Ctrl-C's neither. Once a stop was
+    asked for, every KeyboardInterrupt Python swallows that way is sent again, so the
+    script still stops; an interrupt the script itself catches is never repeated.
+    """
+    global _previous_unraisablehook
+    if _previous_unraisablehook is None:
+        _previous_unraisablehook = sys.unraisablehook
+        sys.unraisablehook = _resend_swallowed_interrupt
+    interrupt_main_thread()
+
+
+def _resend_swallowed_interrupt(unraisable: Any) -> None:
+    assert _previous_unraisablehook is not None
+    _previous_unraisablehook(unraisable)
+    if isinstance(unraisable.exc_value, KeyboardInterrupt):
+        # Not from inside the callback that is unwinding: from a thread, a moment later.
+        threading.Timer(RESEND_INTERRUPT_SECONDS, interrupt_main_thread).start()
 
 
 class Reporter:
@@ -229,7 +259,7 @@ class Reporter:
             self.stop_requested = True
             self.stop_reason = beat.stop_reason
             # Stop the script the way Ctrl-C would; the exit hook records "stopped".
-            interrupt_main_thread()
+            stop_main_thread()
 
     def _lose(self, why: str) -> None:
         self.lease_lost = True
