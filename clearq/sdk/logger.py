@@ -60,8 +60,7 @@ class Logger(PlotReports):
 
     def report_text(self, msg: str, level: int = logging.INFO, print_console: bool = True) -> None:
         """Add a line of text to the task's log (and print it unless told not to)."""
-        run = self._task._role.run
-        if print_console and run is not None and run.console is not None:
+        if print_console and self._task._role.console is not None:
             print(msg)  # the console tee copies it into the log
             return
         if print_console:
@@ -144,8 +143,7 @@ class Logger(PlotReports):
 
     def get_default_upload_destination(self) -> str | None:
         """Where this logger's debug samples go."""
-        run = self._task._role.run
-        return self._upload_destination or (run.output_root if run is not None else None)
+        return self._upload_destination or self._task._role.output_root
 
     def _report_file(
         self,

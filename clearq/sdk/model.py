@@ -53,9 +53,10 @@ class OutputModel:
         from clearq.sdk.task import Task as TaskClass
 
         found = task if task is not None else TaskClass.current_task()
-        if found is None or found._run is None:
+        if found is None:
             raise InvalidInput("an OutputModel belongs to the task this process runs (Task.init)")
         self._task = found
+        self._run = found._role.model_run(found)
         config: dict[str, Any] = dict(config_dict or {})
         if config_text is not None:
             config = {"text": str(config_text)}
@@ -169,9 +170,7 @@ class OutputModel:
 
         if "/" in filename or filename in ("", ".", ".."):
             raise InvalidInput(f"target_filename {filename!r} must be a plain file name")
-        run = self._task._run
-        assert run is not None
-        root = upload_uri or run.output_root or self._task._records.artifacts_root()
+        root = upload_uri or self._run.output_root or self._task._records.artifacts_root()
         relative = f"{self._task.id}/{MODELS_FOLDER}/{self.id}/{filename}"
         digest = _sha256(source)
         if files.is_local(root):
@@ -192,9 +191,7 @@ class OutputModel:
     def _save(self) -> None:
         from clearq.sdk.task_surface import _fence
 
-        run = self._task._run
-        assert run is not None
-        self._record = self._task._records.save_model(_fence(run), self._record)
+        self._record = self._task._records.save_model(_fence(self._run), self._record)
 
     def __repr__(self) -> str:
         return f"<OutputModel {self.id} {self.name!r} {self.framework or '-'}>"

@@ -81,6 +81,20 @@ class Stored:
         """The reporter of this process's run of ``task``."""
         return self.own_run(task).reporter
 
+    def model_run(self, task: Task) -> Run:
+        """The run whose output models this process stores (``OutputModel``)."""
+        raise InvalidInput("an OutputModel belongs to the task this process runs (Task.init)")
+
+    @property
+    def takes_reports(self) -> bool:
+        """Whether a run here still takes what the script reports (captured frameworks)."""
+        return False
+
+    @property
+    def output_root(self) -> str | None:
+        """Where this process's run puts its files, when it has a run."""
+        return None
+
     @property
     def console(self) -> ConsoleCapture | None:
         """The console tee of this process's run, when it has one."""
@@ -103,6 +117,14 @@ class Stored:
         """Run ``callback`` when this process's run is stopped from outside (SIGTERM)."""
         raise InvalidInput("abort callbacks are for the task this process runs")
 
+    def monitor_resources(self) -> None:
+        """Report the machine's CPU and memory while this process's run lasts."""
+        raise InvalidInput("resource monitoring is for the task this process runs")
+
+    def launch_multi_node(self, task: Task, total_num_nodes: int, queue: str) -> dict[str, Any]:
+        """Run the task as a gang of ``total_num_nodes`` ranks (outside any gang)."""
+        raise InvalidInput("launch_multi_node is for the task this process runs (Task.init)")
+
     def end(self) -> None:
         """End this process's run (nothing runs here)."""
 
@@ -116,6 +138,20 @@ class LocalRun(Stored):
     def own_run(self, task: Task) -> Run:
         """This process's run."""
         return self.run
+
+    def model_run(self, task: Task) -> Run:
+        """This process's run: it stores the output models."""
+        return self.run
+
+    @property
+    def takes_reports(self) -> bool:
+        """Until the run has ended."""
+        return not self.run.ended
+
+    @property
+    def output_root(self) -> str | None:
+        """The run's output location."""
+        return self.run.output_root
 
     def replace_parameters(self, task: Task, kept: dict[str, str]) -> None:
         """Refused: a run's parameters only grow (its fence writes merge)."""
@@ -199,6 +235,22 @@ class LocalRun(Stored):
             self.run.abort = AbortHandler(self.run.on_sigterm)
         self.run.abort.register(callback, timeout)
 
+    def monitor_resources(self) -> None:
+        """Start the resource monitor; the run's end stops it."""
+        from clearq.sdk.resource_monitor import ResourceMonitor
+
+        self.run.before_end.append(ResourceMonitor(self.run.reporter).stop)
+
+    def launch_multi_node(self, task: Task, total_num_nodes: int, queue: str) -> dict[str, Any]:
+        """Give the task to ``queue`` asking for ``total_num_nodes`` ranks; stop here."""
+        task.flush(wait_for_uploads=True)
+        task._remember(task._records.enqueue_run(self.fence(task), queue, nodes=total_num_nodes))
+        log.info(
+            "clearq: task %s sent to queue %r to run on %s nodes", task.id, queue, total_num_nodes
+        )
+        self.run.end(record=False)
+        raise SystemExit(0)
+
     def end(self) -> None:
         """End the run now, as if the script exited."""
         self.run.end()
@@ -230,6 +282,15 @@ class AgentRun(LocalRun):
     ) -> Task | None:
         """Already running on an agent: nothing to do."""
         return None
+
+    def launch_multi_node(self, task: Task, total_num_nodes: int, queue: str) -> dict[str, Any]:
+        """One agent runs this task (not a gang): rank 0 of 1, or refused for more."""
+        if total_num_nodes == 1:
+            return {"node_rank": 0, "total_num_nodes": 1, "master_addr": "", "master_port": 0}
+        raise InvalidInput(
+            f"this task runs on one agent, not as a gang of {total_num_nodes}: enqueue it "
+            f"with nodes={total_num_nodes} (Task.enqueue(task, queue_name=..., nodes=N))"
+        )
 
 
 Role = Stored | LocalRun | AgentRun

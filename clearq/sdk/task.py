@@ -179,11 +179,8 @@ class Task(TaskSurface):
         )
         SESSION.current = task
         frameworks.connect_frameworks(task, auto_connect_frameworks)
-        run = task._run
-        if auto_resource_monitoring and run is not None:
-            from clearq.sdk.resource_monitor import ResourceMonitor
-
-            run.before_end.append(ResourceMonitor(run.reporter).stop)
+        if auto_resource_monitoring:
+            task._role.monitor_resources()
         return task
 
     @classmethod

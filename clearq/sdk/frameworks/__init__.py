@@ -83,7 +83,7 @@ def chosen(option: bool | Mapping[str, Any]) -> set[str]:
 def connect_frameworks(task: Task, option: bool | Mapping[str, Any]) -> None:
     """Install the capture of each chosen framework for ``task``'s run."""
     on = chosen(option)
-    if not on or task._run is None:
+    if not on or not task._role.takes_reports:
         return
     from clearq.sdk.frameworks import patches
 

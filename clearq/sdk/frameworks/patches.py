@@ -62,8 +62,7 @@ class Target:
 
     def logger(self) -> Logger | None:
         """The task's logger, or None once its run has ended (or while reporting)."""
-        run = self.task._run
-        if run is None or run.ended or getattr(self._busy, "on", False):
+        if not self.task._role.takes_reports or getattr(self._busy, "on", False):
             return None
         return self.task.get_logger()
 
