@@ -249,6 +249,15 @@ def update_runtime(x: Execution, fence: FenceLike, info: Mapping[str, Any]) -> N
     rows(x, q.SET_RUNTIME, {"task_id": fence.task_id, "runtime": runtime})
 
 
+def record_code(
+    x: Execution, fence: FenceLike, script: Mapping[str, Any], env: Mapping[str, Any]
+) -> None:
+    """Write the running attempt's captured code and packages (its capture ended)."""
+    hold(x, fence)
+    code = {"task_id": fence.task_id, "script": json.dumps(script), "env": json.dumps(env)}
+    rows(x, q.SET_CODE, code)
+
+
 def _task(fence: FenceLike) -> dict[str, Any]:
     return {"task_id": fence.task_id}
 

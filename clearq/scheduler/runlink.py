@@ -162,11 +162,12 @@ class RunLink:
         *,
         keep_outputs: bool,
         name: str,
-        script: dict[str, Any],
-        env: dict[str, Any],
+        script: dict[str, Any] | None,
+        env: dict[str, Any] | None,
         add_tags: Sequence[str] = (),
     ) -> tuple[RunFence, int]:
-        """Start an earlier task as this process's run; its fence and next iteration."""
+        """Start an earlier task as this process's run; its fence and next iteration
+        (``script`` / ``env`` None: the task keeps its own)."""
         with self.transaction() as x:
             taken = takeover.take_over(
                 x,
@@ -184,6 +185,11 @@ class RunLink:
         """Merge ``values`` into the running task's parameters; return them all."""
         with self.transaction() as x:
             return fenced.update_parameters(x, fence, values)
+
+    def record_code(self, fence: RunFence, script: dict[str, Any], env: dict[str, Any]) -> None:
+        """Write the run's captured code and packages, once its capture has ended."""
+        with self.transaction() as x:
+            fenced.record_code(x, fence, script, env)
 
     def update_runtime(self, fence: RunFence, info: Mapping[str, Any]) -> None:
         """Merge facts about the run (host, environment used, ...) into its ``runtime``."""

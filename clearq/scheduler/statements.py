@@ -90,6 +90,12 @@ SET_RUNTIME = Statement(
     "set_runtime",
     "UPDATE tasks SET runtime = {json_runtime}, updated_at = {now} WHERE id = :task_id",
 )
+SET_CODE = Statement(
+    "set_code",
+    "UPDATE tasks SET script = {json_script}, env = {json_env}, updated_at = {now} "
+    "WHERE id = :task_id",
+)
+"""A run's captured code and packages, written once its capture is done (``Task.init``)."""
 
 INSERT_LOG = Statement(
     "insert_log",

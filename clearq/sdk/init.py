@@ -19,8 +19,7 @@ from clearq.config import Settings
 from clearq.errors import InvalidInput, StoreUnavailable
 from clearq.scheduler.runlink import RunFence, RunLink, RunTask, open_run_link
 from clearq.sdk import argparse_hook
-from clearq.sdk.capture.git import capture_script, strip_credentials
-from clearq.sdk.capture.packages import capture_packages, parse_requirements
+from clearq.sdk.code_capture import Code, CodeCapture
 from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.parameters import ARGS_SECTION, SEPARATOR
 from clearq.sdk.records import StoreRecords
@@ -70,20 +69,23 @@ def attach_or_capture(
             raise
     if not project_name or not task_name:
         raise InvalidInput("Task.init needs project_name and task_name")
-    link = open_run_link(
-        settings.resolved_database_url,
-        lease_seconds=settings.lease_seconds,
-        pgbouncer=settings.database_pgbouncer,
-    )
+    entry, module = _entry()
+    capture = _start_capture(settings, packages, entry, module)
+    try:
+        link = open_run_link(
+            settings.resolved_database_url,
+            lease_seconds=settings.lease_seconds,
+            pgbouncer=settings.database_pgbouncer,
+        )
+    except BaseException:
+        capture.abandon()
+        raise
     offset = 0
     try:
-        assert project_name
-        assert task_name
-        script, env = _capture(settings, packages)
         output_uri = options.output_uri
         if options.output_uri_default:
             output_uri = str(settings.artifacts_dir)
-        taken = _take_over(link, settings, options, project_name, task_name, (script, env), tags)
+        taken = _take_over(link, settings, options, project_name, task_name, tags)
         if taken is not None:
             fence, offset = taken
         else:
@@ -94,11 +96,13 @@ def attach_or_capture(
                 tags=tuple(tags or ()),
                 output_uri=output_uri,
                 max_attempts=settings.max_attempts,
-                script=script,
-                env=env,
+                script=_pending_script(entry, module),
+                env={},
             )
+        capture.record_into(link, fence)
         _remember(settings, project_name, task_name, fence.task_id)
     except BaseException:
+        capture.abandon()
         link.close()
         raise
     run = Run(
@@ -107,6 +111,7 @@ def attach_or_capture(
         Reporter(link, fence, renew_lease=True),
         under_agent=False,
         output_root=output_uri or str(settings.artifacts_dir),
+        code=capture,
     )
     run.reporter.iteration_offset = offset
     if capture_console:
@@ -131,12 +136,12 @@ def _take_over(
     options: InitOptions,
     project: str,
     name: str,
-    code: tuple[dict[str, Any], dict[str, Any]],
     tags: Sequence[str] | None,
 ) -> tuple[RunFence, int] | None:
     """Start the earlier task this run takes over, if any: its fence and iteration offset.
 
-    Through the run's own link, so a script run again pays no Store import.
+    Through the run's own link, so a script run again pays no Store import. The task keeps
+    its earlier code until this run's capture is written over it.
     """
     from clearq.sdk.init_options import last_task
 
@@ -160,8 +165,8 @@ def _take_over(
         candidate,
         keep_outputs=keep,
         name=name,
-        script=code[0],
-        env=code[1],
+        script=None,
+        env=None,
         add_tags=tuple(tags or ()),
     )
     offset = 0
@@ -258,36 +263,55 @@ def _attach(
     return cls(records, task_id=stored.id, project=stored.project, name=stored.name, role=role)
 
 
-def _entry() -> tuple[Path | None, str | None]:
+def _entry() -> tuple[Path, str | None]:
+    """The running script's file and the module ``python -m`` was given, if any."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     module = spec.name.removesuffix(".__main__") if spec is not None else None
     file = getattr(main, "__file__", None)
-    return (Path(file).resolve() if file else None), module
-
-
-def _capture(settings: Settings, packages: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The stored forms of the running script's code and its environment."""
-    entry, module = _entry()
-    if entry is None:
+    if not file:
         raise InvalidInput(
             "Task.init found no script file (an interactive session?): run it from a .py file"
         )
-    code = capture_script(
-        entry, argv=sys.argv, module=module, max_diff_bytes=settings.max_diff_bytes
-    )
-    env = capture_packages(
-        entry,
-        repo_root=code.repo_root,
-        mode="freeze" if packages == "freeze" else "imports",
-        add=SESSION.extra_requirements,
-        ignore=SESSION.ignored_requirements,
-        first=SESSION.first_requirements,
-        no_build_isolation=SESSION.unisolated_requirements,
-    )
-    for warning in [*code.warnings, *env.warnings]:
-        log.warning("clearq: %s", warning)
-    return code.fields, env.fields
+    return Path(file).resolve(), module
+
+
+def _pending_script(entry: Path, module: str | None) -> dict[str, Any]:
+    """What the task's row says of its code until the capture is written over it."""
+    return {"entry_point": entry.name, "module": module, "arguments": sys.argv[1:]}
+
+
+def _start_capture(
+    settings: Settings, packages: str, entry: Path, module: str | None
+) -> CodeCapture:
+    """The capture of the running script's code and environment, started in its thread.
+
+    What the script may change as it goes on (its arguments, folder, requirement
+    lists) is read now.
+    """
+    argv, cwd, wanted = list(sys.argv), Path.cwd(), SESSION.requirements()
+
+    def capture() -> Code:
+        from clearq.sdk.capture.git import capture_script
+        from clearq.sdk.capture.packages import capture_packages
+
+        code = capture_script(
+            entry, argv=argv, module=module, max_diff_bytes=settings.max_diff_bytes, cwd=cwd
+        )
+        env = capture_packages(
+            entry,
+            repo_root=code.repo_root,
+            mode="freeze" if packages == "freeze" else "imports",
+            add=wanted["add"],
+            ignore=wanted["ignore"],
+            first=wanted["first"],
+            no_build_isolation=wanted["no_build_isolation"],
+        )
+        for warning in [*code.warnings, *env.warnings]:
+            log.warning("clearq: %s", warning)
+        return code.fields, env.fields
+
+    return CodeCapture(capture)
 
 
 def spec_for_create(
@@ -306,6 +330,8 @@ def spec_for_create(
 ) -> TaskSpec:
     """A draft's spec from a repository and entry point, or from a local script file."""
     from clearq.models import EnvSpec, Script, TaskSpec
+    from clearq.sdk.capture.git import strip_credentials
+    from clearq.sdk.capture.packages import parse_requirements
 
     if script is None:
         raise InvalidInput("Task.create needs script: an entry point in repo, or a local file")

@@ -103,6 +103,9 @@ class Stored:
     def flush(self) -> None:
         """Write what this process's run reported so far (nothing to write here)."""
 
+    def settle_code(self, *, raise_error: bool = True) -> None:
+        """Wait until this process's run has recorded its captured code (none runs here)."""
+
     def fence(self, task: Task) -> Fence:
         """The attempt this process runs, for the writes only a run makes (artifacts)."""
         raise InvalidInput("artifacts are uploaded by the task's own run (after Task.init)")
@@ -184,6 +187,11 @@ class LocalRun(Stored):
         """Write what the run reported so far, now."""
         self.run.reporter.flush()
 
+    def settle_code(self, *, raise_error: bool = True) -> None:
+        """Wait until the run's code is captured and recorded; raise the capture's error
+        (unless ``raise_error=False``)."""
+        self.run.settle_code(raise_error=raise_error)
+
     def fence(self, task: Task) -> Fence:
         """The run's attempt, as the store's Fence."""
         from clearq.models import Fence
@@ -205,6 +213,7 @@ class LocalRun(Stored):
                 "gives its task away; pass clone=True to keep running here"
             )
         task.flush(wait_for_uploads=True)
+        self.settle_code()  # the agent runs what the capture recorded
         if clone:
             return self._send_clone(task, queue_name, exit_process)
         if queue_name is None:
@@ -244,6 +253,7 @@ class LocalRun(Stored):
     def launch_multi_node(self, task: Task, total_num_nodes: int, queue: str) -> dict[str, Any]:
         """Give the task to ``queue`` asking for ``total_num_nodes`` ranks; stop here."""
         task.flush(wait_for_uploads=True)
+        self.settle_code()
         task._remember(task._records.enqueue_run(self.fence(task), queue, nodes=total_num_nodes))
         log.info(
             "clearq: task %s sent to queue %r to run on %s nodes", task.id, queue, total_num_nodes

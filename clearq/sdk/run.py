@@ -30,6 +30,7 @@ from clearq.sdk.reporter import Reporter, RunWriter
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from clearq.sdk.code_capture import CodeCapture
     from clearq.sdk.samples import SampleFiles
 
 
@@ -63,6 +64,14 @@ class Run:
     before_end: list[Callable[[], None]] = field(default_factory=list)
     """Called first when the run ends (pending artifact uploads finish there)."""
     _samples: SampleFiles | None = None
+    code: CodeCapture | None = None
+    """The capture of the script's code still under way in its thread, if any."""
+
+    def settle_code(self, *, raise_error: bool = True) -> None:
+        """Wait until the script's code is captured and written; raise the capture's error
+        (unless ``raise_error=False``)."""
+        if self.code is not None:
+            self.code.wait(raise_error=raise_error)
 
     def sample_files(self) -> SampleFiles:
         """Where this run's debug samples are written (made on the first sample)."""
@@ -126,6 +135,8 @@ class Run:
                 log.warning("clearq: before the run ended: %s", e)
                 if outcome.status is TaskStatus.COMPLETED:
                     outcome = Outcome(TaskStatus.FAILED, 1, f"an artifact upload failed: {e}")
+        if record:
+            outcome = self._code_settled(outcome)
         self.reporter.close()
         if self.console is not None:
             self.console.stop()
@@ -138,6 +149,21 @@ class Run:
                 self._finish(outcome)
         finally:
             self.link.close()
+
+    def _code_settled(self, outcome: Outcome) -> Outcome:
+        """``outcome``, once the code is recorded; failed, saying why, when it cannot be."""
+        try:
+            self.settle_code()
+        except KeyboardInterrupt:
+            log.warning("clearq: interrupted while the task's code was being captured")
+            return Outcome(TaskStatus.STOPPED, None, "interrupted (Ctrl-C) capturing the code")
+        except LeaseLost as e:
+            log.warning("clearq: this run's code was not recorded: %s", e)
+        except Exception as e:  # noqa: BLE001 - the run must still end and be recorded
+            log.error("clearq: the task's code could not be captured: %s", e)
+            if outcome.status is TaskStatus.COMPLETED:
+                return Outcome(TaskStatus.FAILED, 1, f"capturing the code failed: {e}")
+        return outcome
 
     def _finish(self, outcome: Outcome) -> None:
         try:

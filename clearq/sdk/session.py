@@ -45,6 +45,15 @@ class Session:
     unisolated_requirements: list[str] = field(default_factory=list)
     """Installed last, without build isolation (``no_build_isolation=True``)."""
 
+    def requirements(self) -> dict[str, list[str]]:
+        """A copy of the requirement changes, as ``capture_packages`` takes them."""
+        return {
+            "add": list(self.extra_requirements),
+            "ignore": list(self.ignored_requirements),
+            "first": list(self.first_requirements),
+            "no_build_isolation": list(self.unisolated_requirements),
+        }
+
 
 SESSION = Session()
 """This process's session: the SDK's only process-wide state."""

@@ -101,6 +101,7 @@ class Task(TaskSurface):
     @property
     def _record(self) -> TaskRecord:
         if self._loaded is None:
+            self._role.settle_code(raise_error=False)  # the record as captured
             self._loaded = self._records.get(self._id)
         return self._loaded
 
@@ -335,6 +336,9 @@ class Task(TaskSurface):
     ) -> Task:
         """A new draft with the same code, environment and parameters; ``parent`` is the source."""
         source = source_task if isinstance(source_task, Task) else cls.get_task(source_task)
+        running = SESSION.current
+        if running is not None and running._id == source._id:
+            running._role.settle_code()  # a clone of this run has its whole code
         records = source._records
         made = records.clone(source._id, name=name, parent=_as_uuid(parent) if parent else None)
         return cls._of(records, made)
@@ -414,6 +418,7 @@ class Task(TaskSurface):
 
     def reload(self) -> Task:
         """Read the record from the store again."""
+        self._role.settle_code(raise_error=False)  # this run's capture written first
         self._remember(self._records.get(self._id))
         return self
 

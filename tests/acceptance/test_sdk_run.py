@@ -7,6 +7,7 @@ runs in its own Python process; the test reads the store afterwards.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +24,7 @@ from clearq.config import Settings
 from clearq.models import TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import run_script
-from tests.gitrepo import published
+from tests.gitrepo import git, published
 
 TRAIN = """
 import argparse
@@ -302,6 +304,74 @@ def test_a_script_outside_any_repository_stores_its_own_text(
     assert task.script.repository is None
     assert task.script.source == (folder / "solo.py").read_text()
     assert task.status is TaskStatus.COMPLETED
+
+
+AT_ONCE = """
+from clearq import Task
+
+task = Task.init(project_name="demo", task_name="at once")
+if MODE == "clone":
+    print("clone", Task.clone(task, name="copy").id)
+"""
+
+
+def _slow_git(root: Path) -> Path:
+    """A folder whose ``git`` is the real one, but takes two seconds longer to diff."""
+    folder = root / "slow-git"
+    folder.mkdir()
+    wrapper = folder / "git"
+    real = shutil.which("git")
+    wrapper.write_text(f'#!/bin/sh\ncase "$*" in *" diff "*) sleep 2;; esac\nexec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return folder
+
+
+def _code_is_whole(script: Any) -> None:
+    """The uncommitted edit, the untracked file and the commit the remote has."""
+    assert script.entry_point == "now.py"
+    assert "+MODE = " in script.diff  # now.py's edit, not yet committed
+    assert [u.path for u in script.untracked] == ["notes.txt"]
+    assert script.commit is not None
+
+
+@pytest.mark.parametrize("mode", ["exit", "clone"])
+def test_a_script_that_ends_or_clones_itself_at_once_has_its_whole_code(
+    project: Path, script_env: dict[str, str], db: Store, mode: str
+) -> None:
+    """The capture runs beside the script: its end, and a clone, wait for it."""
+    published_text = AT_ONCE.replace("if MODE", "MODE = None\nif MODE")
+    (project / "now.py").write_text(published_text)
+    git(project, "add", "now.py")
+    git(project, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "now")
+    git(project, "push", "-q", "origin", "HEAD")
+    (project / "notes.txt").write_text("untracked\n")
+    if mode == "clone":  # a capture slower than the clone, which must wait for it
+        script_env = {**script_env, "PATH": f"{_slow_git(project.parent)}:{script_env['PATH']}"}
+    out = run_script(
+        project, "now.py", AT_ONCE.replace("if MODE", f"MODE = {mode!r}\nif MODE"), script_env
+    )
+    [task] = [t for t in db.tasks.list() if t.name == "at once"]
+    assert task.status is TaskStatus.COMPLETED, task.status_reason
+    _code_is_whole(task.script)
+    assert task.env.python is not None  # the packages' capture too
+    if mode == "clone":
+        clone = db.tasks.get(uuid.UUID(out.split("clone ")[1].split()[0]))
+        _code_is_whole(clone.script)
+
+
+def test_a_run_whose_code_cannot_be_captured_runs_and_fails_saying_why(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    """Git failing on the repository (a corrupt index): the script still runs, and the run
+    is recorded as failed with git's own words (no task claims code it does not have)."""
+    (project / ".git" / "index").write_bytes(b"not an index")
+    done = run(project, script_env)
+    assert "finished" in done.stdout
+    assert "could not be captured" in done.stderr
+    task = db.tasks.get(only_task(db))
+    assert task.status is TaskStatus.FAILED
+    assert task.status_reason.startswith("capturing the code failed: git status")
+    assert "index" in task.status_reason
 
 
 def test_the_train_example_runs_and_is_listed(
