@@ -3,22 +3,23 @@
 Every setting has a named default below and can be given as ``CLEARQ_<NAME>`` in the
 environment. The database URL is the only thing a new machine needs.
 
-``Settings`` is a plain frozen dataclass (standard library only) because a training
-script imports it on the way to ``Task.init``, where every millisecond of import counts.
-``load_settings()`` reads the environment; ``Settings(...)`` takes values as given.
+``Settings`` is a frozen value class (``clearq.valueclass``: a frozen dataclass's
+behaviour without ``dataclasses``, which would compile its 45-argument ``__init__`` and
+import ``inspect``) because a training script imports it on the way to ``Task.init``,
+where every millisecond of import counts. ``load_settings()`` reads the environment;
+``Settings(...)`` takes values as given; ``valueclass.fields(Settings)`` names them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clearq import valueclass
 from clearq.errors import ConfigError
 
 ENV_PREFIX = "CLEARQ_"
@@ -83,7 +84,7 @@ CA_BUNDLE_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
 """Where pip, uv, OpenSSL and requests look for a CA bundle, in the order clearq trusts them."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@valueclass.value_class
 class Settings:
     """clearq's settings; ``load_settings()`` reads them from ``CLEARQ_*`` variables."""
 
@@ -130,8 +131,8 @@ class Settings:
     worker: str | None = None
     channel: Path | None = None
     """The socket of the attempt's channel to its agent (``clearq.runtime.channel``)."""
-    channel_token: str | None = dataclasses.field(default=None, repr=False)
-    """The token that opens the channel: a secret, never shown."""
+    channel_token: str | None = None
+    """The token that opens the channel: a secret, never shown (not in the repr)."""
 
     # The environment cache (clearq.envs.EnvCache), under home/envs.
     env_cache_max_entries: int = DEFAULT_ENV_CACHE_MAX_ENTRIES
@@ -177,6 +178,14 @@ class Settings:
     allow_local_repositories: bool = False
     """An agent clones a task's repository from a path or ``file://`` URL on its own
     machine only when its operator says so; https, ssh and git URLs always work."""
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{name}={getattr(self, name)!r}"
+            for name in valueclass.fields(Settings)
+            if name != "channel_token"
+        )
+        return f"Settings({', '.join(shown)})"
 
     def __post_init__(self) -> None:
         for name in (
@@ -254,7 +263,7 @@ class Settings:
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated like the original)."""
-        return dataclasses.replace(self, **changes)
+        return valueclass.replace(self, **changes)
 
 
 def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:

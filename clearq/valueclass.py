@@ -9,18 +9,19 @@ construction in field order, defaults, equality and hashing by value, a repr, no
 assignment) through methods shared by every class, so defining one compiles nothing;
 type checkers read it as a frozen dataclass (``dataclass_transform``).
 
-For records made a few times a run. Not supported: ``field()``, ``__post_init__``,
-inheritance between value classes, and ``dataclasses.replace`` / ``asdict`` (use a
-dataclass where those are wanted).
+For records made a few times a run. A ``__post_init__`` the class defines runs after
+the fields are set (to check them), a ``__repr__`` it defines is kept (to hide a
+secret), and :func:`replace` / :func:`fields` stand for ``dataclasses.replace`` /
+``dataclasses.fields``. Not supported: ``field()``, inheritance between value classes,
+and ``asdict`` (use a dataclass where those are wanted). Defining or using one imports
+neither ``dataclasses`` nor ``inspect`` (the run's path does without both).
 """
 
 from __future__ import annotations
 
-import inspect  # loaded already: dataclasses imports it
-from dataclasses import FrozenInstanceError
 from typing import Any, TypeVar, dataclass_transform
 
-__all__ = ["value_class"]
+__all__ = ["fields", "replace", "value_class"]
 
 _T = TypeVar("_T")
 _FIELDS = "__value_fields__"
@@ -30,7 +31,9 @@ _DEFAULTS = "__value_defaults__"
 @dataclass_transform(frozen_default=True)
 def value_class(cls: type[_T]) -> type[_T]:
     """Make ``cls`` a frozen record of its annotated fields (ClassVars left out)."""
-    annotations = inspect.get_annotations(cls)  # its own, as strings under __future__
+    # Its own annotations (strings under __future__), as inspect.get_annotations reads
+    # them: inspect is no import for a training script to pay.
+    annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063
     names = tuple(
         name
         for name, kind in annotations.items()
@@ -41,7 +44,8 @@ def value_class(cls: type[_T]) -> type[_T]:
     setattr(cls, _FIELDS, names)
     setattr(cls, _DEFAULTS, {n: cls.__dict__[n] for n in names if n in cls.__dict__})
     for method in (__init__, __repr__, __eq__, __hash__, __setattr__, __delattr__):
-        setattr(cls, method.__name__, method)
+        if method is not __repr__ or "__repr__" not in cls.__dict__:
+            setattr(cls, method.__name__, method)
     setattr(cls, "__match_args__", names)  # noqa: B010 - on a class mypy cannot see into
     return cls
 
@@ -68,6 +72,21 @@ def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             if name not in defaults:
                 raise TypeError(f"{cls.__qualname__}() missing the argument {name!r}")
             put(self, name, defaults[name])
+    check = getattr(cls, "__post_init__", None)
+    if check is not None:
+        check(self)
+
+
+def fields(cls: type[Any]) -> tuple[str, ...]:
+    """The names of a value class's fields, in order."""
+    names: tuple[str, ...] = getattr(cls, _FIELDS)
+    return names
+
+
+def replace(value: _T, **changes: Any) -> _T:
+    """A copy of ``value`` with ``changes`` (checked by its ``__post_init__`` again)."""
+    kept = {name: getattr(value, name) for name in fields(type(value))}
+    return type(value)(**{**kept, **changes})
 
 
 def _values(self: Any) -> tuple[Any, ...]:
@@ -91,8 +110,12 @@ def __hash__(self: Any) -> int:
 
 
 def __setattr__(self: Any, name: str, value: Any) -> None:
+    from dataclasses import FrozenInstanceError  # only when refusing
+
     raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
 
 def __delattr__(self: Any, name: str) -> None:
+    from dataclasses import FrozenInstanceError
+
     raise FrozenInstanceError(f"cannot delete field {name!r}")

@@ -10,8 +10,9 @@ transaction as a batch of logs and scalars.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from clearq.valueclass import fields, value_class
 
 PLOT_KINDS = frozenset(
     {
@@ -63,7 +64,7 @@ def kind_of(extension: str) -> tuple[str, str]:
     return SAMPLE_TYPES.get(extension.lower().lstrip("."), OTHER_TYPE)
 
 
-@dataclass(frozen=True)
+@value_class
 class PlotRow:
     """One reported plot: a plotly figure (``{"data": [...], "layout": {...}}``) as JSON."""
 
@@ -74,7 +75,7 @@ class PlotRow:
     figure: str
 
 
-@dataclass(frozen=True)
+@value_class
 class SampleRow:
     """One debug sample: a file at ``uri`` (under the task's output location)."""
 
@@ -96,7 +97,7 @@ def check_rows(plots: Sequence[PlotRow], samples: Sequence[SampleRow]) -> None:
 
 def plot_params(task: dict[str, Any], plots: Sequence[PlotRow]) -> list[dict[str, Any]]:
     """The insert's parameters for a batch of plots."""
-    return [{**task, **asdict(p)} for p in plots]
+    return [{**task, **_values(p)} for p in plots]
 
 
 def sample_params(task: dict[str, Any], samples: Sequence[SampleRow]) -> list[dict[str, Any]]:
@@ -105,4 +106,8 @@ def sample_params(task: dict[str, Any], samples: Sequence[SampleRow]) -> list[di
     Of two samples written to the same file in one batch only the later is still there.
     """
     newest = {s.uri: s for s in samples}
-    return [{**task, **asdict(s)} for s in newest.values()]
+    return [{**task, **_values(s)} for s in newest.values()]
+
+
+def _values(row: PlotRow | SampleRow) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in fields(type(row))}

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import ast
 import builtins
-import dis
+import opcode
 import sys
 import threading
 from collections.abc import Callable
@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 from clearq.valueclass import value_class
 
 _RETURNS = frozenset(
-    code for code, name in enumerate(dis.opname) if name in ("RETURN_VALUE", "RETURN_CONST")
+    code for code, name in enumerate(opcode.opname) if name in ("RETURN_VALUE", "RETURN_CONST")
 )
 _BUILTIN_SYSTEM_EXIT = builtins.SystemExit
 

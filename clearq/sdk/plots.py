@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from clearq.errors import InvalidInput
@@ -20,13 +19,16 @@ from clearq.errors import InvalidInput
 Figure = dict[str, Any]
 
 
-@dataclass
 class SeriesInfo:
     """One line of ``report_line_plot``: its name, its (x, y) points and point labels."""
 
-    name: str
-    data: Any
-    labels: Sequence[str] | None = None
+    def __init__(self, name: str, data: Any, labels: Sequence[str] | None = None) -> None:
+        self.name = name
+        self.data = data
+        self.labels = labels
+
+    def __repr__(self) -> str:
+        return f"SeriesInfo(name={self.name!r}, data={self.data!r}, labels={self.labels!r})"
 
 
 def to_json(figure: Mapping[str, Any]) -> str:

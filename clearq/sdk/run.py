@@ -14,7 +14,6 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from clearq.sdk.console import ConsoleCapture
 from clearq.sdk.exits import ExitStatus, ExitWatch
 from clearq.sdk.preemption import SIGTERM_EXIT_CODE, AbortHandler
 from clearq.sdk.reporter import Reporter, RunWriter
+from clearq.valueclass import value_class
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from clearq.sdk.samples import SampleFiles
 
 
-@dataclass
+@value_class
 class Outcome:
     """How the script is ending, as far as the hooks have seen."""
 
@@ -43,29 +43,43 @@ class Outcome:
     reason: str = ""
 
 
-@dataclass
 class Run:
-    """This process's run of a task."""
+    """This process's run of a task.
 
-    link: RunWriter
-    fence: RunFence
-    reporter: Reporter
-    under_agent: bool
-    console: ConsoleCapture | None = None
-    output_root: str | None = None
-    """Where the run's files go (the task's output URI, else the artifacts folder)."""
-    outcome: Outcome | None = None
-    """How the run ends, where a hook has seen it (an uncaught exception, SIGTERM)."""
-    ended: bool = False
-    abort: AbortHandler | None = None
-    """The SIGTERM handler running the task's abort callback, once one is registered."""
-    _saved_hook: Any = None
-    _exits: ExitWatch = field(default_factory=ExitWatch)
-    before_end: list[Callable[[], None]] = field(default_factory=list)
-    """Called first when the run ends (pending artifact uploads finish there)."""
-    _samples: SampleFiles | None = None
-    code: CodeCapture | None = None
-    """The capture of the script's code still under way in its thread, if any."""
+    A plain class, not a dataclass: it is made once, on every training script's way to
+    its first line, where defining a dataclass compiles its methods from source.
+    """
+
+    def __init__(
+        self,
+        link: RunWriter,
+        fence: RunFence,
+        reporter: Reporter,
+        under_agent: bool,
+        console: ConsoleCapture | None = None,
+        output_root: str | None = None,
+        *,
+        code: CodeCapture | None = None,
+    ) -> None:
+        self.link = link
+        self.fence = fence
+        self.reporter = reporter
+        self.under_agent = under_agent
+        self.console = console
+        self.output_root = output_root
+        """Where the run's files go (the task's output URI, else the artifacts folder)."""
+        self.outcome: Outcome | None = None
+        """How the run ends, where a hook has seen it (an uncaught exception, SIGTERM)."""
+        self.ended = False
+        self.abort: AbortHandler | None = None
+        """The SIGTERM handler running the task's abort callback, once one is registered."""
+        self._saved_hook: Any = None
+        self._exits = ExitWatch()
+        self.before_end: list[Callable[[], None]] = []
+        """Called first when the run ends (pending artifact uploads finish there)."""
+        self._samples: SampleFiles | None = None
+        self.code = code
+        """The capture of the script's code still under way in its thread, if any."""
 
     def settle_code(self, *, raise_error: bool = True) -> None:
         """Wait until the script's code is captured and written; raise the capture's error

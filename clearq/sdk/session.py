@@ -13,7 +13,6 @@ passes through this module on its way to ``Task.init``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from clearq.config import Settings, load_settings
@@ -24,26 +23,26 @@ if TYPE_CHECKING:
     from clearq.sdk.task import Task
 
 
-@dataclass
 class Session:
     """What the SDK in this process uses when a call is given nothing explicit."""
 
-    store: Store | None = None
-    """The store, once opened (or given with ``use_store``)."""
-    records: StoreRecords | None = None
-    """What ``Task.get_task`` and the like read through when they are given nothing: set
-    under an agent that gives its tasks only their channel (``ChannelRecords``); else
-    records over ``store``."""
-    current: Task | None = None
-    """The task this process reports into (``Task.init``'s)."""
-    extra_requirements: list[str] = field(default_factory=list)
-    """Added to what ``Task.init`` captures (``Task.add_requirements``)."""
-    ignored_requirements: list[str] = field(default_factory=list)
-    """Left out of what ``Task.init`` captures (``Task.ignore_requirements``)."""
-    first_requirements: list[str] = field(default_factory=list)
-    """Installed in a step before the others (``Task.add_requirements(..., first=True)``)."""
-    unisolated_requirements: list[str] = field(default_factory=list)
-    """Installed last, without build isolation (``no_build_isolation=True``)."""
+    def __init__(self) -> None:
+        self.store: Store | None = None
+        """The store, once opened (or given with ``use_store``)."""
+        self.records: StoreRecords | None = None
+        """What ``Task.get_task`` and the like read through when they are given nothing:
+        set under an agent that gives its tasks only their channel (``ChannelRecords``);
+        else records over ``store``."""
+        self.current: Task | None = None
+        """The task this process reports into (``Task.init``'s)."""
+        self.extra_requirements: list[str] = []
+        """Added to what ``Task.init`` captures (``Task.add_requirements``)."""
+        self.ignored_requirements: list[str] = []
+        """Left out of what ``Task.init`` captures (``Task.ignore_requirements``)."""
+        self.first_requirements: list[str] = []
+        """Installed in a step before the others (``add_requirements(..., first=True)``)."""
+        self.unisolated_requirements: list[str] = []
+        """Installed last, without build isolation (``no_build_isolation=True``)."""
 
     def requirements(self) -> dict[str, list[str]]:
         """A copy of the requirement changes, as ``capture_packages`` takes them."""

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
+from clearq import valueclass
 from clearq.config import Settings, load_settings
 from clearq.errors import ConfigError
 from clearq.scheduler.engine import normalise_url
@@ -73,7 +73,7 @@ def test_every_setting_can_come_from_the_environment() -> None:
         "CLEARQ_RETENTION_EVERY_SECONDS": "600",
     }
     settings = load_settings(environ)
-    assert {f.name for f in dataclasses.fields(Settings)} == {
+    assert set(valueclass.fields(Settings)) == {
         k.removeprefix("CLEARQ_").lower() for k in environ
     }, "a setting without a CLEARQ_ variable (add it to config._READERS and here)"
     assert settings.home == Path("/srv/cq")

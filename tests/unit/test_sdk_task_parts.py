@@ -84,7 +84,9 @@ def test_the_role_answers_the_run_only_questions_once_chosen(
     assert stored.delete_user_properties("a")
     assert twin.tasks.get(stored._id).parameters == {"properties/b": "2"}
 
-    run: Any = SimpleNamespace(reporter=SimpleNamespace(iteration_offset=0))
+    run: Any = SimpleNamespace(
+        reporter=SimpleNamespace(iteration_offset=0), settle_code=lambda **_: None
+    )  # its code captured already
     running = Task(
         StoreRecords(twin),  # type: ignore[arg-type]
         task_id=stored._id,
@@ -97,3 +99,17 @@ def test_the_role_answers_the_run_only_questions_once_chosen(
     with pytest.raises(InvalidInput, match="can be set, not deleted"):
         running.delete_user_properties("b")
     assert twin.tasks.get(stored._id).parameters == {"properties/b": "2"}
+
+
+def test_the_last_task_is_remembered_under_the_same_key_as_before(tmp_path: Path) -> None:
+    """The key hashes the database URL with sha256 (without loading OpenSSL's hashlib)."""
+    import hashlib
+    import json
+
+    from clearq.sdk.init_options import LAST_TASKS_FILE, last_task, remember_task
+
+    url, task_id = "postgresql://u:secret@db/x", uuid.uuid4()
+    remember_task(tmp_path, url, "p", "n", task_id)
+    key = f"{hashlib.sha256(url.encode()).hexdigest()[:16]}/p/n"
+    assert json.loads((tmp_path / LAST_TASKS_FILE).read_text()) == {key: str(task_id)}
+    assert last_task(tmp_path, url, "p", "n") == task_id

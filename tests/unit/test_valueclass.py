@@ -9,7 +9,7 @@ from typing import ClassVar
 
 import pytest
 
-from clearq.valueclass import value_class
+from clearq.valueclass import fields, replace, value_class
 
 pytestmark = pytest.mark.fast
 
@@ -82,3 +82,27 @@ def test_a_value_class_cannot_extend_another() -> None:
         @value_class
         class Point3(Point):  # type: ignore[misc]
             z: int = 0
+
+
+@value_class
+class Account:
+    name: str
+    token: str = ""
+
+    def __repr__(self) -> str:
+        return f"Account(name={self.name!r})"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("an account needs a name")
+
+
+def test_its_own_repr_is_kept_and_its_post_init_checks_every_copy() -> None:
+    account = Account("a", token="secret")
+    assert "secret" not in repr(account)
+    assert fields(Account) == ("name", "token")
+    assert replace(account, token="other") == Account("a", "other")
+    with pytest.raises(ValueError, match="needs a name"):
+        Account("")
+    with pytest.raises(ValueError, match="needs a name"):
+        replace(account, name="")

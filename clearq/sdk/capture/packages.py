@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,7 +38,7 @@ from clearq.sdk.capture.packages_requirements import (
 )
 from clearq.sdk.capture.packages_scan import ImportScan, scan_imports
 from clearq.secrets import scrub_env_fields
-from clearq.valueclass import value_class
+from clearq.valueclass import replace, value_class
 
 __all__ = [
     "FREEZE_EXCLUDED",
@@ -63,7 +62,7 @@ if TYPE_CHECKING:
 _INDEX_URL_SCHEMES = ("https://", "http://", "file://")
 
 
-@dataclass(frozen=True)
+@value_class
 class PackageCapture:
     """A captured environment, where its package list came from, and what was passed over."""
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clearq.enums import EnvManager
 from clearq.errors import InvalidInput
 from clearq.sdk.capture.packages_requirements import check_requirements, parse_requirements
+from clearq.valueclass import replace, value_class
 
 REQUIREMENTS_TXT = "requirements.txt"
 POETRY_LOCK = "poetry.lock"
@@ -46,7 +46,7 @@ class PackageSource(enum.StrEnum):
     FREEZE = "freeze"
 
 
-@dataclass(frozen=True)
+@value_class
 class PackageList:
     """A list of packages (or a lock file), where it came from, and what to build it with."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from clearq.sdk.capture.packages_requirements import canonical_name
@@ -45,13 +45,16 @@ class Dist:
         return f"{self.name}=={self.version}"
 
 
-@dataclass(frozen=True)
+_NO_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType({})
+
+
+@value_class
 class Installed:
     """An environment's distributions, by canonical name and by import name."""
 
     dists: Mapping[str, Dist]
     """Canonical name -> distribution."""
-    providers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    providers: Mapping[str, tuple[str, ...]] = _NO_PROVIDERS
     """Top-level import name -> canonical names of the distributions providing it."""
 
     @classmethod

@@ -18,7 +18,6 @@ import ast
 import sys
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from clearq.valueclass import value_class
@@ -105,10 +104,13 @@ def _is_type_checking(test: ast.expr) -> bool:
     return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
-@dataclass
 class _Found:
-    modules: set[str] = field(default_factory=set)
-    optional: bool = True
+    """What the scan saw of one outside import: its dotted names, and whether every
+    import of it is guarded (optional)."""
+
+    def __init__(self) -> None:
+        self.modules: set[str] = set()
+        self.optional = True
 
 
 class _Scanner:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import inspect
 import logging
 import sys
 import threading
@@ -23,6 +22,8 @@ from clearq.errors import ClearqError
 from clearq.sdk.parameters import ARGS_SECTION
 
 if TYPE_CHECKING:
+    import inspect
+
     from clearq.sdk.logger import Logger
     from clearq.sdk.model import OutputModel
     from clearq.sdk.task import Task
@@ -581,6 +582,8 @@ def patch_fire(fire: ModuleType, target: Target) -> None:
 
 def _fire_component(component: Any) -> Any:
     """``component`` with its callables wrapped (a dict's values, a class's methods)."""
+    import inspect  # with fire only: a training script without it never pays for inspect
+
     if isinstance(component, dict):
         return {key: _fire_component(value) for key, value in component.items()}
     if inspect.isclass(component):
@@ -592,6 +595,8 @@ def _fire_component(component: Any) -> Any:
 
 def _fire_class(cls: type) -> type:
     """A subclass of ``cls`` whose ``__init__`` and public methods are connected."""
+    import inspect
+
     namespace: dict[str, Any] = {
         "__module__": cls.__module__,
         "__qualname__": cls.__qualname__,
@@ -610,6 +615,8 @@ def _fire_class(cls: type) -> type:
 
 
 def _fire_routine(fn: Any, *, skip_first: bool) -> Any:
+    import inspect
+
     if inspect.iscoroutinefunction(fn):
         return fn
 
@@ -631,6 +638,8 @@ def _fire_routine(fn: Any, *, skip_first: bool) -> Any:
 
 
 def _bind(fn: Any, varargs: Any, kwargs: Any) -> inspect.BoundArguments | None:
+    import inspect
+
     try:
         bound = inspect.signature(fn).bind(*varargs, **kwargs)
     except (TypeError, ValueError):
