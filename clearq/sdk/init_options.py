@@ -138,7 +138,10 @@ def remember_task(
     """Remember ``task_id`` as the last task of ``project/name`` (written atomically)."""
     path = home / LAST_TASKS_FILE
     entries = _read(path)
-    entries[_key(database_url, project, name)] = str(task_id)
+    key = _key(database_url, project, name)
+    if entries.get(key) == str(task_id):
+        return  # a run that took its last task over again: nothing new to write
+    entries[key] = str(task_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     # mkstemp's own way, without tempfile's imports (shutil, random): a new name, O_EXCL.
     partial = path.parent / f".last_tasks.{uuid.uuid4().hex}"

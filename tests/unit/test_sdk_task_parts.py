@@ -113,3 +113,16 @@ def test_the_last_task_is_remembered_under_the_same_key_as_before(tmp_path: Path
     key = f"{hashlib.sha256(url.encode()).hexdigest()[:16]}/p/n"
     assert json.loads((tmp_path / LAST_TASKS_FILE).read_text()) == {key: str(task_id)}
     assert last_task(tmp_path, url, "p", "n") == task_id
+
+
+def test_remembering_the_same_task_again_leaves_the_file_as_it_is(tmp_path: Path) -> None:
+    from clearq.sdk.init_options import LAST_TASKS_FILE, remember_task
+
+    task_id = uuid.uuid4()
+    remember_task(tmp_path, "sqlite:///x", "p", "n", task_id)
+    path = tmp_path / LAST_TASKS_FILE
+    path.write_text(path.read_text() + "\n")  # a mark an unneeded rewrite would drop
+    remember_task(tmp_path, "sqlite:///x", "p", "n", task_id)
+    assert path.read_text().endswith("}\n")
+    remember_task(tmp_path, "sqlite:///x", "p", "n", uuid.uuid4())
+    assert not path.read_text().endswith("\n")

@@ -33,9 +33,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clearq.config import DEFAULT_MAX_DIFF_BYTES
-from clearq.sdk.capture.git_files import status
-from clearq.sdk.capture.git_tree import capture_tree, repository_base
-from clearq.sdk.capture.gitcmd import CaptureError, git_run, git_said, strip_credentials
+from clearq.sdk.capture.git_files import STATUS, parse_status
+from clearq.sdk.capture.git_tree import REMOTES, capture_tree, repository_base, start_diff
+from clearq.sdk.capture.gitcmd import (
+    CaptureError,
+    Started,
+    git_done,
+    git_output,
+    git_said,
+    git_start,
+    strip_credentials,
+)
 from clearq.sdk.capture.submodules import Submodules, capture_submodules
 from clearq.valueclass import value_class
 
@@ -95,11 +103,20 @@ def capture_script(
     if not entry.is_file():
         raise CaptureError(f"entry point {entry} is not a file; give the script that runs")
     warnings: list[str] = []
-    found = _repo_root(entry.parent, warnings)
+    try:
+        # The first three at once: the status and the remotes need only to be in the
+        # repository (status names paths from its top wherever it runs).
+        first = [git_start(entry.parent, *args) for args in (_TOP, STATUS, REMOTES)]
+    except FileNotFoundError:
+        warnings.append("git is not on PATH: captured the script file alone")
+        return _standalone(entry, argv, module, warnings)
+    found = _repo_root(first[0], warnings)
     if found is None:
+        for started in first[1:]:
+            git_done(started)  # not a repository: their failures say nothing more
         return _standalone(entry, argv, module, warnings)
     where = (cwd or Path.cwd()).resolve()
-    return _in_repo(*found, entry, argv, module, max_diff_bytes, where, warnings)
+    return _in_repo(*found, first[1:], entry, argv, module, max_diff_bytes, where, warnings)
 
 
 def _standalone(
@@ -125,6 +142,7 @@ def _standalone(
 def _in_repo(
     root: Path,
     remote_refs: list[str],
+    started: list[Started],
     entry: Path,
     argv: Sequence[str],
     module: str | None,
@@ -132,14 +150,35 @@ def _in_repo(
     cwd: Path,
     warnings: list[str],
 ) -> ScriptCapture:
-    # Five git commands in all for a repository without submodules: rev-parse (above),
-    # status, config, rev-list and diff; the rest is read from their output.
-    now = status(root)
+    # Five git commands in all for a repository without submodules, in two rounds:
+    # rev-parse, status and config (above), then rev-list with the diff against HEAD
+    # (the base, unless commits are not pushed yet); the rest is read from their output.
+    status_run, remotes = started
+    try:
+        now = parse_status(git_output(status_run, root))
+    except CaptureError:
+        git_done(remotes)
+        raise
     branch = now.branch
-    base = repository_base(root, now, remote_refs, warnings)
+    early = start_diff(root, now.head) if now.head is not None else None
+    try:
+        base = repository_base(root, now, remote_refs, warnings, remotes=remotes)
+    except BaseException:
+        if early is not None:
+            git_done(early)
+        raise
+    if early is not None and base.tree != now.head:
+        git_done(early)  # commits not pushed: the diff is taken against what the remote has
+        early = None
     entry_point = entry.relative_to(root).as_posix()
     tree = capture_tree(
-        root, base, entry_point=entry_point, limit=limit, warnings=warnings, tree=now
+        root,
+        base,
+        entry_point=entry_point,
+        limit=limit,
+        warnings=warnings,
+        tree=now,
+        diff_started=early,
     )
     subs = Submodules(fields=[])
     if base.commit is not None:
@@ -189,14 +228,13 @@ def _script(**given: Any) -> dict[str, Any]:
 # -- git ---------------------------------------------------------------------------------
 
 
-def _repo_root(folder: Path, warnings: list[str]) -> tuple[Path, list[str]] | None:
-    """The repository's top folder and its remote-tracking refs (one ``rev-parse``), or
-    None outside any repository."""
-    try:
-        done = git_run(folder, "rev-parse", "--show-toplevel", "--symbolic-full-name", "--remotes")
-    except FileNotFoundError:
-        warnings.append("git is not on PATH: captured the script file alone")
-        return None
+_TOP = ("rev-parse", "--show-toplevel", "--symbolic-full-name", "--remotes")
+
+
+def _repo_root(started: Started, warnings: list[str]) -> tuple[Path, list[str]] | None:
+    """The repository's top folder and its remote-tracking refs (one ``rev-parse``, started
+    already), or None outside any repository."""
+    done = git_done(started)
     if done.returncode != 0:
         message = git_said(done)
         if "not a git repository" not in message:

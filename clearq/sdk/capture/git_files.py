@@ -11,7 +11,18 @@ from typing import Any
 from clearq.sdk.capture.gitcmd import git_out
 from clearq.valueclass import value_class
 
-__all__ = ["Candidate", "File", "Status", "candidate", "fit", "read_file", "status", "untracked"]
+__all__ = [
+    "STATUS",
+    "Candidate",
+    "File",
+    "Status",
+    "candidate",
+    "fit",
+    "parse_status",
+    "read_file",
+    "status",
+    "untracked",
+]
 
 _MIB = 1024 * 1024
 
@@ -63,16 +74,22 @@ class Status:
         return any(name == i or (i.endswith(b"/") and name.startswith(i)) for i in self.ignored)
 
 
-_STATUS = (
+STATUS = (
     *("status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"),
     # Submodules are captured on their own; ignored folders are named, not walked.
     *("--ignored=matching", "--ignore-submodules=all", "--no-renames"),
 )
+"""The status command; its paths are the repository's whatever folder of it git runs in."""
 
 
 def status(root: Path) -> Status:
     """``git status`` of ``root``'s working tree, read once."""
-    fields = git_out(root, *_STATUS).split(b"\0")
+    return parse_status(git_out(root, *STATUS))
+
+
+def parse_status(output: bytes) -> Status:
+    """What the output of :data:`STATUS` says."""
+    fields = output.split(b"\0")
     head: str | None = None
     branch: str | None = None
     found: dict[bytes, list[bytes]] = {b"?": [], b"!": []}

@@ -14,15 +14,30 @@ from pathlib import Path
 from clearq.sdk.capture.git_files import File, Status, candidate, fit, read_file, untracked
 from clearq.sdk.capture.gitcmd import (
     CaptureError,
+    Started,
+    git_done,
     git_out,
+    git_output,
     git_run,
     git_said,
+    git_start,
     git_text,
     strip_credentials,
 )
 from clearq.valueclass import value_class
 
-__all__ = ["Base", "Tree", "capture_tree", "repository_base", "submodule_base"]
+__all__ = [
+    "REMOTES",
+    "Base",
+    "Tree",
+    "capture_tree",
+    "repository_base",
+    "start_diff",
+    "submodule_base",
+]
+
+REMOTES = ("config", "-z", "--get-regexp", r"^(remote|branch|url)\.")
+"""The remotes, the branches' upstreams and the URL rewrites, in one ``git config``."""
 
 _DIFF = (
     # Pin every setting that changes the patch's shape, whatever the user's config says.
@@ -67,11 +82,13 @@ def capture_tree(
     limit: int,
     warnings: list[str],
     tree: Status | None = None,
+    diff_started: Started | None = None,
 ) -> Tree:
     """The diff from ``base`` to ``root``'s working tree and its untracked files, fitted
     under ``limit`` bytes (the largest untracked files dropped first, with a warning).
-    ``tree``: the working tree's status, if already read."""
-    diff, whole = _diff(root, base.tree, warnings)
+    ``tree``: the working tree's status, if already read; ``diff_started``: the diff
+    against ``base.tree``, if already started (:func:`start_diff`)."""
+    diff, whole = _diff(root, base.tree, warnings, diff_started)
     candidates = untracked(root, entry_point, warnings, tree)
     diff_size = len(diff.encode()) + sum(len(f.data) for f in whole)
     kept, dropped = fit(diff_size, candidates, limit, warnings)
@@ -128,19 +145,29 @@ def _remote(root: Path, branch: str | None) -> str | None:
 # -- what the diff is taken against ------------------------------------------------------
 
 
-def repository_base(root: Path, tree: Status, remote_refs: list[str], warnings: list[str]) -> Base:
+def repository_base(
+    root: Path,
+    tree: Status,
+    remote_refs: list[str],
+    warnings: list[str],
+    *,
+    remotes: Started | None = None,
+) -> Base:
     """The main repository's base: its remote's URL and the newest pushed ancestor of HEAD.
 
     ``tree`` is the repository's status (HEAD, branch), ``remote_refs`` its remote-tracking
-    refs (``refs/remotes/<remote>/<branch>``), both read with other things already."""
+    refs (``refs/remotes/<remote>/<branch>``), both read with other things already;
+    ``remotes``: the :data:`REMOTES` command, if already started."""
     head = tree.head
     if head is None:
+        if remotes is not None:
+            git_done(remotes)  # no commit: no remote has any of it
         warnings.append(
             "the repository has no commit yet: the whole working tree is stored with the task"
         )
         empty_tree = git_text(root, "hash-object", "-t", "tree", "--stdin")
         return Base(repository=None, commit=None, tree=empty_tree)
-    remote, url = _remote_and_url(root, tree.branch)
+    remote, url = _remote_and_url(root, tree.branch, remotes)
     if remote is None:
         warnings.append(
             f"the repository has no remote: the task names the local clone {root}, so agents "
@@ -154,11 +181,13 @@ def repository_base(root: Path, tree: Status, remote_refs: list[str], warnings: 
     return Base(repository=strip_credentials(url), commit=commit, tree=commit, unpushed=unpushed)
 
 
-def _remote_and_url(root: Path, branch: str | None) -> tuple[str | None, str | None]:
+def _remote_and_url(
+    root: Path, branch: str | None, started: Started | None
+) -> tuple[str | None, str | None]:
     """The remote ``_remote`` would choose and its fetch URL, from one ``git config`` read
     (``git remote``, ``config branch.<b>.remote`` and ``remote get-url`` in one); the URL
     is None where git would rewrite it (``url.<base>.insteadOf``) or none is set."""
-    done = git_run(root, "config", "-z", "--get-regexp", r"^(remote|branch|url)\.")
+    done = git_run(root, *REMOTES) if started is None else git_done(started)
     if done.returncode not in (0, 1):  # 1: no such key at all
         raise CaptureError(f"git config failed in {root}: {git_said(done)}")
     names: set[str] = set()
@@ -228,14 +257,21 @@ def _pushed_base(
 # -- the diff ----------------------------------------------------------------------------
 
 
-def _diff(root: Path, tree: str, warnings: list[str]) -> tuple[str, list[File]]:
+def start_diff(root: Path, tree: str) -> Started:
+    """Start ``git diff --binary`` from ``tree`` to the working tree (for capture_tree)."""
+    return git_start(root, *_DIFF, tree)
+
+
+def _diff(
+    root: Path, tree: str, warnings: list[str], started: Started | None
+) -> tuple[str, list[File]]:
     """``git diff --binary`` from ``tree`` to the working tree, as text.
 
     A Script's diff is text, so a text file that is not UTF-8 cannot travel in it: such
     files are left out of the diff and carried whole, as untracked files that overwrite
     the checkout.
     """
-    raw = git_out(root, *_DIFF, tree)
+    raw = git_out(root, *_DIFF, tree) if started is None else git_output(started, root)
     try:
         return raw.decode("utf-8"), []
     except UnicodeDecodeError:

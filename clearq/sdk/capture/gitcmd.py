@@ -1,4 +1,10 @@
-"""Run git for capture: read-only, never the training script's stdin, git's words kept."""
+"""Run git for capture: read-only, never the training script's stdin, git's words kept.
+
+``git_run`` / ``git_out`` run one command and wait; ``git_start`` starts one and
+``git_done`` / ``git_output`` collect it, so that commands that do not need each other's
+output run at the same time (on a loaded machine each git process waits its turn for a
+core: the waits overlap instead of adding up).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,21 @@ from pathlib import Path
 
 from clearq.errors import ClearqError
 
-__all__ = ["CaptureError", "git_out", "git_run", "git_said", "git_text", "strip_credentials"]
+__all__ = [
+    "CaptureError",
+    "Started",
+    "git_done",
+    "git_out",
+    "git_output",
+    "git_run",
+    "git_said",
+    "git_start",
+    "git_text",
+    "strip_credentials",
+]
+
+Started = subprocess.Popen[bytes]
+"""A git command started by :func:`git_start`, to collect with :func:`git_done`."""
 
 _GIT_ENV = {"GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
 """Capture only reads: take no optional locks the user's own git commands could trip on."""
@@ -35,6 +55,33 @@ def git_run(
         check=False,
         env={**os.environ, **_GIT_ENV},
     )
+
+
+def git_start(cwd: Path, *args: str) -> Started:
+    """Start git in ``cwd`` without waiting for it (FileNotFoundError: no git on PATH)."""
+    return subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,  # never the training script's own stdin
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **_GIT_ENV},
+    )
+
+
+def git_done(started: Started) -> subprocess.CompletedProcess[bytes]:
+    """Wait for a started git command; its completed process, whatever its exit status."""
+    out, err = started.communicate()
+    return subprocess.CompletedProcess(started.args, started.returncode, out, err)
+
+
+def git_output(started: Started, cwd: Path) -> bytes:
+    """A started git command's output; CaptureError with git's message when it failed."""
+    done = git_done(started)
+    if done.returncode != 0:
+        args = " ".join(str(a) for a in done.args[1:])
+        raise CaptureError(f"git {args} failed in {cwd}: {git_said(done)}")
+    return done.stdout
 
 
 def git_said(done: subprocess.CompletedProcess[bytes]) -> str:
