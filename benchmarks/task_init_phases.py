@@ -9,26 +9,34 @@ clearq's (so it runs after them), how long the run's end took. Phases:
 
 - imports: ``from clearq import Task`` and the modules ``Task.init`` itself needs;
 - store link: opening the run's link (``open_run_link``: connect, schema check);
-- git capture: ``capture_script`` (the git commands, diff, untracked files);
-- package capture: ``capture_packages`` (project files, import scan, installed dists);
+- git capture: ``capture_script`` (the git commands, diff, untracked files), on the
+  script's own path in a tree before the capture thread (``--baseline``);
+- package capture: ``capture_packages`` (project files, import scan, installed dists),
+  likewise;
 - store writes: the task row (``create_running``), reuse lookup and remembering it;
 - run start: the reporter thread, the console tee, the exit and argparse hooks;
 - hooks: the rest of ``Task.init`` (framework hooks, the resource monitor);
 - scalar: one ``report_scalar``;
-- end: the exit hooks (last flush, finish);
+- end: the exit hooks (last flush, finish), less the capture wait;
+- capture wait: how long the script's end (or anything else) waited for the capture
+  thread (``CodeCapture.wait``), on the script's path;
+- capture thread: the capture in its own thread (its imports, git, the package scan,
+  the write), wall and that thread's own CPU (``time.thread_time``), beside the script's
+  path and so not in the sum;
 - rest: interpreter start and shutdown, the script's own code: the wall time of the
-  whole process less the phases above;
+  whole process less the phases on the script's path;
 - process cpu: user + system CPU of the whole process (``getrusage`` of the child).
 
 Each phase prints wall and CPU milliseconds (CPU: ``time.process_time``, every thread of
 the process; it moves less with the machine's load than wall time does), median over
 ``--runs`` runs, beside a bare script's whole wall time (no clearq) measured in the same
 runs, interleaved. Baseline in the same run: the same harness on an older clearq,
-``git archive``'d from this repository (``--baseline``, default main before git capture
-took five commands and the run's records stopped generating code), interleaved with the
-tree's own runs.
+``git archive``'d from this repository (``--baseline``, default main before the capture
+thread), interleaved with the tree's own runs.
 
     python benchmarks/task_init_phases.py [--runs 7] [--baseline REF]
+
+Run it three times and give min / median / max of the three medians, with the load.
 """
 
 from __future__ import annotations
@@ -58,7 +66,8 @@ def add(name, w, c):
     phases[name] = (old[0] + w, old[1] + c)
 start = (wall(), cpu())
 def at_end():
-    add("end", wall() - ended[0], cpu() - ended[1])
+    waited = phases.get("capture wait", (0.0, 0.0))
+    add("end", wall() - ended[0] - waited[0], cpu() - ended[1] - waited[1])
     with open(out, "w") as f:
         json.dump(phases, f)
 atexit.register(at_end)  # before clearq's hooks: it runs after them
@@ -74,9 +83,24 @@ def timed(name, fn):
         finally:
             add(name, wall() - w, cpu() - c)
     return wrapper
+BESIDE = ("capture thread",)  # not on the script's path: left out of the sums
 init.open_run_link = timed("store link", init.open_run_link)
-init.capture_script = timed("git capture", init.capture_script)
-init.capture_packages = timed("package capture", init.capture_packages)
+if hasattr(init, "capture_script"):  # a tree that captures on the script's path
+    init.capture_script = timed("git capture", init.capture_script)
+    init.capture_packages = timed("package capture", init.capture_packages)
+else:
+    from clearq.sdk import code_capture
+    def in_thread(capture):
+        def wrapper():
+            w, c = wall(), time.thread_time()
+            try:
+                return capture()
+            finally:
+                add("capture thread", wall() - w, time.thread_time() - c)
+        return wrapper
+    made = code_capture.CodeCapture.__init__
+    code_capture.CodeCapture.__init__ = lambda self, capture: made(self, in_thread(capture))
+    code_capture.CodeCapture.wait = timed("capture wait", code_capture.CodeCapture.wait)
 init._take_over = timed("store writes", init._take_over)
 init._remember = timed("store writes", init._remember)
 RunLink.create_running = timed("store writes", RunLink.create_running)
@@ -87,7 +111,7 @@ def attach_timed(*a, **k):
     try:
         return attach(*a, **k)
     finally:
-        inner = [n for n in phases if n != "imports"]
+        inner = [n for n in phases if n != "imports" and n not in BESIDE]
         spent_w = sum(phases[n][0] - before.get(n, (0, 0))[0] for n in inner)
         spent_c = sum(phases[n][1] - before.get(n, (0, 0))[1] for n in inner)
         add("run start", wall() - w - spent_w, cpu() - c - spent_c)
@@ -99,7 +123,7 @@ def init_timed(cls, *a, **k):
     try:
         return task_init(cls, *a, **k)
     finally:
-        inner = [n for n in phases if n != "imports"]
+        inner = [n for n in phases if n != "imports" and n not in BESIDE]
         spent_w = sum(phases[n][0] - before.get(n, (0, 0))[0] for n in inner)
         spent_c = sum(phases[n][1] - before.get(n, (0, 0))[1] for n in inner)
         add("hooks", wall() - w - spent_w, cpu() - c - spent_c)
@@ -111,9 +135,11 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 ended = (wall(), cpu())
 """
 REPO = Path(__file__).resolve().parents[1]
-BASELINE = "81b9c4d"
-"""main before git capture took five commands and the run's records stopped generating
-code (``3c5271a``: before the lazy packaging, importlib.metadata and psutil)."""
+BASELINE = "2ed0ad1"
+"""main before the capture thread, the two-round git capture and the run path without
+dataclasses (``81b9c4d``: before git capture took five commands and the run's records
+stopped generating code; ``3c5271a``: before the lazy packaging, importlib.metadata and
+psutil)."""
 PHASES = (
     "imports",
     "store link",
@@ -124,7 +150,10 @@ PHASES = (
     "hooks",
     "scalar",
     "end",
+    "capture wait",
 )
+"""On the script's path, in order: their sum and the rest make the whole process."""
+SHOWN = (*PHASES, "capture thread")
 
 
 def run_bare(work: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -202,7 +231,7 @@ def report(
     trees = list(runs)
     print(f"Task.init by hand, median of {len(bare)} runs (ms): wall / cpu")
     print(f"{'phase':<16}" + "".join(f"{t:>20}" for t in trees))
-    for name in PHASES:
+    for name in SHOWN:
         cells = [f"{median(name, t, 0):>10.1f}{median(name, t, 1):>10.1f}" for t in trees]
         print(f"{name:<16}" + "".join(cells))
     cells = [f"{statistics.median(rest(r) for r in runs[t]) * 1000:>10.1f}{'':>10}" for t in trees]
