@@ -76,6 +76,20 @@ def store_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("sqlite_url"))
 
 
+def on_one_database(dialect: str) -> pytest.MarkDecorator:
+    """Run a test, or as ``pytestmark`` a module, on one database instead of both.
+
+    For acceptance tests whose subject sits above the store (the SDK's framework capture,
+    the ClearML layer, a gang's ranks reaching each other): the store paths they go
+    through are held to both databases by the contract tests and by the agent's own
+    acceptance tests, so the second database only doubled their cost (each starts
+    interpreters that import torch or TensorFlow, or several agents).
+    """
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown database {dialect!r}: one of {', '.join(DIALECTS)}")
+    return pytest.mark.parametrize("store_url", [dialect], indirect=True)
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Settings isolated from the user's own (home in the test's temp folder)."""

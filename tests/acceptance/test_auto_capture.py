@@ -10,11 +10,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from clearq.config import Settings
 from clearq.models import TaskStatus
 from clearq.scheduler import Store
+from tests.conftest import on_one_database
 
 SCRIPT = """
 import pickle
@@ -72,6 +71,7 @@ def _run(store_url: str, tmp_path: Path, frameworks: str, script: str = SCRIPT) 
     return Store(store_url, settings=Settings(home=tmp_path / "home"))
 
 
+@on_one_database("postgres")
 def test_figures_tensorboard_and_model_files_reach_the_task(store_url: str, tmp_path: Path) -> None:
     with _run(store_url, tmp_path, "True") as store:
         [task] = store.tasks.list(project="auto")
@@ -99,7 +99,7 @@ def test_figures_tensorboard_and_model_files_reach_the_task(store_url: str, tmp_
         assert all(m.uri and m.size for m in store.registry.of_task(task.id))
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@on_one_database("sqlite")
 def test_each_framework_can_be_turned_off(store_url: str, tmp_path: Path) -> None:
     off = '{"matplotlib": False, "pytorch": False, "tensorboard": False, "xgboost": True}'
     with _run(store_url, tmp_path, off) as store:
@@ -130,7 +130,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@on_one_database("sqlite")
 def test_a_hydra_apps_composed_config_is_recorded(store_url: str, tmp_path: Path) -> None:
     work = tmp_path / "app"
     (work / "conf").mkdir(parents=True)
@@ -184,6 +184,7 @@ print("done")
 """
 
 
+@on_one_database("sqlite")
 def test_tf_summary_and_keras_models_reach_the_task(store_url: str, tmp_path: Path) -> None:
     with _run(store_url, tmp_path, "True", TF_SCRIPT) as store:
         [task] = store.tasks.list(project="auto")

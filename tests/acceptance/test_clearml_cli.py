@@ -9,7 +9,10 @@ from pathlib import Path
 from clearq.models import TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import Agents, Cli
+from tests.conftest import on_one_database
 from tests.gitrepo import published
+
+pytestmark = on_one_database("sqlite")
 
 TRAIN = """
 import argparse

@@ -15,6 +15,9 @@ from clearq.models import TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import Agents, run_script
 from tests.acceptance.hpo_toy import OPTIMUM, RANGES, base_task
+from tests.conftest import on_one_database
+
+pytestmark = on_one_database("postgres")
 
 DRIVER = """
 import sys

@@ -14,6 +14,9 @@ from clearq import Task
 from clearq.models import TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import Agents, run_script
+from tests.conftest import on_one_database
+
+pytestmark = on_one_database("postgres")
 
 STEP_ONE = """
 from clearq import Task

@@ -20,6 +20,7 @@ import pytest
 from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from tests.acceptance.conftest import AGENT_WAIT_SECONDS, Agents
+from tests.conftest import on_one_database
 
 pytest.importorskip("torch")
 
@@ -121,7 +122,10 @@ def logs_of(store: Store, task_id: uuid.UUID) -> str:
     return "".join(line.text for line in store.outputs.logs(task_id))
 
 
-@pytest.mark.parametrize("nodes", [2, 3])
+# Two ranks on SQLite, three on PostgreSQL: each count and each database once.
+@pytest.mark.parametrize(
+    ("store_url", "nodes"), [("sqlite", 2), ("postgres", 3)], indirect=["store_url"]
+)
 def test_a_gang_all_reduces_across_its_ranks(
     store: Store, agents: Agents, tmp_path: Path, nodes: int
 ) -> None:
@@ -191,7 +195,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+@on_one_database("sqlite")
 def test_a_gang_that_cannot_fill_gives_its_agents_back(
     store: Store, agents: Agents, tmp_path: Path
 ) -> None:
@@ -216,6 +220,7 @@ def test_a_gang_that_cannot_fill_gives_its_agents_back(
     assert all(state == "waiting" for _, _, state in store.gangs.members(gang))
 
 
+@on_one_database("postgres")
 def test_torchrun_started_by_the_task_runs_a_process_per_gpu_on_every_rank(
     store: Store, agents: Agents, tmp_path: Path
 ) -> None:
