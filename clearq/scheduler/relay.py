@@ -22,12 +22,22 @@ on a server capped at ``max_connections=100`` cannot give each agent its own. So
   reachable (for longer than a handover takes, ``HANDOVER_GRACE_SECONDS``), or the
   hub's own LISTEN connection is down, waiting is a polling sleep and every listener's
   ``on_change`` hears the loss once, and the return once.
+- A hub that is alive but frozen (SIGSTOP, a debugger, a swapped-out VM) keeps its lock
+  and its socket: its clients would hear nothing and never see end-of-file. So the hub
+  speaks at least every ``KEEPALIVE_SECONDS`` (a keepalive line), and a client that hears
+  nothing for ``SILENT_SECONDS`` leaves it for the next *slot*: slot 0 is the hub's lock
+  and socket, slots 1.. are deputies' (``SLOTS`` in all). There the clients race for that
+  slot's lock exactly as for the hub's: one deputy LISTENs and relays, the others connect
+  to it, so a frozen hub costs one LISTEN connection more, not one per process. A deputy
+  keeps knocking at the slots below its own; as soon as one of them answers (the hub
+  thawed, or a new process took the dead one's lock), the deputy closes its socket and
+  LISTEN and its clients go back to slot 0: one LISTEN again.
 - A hint is only a hint (:mod:`clearq.scheduler.notify`): a lost one costs latency,
   never correctness.
 
 The wire: ``N<TAB>channel<TAB>payload`` per hint; ``S<TAB>1`` (the hub listens) or
 ``S<TAB>0<TAB>why`` (its LISTEN connection is down), sent on every change and first
-to each new client.
+to each new client; ``K`` (a keepalive) while there is nothing else to say.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import hashlib
 import logging
 import os
 import random
+import select
 import socket
 import stat
 import tempfile
@@ -63,6 +74,15 @@ SETTLE_SECONDS = 10.0
 """How long ``listen()`` waits for its relay to listen (or to fail) before it returns."""
 SEND_TIMEOUT_SECONDS = 2.0
 """A client that does not read for this long is dropped (it reconnects)."""
+KEEPALIVE_SECONDS = 1.0
+"""A hub that has said nothing for this long says that it is there."""
+SILENT_SECONDS = 6.0
+"""A hub not heard for this long is taken for frozen: its clients go to a deputy. Far
+above the keepalive, so that a hub slowed by a loaded machine is not left (leaving one
+that is alive costs a second LISTEN for a moment, never a hint)."""
+SLOTS = 4
+"""The hub's lock and socket and its deputies': how many frozen relays in a row a host
+rides out before its listeners poll."""
 
 Source = Callable[[Callable[[StoreError | None], None]], PgListener]
 
@@ -98,7 +118,7 @@ def shared_listener(
     with _relays_lock:
         relay = _relays.get(key)
         if relay is None:
-            relay = _Relay(key, source, places=_places(key) if host else None)
+            relay = _Relay(key, source, slots=_slots(key) if host else None)
             _relays[key] = relay
         listener = RelayListener(relay, on_change)
         relay.add(listener)
@@ -106,8 +126,8 @@ def shared_listener(
     return listener
 
 
-def _places(key: tuple[str, ...]) -> tuple[Path, Path] | None:
-    """The hub's (lock, socket) for ``key`` on this machine; None: none safe here."""
+def _slots(key: tuple[str, ...]) -> list[tuple[Path, Path]] | None:
+    """The (lock, socket) of the hub and its deputies for ``key`` here; None: none safe."""
     digest = hashlib.sha256("\0".join((socket.gethostname(), *key)).encode()).hexdigest()[:20]
     folder = Path(tempfile.gettempdir()) / f"clearq-{os.getuid()}"
     try:
@@ -120,7 +140,8 @@ def _places(key: tuple[str, ...]) -> tuple[Path, Path] | None:
     except OSError as e:
         log.warning("cannot share LISTEN with this machine's other processes: %s", e)
         return None
-    return folder / f"listen-{digest}.lock", folder / f"listen-{digest}.sock"
+    names = [f"listen-{digest}"] + [f"listen-{digest}-{k}" for k in range(1, SLOTS)]
+    return [(folder / f"{name}.lock", folder / f"{name}.sock") for name in names]
 
 
 class RelayListener:
@@ -169,11 +190,11 @@ class _Relay:
     """A process's one source of hints: the hub's LISTEN, or a client of another's."""
 
     def __init__(
-        self, key: tuple[str, ...], source: Source, *, places: tuple[Path, Path] | None
+        self, key: tuple[str, ...], source: Source, *, slots: list[tuple[Path, Path]] | None
     ) -> None:
         self._key = key
         self._source = source
-        self._places = places
+        self._slots = slots
         self._lock = threading.Lock()
         self._listeners: list[RelayListener] = []
         self._clients: list[socket.socket] = []
@@ -264,45 +285,62 @@ class _Relay:
 
     def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
-                if self._places is None:
+            if self._slots is None:
+                while not self._stopping.is_set():
                     self._be_hub(None)
-                    continue
-                lock_path, socket_path = self._places
-                client = _dial(socket_path)
-                if client is not None:
-                    self._be_client(client)
-                    continue
-                lock = FileLock(lock_path, timeout=0, thread_local=False)
-                try:
-                    lock.acquire()
-                except Timeout:
-                    self._down(None)  # another process holds it; its socket comes soon
-                    self._report_if_long_gone()
-                    self._stopping.wait(RETRY_SECONDS * (0.5 + random.random()))  # noqa: S311 - jitter
-                    continue
-                try:
-                    self._be_hub(socket_path)
-                finally:
-                    lock.release()
+            else:
+                self._serve_slots(self._slots)
         except Exception as e:  # waiters must go on polling, never hang
             log.exception("the notification relay failed; polling from now on")
             self.live = False
             self._report(ConnectionLost(f"the notification relay failed: {e}"))
 
-    def _be_hub(self, socket_path: Path | None) -> None:
+    def _serve_slots(self, slots: list[tuple[Path, Path]]) -> None:
+        # Slot 0 is the hub's; a client goes one slot on when its relay falls silent, and
+        # back to 0 when its relay ends (a deputy ends when a slot below it answers).
+        slot, tried_since = 0, time.monotonic()
+        while not self._stopping.is_set():
+            lock_path, socket_path = slots[slot]
+            client = _dial(socket_path)
+            if client is not None:
+                silent = self._be_client(client)
+                slot, tried_since = (slot + 1) % len(slots) if silent else 0, time.monotonic()
+                continue
+            lock = FileLock(lock_path, timeout=0, thread_local=False)
+            try:
+                lock.acquire()
+            except Timeout:  # held, no socket yet: it comes soon, unless its holder froze
+                self._down(None)
+                self._report_if_long_gone()
+                if time.monotonic() - tried_since >= SILENT_SECONDS:
+                    slot, tried_since = (slot + 1) % len(slots), time.monotonic()
+                self._stopping.wait(RETRY_SECONDS * (0.5 + random.random()))  # noqa: S311 - jitter
+                continue
+            try:
+                self._be_hub(socket_path, below=[path for _, path in slots[:slot]])
+            finally:
+                lock.release()
+            slot, tried_since = 0, time.monotonic()
+
+    def _be_hub(self, socket_path: Path | None, *, below: Sequence[Path] = ()) -> None:
+        """LISTEN and relay; a deputy (``below``: the sockets of the slots under its own)
+        returns as soon as one of them answers."""
         server = None if socket_path is None else _bind(socket_path)
         source = self._source(self._source_changed)
-        acceptor = None
+        threads = []
+        answered = threading.Event()
         try:
             if source.connected:
                 self._up()
             if server is not None:  # clients connect once the first state is known
-                acceptor = threading.Thread(
-                    target=self._accept, args=(server,), name="clearq-listen-hub", daemon=True
+                threads.append(_thread(self._accept, server, name="clearq-listen-hub"))
+            if below:
+                log.warning(
+                    "the process relaying notifications on this machine is silent: "
+                    "relaying in its place until it answers"
                 )
-                acceptor.start()
-            while not self._stopping.is_set():
+                threads.append(_thread(self._knock, below, answered, name="clearq-listen-knock"))
+            while not self._stopping.is_set() and not answered.is_set():
                 notices = source.wait(TICK_SECONDS)
                 if notices:
                     self._deliver(notices)
@@ -315,12 +353,44 @@ class _Relay:
                 with contextlib.suppress(OSError):
                     socket_path.unlink()
                 server.close()
-            if acceptor is not None:
-                acceptor.join(timeout=SETTLE_SECONDS)
+            answered.set()  # ends the knocking
+            for thread in threads:
+                thread.join(timeout=SETTLE_SECONDS)
             with self._lock:
                 clients, self._clients = self._clients, []
             for client in clients:
                 client.close()
+
+    def _knock(self, below: Sequence[Path], answered: threading.Event) -> None:
+        # A deputy's watch on the slots under its own: a line from one means it relays
+        # (a frozen hub's kernel takes the connection; the hub answers once it thaws).
+        conns: dict[Path, socket.socket] = {}
+        try:
+            while not answered.is_set() and not self._stopping.is_set():
+                for path in below:
+                    if path not in conns and (conn := _dial(path)) is not None:
+                        conns[path] = conn
+                if not conns:
+                    answered.wait(TICK_SECONDS)
+                    continue
+                ready, _, _ = select.select(list(conns.values()), [], [], TICK_SECONDS)
+                for path, conn in list(conns.items()):
+                    if conn not in ready:
+                        continue
+                    try:
+                        data = conn.recv(1)
+                    except OSError:
+                        data = b""
+                    if data:
+                        answered.set()
+                        return
+                    del conns[path]  # that relay ended: knock again
+                    conn.close()
+                if ready:  # only ended ones: pause before knocking again
+                    answered.wait(TICK_SECONDS)
+        finally:
+            for conn in conns.values():
+                conn.close()
 
     def _source_changed(self, error: StoreError | None) -> None:
         # The hub's own LISTEN connection went (error) or came back (None).
@@ -331,8 +401,14 @@ class _Relay:
         self._send(_state_line(error))
 
     def _accept(self, server: socket.socket) -> None:
+        # Also the keepalive: a thread apart from the LISTEN connection's, which may block
+        # in a reconnect while this one goes on saying that the hub is there.
         server.settimeout(TICK_SECONDS)
+        spoke = time.monotonic()
         while not self._stopping.is_set():
+            if time.monotonic() - spoke >= KEEPALIVE_SECONDS:
+                self._send(b"K\n")
+                spoke = time.monotonic()
             try:
                 client, _ = server.accept()
             except TimeoutError:
@@ -358,24 +434,35 @@ class _Relay:
                     self._clients.remove(client)
                     client.close()
 
-    def _be_client(self, client: socket.socket) -> None:
+    def _be_client(self, client: socket.socket) -> bool:
+        """Relay what the hub says until it ends; True: it fell silent (frozen?)."""
         client.settimeout(TICK_SECONDS)
         buffer = b""
+        heard = time.monotonic()
         try:
             while not self._stopping.is_set():
                 try:
                     data = client.recv(65536)
                 except TimeoutError:
-                    continue
+                    if time.monotonic() - heard < SILENT_SECONDS:
+                        continue
+                    log.warning(
+                        "the process relaying notifications on this machine has said nothing "
+                        "for %g s: leaving it for a deputy",
+                        SILENT_SECONDS,
+                    )
+                    return True
                 except OSError:
                     break
                 if not data:
                     break  # the hub went: take over, or reach the next one
+                heard = time.monotonic()
                 *lines, buffer = (buffer + data).split(b"\n")
                 self._read_lines(lines)
         finally:
             client.close()
             self._down(None)
+        return False
 
     def _read_lines(self, lines: Sequence[bytes]) -> None:
         notices = []
@@ -395,12 +482,19 @@ class _Relay:
 
 def _dial(path: Path) -> socket.socket | None:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(TICK_SECONDS)  # a frozen hub's full backlog would block a connect
     try:
         client.connect(str(path))
     except OSError:
         client.close()
         return None
     return client
+
+
+def _thread(target: Callable[..., None], *args: object, name: str) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 def _bind(path: Path) -> socket.socket:

@@ -22,9 +22,12 @@ import psycopg
 import pytest
 
 from clearq.config import Settings
+from clearq.models import TaskStatus
+from clearq.runtime.agent import worker_id
 from clearq.scheduler import Store
 from clearq.scheduler.notify import ENQUEUE_CHANNEL
 from clearq.scheduler.relay import RelayListener
+from tests.integration.helpers import queued
 from tests.pgserver import listen_backends
 
 pytestmark = pytest.mark.postgres
@@ -47,12 +50,47 @@ while True:
 """
 
 
+AGENT = """
+import sys
+import threading
+import time
+from pathlib import Path
+from clearq.config import Settings
+from clearq.models import TaskStatus
+from clearq.runtime import agent as agent_module
+from clearq.runtime.agent import Agent, AgentOptions
+from clearq.runtime.executor import Outcome
+from clearq.scheduler import Store
+
+# Its idle re-claim an hour away: only a hint (or polling while it has none) claims.
+agent_module.LISTENING_WAIT_SECONDS = 3600.0
+
+
+class Completes:
+    def run(self, claim, control, gpus):
+        return Outcome(TaskStatus.COMPLETED, 0)
+
+
+url, home, name, queue = sys.argv[1], Path(sys.argv[2]), sys.argv[3], sys.argv[4]
+store = Store(url, settings=Settings(home=home, database_url=url))
+agent = Agent(store, Completes(), AgentOptions(queues=(queue,), name=name))
+threading.Thread(target=agent.run, daemon=True).start()
+listener = store.listen()  # the process's one relay, which the agent's loop shares
+while agent.state.value == "starting" or not listener.connected:
+    time.sleep(0.05)
+print("serving", flush=True)
+threading.Event().wait()
+"""
+
+
 class Listening:
     """A listener process; what it printed, line by line."""
 
-    def __init__(self, url: str, home: Path) -> None:
+    def __init__(
+        self, url: str, home: Path, *, script: str = LISTENER, args: tuple[str, ...] = ()
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", LISTENER, url, str(home)],
+            [sys.executable, "-c", script, url, str(home), *args],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
@@ -85,6 +123,7 @@ class Listening:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen one too
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
         self._reader.join(timeout=WAIT_SECONDS)
@@ -146,6 +185,43 @@ def test_when_the_listening_process_dies_another_takes_over(
     _until(heard, "the others never heard a hint after the listening process died", pause=0.5)
     _until(lambda: len(listen_backends(pg_url)) == 1, "not one LISTEN after the handover")
     assert listen_backends(pg_url) != [first]
+
+
+def test_a_frozen_listening_process_is_relayed_around_until_it_thaws(
+    pg_url: str, tmp_path: Path, listeners: list[Listening]
+) -> None:
+    queue = "frozen"
+    with Store(pg_url, settings=Settings(home=tmp_path, database_url=pg_url)) as store:
+        store.queues.create(queue)
+        hub = Listening(pg_url, tmp_path, script=AGENT, args=("hub", queue))
+        listeners.append(hub)
+        hub.wait_for("serving")
+        _until(lambda: len(listen_backends(pg_url)) == 1, "the first agent never listened")
+        other = Listening(pg_url, tmp_path, script=AGENT, args=("other", queue))
+        listeners.append(other)
+        other.wait_for("serving")
+        assert len(listen_backends(pg_url)) == 1  # the other hears the hub's hints
+
+        hub.proc.send_signal(signal.SIGSTOP)  # alive, its lock held, its socket open
+        frozen = queued(store, queue, "while frozen")
+
+        def claimed_by_other(task_id: object) -> bool:
+            task = store.tasks.get(task_id)  # type: ignore[arg-type]
+            return task.status is TaskStatus.COMPLETED and task.worker == worker_id("other")
+
+        _until(lambda: claimed_by_other(frozen), "no agent claimed while the hub was frozen")
+        _until(lambda: len(listen_backends(pg_url)) == 2, "no deputy listened for the frozen hub")
+        relayed = queued(store, queue, "through the deputy")  # a hint, as the agent waits
+        _until(lambda: claimed_by_other(relayed), "the deputy's hint never reached the agent")
+
+        hub.proc.send_signal(signal.SIGCONT)
+        _until(lambda: len(listen_backends(pg_url)) == 1, "not one LISTEN after the thaw")
+        after = [queued(store, queue, f"after {k}") for k in range(3)]
+        _until(
+            lambda: all(store.tasks.get(t).status is TaskStatus.COMPLETED for t in after),
+            "hints stopped reaching the agents after the thaw",
+        )
+        assert len(listen_backends(pg_url)) == 1
 
 
 def test_listeners_in_one_process_share_one_relay(pg_url: str, tmp_path: Path) -> None:
