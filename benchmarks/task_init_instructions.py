@@ -29,8 +29,9 @@ from pathlib import Path
 from task_init_overhead import make_repo
 from task_init_phases import REPO, baseline_tree
 
-BASELINE = "81b9c4d"
-"""main before git capture took five commands and the run's records stopped generating code."""
+BASELINE = "2ed0ad1"
+"""main before the capture thread, the two-round git capture and the run path without
+dataclasses (``81b9c4d``: before git capture took five commands)."""
 _TOTAL = re.compile(rb"^(?:summary|totals): (\d+)", re.M)
 _CMD = re.compile(rb"^cmd: (.*)$", re.M)
 

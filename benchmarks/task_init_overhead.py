@@ -10,7 +10,8 @@ With ``--clearml-python PATH`` (an interpreter where the ``clearml`` package is
 installed), the same script with ClearML's ``Task.init`` in offline mode runs in the same
 session and its figures are printed beside clearq's.
 
-Target: under 150 ms added, and no process left running beside the script.
+Target: under 150 ms added, and no process left running beside the script once its exit
+hooks have run (at its last line the capture's git commands may still be running).
 
 clearq is byte-compiled first, as an installed package is: with
 ``PYTHONDONTWRITEBYTECODE=1`` (set on this machine) a module edited since its last
@@ -37,21 +38,25 @@ from pathlib import Path
 MODULES = 50
 
 SCRIPT = """
-import os, sys
-{import_line}
-from proj import mod_0, mod_1, mod_2
-{init_line}
-total = mod_0.work(3) + mod_1.work(3) + mod_2.work(3)
-{report_line}
+import atexit, os, sys
 def parent_of(pid):
     try:
         with open(f"/proc/{{pid}}/stat") as f:
             return f.read().split(") ")[-1].split()[1]
     except OSError:
         return None
-children = [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == str(os.getpid())]
-print("children", len(children))
+def children():
+    return [p for p in os.listdir("/proc") if p.isdigit() and parent_of(p) == str(os.getpid())]
+atexit.register(lambda: print("left", len(children())))  # the last exit hook to run
+{import_line}
+from proj import mod_0, mod_1, mod_2
+{init_line}
+total = mod_0.work(3) + mod_1.work(3) + mod_2.work(3)
+{report_line}
+print("children", len(children()))
 """
+"""Counts the script's child processes at its last line (clearq's capture may still be
+running git then) and once every exit hook has run (what is left running beside it)."""
 
 VARIANTS = {
     "bare": ("", "", ""),
@@ -96,8 +101,9 @@ def make_repo(root: Path) -> Path:
     return work
 
 
-def run_once(python: str, work: Path, variant: str, env: dict[str, str]) -> tuple[float, int]:
-    """Wall seconds and the child processes the script still had at its end."""
+def run_once(python: str, work: Path, variant: str, env: dict[str, str]) -> tuple[float, int, int]:
+    """Wall seconds, the script's child processes at its last line and after its exit
+    hooks."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [python, f"run_{variant}.py"],
@@ -113,21 +119,22 @@ def run_once(python: str, work: Path, variant: str, env: dict[str, str]) -> tupl
         raise SystemExit(f"{variant} failed ({proc.returncode}):\n{err}")
     # ClearML prints its own lines after ours: read the script's count, not the last line.
     found = re.search(r"^children (\d+)$", out, re.MULTILINE)
-    if found is None:
+    left = re.search(r"^left (\d+)$", out, re.MULTILINE)
+    if found is None or left is None:
         raise SystemExit(f"{variant} printed no child count:\n{out}")
-    return wall, int(found.group(1))
+    return wall, int(found.group(1)), int(left.group(1))
 
 
 def measure(
     python: str, work: Path, variant: str, env: dict[str, str], runs: int
 ) -> dict[str, float]:
     """Median wall time over ``runs`` runs, and the most child processes seen."""
-    walls, children = [], 0
+    walls, children, left = [], 0, 0
     for _ in range(runs):
-        wall, kids = run_once(python, work, variant, env)
+        wall, kids, kept = run_once(python, work, variant, env)
         walls.append(wall)
-        children = max(children, kids)
-    return {"wall": statistics.median(walls), "children": children}
+        children, left = max(children, kids), max(left, kept)
+    return {"wall": statistics.median(walls), "children": children, "left": left}
 
 
 def main() -> None:
@@ -156,15 +163,16 @@ def report(results: dict[str, dict[str, float]], runs: int) -> None:
     """Print the table and the verdict."""
     bare = results["bare"]["wall"]
     print(f"Task.init overhead, median of {runs} runs, {MODULES}-module sample repository")
-    print(f"{'variant':<10}{'wall ms':>10}{'added ms':>10}{'ratio':>8}{'children':>10}")
+    print("children: at the script's last line / left once its exit hooks have run")
+    print(f"{'variant':<10}{'wall ms':>10}{'added ms':>10}{'ratio':>8}{'children':>12}")
     for name, r in results.items():
         added = (r["wall"] - bare) * 1000
+        kids = f"{int(r['children'])} / {int(r['left'])}"
         print(
-            f"{name:<10}{r['wall'] * 1000:>10.0f}{added:>10.0f}{r['wall'] / bare:>8.2f}"
-            f"{int(r['children']):>10}"
+            f"{name:<10}{r['wall'] * 1000:>10.0f}{added:>10.0f}{r['wall'] / bare:>8.2f}{kids:>12}"
         )
     added = (results["clearq"]["wall"] - bare) * 1000
-    verdict = "meets" if added < 150 and results["clearq"]["children"] == 0 else "MISSES"
+    verdict = "meets" if added < 150 and results["clearq"]["left"] == 0 else "MISSES"
     print(f"clearq adds {added:.0f} ms (target < 150 ms, no extra process): {verdict} the target")
     if "clearml" in results:
         ratio = results["clearml"]["wall"] / results["clearq"]["wall"]

@@ -207,6 +207,39 @@ def test_unpushed_commits_fold_into_the_diff(repo: Repo) -> None:
     assert any("2 commit(s) not on remote 'origin'" in w for w in captured.warnings)
 
 
+def test_a_branch_behind_its_upstream_names_its_own_head(repo: Repo) -> None:
+    """Every commit of HEAD is on the upstream (status says so): HEAD is the base."""
+    older = repo.head()
+    write(repo.work / "train.py", TRAIN + "print('newer')\n")
+    git(repo.work, "add", "train.py")
+    repo.commit("newer")
+    git(repo.work, "push", "--quiet", "origin", "HEAD")
+    git(repo.work, "reset", "--quiet", "--hard", older)
+    write(repo.work / "train.py", TRAIN + "print('edited')\n")
+    captured = capture(repo)
+    assert captured.script.commit == older
+    assert captured.unpushed_commits == 0
+    assert "+print('edited')" in captured.script.diff
+    assert "newer" not in captured.script.diff
+    assert captured.warnings == ()
+
+
+def test_a_branch_level_with_a_local_upstream_still_folds_what_the_remote_lacks(
+    repo: Repo,
+) -> None:
+    """Level with its upstream is no proof of a push when the upstream is a local branch."""
+    pushed = repo.head()
+    write(repo.work / "train.py", TRAIN + "print('local')\n")
+    git(repo.work, "commit", "--quiet", "-am", "local")
+    git(repo.work, "branch", "--quiet", "base")
+    git(repo.work, "branch", "--quiet", "--set-upstream-to=base")
+    captured = capture(repo)
+    assert captured.script.repository == str(repo.origin)
+    assert captured.script.commit == pushed
+    assert captured.unpushed_commits == 1
+    assert "+print('local')" in captured.script.diff
+
+
 def test_a_commit_pushed_to_another_branch_needs_no_diff(repo: Repo) -> None:
     write(repo.work / "train.py", TRAIN + "print('feature')\n")
     git(repo.work, "add", "train.py")

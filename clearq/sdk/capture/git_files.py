@@ -56,10 +56,16 @@ class Status:
     branch, its untracked files and its ignored paths (an ignored folder once, as
     ``dir/``). One git process instead of the five that asked for each of these."""
 
-    __slots__ = ("branch", "head", "ignored", "untracked")
+    __slots__ = ("ahead", "branch", "head", "ignored", "untracked", "upstream")
 
     def __init__(
-        self, head: str | None, branch: str | None, untracked: list[bytes], ignored: list[bytes]
+        self,
+        head: str | None,
+        branch: str | None,
+        untracked: list[bytes],
+        ignored: list[bytes],
+        upstream: str | None = None,
+        ahead: int | None = None,
     ) -> None:
         self.head = head
         """HEAD's commit; None before the first one."""
@@ -67,6 +73,10 @@ class Status:
         """The checked-out branch's short name; None when HEAD is detached."""
         self.untracked = untracked
         self.ignored = ignored
+        self.upstream = upstream
+        """The branch's upstream as git names it (``origin/main``), when it has one."""
+        self.ahead = ahead
+        """Commits of HEAD not on the upstream, when the upstream's commit is here."""
 
     def is_ignored(self, path: str) -> bool:
         """Whether git ignores ``path`` (itself, or a folder above it)."""
@@ -92,6 +102,8 @@ def parse_status(output: bytes) -> Status:
     fields = output.split(b"\0")
     head: str | None = None
     branch: str | None = None
+    upstream: str | None = None
+    ahead: int | None = None
     found: dict[bytes, list[bytes]] = {b"?": [], b"!": []}
     skip = False
     for field in fields:
@@ -103,11 +115,15 @@ def parse_status(output: bytes) -> Status:
         elif field.startswith(b"# branch.head "):
             name = os.fsdecode(field[len(b"# branch.head ") :])
             branch = None if name == "(detached)" else name
+        elif field.startswith(b"# branch.upstream "):
+            upstream = os.fsdecode(field[len(b"# branch.upstream ") :])
+        elif field.startswith(b"# branch.ab +"):
+            ahead = int(field[len(b"# branch.ab +") :].split(b" ")[0])
         elif field[:2] in (b"? ", b"! "):
             found[field[:1]].append(field[2:])
         elif field.startswith(b"2 "):
             skip = True
-    return Status(head, branch, found[b"?"], found[b"!"])
+    return Status(head, branch, found[b"?"], found[b"!"], upstream, ahead)
 
 
 def untracked(

@@ -177,7 +177,10 @@ def repository_base(
     if url is None:  # rewritten by url.<base>.insteadOf, or none: as git itself says it
         url = git_text(root, "remote", "get-url", remote)
     tracked = any(ref.startswith(f"refs/remotes/{remote}/") for ref in remote_refs)
-    commit, unpushed = _pushed_base(root, head, remote, warnings, tracked=tracked)
+    if _on_upstream(tree, remote):
+        commit, unpushed = head, 0  # what rev-list would say, without running it
+    else:
+        commit, unpushed = _pushed_base(root, head, remote, warnings, tracked=tracked)
     return Base(repository=strip_credentials(url), commit=commit, tree=commit, unpushed=unpushed)
 
 
@@ -215,6 +218,13 @@ def _remote_and_url(
     if remote is None:
         return None, None
     return remote, None if rewritten else urls.get(remote)
+
+
+def _on_upstream(tree: Status, remote: str) -> bool:
+    """Whether status says every commit of HEAD is on the branch's upstream, a tracking
+    branch of ``remote`` (the common case: a branch pushed, perhaps behind its remote)."""
+    upstream = tree.upstream
+    return upstream is not None and upstream.startswith(f"{remote}/") and tree.ahead == 0
 
 
 def _pushed_base(
