@@ -17,6 +17,7 @@ import pytest
 
 from clearq.config import Settings
 from clearq.scheduler import Database, Store, upgrade
+from tests.pgpool import DatabasePool
 from tests.pgserver import PgServer, find_server, unique_database_name
 
 REQUIRE_POSTGRES = os.environ.get("CLEARQ_REQUIRE_POSTGRES", "") not in ("", "0", "false")
@@ -52,9 +53,30 @@ def pg_template(pg_server: PgServer) -> Iterator[str]:
     pg_server.drop_database(name)
 
 
+@pytest.fixture(scope="session")
+def pg_pool(pg_server: PgServer, pg_template: str) -> Iterator[DatabasePool]:
+    """This process's test databases, emptied and renamed between tests (tests/pgpool.py)."""
+    pool = DatabasePool(pg_server, pg_template)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-def pg_url(pg_server: PgServer, pg_template: str) -> Iterator[str]:
-    """URL of a fresh, migrated PostgreSQL database of this test's own."""
+def pg_url(pg_server: PgServer, pg_pool: DatabasePool) -> Iterator[str]:
+    """URL of a migrated PostgreSQL database with no rows, of this test's own.
+
+    Its name is new; a database the test made and left in another state than a fresh
+    copy's (beyond its rows) is dropped afterwards, not handed on.
+    """
+    name = pg_pool.take()
+    yield pg_server.database_url(name)
+    pg_pool.give_back(name)
+
+
+@pytest.fixture
+def pg_fresh_url(pg_server: PgServer, pg_template: str) -> Iterator[str]:
+    """URL of a new copy of the template, never used by another test (no statistics, no
+    dead rows), dropped afterwards; most tests take `pg_url`, which is cheaper."""
     name = unique_database_name()
     url = pg_server.create_database(name, template=pg_template)
     yield url

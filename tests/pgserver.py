@@ -207,6 +207,15 @@ class PgServer:
         self._ensure_open()
         self._drop(name, missing_ok=missing_ok)
 
+    def forget(self, name: str) -> None:
+        """Stop tracking ``name`` (renamed away): `close` no longer drops it."""
+        self._created.discard(name)
+
+    def adopt(self, name: str) -> None:
+        """Track ``name`` as created here (a database renamed to it): `close` drops it."""
+        _check_identifier(name)
+        self._created.add(name)
+
     def close(self) -> None:
         """Drop the databases this object created and kept, then release the server.
 

@@ -31,8 +31,8 @@ _TABLES = ("tasks", "queue_entries", "task_dependencies")
 
 
 @pytest.fixture
-def pg_store(pg_url: str, settings: Settings) -> Iterator[Store]:
-    with Store(pg_url, settings=settings) as store:
+def pg_store(pg_fresh_url: str, settings: Settings) -> Iterator[Store]:
+    with Store(pg_fresh_url, settings=settings) as store:
         with store.db.write() as conn:
             for table in _TABLES:  # no autovacuum, no autoanalyze: statistics stay stale
                 conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
