@@ -140,7 +140,9 @@ class Task(TaskSurface):
 
         Captures the code, its changes, its packages and its arguments, marks the task
         running, tees the console into its log and records how the script ends.
-        ``packages="freeze"`` stores the whole environment instead of the imports.
+        ``packages="freeze"`` stores the whole environment instead of the imports. The
+        capture runs in a thread beside the script (``clearq.sdk.code_capture``); the
+        run's end and anything that needs the code wait for it.
 
         As in ClearML: ``reuse_last_task_id`` (default True) makes a script run again
         by hand take over the task its last run on this machine made, when that task
