@@ -48,6 +48,7 @@ from clearq.errors import InvalidInput
 from clearq.models import Claim, ClaimOrder, TaskStatus
 from clearq.scheduler import fair_claim
 from clearq.scheduler.engine import Database
+from clearq.scheduler.fenced import Execution
 from clearq.scheduler.quotas import (
     ANY_QUOTA,
     NO_QUOTAS,
@@ -66,7 +67,7 @@ from clearq.scheduler.schema import (
     task_dependencies,
     tasks,
 )
-from clearq.scheduler.sqla_exec import driver_rows
+from clearq.scheduler.sqla_exec import on, statement
 from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN, driver_sql
 
 CAPS_REFRESH_SECONDS = 5.0
@@ -191,8 +192,8 @@ def claim(
     fair_ids = {q: i for q, i in (fair_queues or {}).items() if q in queues_ranked}
     if db.is_postgres and not capped and not quotas and not scheduled and not fair_ids:
         # One statement: its own transaction, without BEGIN/COMMIT round trips.
-        with db.write_one() as conn:
-            return _claim_pg(conn, worker, queues_ranked, limit, interleave, lease_seconds)
+        with statement(db) as x:
+            return _claim_pg(x, worker, queues_ranked, limit, interleave, lease_seconds)
     if db.is_postgres:
         with db.write() as conn:
             # Always in this order (caps by queue id, then quotas): no two claims deadlock.
@@ -206,7 +207,7 @@ def claim(
 
             def take_plain(names: Sequence[str], n: int) -> list[Claim]:
                 return _claim_pg(
-                    conn,
+                    on(conn),
                     worker,
                     names,
                     n,
@@ -214,7 +215,7 @@ def claim(
                     lease_seconds,
                     capped=bool(capped),
                     quota=quotas,
-                    scheduled=True,
+                    fire_on=conn,
                 )
 
             def take_fair(name: str) -> list[Claim]:
@@ -300,7 +301,7 @@ def _one_at_a_time(
 
 
 def _claim_pg(
-    conn: Connection,
+    x: Execution,
     worker: str,
     names: Sequence[str],
     limit: int,
@@ -309,16 +310,17 @@ def _claim_pg(
     *,
     capped: bool = False,
     quota: bool = False,
-    scheduled: bool = False,
+    fire_on: Connection | None = None,
 ) -> list[Claim]:
-    """``scheduled``: in a transaction, which claims schedules' entries and fires them."""
+    """``fire_on``: the transaction's connection, where schedules' entries are claimed too
+    and their schedules fired."""
     params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
     params.update(n=limit, worker=worker, lease=float(lease_seconds))
-    statement = _pg_claim_statement(len(names), interleave, capped, quota, scheduled)
-    rows = driver_rows(conn, statement, params)
+    scheduled = fire_on is not None
+    rows = x.execute(_pg_claim_statement(len(names), interleave, capped, quota, scheduled), params)
     # RETURNING t.id, t.attempt, p.queue_name, p.priority, p.id AS entry_id, p.schedule_id
-    if scheduled:
-        fire(conn, [(r[0], r[5]) for r in rows if r[5] is not None])
+    if fire_on is not None:
+        fire(fire_on, [(r[0], r[5]) for r in rows if r[5] is not None])
     picked = [_Picked(r[0], r[1], r[2], r[3], r[4]) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
 
@@ -429,6 +431,9 @@ def _in_claim_order(
     picked: Sequence[_Picked], names: Sequence[str], worker: str, interleave: bool
 ) -> list[Claim]:
     """Hand claims out in the order they were picked (RETURNING keeps none)."""
+    if len(picked) == 1:  # the usual claim(1): nothing to order
+        p = picked[0]
+        return [Claim(task_id=p.task_id, attempt=p.attempt, worker=worker, queue=p.queue)]
     rank = {name: i for i, name in enumerate(names)}
     by_queue = sorted(picked, key=lambda p: (rank[p.queue], -p.priority, p.entry_id))
     if interleave:

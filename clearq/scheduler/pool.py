@@ -14,7 +14,18 @@ closed as soon as they are given back) that:
   in use waits up to ``grow_after`` seconds for one before opening another: statements
   last milliseconds, so threads that merely meet share one connection;
 - closes a connection given back while another one is idle once no caller has had to
-  wait for ``idle_close`` seconds, so a busy spell's extra connection does not outlive it.
+  wait for ``idle_close`` seconds, so a busy spell's extra connection does not outlive it;
+- pings a connection that sat idle longer than ``ping_after_idle`` seconds before handing
+  it out, and replaces it if it is dead (a server restart, an idle timeout on the way).
+  One that was in use a moment ago is not pinged: a ping on every checkout costs a round
+  trip per store call, up to half the claim + finish throughput of several workers
+  (benchmarks/claim_throughput.py); a connection that died within that time fails its
+  next statement instead, and the store then replaces every connection it holds.
+
+:meth:`ElasticPool.lend` hands out a pooled connection without SQLAlchemy's checkout
+proxy, for the store's hot single statements (the claim, a finish): that proxy and the
+``Connection`` around it cost the client about as many instructions as the statement
+itself (``benchmarks/claim_instructions.py``).
 
 The agent's threads (claim loop, heartbeat and reaper, task slots, attempt channels)
 all share one such pool; ``benchmarks/agent_connections.py`` counts the result.
@@ -25,10 +36,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import exc
+from sqlalchemy.engine import Dialect
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
+from sqlalchemy.pool.base import _ConnectionRecord
 
 GROW_AFTER_SECONDS = 0.2
 """How long a caller waits for a busy connection before the pool opens another."""
@@ -36,6 +49,7 @@ IDLE_CLOSE_SECONDS = 10.0
 """How long without a waiting caller before the pool closes its extra idle connections."""
 DEFAULT_TIMEOUT_SECONDS = 30.0
 """How long a caller waits for a connection when the pool is at its limit."""
+_IDLE_SINCE = "clearq_idle_since"
 
 
 class ElasticPool(Pool):
@@ -49,6 +63,7 @@ class ElasticPool(Pool):
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         grow_after: float = GROW_AFTER_SECONDS,
         idle_close: float = IDLE_CLOSE_SECONDS,
+        ping_after_idle: float | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(creator, **kw)
@@ -57,6 +72,7 @@ class ElasticPool(Pool):
         self._timeout = timeout
         self._grow_after = grow_after
         self._idle_close = idle_close
+        self._ping_after = ping_after_idle
         self._idle: list[ConnectionPoolEntry] = []  # the last one given back at the end
         self._open = 0  # idle + in use, counting one being opened
         self._waited_at = float("-inf")  # when a caller last found none idle
@@ -69,6 +85,7 @@ class ElasticPool(Pool):
         with self._cond:
             found = self._take_or_reserve()
         if found is not None:
+            self._ping_if_idle(found)
             return found
         try:
             return self._create_connection()
@@ -88,10 +105,25 @@ class ElasticPool(Pool):
             if close:
                 self._open -= 1
             else:
+                record.info[_IDLE_SINCE] = time.monotonic()
                 self._idle.append(record)
             self._cond.notify()
         if close:
             record.close()
+
+    def _ping_if_idle(self, record: ConnectionPoolEntry) -> None:
+        # A dead connection is invalidated here: the record connects again when it is
+        # handed out (``get_connection``), as after any other invalidation.
+        since = record.info.get(_IDLE_SINCE)  # none yet on a fresh connection
+        if self._ping_after is None or since is None or record.dbapi_connection is None:
+            return
+        if time.monotonic() - since < self._ping_after:
+            return
+        dialect = cast(Dialect, self._dialect)  # create_engine gives the pool its dialect
+        try:
+            dialect.do_ping(record.dbapi_connection)
+        except dialect.loaded_dbapi.Error as e:
+            record.invalidate(e)
 
     def _take_or_reserve(self) -> ConnectionPoolEntry | None:
         """An idle connection, or None with a new one reserved (``_open`` counts it)."""
@@ -122,6 +154,7 @@ class ElasticPool(Pool):
             timeout=self._timeout,
             grow_after=self._grow_after,
             idle_close=self._idle_close,
+            ping_after_idle=self._ping_after,
             recycle=self._recycle,
             echo=self.echo,
             logging_name=self._orig_logging_name,
@@ -130,6 +163,43 @@ class ElasticPool(Pool):
             _dispatch=self.dispatch,
             dialect=self._dialect,
         )
+
+    # ---- the hot path's checkout ----------------------------------------------------------
+
+    @property
+    def lends(self) -> bool:
+        """Whether :meth:`lend` may be used: nobody listens to checkouts or checkins,
+        which a lent connection does not announce."""
+        return not (self.dispatch.checkout or self.dispatch.checkin or self.dispatch.reset)
+
+    def lend(self) -> ConnectionPoolEntry:
+        """A pooled connection, connected (``record.dbapi_connection``), for a caller that
+        talks to the driver itself; it gives it back with :meth:`give_back`.
+
+        The same record a SQLAlchemy checkout gets, pinged when it sat idle, connected
+        again when it was invalidated; what this leaves out is the proxy and the checkout
+        and checkin events (:attr:`lends`).
+        """
+        record = cast(_ConnectionRecord, self._do_get())
+        try:
+            record.get_connection()  # connects a record that was invalidated or is new
+        except BaseException as e:
+            record.invalidate(e)
+            self._do_return_conn(record)
+            raise
+        return record
+
+    def give_back(self, record: ConnectionPoolEntry) -> None:
+        """Return a lent connection, rolled back first as SQLAlchemy's reset on return does
+        (nothing is sent for a connection in autocommit outside a transaction)."""
+        dbapi_connection = record.dbapi_connection
+        try:
+            if dbapi_connection is not None:
+                dbapi_connection.rollback()
+        except cast(Dialect, self._dialect).loaded_dbapi.Error as e:
+            record.invalidate(e)
+        finally:
+            self._do_return_conn(record)
 
     def dispose(self) -> None:
         """Close the idle connections, and those in use when they are given back."""
