@@ -97,7 +97,7 @@ def check_rows(plots: Sequence[PlotRow], samples: Sequence[SampleRow]) -> None:
 
 def plot_params(task: dict[str, Any], plots: Sequence[PlotRow]) -> list[dict[str, Any]]:
     """The insert's parameters for a batch of plots."""
-    return [{**task, **_values(p)} for p in plots]
+    return [{**task, **row_values(p)} for p in plots]
 
 
 def sample_params(task: dict[str, Any], samples: Sequence[SampleRow]) -> list[dict[str, Any]]:
@@ -106,8 +106,9 @@ def sample_params(task: dict[str, Any], samples: Sequence[SampleRow]) -> list[di
     Of two samples written to the same file in one batch only the later is still there.
     """
     newest = {s.uri: s for s in samples}
-    return [{**task, **_values(s)} for s in newest.values()]
+    return [{**task, **row_values(s)} for s in newest.values()]
 
 
-def _values(row: PlotRow | SampleRow) -> dict[str, Any]:
+def row_values(row: PlotRow | SampleRow) -> dict[str, Any]:
+    """A plot's or sample's fields by name (what ``dataclasses.asdict`` gave)."""
     return {name: getattr(row, name) for name in fields(type(row))}

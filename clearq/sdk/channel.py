@@ -23,14 +23,13 @@ import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from clearq import errors
 from clearq.enums import TaskStatus
 from clearq.scheduler.runlink import Beat, Point, RunFence, RunTask
-from clearq.scheduler.runlink_results import PlotRow, SampleRow
+from clearq.scheduler.runlink_results import PlotRow, SampleRow, row_values
 
 MAX_LINE_BYTES = 64 * 1024 * 1024
 """The longest request or answer either side reads (a batch of logs is one line)."""
@@ -113,8 +112,8 @@ class ChannelLink:
             fence,
             logs=list(logs),
             points=list(points),
-            plots=[asdict(p) for p in plots],
-            samples=[asdict(s) for s in samples],
+            plots=[row_values(p) for p in plots],
+            samples=[row_values(s) for s in samples],
         )
 
     def heartbeat(self, fence: RunFence) -> Beat:
