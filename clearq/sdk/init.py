@@ -287,9 +287,12 @@ def _start_capture(
     """The capture of the running script's code and environment, started in its thread.
 
     What the script may change as it goes on (its arguments, folder, requirement
-    lists) is read now.
+    lists) is read now, and the requirement lists it gave are checked now.
     """
+    from clearq.sdk.capture.packages_requirements import check_requested
+
     argv, cwd, wanted = list(sys.argv), Path.cwd(), SESSION.requirements()
+    check_requested(**wanted)  # the script's own mistakes: raised by Task.init itself
 
     def capture() -> Code:
         from clearq.sdk.capture.git import capture_script

@@ -374,6 +374,36 @@ def test_a_run_whose_code_cannot_be_captured_runs_and_fails_saying_why(
     assert "index" in task.status_reason
 
 
+def test_a_requirement_the_script_gave_wrong_stops_task_init_before_any_task(
+    project: Path, script_env: dict[str, str], db: Store
+) -> None:
+    """The script's own mistake is raised by Task.init, as before the capture thread."""
+    (project / "bad.py").write_text(
+        textwrap.dedent(
+            """
+            from clearq import Task
+            Task.add_requirements("-r other.txt")
+            Task.init(project_name="p", task_name="bad")
+            print("must not run")
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, "bad.py"],
+        cwd=project,
+        env=script_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "must not run" not in done.stdout
+    assert "InvalidInput: add_requirements" in done.stderr
+    assert "pip option" in done.stderr
+    assert db.tasks.list() == []
+
+
 def test_the_train_example_runs_and_is_listed(
     tmp_path: Path, script_env: dict[str, str], db: Store
 ) -> None:

@@ -116,6 +116,22 @@ def merge_requirements(
     )
 
 
+def check_requested(
+    *,
+    add: Sequence[str],
+    ignore: Sequence[str],
+    first: Sequence[str],
+    no_build_isolation: Sequence[str],
+) -> None:
+    """Refuse the lines a script gave (``Task.add_requirements``, ``ignore_requirements``)
+    as ``capture_packages`` would: InvalidInput, before the capture starts."""
+    check_requirements(add, source="add_requirements")
+    check_requirements(first, source="install_first")
+    check_requirements(no_build_isolation, source="no_build_isolation")
+    for item in ignore:
+        requirement_name(item.strip(), source="ignore_requirements")
+
+
 def without_clearq(lines: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Split off lines about clearq itself: (kept, dropped)."""
     kept: list[str] = []
