@@ -8,7 +8,8 @@ archiving or deleting an HPO sweep of 10,000 trials is a few dozen statements
 A delete removes the task's rows from every table that references it, in one transaction
 per chunk (SQLite: per 10 chunks): logs, scalars and their summary, plots, debug samples,
 artifacts, models, history (``task_events``), queue entries, dependency edges and gang
-ranks, by their foreign keys' ``ON DELETE CASCADE`` on PostgreSQL and, on SQLite, by one
+ranks, by their foreign keys' ``ON DELETE CASCADE`` (the history: a delete trigger) on
+PostgreSQL and, on SQLite, by one
 set-based DELETE per referencing table before the tasks' own (half the CPU of the
 per-row cascade there; ``_delete_rows``); tasks cloned from it stay, with ``parent_id``
 cleared (``SET NULL``). A test keeps every reference to ``tasks`` cascading. The files those
@@ -37,6 +38,7 @@ from clearq.models import FINAL_STATUSES, DeletedTasks, TaskFilter, TaskStatus
 from clearq.scheduler.engine import Database
 from clearq.scheduler.leases import Leases
 from clearq.scheduler.schema import (
+    UNKEYED_TASK_COLUMNS,
     chores,
     db_now,
     metadata,
@@ -354,13 +356,18 @@ def _files_of(conn: Connection, ids: list[uuid.UUID]) -> list[str]:
 
 
 def _references() -> list[tuple[sa.Table, sa.Column[Any], str | None]]:
-    """Every column of another table naming a task, with its ``ON DELETE`` rule."""
-    return [
+    """Every column of another table naming a task, with its ``ON DELETE`` rule.
+
+    The columns without a foreign key (``task_events.task_id``) lose their rows by a delete
+    trigger on ``tasks``, which is what ``CASCADE`` says here.
+    """
+    keyed = [
         (fk.parent.table, fk.parent, fk.ondelete)
         for table in metadata.sorted_tables
         for fk in table.foreign_keys
         if fk.column is tasks.c.id
     ]
+    return keyed + [(column.table, column, "CASCADE") for column in UNKEYED_TASK_COLUMNS]
 
 
 _REFERENCES = _references()
@@ -390,14 +397,16 @@ def _page_cache(conn: Connection, *, postgres: bool) -> Iterator[None]:
 def _delete_rows(conn: Connection, ids: list[uuid.UUID], *, children_first: bool) -> None:
     # Every table naming a task references it ON DELETE CASCADE (tasks.parent_id: SET
     # NULL; a unit test keeps it so; SQLite enforces foreign keys on every connection,
-    # engine.py), and each such column is indexed.
+    # engine.py), or loses its rows by a delete trigger (task_events), and each such
+    # column is indexed.
     #
-    # PostgreSQL: one DELETE; the cascades remove the rest. Its foreign-key triggers run
-    # once per deleted task and table whatever was deleted before, so deleting the
-    # children first only added statements (measured slower).
+    # PostgreSQL: one DELETE; the cascades and the trigger remove the rest. Its
+    # foreign-key triggers run once per deleted task and table whatever was deleted
+    # before, so deleting the children first only added statements (measured slower).
     #
     # SQLite: the children go first, one set-based statement per table (in index order of
-    # the referencing column), then the tasks, whose foreign-key checks then find nothing.
+    # the referencing column), then the tasks, whose foreign-key checks (and the events'
+    # trigger) then find nothing.
     # The cascade instead runs per task row, in the tasks' order: measured twice the CPU.
     # Foreign keys stay on: a table added later and missed here would still cascade.
     if children_first:

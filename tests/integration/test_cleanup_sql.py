@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from clearq.config import Settings
 from clearq.models import ScalarPoint, TaskSpec, TaskStatus
 from clearq.scheduler import Store
-from clearq.scheduler.schema import metadata, task_dependencies, tasks
+from clearq.scheduler.schema import UNKEYED_TASK_COLUMNS, metadata, task_dependencies, tasks
 
 
 @pytest.fixture(params=("sqlite", "postgres"))
@@ -42,14 +42,18 @@ def _sweep(store: Store, n: int) -> list[uuid.UUID]:
 
 
 def _naming(store: Store, ids: list[uuid.UUID]) -> dict[str, int]:
-    """Rows of every table whose foreign key names one of ``ids``, by table.column."""
+    """Rows of every table naming one of ``ids`` (by foreign key or not), by table.column."""
+    columns = [
+        fk.parent
+        for table in metadata.sorted_tables
+        for fk in table.foreign_keys
+        if fk.column is tasks.c.id
+    ]
     found = {}
     with store.db.read() as conn:
-        for table in metadata.sorted_tables:
-            for fk in table.foreign_keys:
-                if fk.column is tasks.c.id:
-                    count = sa.select(sa.func.count()).where(fk.parent.in_(ids))
-                    found[f"{table.name}.{fk.parent.name}"] = conn.execute(count).scalar_one()
+        for column in [*columns, *UNKEYED_TASK_COLUMNS]:
+            count = sa.select(sa.func.count()).where(column.in_(ids))
+            found[f"{column.table.name}.{column.name}"] = conn.execute(count).scalar_one()
     return found
 
 

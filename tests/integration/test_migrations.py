@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 
 from clearq.errors import SchemaError
 from clearq.scheduler import Database, Store, current_revision, head_revision, upgrade
-from clearq.scheduler.schema import metadata, tasks
+from clearq.scheduler.schema import metadata, task_events, tasks
 from tests.pgserver import PgServer, unique_database_name
 
 
@@ -133,6 +133,7 @@ def test_the_history_triggers_survive_every_migration(empty_db: Database) -> Non
     assert names == {
         "task_events_on_insert",
         "task_events_on_update",
+        "task_events_on_delete",
         "schedule_triggers_on_update",
         "schedule_tag_triggers_on_update",
         "queue_entries_waiting_on_parent",
@@ -174,3 +175,25 @@ def test_tasks_archived_by_tag_become_archived(empty_db: Database) -> None:
     assert found[tagged].tags == ["best"]
     assert found[plain].archived_at is None
     assert found[plain].tags == ["archived-ish"]
+
+
+def test_history_keeps_its_rows_and_triggers_when_its_foreign_key_goes(empty_db: Database) -> None:
+    # 0023 rebuilds task_events on SQLite, whose history triggers on tasks name it.
+    upgrade(empty_db, "0022")
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    task_id = uuid.uuid4()
+    with empty_db.write() as conn:
+        conn.execute(tasks.insert().values(
+            id=task_id, project="p", name="n", type="training", status="draft",
+            status_reason="", script={}, env={}, container={}, parameters={}, runtime={},
+            comment="", created_at=when, updated_at=when, attempt=0, tries=0, max_attempts=1,
+            tags=[],
+        ))  # fmt: skip
+    upgrade(empty_db)
+    count = sa.select(sa.func.count()).where(task_events.c.task_id == task_id)
+    with empty_db.write() as conn:
+        assert conn.execute(count).scalar_one() == 1
+        conn.execute(tasks.update().where(tasks.c.id == task_id).values(status="queued"))
+        assert conn.execute(count).scalar_one() == 2
+        conn.execute(tasks.delete().where(tasks.c.id == task_id))
+        assert conn.execute(count).scalar_one() == 0
