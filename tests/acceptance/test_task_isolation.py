@@ -90,7 +90,8 @@ def test_a_task_cannot_read_or_update_another_tasks_row(store: Store, agents: Ag
     assert "ATTACK WORKED" not in log
     assert "secret" not in log
     assert store.tasks.get(victim).parameters == {"General/api_key": "secret"}
-    assert [p.value for p in store.outputs.scalars(attacker)] == [0.5]  # through the channel
+    # through the channel (title given: a run past 30 s also reports :monitor:machine)
+    assert [p.value for p in store.outputs.scalars(attacker, title="loss")] == [0.5]
 
 
 def test_a_controller_clones_and_enqueues_only_on_an_agent_that_allows_controllers(
