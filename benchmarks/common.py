@@ -301,7 +301,7 @@ def run_processes(
     errors: list[str] = []
     try:
         with contextlib.suppress(Exception):
-            barrier.wait(timeout=120)
+            barrier.wait(timeout=SETUP_SECONDS_PER_WORKER * max(len(args), 12))
         for _ in procs:
             index, result, error = out.get(timeout=timeout)
             if error is not None:
@@ -316,6 +316,10 @@ def run_processes(
         raise RuntimeError("a worker process failed:\n" + "\n".join(errors))
     return results
 
+
+SETUP_SECONDS_PER_WORKER = 10.0
+"""How long the workers of run_processes may take to reach their barrier, per worker:
+at load 30-45 on two cores, 32 spawned workers (each importing clearq) took over 120 s."""
 
 _ERROR = "__worker_error__"
 
