@@ -430,6 +430,10 @@ class ListenPort(Protocol):
         """Block until a hint arrives or ``timeout`` seconds pass."""
         ...
 
+    def wake(self) -> None:
+        """Make a wait in progress, or else the next one, return at once."""
+        ...
+
     def close(self) -> None:
         """Stop listening."""
         ...

@@ -158,6 +158,8 @@ class Agent:
         self._due: float | None = None
         """When (monotonic) a delayed entry it was told of may be claimed."""
         self._stopping = threading.Event()
+        self._listener: Listener | None = None
+        """The hints the claiming loop waits on while it serves; a stop wakes it."""
         self._gang_port = gangs
         self._gangs = (
             None
@@ -214,6 +216,9 @@ class Agent:
             self._say_now("stopping: no task is running")
         self._stopping.set()
         self._changed.set()
+        listener = self._listener
+        if listener is not None:  # idle on a listener: it would not hear the Event
+            listener.wake()
 
     def run(self) -> int:
         """Serve until stopped; the process exit code (with ``once``: a :class:`OnceExit`)."""
@@ -268,6 +273,7 @@ class Agent:
 
     def _serve(self) -> None:
         listener = self._store.listen(on_change=self._listener_changed)
+        self._listener = listener
         idle_since = time.monotonic()
         try:
             while not self._stopping.is_set():
@@ -285,8 +291,9 @@ class Agent:
                     break
                 if claimed:
                     continue
-                self._wait(listener)
+                self._wait(listener, idle_since)
         finally:
+            self._listener = None
             listener.close()
 
     def _read_command(self) -> WorkerCommand | None:
@@ -449,7 +456,7 @@ class Agent:
         limit = self._options.idle_exit
         return limit is not None and time.monotonic() - since >= limit
 
-    def _wait(self, listener: Listener) -> None:
+    def _wait(self, listener: Listener, idle_since: float) -> None:
         full = all(s.claim is not None for s in self._slots)
         if full or not self._store.notifies:
             self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
@@ -458,6 +465,8 @@ class Agent:
         wait = LISTENING_WAIT_SECONDS if listener.connected else PG_WAIT_SECONDS
         if self._due is not None:
             wait = max(0.0, min(wait, self._due - time.monotonic()))
+        if self._options.idle_exit is not None and not self._busy():  # exit when it is due
+            wait = max(0.0, min(wait, idle_since + self._options.idle_exit - time.monotonic()))
         notices = listener.wait(wait)
         now = time.monotonic()
         if self._due is not None and self._due <= now:

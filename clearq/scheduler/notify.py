@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
+import select
+import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
@@ -64,6 +67,10 @@ class Listener(Protocol):
         """Block until at least one hint arrives or ``timeout`` seconds pass."""
         ...
 
+    def wake(self) -> None:
+        """Make a wait in progress, or else the next one, return at once (signal-safe)."""
+        ...
+
     def close(self) -> None:
         """Stop listening."""
         ...
@@ -79,10 +86,18 @@ class PollingListener:
 
     connected = False
 
+    def __init__(self) -> None:
+        self._woken = threading.Event()
+
     def wait(self, timeout: float) -> list[Notice]:
-        """Sleep ``timeout`` seconds; the caller then polls the store."""
-        time.sleep(timeout)
+        """Sleep ``timeout`` seconds or until woken; the caller then polls the store."""
+        self._woken.wait(timeout)
+        self._woken.clear()
         return []
+
+    def wake(self) -> None:
+        """End the sleep."""
+        self._woken.set()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -164,6 +179,11 @@ class PgListener:
         self._conn: Any = None
         self._retry_at = 0.0
         self._lost: StoreError | None = None
+        # wake() writes a byte here (os.write is safe in a signal handler); wait() selects
+        # on it beside the connection's socket.
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._connect()
 
     @property
@@ -218,21 +238,41 @@ class PgListener:
         if self._conn is None:
             if self._clock() >= self._retry_at and self._connect():
                 return []  # back: the caller polls for what it missed
-            time.sleep(max(0.0, min(deadline, self._retry_at) - self._clock()))
+            self._sleep(max(0.0, min(deadline, self._retry_at) - self._clock()))
             return []
         try:
-            first = list(self._conn.notifies(timeout=timeout, stop_after=1))
-            rest = list(self._conn.notifies(timeout=0)) if first else []
+            pending = list(self._conn.notifies(timeout=0))  # read before: none is missed
+            if not pending and not self._sleep(timeout, also=self._conn.fileno()):
+                pending = list(self._conn.notifies(timeout=0))
         except self._psycopg.Error as e:
             self._dropped("lost the notification connection", e)
             return []
-        return [Notice(channel=n.channel, payload=n.payload) for n in first + rest]
+        return [Notice(channel=n.channel, payload=n.payload) for n in pending]
+
+    def wake(self) -> None:
+        """End a wait in progress, or the next one."""
+        with contextlib.suppress(BlockingIOError):  # a wake-up is already pending
+            os.write(self._wake_w, b"w")
+
+    def _sleep(self, timeout: float, *, also: int | None = None) -> bool:
+        """Wait ``timeout`` seconds, for a wake-up or for ``also`` to be readable; True
+        when woken (the wake-up is used up)."""
+        fds = [self._wake_r] if also is None else [self._wake_r, also]
+        ready, _, _ = select.select(fds, [], [], timeout)
+        if self._wake_r not in ready:
+            return False
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_r, 64)
+        return True
 
     def close(self) -> None:
         """Close the listening connection."""
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):  # closed already: close() twice
+                os.close(fd)
 
     def __enter__(self) -> PgListener:
         return self

@@ -176,6 +176,11 @@ class RelayListener:
             notices, self._pending, self._woken = self._pending, [], False
         return notices
 
+    def wake(self) -> None:
+        """End a wait in progress, or the next one (the condition's lock is reentrant, so
+        a signal handler interrupting this thread's wait can take it)."""
+        self.push([])
+
     def close(self) -> None:
         """Leave the relay (the last to leave stops it)."""
         with self._cond:

@@ -79,6 +79,9 @@ class MemoryListener:
         """Return at once: the caller polls the store, as on SQLite."""
         return []
 
+    def wake(self) -> None:
+        """Nothing waits."""
+
     def close(self) -> None:
         """Nothing to release."""
 

@@ -17,6 +17,7 @@ import pytest
 
 from clearq.config import Settings
 from clearq.models import Claim, TaskSpec, TaskStatus
+from clearq.runtime import agent as agent_module
 from clearq.runtime.agent import DUE_SLACK_SECONDS, LISTENING_WAIT_SECONDS, Agent, AgentOptions
 from clearq.runtime.executor import Control, Outcome
 from clearq.runtime.exits import OnceExit
@@ -154,6 +155,9 @@ class _ScriptedListener:
             time.sleep(timeout)
         return batch
 
+    def wake(self) -> None:
+        """Nothing blocks."""
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -178,7 +182,7 @@ def test_an_idle_agent_re_claims_when_a_retrys_delay_ends_not_at_its_next_round(
         [],
     )
     for _ in range(4):
-        agent._wait(listener)
+        agent._wait(listener, time.monotonic())
     first, until_due, after_due, idle = listener.timeouts
     assert first == LISTENING_WAIT_SECONDS
     assert 0.0 < until_due <= 0.3 + DUE_SLACK_SECONDS  # woken for the delayed entry
@@ -186,3 +190,76 @@ def test_an_idle_agent_re_claims_when_a_retrys_delay_ends_not_at_its_next_round(
     # without a readable delay changes nothing, so the agent is back to its long wait.
     assert after_due == LISTENING_WAIT_SECONDS
     assert idle == LISTENING_WAIT_SECONDS
+
+
+class _Quiet(_Notified):
+    """A notified store whose listener hears nothing: a wait lasts its whole timeout
+    unless the listener is woken."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(**kw)  # type: ignore[arg-type]
+        self.listener = _Blocking()
+
+    def listen(self, channels: object = (), *, on_change: object = None) -> _Blocking:  # type: ignore[override]
+        return self.listener
+
+
+class _Blocking:
+    connected = True
+
+    def __init__(self) -> None:
+        self._woken = threading.Event()
+        self.timeouts: list[float] = []
+
+    def wait(self, timeout: float) -> list[Notice]:
+        self.timeouts.append(timeout)
+        self._woken.wait(timeout)
+        self._woken.clear()
+        return []
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _serving(agent: Agent) -> threading.Thread:
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not agent._listener:  # serving: waiting on its listener
+        assert time.monotonic() < deadline, "the agent never started serving"
+        time.sleep(0.01)
+    return thread
+
+
+def test_a_stop_wakes_an_agent_idle_on_its_listener(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
+    twin.queues.create("q")
+    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
+    agent = Agent(twin, executor, AgentOptions(queues=("q",)))  # type: ignore[arg-type]
+    thread = _serving(agent)
+    agent.request_stop()  # as SIGTERM's handler does
+    thread.join(timeout=60)  # the hour-long wait would still be going on
+    assert not thread.is_alive()
+    assert twin.workers.list() == []  # it went the whole way out
+
+
+def test_an_idle_exit_ends_the_agent_at_its_time_not_at_its_next_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
+    twin.queues.create("q")
+    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
+    agent = Agent(twin, executor, AgentOptions(queues=("q",), idle_exit=0.5))  # type: ignore[arg-type]
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert twin.listener.timeouts
+    assert all(t <= 0.5 for t in twin.listener.timeouts)
