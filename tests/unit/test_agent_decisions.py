@@ -21,7 +21,7 @@ from clearq.runtime import agent as agent_module
 from clearq.runtime.agent import DUE_SLACK_SECONDS, LISTENING_WAIT_SECONDS, Agent, AgentOptions
 from clearq.runtime.executor import Control, Outcome
 from clearq.runtime.exits import OnceExit
-from clearq.scheduler.notify import ENQUEUE_CHANNEL, Notice
+from clearq.scheduler.notify import ENQUEUE_CHANNEL, Notice, PollingListener
 from clearq.testing import MemoryStore
 
 Run = Callable[[Claim, Control], Outcome]
@@ -192,9 +192,23 @@ def test_an_idle_agent_re_claims_when_a_retrys_delay_ends_not_at_its_next_round(
     assert idle == LISTENING_WAIT_SECONDS
 
 
+class _Blocking(PollingListener):
+    """The polling sleep, as a connected listener that hears nothing: a wait lasts its
+    whole timeout unless woken."""
+
+    connected = True  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float] = []
+
+    def wait(self, timeout: float) -> list[Notice]:
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
 class _Quiet(_Notified):
-    """A notified store whose listener hears nothing: a wait lasts its whole timeout
-    unless the listener is woken."""
+    """A notified store whose agents wait on one `_Blocking` listener."""
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
@@ -204,45 +218,28 @@ class _Quiet(_Notified):
         return self.listener
 
 
-class _Blocking:
-    connected = True
-
-    def __init__(self) -> None:
-        self._woken = threading.Event()
-        self.timeouts: list[float] = []
-
-    def wait(self, timeout: float) -> list[Notice]:
-        self.timeouts.append(timeout)
-        self._woken.wait(timeout)
-        self._woken.clear()
-        return []
-
-    def wake(self) -> None:
-        self._woken.set()
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def _serving(agent: Agent) -> threading.Thread:
+def _quiet_agent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> tuple[Agent, _Quiet, threading.Thread]:
+    """An agent on `_Quiet` whose re-claim is an hour away, started in a thread."""
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
+    twin.queues.create("q")
+    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
+    agent = Agent(twin, executor, AgentOptions(queues=("q",), **options))  # type: ignore[arg-type]
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not agent._listener:  # serving: waiting on its listener
-        assert time.monotonic() < deadline, "the agent never started serving"
-        time.sleep(0.01)
-    return thread
+    return agent, twin, thread
 
 
 def test_a_stop_wakes_an_agent_idle_on_its_listener(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
-    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
-    twin.queues.create("q")
-    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
-    agent = Agent(twin, executor, AgentOptions(queues=("q",)))  # type: ignore[arg-type]
-    thread = _serving(agent)
+    agent, twin, thread = _quiet_agent(tmp_path, monkeypatch)
+    deadline = time.monotonic() + 30
+    while not twin.listener.timeouts:  # serving: waiting on its listener
+        assert time.monotonic() < deadline, "the agent never started serving"
+        time.sleep(0.01)
     agent.request_stop()  # as SIGTERM's handler does
     thread.join(timeout=60)  # the hour-long wait would still be going on
     assert not thread.is_alive()
@@ -252,13 +249,7 @@ def test_a_stop_wakes_an_agent_idle_on_its_listener(
 def test_an_idle_exit_ends_the_agent_at_its_time_not_at_its_next_round(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
-    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
-    twin.queues.create("q")
-    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
-    agent = Agent(twin, executor, AgentOptions(queues=("q",), idle_exit=0.5))  # type: ignore[arg-type]
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
+    _, twin, thread = _quiet_agent(tmp_path, monkeypatch, idle_exit=0.5)
     thread.join(timeout=60)
     assert not thread.is_alive()
     assert twin.listener.timeouts
