@@ -101,21 +101,28 @@ def db(store_url: str, tmp_path: Path) -> Iterator[Store]:
         yield store
 
 
+def python(
+    argv: tuple[str, ...], *, cwd: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGV`` in ``cwd`` as a user would, its output captured."""
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def run(
     project: Path, env: dict[str, str], *args: str, mode: str = "ok"
 ) -> subprocess.CompletedProcess[str]:
     """Run train.py in MODE (an uncommitted edit of the file)."""
     script = project / "train.py"
     script.write_text(TRAIN.replace('MODE = "ok"', f'MODE = "{mode}"'))
-    return subprocess.run(
-        [sys.executable, "train.py", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return python(("train.py", *args), cwd=project, env=env, timeout=120)
 
 
 def only_task(db: Store) -> uuid.UUID:
@@ -290,15 +297,7 @@ def test_a_script_outside_any_repository_stores_its_own_text(
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, "solo.py"],
-        cwd=folder,
-        env=script_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(("solo.py",), cwd=folder, env=script_env)
     assert done.returncode == 0, done.stderr
     task = db.tasks.get(only_task(db))
     assert task.script.repository is None
@@ -388,15 +387,7 @@ def test_a_requirement_the_script_gave_wrong_stops_task_init_before_any_task(
             """
         )
     )
-    done = subprocess.run(
-        [sys.executable, "bad.py"],
-        cwd=project,
-        env=script_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(("bad.py",), cwd=project, env=script_env)
     assert done.returncode == 1
     assert "must not run" not in done.stdout
     assert "InvalidInput: add_requirements" in done.stderr
@@ -408,15 +399,7 @@ def test_the_train_example_runs_and_is_listed(
     tmp_path: Path, script_env: dict[str, str], db: Store
 ) -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "train.py"
-    done = subprocess.run(
-        [sys.executable, str(example), "--epochs", "5"],
-        cwd=tmp_path,
-        env=script_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python((str(example), "--epochs", "5"), cwd=tmp_path, env=script_env)
     assert done.returncode == 0, done.stderr
     task = db.tasks.get(only_task(db))
     assert task.status is TaskStatus.COMPLETED
@@ -453,15 +436,7 @@ def test_a_run_reports_without_importing_sqlalchemy_or_pydantic(
 ) -> None:
     """The run's own path stays on the bare driver (what keeps Task.init cheap)."""
     (project / "light.py").write_text(LIGHT)
-    done = subprocess.run(
-        [sys.executable, "light.py"],
-        cwd=project,
-        env=script_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python(("light.py",), cwd=project, env=script_env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "heavy []" in done.stdout
     task = db.tasks.get(only_task(db))
@@ -496,15 +471,7 @@ def test_a_short_run_of_a_script_without_outside_imports_defers_the_heavy_module
     Store(sqlite_url, settings=Settings(home=tmp_path / "home")).close()  # the schema, made once
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARQ_")}
     env.update(CLEARQ_DATABASE_URL=sqlite_url, CLEARQ_HOME=str(tmp_path / "home"))
-    done = subprocess.run(
-        [sys.executable, "deferred.py"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = python(("deferred.py",), cwd=project, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "deferred []" in done.stdout
     with Store(sqlite_url, settings=Settings(home=tmp_path / "home")) as db:
