@@ -17,10 +17,11 @@ import pytest
 from clearq.config import Settings
 from clearq.scheduler import Store
 from clearq.sdk.task import use_store
+from tests import forkserver
 from tests.conftest import DIALECTS
 from tests.pgserver import PgServer, unique_database_name
 
-CLEARQ = Path(sys.executable).with_name("clearq")
+CLEARQ = forkserver.CLEARQ
 COMMAND_TIMEOUT = 60
 
 
@@ -43,15 +44,10 @@ class Cli:
 
     def run(
         self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> forkserver.Completed | subprocess.CompletedProcess[str]:
         """Run ``clearq ARGS``; with ``check`` it must succeed and print no error."""
-        result = subprocess.run(
-            [str(CLEARQ), *args],
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
+        result = forkserver.run(
+            [str(CLEARQ), *args], env={**self.env, **(env or {})}, timeout=COMMAND_TIMEOUT
         )
         if check:
             assert result.returncode == 0, f"clearq {' '.join(args)}: {result.stderr}"
@@ -101,11 +97,11 @@ class Agents:
     def __init__(self, cli: Cli, logs: Path) -> None:
         self._cli = cli
         self._logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
+        self.started: list[forkserver.Process] = []
 
-    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> forkserver.Process:
         with (self._logs / f"agent-{len(self.started)}.log").open("wb") as log:
-            proc = subprocess.Popen(
+            proc = forkserver.spawn(
                 [str(CLEARQ), "agent", "--skip-env", *args],
                 env={**self._cli.env, **(env or {})},
                 stdout=log,

@@ -25,6 +25,7 @@ from clearq.envs import EnvCache
 from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import AGENT_WAIT_SECONDS, CLEARQ, Cli
 from tests.gitrepo import published
 
@@ -65,14 +66,11 @@ def small_cache(cli: Cli) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(envs)], check=False)
 
 
-def _agent(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+def _agent(cli: Cli, *args: str) -> forkserver.Completed | subprocess.CompletedProcess[str]:
+    return forkserver.run(
         [str(CLEARQ), "agent", "-q", "q", "--once", "--allow-local-repositories", *args],
         env={**cli.env, "CLEARQ_LEASE_SECONDS": SHORT_LEASE_SECONDS},
-        capture_output=True,
-        text=True,
         timeout=AGENT_WAIT_SECONDS * 5,
-        check=False,
     )
 
 

@@ -21,6 +21,7 @@ from clearq.envs.docker_engine import DockerEngine
 from clearq.models import Container, EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_agent import WAIT_SECONDS, logs_of, wait_for, wait_for_log
 from tests.gitrepo import published
@@ -100,14 +101,14 @@ def _task(
     return task_id
 
 
-def _agent(cli: Cli, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def _agent(cli: Cli, log: Path, *args: str) -> forkserver.Process:
     # The host's network, for the venv build's package index on this machine; the task's
     # SDK needs none of it: it reports through its channel (the one socket mounted).
     network = ("--docker-network", "host")
     with log.open("wb") as out:
-        return subprocess.Popen(
+        return forkserver.spawn(
             [str(CLEARQ), "agent", "-q", "q", "--docker", DOCKER_TEST_IMAGE, *network, *args],
-            env=dict(cli.env),
+            env=cli.env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -18,6 +18,7 @@ import pytest
 
 from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.gitrepo import published
 
@@ -82,14 +83,7 @@ def _python(cli: Cli, work: Path, *args: str) -> str:
 
 
 def _agent(cli: Cli, *args: str) -> str:
-    done = subprocess.run(
-        [str(CLEARQ), "agent", *args],
-        env=dict(cli.env),
-        capture_output=True,
-        text=True,
-        timeout=AGENT_TIMEOUT,
-        check=False,
-    )
+    done = forkserver.run([str(CLEARQ), "agent", *args], env=cli.env, timeout=AGENT_TIMEOUT)
     assert done.returncode == 0, done.stderr
     return done.stderr
 

@@ -22,6 +22,7 @@ from clearq.envs.docker_engine import DockerEngine
 from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.integration.conftest import DOCKER_TEST_IMAGE
 from tests.integration.conftest import docker_engine as docker_engine  # the shared fixture
@@ -103,13 +104,13 @@ class _DockerAgents:
     def __init__(self, cli: Cli, logs: Path) -> None:
         self._cli = cli
         self._logs = logs
-        self.started: list[subprocess.Popen[bytes]] = []
+        self.started: list[forkserver.Process] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str) -> forkserver.Process:
         with (self._logs / f"agent-{len(self.started)}.log").open("wb") as out:
-            proc = subprocess.Popen(
+            proc = forkserver.spawn(
                 [str(CLEARQ), "agent", "-q", "q", "--docker", DOCKER_TEST_IMAGE, *args],
-                env=dict(self._cli.env),
+                env=self._cli.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -24,6 +24,7 @@ from clearq.models import HistoryMark, TaskStatus
 from clearq.runtime.slurm import GlueOptions, SlurmGlue
 from clearq.runtime.slurmcli import Slurm
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_task_run import steps_done, train_task, wait_for_marks
 from tests.slurmcluster import cancel_jobs_of, ensure_slurm
@@ -51,13 +52,13 @@ class Glue:
 
     def __init__(self, cli: Cli, store: Store, folder: Path) -> None:
         self._cli, self._store, self.folder = cli, store, folder
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: list[forkserver.Process] = []
 
-    def start(self, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, *args: str) -> forkserver.Process:
         with (self.folder.parent / f"glue-{len(self.procs)}.log").open("wb") as log:
-            proc = subprocess.Popen(
+            proc = forkserver.spawn(
                 [*GLUE, "--folder", str(self.folder), *args],
-                env=dict(self._cli.env),
+                env=self._cli.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.gitrepo import published
 
 CLEARQ = Path(sys.executable).with_name("clearq")
@@ -97,7 +98,7 @@ class Fleet:
         for _ in range(count):
             index = len(self.agents)
             with (self.logs / f"agent-{index}.log").open("wb") as log:
-                proc = subprocess.Popen(
+                proc = forkserver.spawn(
                     [str(CLEARQ), "agent", "--skip-env", "-q", "q", *_flags(index)],
                     env={**self.env, **(env or {})},
                     stdout=log,

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.gitrepo import published
 from tests.ui.helpers import UiProcess
@@ -76,13 +77,13 @@ def repo(tmp_path: Path) -> tuple[Path, str]:
 @pytest.fixture
 def agent(cli: Cli, tmp_path: Path) -> Iterator[Any]:
     """A function starting ``clearq agent --skip-env ARGS``; the agent is killed at the end."""
-    started: list[subprocess.Popen[bytes]] = []
+    started: list[forkserver.Process] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
+    def start(*args: str) -> forkserver.Process:
         with (tmp_path / f"agent-{len(started)}.log").open("wb") as log:
-            proc = subprocess.Popen(
+            proc = forkserver.spawn(
                 [str(CLEARQ), "agent", "--skip-env", *args],
-                env=dict(cli.env),
+                env=cli.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

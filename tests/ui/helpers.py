@@ -16,6 +16,7 @@ import uvicorn
 
 from clearq.scheduler import Store
 from clearq.ui import create_app
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 
 START_SECONDS = 30
@@ -92,9 +93,9 @@ class UiProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(
+            self.proc = forkserver.spawn(
                 [str(CLEARQ), "ui", "--port", str(self.port), *args],
-                env=dict(cli.env),
+                env=cli.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
