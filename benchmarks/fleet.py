@@ -279,6 +279,23 @@ def _idle(
     return cpu, (commits(admin, db) - x0) / span, (fleet.cpu() - fleet0) / span * 100
 
 
+def _print_statements(admin: psycopg.Connection, seconds: float) -> None:
+    """The idle window's statements by server time (planning and executing), per minute."""
+    rows = admin.execute(
+        "SELECT calls, total_plan_time + total_exec_time, total_plan_time, query "
+        "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
+        "WHERE datname = current_database()) ORDER BY 2 DESC LIMIT 15"
+    ).fetchall()
+    per_minute = 60.0 / seconds
+    print("    idle statements (calls/min, server ms/min, of it planning, query):")
+    for calls, total, plan, query in rows:
+        text = " ".join(str(query).split())[:150]
+        print(
+            f"      {calls * per_minute:8.0f} {total * per_minute:9.1f} "
+            f"{plan * per_minute:9.1f}  {text}"
+        )
+
+
 def _wakes(store: Store, admin: psycopg.Connection, count: int) -> list[float]:
     latencies = []
     for k in range(count):
@@ -405,9 +422,14 @@ def one_fleet(
                 direct, settings=Settings(home=home, database_url=direct, listen_relay="off")
             ) as store,
         ):
+            if args.statements:
+                admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                admin.execute("SELECT pg_stat_statements_reset()")
             figures.idle_cpu, figures.idle_commits, figures.fleet_idle_cpu = _idle(
                 fleet, admin, data, name, args.idle_seconds
             )
+            if args.statements:
+                _print_statements(admin, args.idle_seconds)
             fleet.tell("wait 1.0")
             time.sleep(2.0)
             figures.old_idle_cpu, figures.old_idle_commits, _ = _idle(
@@ -505,11 +527,23 @@ def main() -> int:
     parser.add_argument("--burst-limit", type=float, default=600.0, help="seconds a burst may take")
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--wakes", type=int, default=10)
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="load pg_stat_statements and print where the idle fleet's server time goes",
+    )
     args = parser.parse_args()
     if args.child:
         return child(args)
     ns = [int(x) for x in args.ns.split(",")]
-    server = start_cluster()
+    server = start_cluster(
+        settings={
+            "shared_preload_libraries": "pg_stat_statements",
+            "pg_stat_statements.track_planning": "on",
+        }
+        if args.statements
+        else None
+    )
     try:
         with server.connect() as conn:
             conn.execute("ALTER SYSTEM SET max_connections = 100")

@@ -607,6 +607,8 @@ class ReapReport(_Frozen):
     requeued: tuple[uuid.UUID, ...] = ()
     failed: tuple[uuid.UUID, ...] = ()
     workers_gone: tuple[str, ...] = ()
+    active_workers: int = 0
+    """Workers active after the pass (the agents that share the reaping)."""
 
 
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -398,8 +398,10 @@ class WorkerPort(Protocol):
         """Mark the worker gone."""
         ...
 
-    def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
-        """Store one sample of the machine's health."""
+    def record_metrics(
+        self, worker_id: str, metrics: WorkerMetrics, *, seen: Sequence[str] = ...
+    ) -> None:
+        """Store one sample of the machine's health; mark ``seen`` workers seen with it."""
         ...
 
     def command(self, worker_ids: Sequence[str]) -> WorkerCommand | None:

@@ -456,14 +456,20 @@ def find_pg_bin_dirs(
     return result
 
 
-def start_cluster(bin_dir: Path | None = None, *, startup_timeout: int = 60) -> PgServer:
+def start_cluster(
+    bin_dir: Path | None = None,
+    *,
+    startup_timeout: int = 60,
+    settings: Mapping[str, str] | None = None,
+) -> PgServer:
     """Create and start a throwaway cluster with ``initdb`` and ``pg_ctl``.
 
     Uses ``bin_dir`` or the first of `find_pg_bin_dirs`.  The cluster lives in a new temp
     dir (owned by the ``postgres`` OS user, which runs it, when running as root), trusts
     every local connection, and listens on a socket in ``<workdir>/sock`` and on 127.0.0.1
-    at a free port.  `PgServer.close` stops it (``pg_ctl stop -m immediate``) and removes
-    the dir.  Raises `ServerUnavailable` with the reason when any step fails.
+    at a free port; ``settings`` are more lines of its postgresql.conf (for example
+    ``shared_preload_libraries``).  `PgServer.close` stops it (``pg_ctl stop -m immediate``)
+    and removes the dir.  Raises `ServerUnavailable` with the reason when any step fails.
     """
     if bin_dir is None:
         dirs = find_pg_bin_dirs()
@@ -490,7 +496,7 @@ def start_cluster(bin_dir: Path | None = None, *, startup_timeout: int = 60) -> 
 
     cluster = _Cluster(bin_dir=bin_dir, workdir=workdir, run_as=run_as)
     try:
-        cluster.init()
+        cluster.init(settings or {})
         port = cluster.start(timeout=startup_timeout)
         url = URL.create(
             DRIVER, username=CLUSTER_SUPERUSER, host="127.0.0.1", port=port, database="postgres"
@@ -523,7 +529,7 @@ class _Cluster:
     def log(self) -> Path:
         return self.workdir / "postgres.log"
 
-    def init(self) -> None:
+    def init(self, extra: Mapping[str, str]) -> None:
         try:
             self.sockets.mkdir()
             if self.run_as is not None:
@@ -544,6 +550,7 @@ class _Cluster:
             "fsync": "off",
             "synchronous_commit": "off",
             "full_page_writes": "off",
+            **extra,
         }
         lines = "".join(f"{key} = {_conf_literal(value)}\n" for key, value in settings.items())
         try:

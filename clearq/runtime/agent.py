@@ -5,8 +5,10 @@ into free slots (while its hints arrive it re-claims every ``LISTENING_WAIT_SECO
 else every second; the agents of a machine share one LISTEN connection,
 :mod:`clearq.scheduler.relay`); each claimed task runs in a thread of its own through the
 :class:`Executor`; a heartbeat thread renews the leases of running tasks, passes stop
-requests and lost leases to them, reaps the expired leases of other workers and records
-this machine's metrics. The agent's own lifecycle is an explicit enum. Before each claim
+requests and lost leases to them, records this machine's metrics (an idle agent's
+heartbeat and sample are one write) and reaps the expired leases of other workers (on
+a shared server each agent of the fleet takes its share of the passes:
+``reap_interval``). The agent's own lifecycle is an explicit enum. Before each claim
 a :class:`ClaimGate` says whether it may take new work: an operator may have drained
 it (it exits once its tasks have ended) or paused it, or it may be outside its
 ``--uptime`` windows.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -75,8 +78,11 @@ entry is written, so the agent's clock is never early; this covers rounding)."""
 BUSY_BEAT_SECONDS = 1.0
 METRICS_SECONDS = 5.0
 """How often an agent running tasks records its machine's metrics."""
+REAP_MAX_SECONDS = 600.0
+"""The longest an agent of a large fleet waits between its reaper passes (reap_interval)."""
 IDLE_METRICS_SECONDS = 30.0
-"""The same while it runs nothing (500 idle agents would otherwise write 100 a second)."""
+"""The same while it runs nothing, with its heartbeat in the same write (at most every
+third of a lease): 500 idle agents would otherwise write 100 samples a second."""
 HOLD_FRACTION = 0.75
 """An attempt is given up this fraction of a lease after its last renewal was sent."""
 
@@ -88,6 +94,20 @@ class AgentState(enum.StrEnum):
     SERVING = "serving"
     DRAINING = "draining"
     STOPPED = "stopped"
+
+
+def reap_interval(lease: float, agents: int, rng: random.Random) -> float:
+    """Seconds to an agent's next reaper pass, in a fleet of ``agents`` on one server.
+
+    Each pass is the same fleet-wide work, so the fleet as a whole should reap about
+    every quarter lease, not every agent every half lease (500 idle agents made about 17
+    passes a second). Each agent takes its share, at a random moment (Sidekiq's
+    scheduled poller spreads its polls the same way): a lone agent every half lease,
+    the agent of a large fleet at most every ``REAP_MAX_SECONDS``, so that the agents
+    left after most of a fleet has gone still reap within minutes.
+    """
+    spread = max(lease / 2, min(REAP_MAX_SECONDS, agents * lease / 4))
+    return spread * rng.uniform(0.5, 1.5)
 
 
 def worker_id(name: str | None) -> str:
@@ -155,6 +175,7 @@ class Agent:
         )
         self._lock = threading.Lock()
         self._changed = threading.Event()
+        self._random = random.Random()  # noqa: S311 - spreads reaper passes, no secret
         self._due: float | None = None
         """When (monotonic) a delayed entry it was told of may be claimed."""
         self._stopping = threading.Event()
@@ -494,21 +515,27 @@ class Agent:
     # ---- heartbeat ----------------------------------------------------------------------
 
     def _beat_loop(self) -> None:
+        # Busy: renew every second, a sample every METRICS_SECONDS. Idle: one write, the
+        # heartbeat and a sample together, every idle_every (the workers' rows must stay
+        # fresher than a lease: ``Workers.serving``).
         lease = self._store.settings.lease_seconds
-        next_reap = next_idle_beat = 0.0
+        idle_every = min(IDLE_METRICS_SECONDS, lease / 3)
+        next_reap = next_idle = 0.0
         last_metrics = float("-inf")
         while self.state is not AgentState.STOPPED:
             now = time.monotonic()
             running = self._running()
-            if running or now >= next_idle_beat:
+            if running:
                 self._beat(running)
-                next_idle_beat = now + lease / 3
+                if now - last_metrics >= METRICS_SECONDS:
+                    self._metrics()
+                    last_metrics = now
+                next_idle = now + idle_every
+            elif now >= next_idle:
+                self._metrics(seen=True)
+                last_metrics, next_idle = now, now + idle_every
             if now >= next_reap:
-                self._reap()
-                next_reap = now + lease / 2  # SQLite's reaper needs two looks a lease apart
-            if now - last_metrics >= (METRICS_SECONDS if running else IDLE_METRICS_SECONDS):
-                self._metrics()
-                last_metrics = now
+                next_reap = now + self._reap()
             time.sleep(min(BUSY_BEAT_SECONDS, lease / 3))
 
     def _running(self) -> list[_Slot]:
@@ -550,27 +577,39 @@ class Agent:
         except StoreError:
             return 0.0
 
-    def _reap(self) -> None:
+    def _reap(self) -> float:
+        """One reaper pass; the seconds to this agent's next one."""
+        lease = self._store.settings.lease_seconds
         started = time.monotonic()
         try:
             report = self._store.leases.reap()
         except StoreUnavailable as e:
             self._db_outage.failed(e, started=started)
-            return
+            return lease / 2
         except StoreError as e:
             self._say(f"cannot reap expired leases: {e}")
-            return
+            return lease / 2
+        self._db_outage.ok(started=started)
         for task_id in (*report.requeued, *report.failed):
             self._say(f"reaped the expired lease of task {task_id}")
+        if not self._store.notifies:
+            return lease / 2  # one machine (SQLite): its reaper needs two looks a lease apart
+        return reap_interval(lease, report.active_workers, self._random)
 
-    def _metrics(self) -> None:
+    def _metrics(self, *, seen: bool = False) -> None:
+        """Record a sample of the machine; ``seen``: with the heartbeat of every row of
+        this agent (services mode: host:name:k), as an idle agent's only write."""
         started = time.monotonic()
         try:
-            self._store.workers.record_metrics(self.worker, self._monitor.sample())
+            self._store.workers.record_metrics(
+                self.worker, self._monitor.sample(), seen=self._worker_ids if seen else ()
+            )
         except StoreUnavailable as e:
             self._db_outage.failed(e, started=started)
         except StoreError as e:
             self._say(f"cannot record machine metrics: {e}")
+        else:
+            self._db_outage.ok(started=started)
 
     def _listener_changed(self, error: StoreError | None) -> None:
         if error is None:

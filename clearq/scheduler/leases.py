@@ -210,7 +210,15 @@ class Leases:
             ).scalars()
             workers_gone = tuple(sorted(gone))
             fenced.skip_blocked(on(conn))  # whichever path ended a parent, its children learn
-        return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=workers_gone)
+            active = conn.execute(
+                sa.select(sa.func.count()).select_from(workers).where(workers.c.state == "active")
+            ).scalar_one()
+        return ReapReport(
+            requeued=tuple(requeued),
+            failed=tuple(failed),
+            workers_gone=workers_gone,
+            active_workers=int(active),
+        )
 
     def _expired(self, conn: Connection, batch: int) -> list[tuple[uuid.UUID, str | None]]:
         """(task, worker) of each running task whose lease is dead: by the server's clock

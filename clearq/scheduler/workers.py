@@ -136,10 +136,22 @@ class Workers:
             by_worker.setdefault(worker, []).append(task_id)
         return [_info(r, by_worker.get(r.id, [])) for r in rows]
 
-    def record_metrics(self, worker_id: str, metrics: WorkerMetrics) -> None:
-        """Store one sample and drop this worker's samples older than the retention."""
+    def record_metrics(
+        self, worker_id: str, metrics: WorkerMetrics, *, seen: Sequence[str] = ()
+    ) -> None:
+        """Store one sample and drop this worker's samples older than the retention.
+
+        ``seen``: workers to mark seen (active, heard from now) in the same transaction:
+        an idle agent's heartbeat and its sample are one write.
+        """
         values = metrics.model_dump(mode="json")
         with self._db.write() as conn:
+            if seen:
+                conn.execute(
+                    workers.update()
+                    .where(workers.c.id.in_(sorted(set(seen))))
+                    .values(last_seen=db_now(), state=WorkerState.ACTIVE.value)
+                )
             conn.execute(worker_metrics.insert().values(worker_id=worker_id, at=db_now(), **values))
             conn.execute(
                 worker_metrics.delete().where(

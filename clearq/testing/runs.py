@@ -395,7 +395,13 @@ class MemoryLeases:
                     s.workers[wid] = info.model_copy(update={"state": WorkerState.GONE})
                     gone.append(wid)
             s.skip_blocked()
-        return ReapReport(requeued=tuple(requeued), failed=tuple(failed), workers_gone=tuple(gone))
+            active = sum(1 for i in s.workers.values() if i.state is WorkerState.ACTIVE)
+        return ReapReport(
+            requeued=tuple(requeued),
+            failed=tuple(failed),
+            workers_gone=tuple(gone),
+            active_workers=active,
+        )
 
 
 class MemoryOutputs:

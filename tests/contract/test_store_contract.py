@@ -25,6 +25,8 @@ from clearq.models import (
     TaskSpec,
     TaskStatus,
     WorkerCommand,
+    WorkerMetrics,
+    WorkerState,
 )
 from clearq.scheduler import Store
 from clearq.testing import MemoryStore
@@ -249,6 +251,27 @@ def test_an_expired_lease_is_reaped(any_store: Any) -> None:
     assert any_store.tasks.get(task_id).status is TaskStatus.QUEUED
     with pytest.raises(LeaseLost):
         any_store.outputs.append_logs(claim.fence, [("stdout", "late\n")])
+
+
+def test_an_idle_agents_sample_is_its_heartbeat_and_a_reaper_counts_the_active(
+    any_store: Any,
+) -> None:
+    for wid in ("h:a", "h:b", "h:c"):
+        any_store.workers.register(wid, host="h", pid=None, queues=["q"])
+    _until(lambda: any_store.leases.reap().active_workers == 0)  # silent 0.5 s: all gone
+    before = any_store.workers.get("h:a").last_seen
+    any_store.workers.record_metrics("h:a", WorkerMetrics(cpu_percent=7), seen=["h:a", "h:b"])
+    states = {w.id: w.state for w in any_store.workers.list()}
+    assert states == {"h:a": WorkerState.ACTIVE, "h:b": WorkerState.ACTIVE, "h:c": WorkerState.GONE}
+    assert any_store.workers.get("h:a").last_seen > before
+    any_store.workers.record_metrics("h:c", WorkerMetrics(cpu_percent=8))  # no heartbeat
+    assert any_store.workers.get("h:c").state is WorkerState.GONE
+
+    def two_counted() -> bool:  # a pass within 0.5 s of the beat sees the two it revived
+        any_store.workers.record_metrics("h:a", WorkerMetrics(), seen=["h:a", "h:b"])
+        return bool(any_store.leases.reap().active_workers == 2)
+
+    _until(two_counted)
 
 
 def test_outputs_are_fenced_ordered_and_summarised(any_store: Any) -> None:

@@ -7,10 +7,12 @@ process, a real venv and a real database add is tested in ``tests/acceptance``.
 
 from __future__ import annotations
 
+import random
+import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,14 @@ import pytest
 from clearq.config import Settings
 from clearq.models import Claim, TaskSpec, TaskStatus
 from clearq.runtime import agent as agent_module
-from clearq.runtime.agent import DUE_SLACK_SECONDS, LISTENING_WAIT_SECONDS, Agent, AgentOptions
+from clearq.runtime.agent import (
+    DUE_SLACK_SECONDS,
+    LISTENING_WAIT_SECONDS,
+    REAP_MAX_SECONDS,
+    Agent,
+    AgentOptions,
+    reap_interval,
+)
 from clearq.runtime.executor import Control, Outcome
 from clearq.runtime.exits import OnceExit
 from clearq.scheduler.notify import ENQUEUE_CHANNEL, Notice, PollingListener
@@ -254,3 +263,59 @@ def test_an_idle_exit_ends_the_agent_at_its_time_not_at_its_next_round(
     assert not thread.is_alive()
     assert twin.listener.timeouts
     assert all(t <= 0.5 for t in twin.listener.timeouts)
+
+
+def test_an_idle_agents_one_write_is_its_sample_with_its_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twin = _Quiet(settings=Settings(home=tmp_path / "home", lease_seconds=0.3))
+    beats: list[object] = []
+    samples: list[tuple[str, tuple[str, ...]]] = []
+    real_record = twin.workers.record_metrics
+
+    def heartbeat(*args: object, **kw: object) -> object:
+        beats.append(args)
+        raise AssertionError("an idle agent has no lease to renew")
+
+    def record(worker_id: str, metrics: object, *, seen: Sequence[str] = ()) -> None:
+        samples.append((worker_id, tuple(seen)))
+        real_record(worker_id, metrics, seen=seen)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(twin.leases, "heartbeat", heartbeat)
+    monkeypatch.setattr(twin.workers, "record_metrics", record)
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    twin.queues.create("q")
+    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
+    agent = Agent(twin, executor, AgentOptions(queues=("q",), services=2))
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(samples) < 3:  # every third of the 0.3 s lease
+        assert time.monotonic() < deadline, "the idle agent wrote no samples"
+        time.sleep(0.02)
+    agent.request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert beats == []
+    rows = (f"{agent.worker}:1", f"{agent.worker}:2")
+    assert all(s == (agent.worker, rows) for s in samples[:3])  # both rows, marked seen
+
+
+def test_a_fleet_shares_the_reaper_passes_and_a_lone_agent_reaps_every_half_lease() -> None:
+    rng = random.Random(7)
+    lease = 60.0
+
+    def mean_interval(agents: int) -> float:
+        return statistics.mean(reap_interval(lease, agents, rng) for _ in range(2000))
+
+    lone = [reap_interval(lease, 1, rng) for _ in range(2000)]
+    assert min(lone) >= lease / 4
+    assert max(lone) <= lease * 3 / 4
+    assert statistics.mean(lone) == pytest.approx(lease / 2, rel=0.05)
+    for agents in (2, 20, 500, 5000):
+        fleet_rate = agents / mean_interval(agents)  # passes a second, the fleet's
+        assert fleet_rate <= agents / (lease / 2) * 1.05  # never more than each every half
+        assert fleet_rate >= 1 / (lease / 4) * 0.95  # the fleet: every quarter lease or more
+    assert max(reap_interval(lease, 10**6, rng) for _ in range(2000)) <= 1.5 * REAP_MAX_SECONDS
+    # capped: the few agents left when most of a fleet has gone still reap within minutes
+    assert mean_interval(20_000) == pytest.approx(REAP_MAX_SECONDS, rel=0.05)
