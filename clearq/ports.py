@@ -301,6 +301,10 @@ class ClaimPort(Protocol):
         """Claim up to ``limit`` tasks."""
         ...
 
+    def anything_ready(self, among: Sequence[str] | None = ...) -> bool:
+        """Whether a claim now might take something (False: it would take nothing)."""
+        ...
+
 
 class LeasePort(Protocol):
     """Heartbeats, ends of attempts, stop requests and the reaper."""

@@ -176,6 +176,9 @@ class Agent:
         self._lock = threading.Lock()
         self._changed = threading.Event()
         self._random = random.Random()  # noqa: S311 - spreads reaper passes, no secret
+        self._probe = False
+        """The next claim follows a wait that heard no hint: it first asks whether anything
+        is ready (``ClaimPort.anything_ready``), one cheap read, before claiming."""
         self._due: float | None = None
         """When (monotonic) a delayed entry it was told of may be claimed."""
         self._stopping = threading.Event()
@@ -336,6 +339,7 @@ class Agent:
         return self._options.once and self._served >= 1 and not self._busy()
 
     def _claim_into_free_slots(self) -> int:
+        probe, self._probe = self._probe, False
         claimed = 0
         for slot in self._slots:
             if slot.claim is not None or self._stopping.is_set():
@@ -346,6 +350,8 @@ class Agent:
             try:
                 needs = self._queue_needs()
                 among = self._pool.claimable_queues(needs)
+                if probe and among and not slot.claimer.anything_ready(among):
+                    among = []  # nothing due: the claim would find nothing either
                 claims = self._claim_among(slot, among) if among else []
             except StoreUnavailable as e:
                 self._db_outage.failed(e, started=sent)
@@ -482,6 +488,7 @@ class Agent:
         if full or not self._store.notifies:
             self._changed.wait(SQLITE_POLL_SECONDS if not full else PG_WAIT_SECONDS)
             self._changed.clear()
+            self._probe = True  # a poll: look (a read) before claiming (a write)
             return
         wait = LISTENING_WAIT_SECONDS if listener.connected else PG_WAIT_SECONDS
         if self._due is not None:
@@ -490,8 +497,10 @@ class Agent:
             wait = max(0.0, min(wait, idle_since + self._options.idle_exit - time.monotonic()))
         notices = listener.wait(wait)
         now = time.monotonic()
+        self._probe = not notices  # timed out: look before claiming
         if self._due is not None and self._due <= now:
             self._due = None  # the claim that follows takes it
+            self._probe = False
         for n in notices:
             delay = ready_in(n.payload) if n.channel == ENQUEUE_CHANNEL else None
             if delay is not None:

@@ -68,6 +68,7 @@ from clearq.scheduler.schema import (
     tasks,
 )
 from clearq.scheduler.sqla_exec import on, statement
+from clearq.scheduler.statements import GANG_HOLD
 from clearq.scheduler.take import PG_TAKE_AND_RUN, SQLITE_RUN, driver_sql
 
 CAPS_REFRESH_SECONDS = 5.0
@@ -98,6 +99,14 @@ picked AS MATERIALIZED (
     LIMIT :n
 ),
 {take_and_run}"""
+# Claimer.anything_ready: the entries of the claim's path (ix_queue_entries_ready) that are
+# due, or a forming gang's (held for its ranks to join).
+_READY_OR_FORMING = f"((e.held_by IS NULL AND NOT e.waiting) OR e.held_by = '{GANG_HOLD}')"
+_PG_READY = f"""SELECT EXISTS (
+    SELECT 1 FROM queue_entries e JOIN queues q ON q.id = e.queue_id
+    WHERE q.name IN ({{names}}) AND {_READY_OR_FORMING}
+      AND (e.not_before IS NULL OR e.not_before <= now())
+)"""
 _PG_UNCAPPED = "\n    AND q.max_running IS NULL"
 # Outside a transaction nothing can follow the claim: a schedule's entry waits for a
 # claimer that knows its queue has schedules (Claimer reads them as it reads caps).
@@ -150,6 +159,18 @@ _SQLITE_PICK_UNDER_QUOTAS = _SQLITE_PICK.where(
             "(SELECT gpus FROM queues WHERE queues.id = queue_entries.queue_id)",
         )
     )
+)
+_ready_e = queue_entries.alias("e")
+_ready_q = queues.alias("q")
+_SQLITE_READY = (
+    sa.select(sa.literal(1))
+    .select_from(_ready_e.join(_ready_q, _ready_q.c.id == _ready_e.c.queue_id))
+    .where(
+        _ready_q.c.name.in_(sa.bindparam("names", expanding=True)),
+        sa.text(_READY_OR_FORMING),
+        sa.or_(_ready_e.c.not_before.is_(None), _ready_e.c.not_before <= db_now()),
+    )
+    .limit(1)
 )
 _SQLITE_FAIR_QUEUES = sa.select(queues.c.name, queues.c.id).where(
     queues.c.name.in_(sa.bindparam("names", expanding=True)), queues.c.fair_share.is_not(None)
@@ -323,6 +344,12 @@ def _claim_pg(
         fire(fire_on, [(r[0], r[5]) for r in rows if r[5] is not None])
     picked = [_Picked(r[0], r[1], r[2], r[3], r[4]) for r in rows]
     return _in_claim_order(picked, names, worker, interleave)
+
+
+@functools.cache
+def _pg_ready_statement(n_queues: int) -> str:
+    names = ", ".join(f":q{i}" for i in range(n_queues))
+    return driver_sql(_PG_READY.format(names=names))
 
 
 @functools.cache
@@ -512,6 +539,25 @@ class Claimer:
             self._scheduled = frozenset(r.name for r in rows if r.sched)
             self._capped_read_at = now
         return self._capped
+
+    def anything_ready(self, among: Sequence[str] | None = None) -> bool:
+        """Whether these queues hold an entry a claim might take now: due, and free or a
+        forming gang's. One cheap read, for a worker whose timed re-claim followed no
+        hint: an idle fleet's re-claims found nothing, each paying the planning of the
+        claim statement (behind pgbouncer nothing is prepared) and of the caps' reads.
+        True does not promise a claim (a cap, a quota or a parent may still hold it back);
+        False means a claim now would take nothing.
+        """
+        names = self.ranked(among)
+        if not names:
+            return False
+        params: dict[str, Any] = {f"q{i}": name for i, name in enumerate(names)}
+        if self._db.is_postgres:
+            with statement(self._db) as x:
+                rows = x.execute(_pg_ready_statement(len(names)), params)
+            return bool(rows and rows[0][0])
+        with self._db.read() as conn:
+            return conn.execute(_SQLITE_READY, {"names": names}).first() is not None
 
     def ranked(self, among: Sequence[str] | None = None) -> list[str]:
         """The queues in the order the next claim will try them (``among`` filters)."""

@@ -26,6 +26,7 @@ from clearq.models import (
 from clearq.scheduler.fenced import check_final, check_streams, summarise
 from clearq.scheduler.lifecycle import check_transition
 from clearq.scheduler.runlink_results import PlotRow, SampleRow, check_rows
+from clearq.scheduler.statements import GANG_HOLD
 from clearq.scheduler.workers import worker_names
 from clearq.testing.fair import charge, fair_order
 from clearq.testing.quotas import over_quota
@@ -74,6 +75,20 @@ class MemoryClaimer:
         if self.order is ClaimOrder.ROUND_ROBIN and claims:
             self._start = (self.queues.index(claims[0].queue) + 1) % len(self.queues)
         return claims
+
+    def anything_ready(self, among: Sequence[str] | None = None) -> bool:
+        """Whether these queues hold an entry a claim might take now (due, and free or a
+        forming gang's)."""
+        s = self._s
+        with s.lock:
+            now = s.now()
+            ids = {s.queues[q].id for q in self.ranked(among) if q in s.queues}
+            return any(
+                e.queue_id in ids
+                and (e.not_before is None or e.not_before <= now)
+                and ((e.held_by is None and self._free(e)) or e.held_by == GANG_HOLD)
+                for e in s.entries.values()
+            )
 
     def _claim(self, ranked: Sequence[str], limit: int) -> list[Claim]:
         per_queue = [self._eligible(name, limit) for name in ranked]

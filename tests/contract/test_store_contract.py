@@ -253,6 +253,35 @@ def test_an_expired_lease_is_reaped(any_store: Any) -> None:
         any_store.outputs.append_logs(claim.fence, [("stdout", "late\n")])
 
 
+def test_anything_ready_is_false_exactly_when_a_claim_now_would_take_nothing(
+    any_store: Any,
+) -> None:
+    any_store.queues.create("q")
+    any_store.queues.create("other")
+    claimer = any_store.claimer("w", ["q"])
+    both = any_store.claimer("w2", ["q", "other"])
+    assert claimer.anything_ready() is False
+    elsewhere = _queued(any_store, "other", "elsewhere")
+    assert claimer.anything_ready() is False  # another queue's entry
+    assert both.anything_ready() is True
+    assert both.anything_ready(among=["q"]) is False
+    child = _new(any_store, "child")
+    any_store.queues.enqueue(child, "q", depends_on=[elsewhere])  # waits for its parent
+    flaky = _new(any_store, "flaky", max_retries=1, retry_delay_seconds=3600)
+    any_store.queues.enqueue(flaky, "q")
+    assert claimer.anything_ready() is True
+    [claim] = claimer.claim()
+    assert claim.task_id == flaky
+    any_store.leases.finish(claim.fence, TaskStatus.FAILED, exit_code=1)  # back in an hour
+    assert any_store.tasks.get(flaky).status is TaskStatus.QUEUED
+    assert claimer.anything_ready() is False  # a delayed retry and a waiting child
+    assert claimer.claim() == []
+    plain = _queued(any_store, "q", "plain")
+    assert claimer.anything_ready() is True
+    assert [c.task_id for c in claimer.claim()] == [plain]
+    assert claimer.anything_ready() is False
+
+
 def test_an_idle_agents_sample_is_its_heartbeat_and_a_reaper_counts_the_active(
     any_store: Any,
 ) -> None:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -319,3 +320,57 @@ def test_a_fleet_shares_the_reaper_passes_and_a_lone_agent_reaps_every_half_leas
     assert max(reap_interval(lease, 10**6, rng) for _ in range(2000)) <= 1.5 * REAP_MAX_SECONDS
     # capped: the few agents left when most of a fleet has gone still reap within minutes
     assert mean_interval(20_000) == pytest.approx(REAP_MAX_SECONDS, rel=0.05)
+
+
+class _CountingClaimer:
+    """A claimer that counts its claims and its looks."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.claims = 0
+        self.looks = 0
+
+    def claim(self, limit: int = 1, *, among: Sequence[str] | None = None) -> list[Claim]:
+        self.claims += 1
+        got: list[Claim] = self._inner.claim(limit, among=among)
+        return got
+
+    def anything_ready(self, among: Sequence[str] | None = None) -> bool:
+        self.looks += 1
+        return bool(self._inner.anything_ready(among))
+
+
+def test_a_re_claim_that_heard_no_hint_looks_first_and_claims_what_it_sees(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 0.05)
+    twin = _Quiet(settings=Settings(home=tmp_path / "home"))
+    twin.queues.create("q")
+    counting: list[_CountingClaimer] = []
+    real_claimer = twin.claimer
+
+    def claimer(*args: Any, **kw: Any) -> _CountingClaimer:
+        counting.append(_CountingClaimer(real_claimer(*args, **kw)))
+        return counting[-1]
+
+    monkeypatch.setattr(twin, "claimer", claimer)
+    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
+    agent = Agent(twin, executor, AgentOptions(queues=("q",)))
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not counting or counting[0].looks < 10:  # ten timed re-claims
+            assert time.monotonic() < deadline, "the agent never re-claimed"
+            time.sleep(0.01)
+        [seen] = counting
+        assert seen.claims == 1  # its first claim; then only looks, no claim of nothing
+        task_id = _queued(twin)  # no hint reaches this listener: the next look sees it
+        while executor.ran == []:
+            assert time.monotonic() < deadline, "the task was never claimed"
+            time.sleep(0.01)
+        assert [c.task_id for c in executor.ran] == [task_id]
+    finally:
+        agent.request_stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
