@@ -259,6 +259,7 @@ class Leases:
             requeued=first.requeued + then.requeued,
             failed=first.failed + then.failed,
             workers_gone=first.workers_gone + then.workers_gone,
+            active_workers=then.active_workers,
         )
 
     def _back_to_queue_or_fail(

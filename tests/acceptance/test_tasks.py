@@ -149,6 +149,7 @@ def test_reap_requeues_expired_leases(
         "requeued": [str(again)],
         "failed": [str(last)],
         "workers_gone": ["host:w"],
+        "active_workers": 0,  # w was the only one
     }
     requeued = store.tasks.get(again)
     assert (requeued.status, requeued.worker) == (TaskStatus.QUEUED, None)
