@@ -228,9 +228,13 @@ class Completed:
     stderr: str
 
 
+Result = Completed | subprocess.CompletedProcess[str]
+"""A command run to its end: the zygote's, or subprocess's where forking is off."""
+
+
 def run(
     argv: Sequence[str], *, env: Mapping[str, str], timeout: float, cwd: str | None = None
-) -> Completed | subprocess.CompletedProcess[str]:
+) -> Result:
     """Run ``argv`` to its end and capture its output, as ``subprocess.run`` would."""
     if not enabled():
         return subprocess.run(

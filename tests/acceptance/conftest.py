@@ -44,7 +44,7 @@ class Cli:
 
     def run(
         self, *args: str, check: bool = True, env: Mapping[str, str] | None = None
-    ) -> forkserver.Completed | subprocess.CompletedProcess[str]:
+    ) -> forkserver.Result:
         """Run ``clearq ARGS``; with ``check`` it must succeed and print no error."""
         result = forkserver.run(
             [str(CLEARQ), *args], env={**self.env, **(env or {})}, timeout=COMMAND_TIMEOUT

@@ -66,7 +66,7 @@ def small_cache(cli: Cli) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(envs)], check=False)
 
 
-def _agent(cli: Cli, *args: str) -> forkserver.Completed | subprocess.CompletedProcess[str]:
+def _agent(cli: Cli, *args: str) -> forkserver.Result:
     return forkserver.run(
         [str(CLEARQ), "agent", "-q", "q", "--once", "--allow-local-repositories", *args],
         env={**cli.env, "CLEARQ_LEASE_SECONDS": SHORT_LEASE_SECONDS},

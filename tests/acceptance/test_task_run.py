@@ -17,6 +17,7 @@ from pathlib import Path
 
 from clearq.models import HistoryMark, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Agents, Cli
 
 WAIT_SECONDS = 60
@@ -99,7 +100,7 @@ def wait_for_log(store: Store, task_id: uuid.UUID, text: str, attempt: int) -> N
         time.sleep(0.1)
 
 
-def run_to_end(cli: Cli, *args: str) -> subprocess.CompletedProcess[str]:
+def run_to_end(cli: Cli, *args: str) -> forkserver.Result:
     """``clearq task run`` to a completed task (its diagnostics go to stderr, as an agent's)."""
     result = cli.run(*args, check=False)
     assert result.returncode == 0, result.stderr
