@@ -524,11 +524,13 @@ class Agent:
     # ---- heartbeat ----------------------------------------------------------------------
 
     def _beat_loop(self) -> None:
-        # Busy: renew every second, a sample every METRICS_SECONDS. Idle: one write, the
-        # heartbeat and a sample together, every idle_every (the workers' rows must stay
-        # fresher than a lease: ``Workers.serving``).
+        # Busy: renew every second, a sample every METRICS_SECONDS. Idle: one write every
+        # idle_every (the workers' rows must stay fresher than a lease: ``Workers.serving``),
+        # the heartbeat with a sample (at the default lease every one; a short lease's beats
+        # carry one every METRICS_SECONDS).
         lease = self._store.settings.lease_seconds
         idle_every = min(IDLE_METRICS_SECONDS, lease / 3)
+        idle_sample_every = max(idle_every, METRICS_SECONDS)
         next_reap = next_idle = 0.0
         last_metrics = float("-inf")
         while self.state is not AgentState.STOPPED:
@@ -541,8 +543,12 @@ class Agent:
                     last_metrics = now
                 next_idle = now + idle_every
             elif now >= next_idle:
-                self._metrics(seen=True)
-                last_metrics, next_idle = now, now + idle_every
+                if now - last_metrics >= idle_sample_every:
+                    self._metrics(seen=True)
+                    last_metrics = now
+                else:
+                    self._beat(running)
+                next_idle = now + idle_every
             if now >= next_reap:
                 next_reap = now + self._reap()
             time.sleep(min(BUSY_BEAT_SECONDS, lease / 3))

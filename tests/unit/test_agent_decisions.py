@@ -285,6 +285,7 @@ def test_an_idle_agents_one_write_is_its_sample_with_its_heartbeat(
     monkeypatch.setattr(twin.leases, "heartbeat", heartbeat)
     monkeypatch.setattr(twin.workers, "record_metrics", record)
     monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(agent_module, "METRICS_SECONDS", 0.05)  # at most a beat's interval
     twin.queues.create("q")
     executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
     agent = Agent(twin, executor, AgentOptions(queues=("q",), services=2))
