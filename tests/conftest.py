@@ -124,10 +124,14 @@ def on_one_database(dialect: str) -> pytest.MarkDecorator:
     """Run a test, or as ``pytestmark`` a module, on one database instead of both.
 
     For acceptance tests whose subject sits above the store (the SDK's framework capture,
-    the ClearML layer, a gang's ranks reaching each other): the store paths they go
-    through are held to both databases by the contract tests and by the agent's own
-    acceptance tests, so the second database only doubled their cost (each starts
-    interpreters that import torch or TensorFlow, or several agents).
+    the ClearML layer, a gang's ranks reaching each other, Docker mode, the Slurm glue,
+    building a task's environment, the HPO and pipeline controllers, the page in a
+    browser): the store paths they go through are held to both databases by the contract
+    tests, the integration tests and the agent's own acceptance tests (tests/acceptance/
+    test_agent.py, test_tasks.py, test_schedules.py, test_quotas.py, ...), so the second
+    database only doubled their cost (each starts interpreters that import torch or
+    TensorFlow, containers, Slurm jobs, venv builds or several agents). A module's tests
+    alternate between the two, so that each database still runs some of them.
     """
     if dialect not in DIALECTS:
         raise ValueError(f"unknown database {dialect!r}: one of {', '.join(DIALECTS)}")

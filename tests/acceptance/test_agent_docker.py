@@ -24,6 +24,7 @@ from clearq.scheduler import Store
 from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_agent import WAIT_SECONDS, logs_of, wait_for, wait_for_log
+from tests.conftest import on_one_database
 from tests.gitrepo import published
 from tests.integration.conftest import DOCKER_TEST_IMAGE
 from tests.integration.conftest import docker_engine as docker_engine  # the shared fixture
@@ -132,6 +133,7 @@ def _left_behind(client: docker.DockerClient, task_id: uuid.UUID) -> list[str]:
     return [c.id for c in found]
 
 
+@on_one_database("postgres")
 def test_a_task_runs_in_its_container_with_its_parameters_and_requirements(
     home_cli: Cli,
     store: Store,
@@ -158,6 +160,7 @@ def test_a_task_runs_in_its_container_with_its_parameters_and_requirements(
     assert _left_behind(containers, task_id) == []
 
 
+@on_one_database("sqlite")
 def test_abort_stops_the_container(
     home_cli: Cli,
     store: Store,
@@ -182,6 +185,7 @@ def test_abort_stops_the_container(
     assert _left_behind(containers, task_id) == []
 
 
+@on_one_database("sqlite")
 def test_a_failing_setup_script_fails_the_task_naming_the_step(
     home_cli: Cli,
     store: Store,
@@ -202,6 +206,7 @@ def test_a_failing_setup_script_fails_the_task_naming_the_step(
     assert _left_behind(containers, task_id) == []
 
 
+@on_one_database("postgres")
 def test_a_missing_image_fails_the_task_and_the_agent_goes_on(
     home_cli: Cli, store: Store, repo: tuple[Path, str], docker_engine: DockerEngine, tmp_path: Path
 ) -> None:
@@ -229,6 +234,7 @@ with open(os.path.join(root, os.environ["CLEARQ_TASK_ID"], "mine.txt"), "w") as 
 """
 
 
+@on_one_database("postgres")
 def test_a_container_writes_its_own_artifacts_folder_and_no_other(
     home_cli: Cli, store: Store, containers: docker.DockerClient, tmp_path: Path
 ) -> None:
@@ -254,6 +260,7 @@ def test_a_container_writes_its_own_artifacts_folder_and_no_other(
     assert (artifacts / str(task_id) / "mine.txt").read_text() == "mine"
 
 
+@on_one_database("postgres")
 def test_no_engine_fails_the_agent_at_start(home_cli: Cli, tmp_path: Path) -> None:
     gone = {"DOCKER_HOST": f"unix://{tmp_path / 'no-docker.sock'}"}
     result = home_cli.run("agent", "-q", "q", "--docker", "x", "--once", check=False, env=gone)
@@ -262,6 +269,7 @@ def test_no_engine_fails_the_agent_at_start(home_cli: Cli, tmp_path: Path) -> No
     assert "Traceback" not in result.stderr
 
 
+@on_one_database("sqlite")
 def test_a_container_task_imports_the_repository_root_working_folder_and_its_own_path(
     home_cli: Cli, store: Store, tmp_path: Path
 ) -> None:
@@ -310,6 +318,7 @@ task.get_logger().report_scalar("probe", "ok", 1.0, 0)
 """
 
 
+@on_one_database("sqlite")
 def test_a_task_in_a_container_reaches_the_store_only_through_its_channel(
     home_cli: Cli, store: Store, store_url: str, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from clearq.models import EnvSpec, Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
+from tests.conftest import on_one_database
 from tests.gitrepo import published
 
 TRAIN = """
@@ -88,6 +89,7 @@ def _agent(cli: Cli, *args: str) -> str:
     return done.stderr
 
 
+@on_one_database("sqlite")
 def test_quick_start_flow_runs_a_clone_in_a_cached_venv(
     cli: Cli, store: Store, project: Path
 ) -> None:
@@ -122,6 +124,7 @@ def test_quick_start_flow_runs_a_clone_in_a_cached_venv(
     assert again.runtime["env"]["key"] == task.runtime["env"]["key"]
 
 
+@on_one_database("sqlite")
 def test_a_package_that_does_not_exist_fails_the_task_and_the_agent_goes_on(
     cli: Cli, store: Store, tmp_path: Path
 ) -> None:
@@ -149,6 +152,7 @@ def test_a_package_that_does_not_exist_fails_the_task_and_the_agent_goes_on(
     assert "ran\n" in "".join(line.text for line in store.outputs.logs(good))
 
 
+@on_one_database("postgres")
 def test_the_readme_quickstart_demo(cli: Cli, store: Store) -> None:
     """The README's first command, after its install step: ``python examples/quickstart.py``."""
     demo = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
@@ -188,6 +192,7 @@ print("team_lib", team_lib.VALUE, "from", team_lib.__file__, flush=True)
 """
 
 
+@on_one_database("postgres")
 def test_a_task_whose_requirements_install_its_own_repository(
     cli: Cli, store: Store, tmp_path: Path
 ) -> None:
@@ -254,6 +259,7 @@ print("yaml", yaml.__version__, "from", yaml.__file__, flush=True)
 """
 
 
+@on_one_database("sqlite")
 def test_a_uv_project_runs_on_an_agent_from_its_lock(
     cli: Cli, store: Store, tmp_path: Path
 ) -> None:
@@ -293,6 +299,7 @@ setup(name="needs-six-to-build", version="0.1", py_modules=["needs_six"])
 """
 
 
+@on_one_database("postgres")
 def test_an_agent_installs_a_tasks_steps_in_order(cli: Cli, store: Store, tmp_path: Path) -> None:
     package = tmp_path / "needs-six"
     package.mkdir()

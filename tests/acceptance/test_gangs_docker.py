@@ -24,6 +24,7 @@ from clearq.runtime.exits import OnceExit
 from clearq.scheduler import Store
 from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
+from tests.conftest import on_one_database
 from tests.integration.conftest import DOCKER_TEST_IMAGE
 from tests.integration.conftest import docker_engine as docker_engine  # the shared fixture
 
@@ -156,6 +157,7 @@ def _left_behind(client: docker.DockerClient, task_id: uuid.UUID) -> list[str]:
 HOST_NETWORK = ("--docker-network", "host")
 
 
+@on_one_database("sqlite")
 def test_two_docker_agents_run_a_gang_whose_ranks_reach_each_other(
     store: Store, agents: _DockerAgents, containers: docker.DockerClient
 ) -> None:
@@ -178,6 +180,7 @@ def test_two_docker_agents_run_a_gang_whose_ranks_reach_each_other(
     assert _left_behind(containers, task_id) == []
 
 
+@on_one_database("sqlite")
 def test_a_rank_whose_container_fails_stops_the_gang(
     store: Store, agents: _DockerAgents, containers: docker.DockerClient
 ) -> None:
@@ -219,6 +222,7 @@ def test_a_docker_agent_off_the_host_network_takes_no_ranks_and_says_why(
     assert store.gangs.members(task_id) == []
 
 
+@on_one_database("postgres")
 def test_task_run_in_docker_off_the_host_network_refuses_a_gang_task(
     store: Store, home_cli: Cli
 ) -> None:

@@ -36,6 +36,7 @@ from clearq.scheduler import Store
 from clearq.sdk.task import use_store
 from tests.acceptance import hpo_toy
 from tests.acceptance.conftest import Agents, Cli
+from tests.conftest import on_one_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT_SECONDS = 60
@@ -92,6 +93,7 @@ def test_grid_and_random_search_find_the_optimum_past_crashing_trials(
     assert {c.parent_id for c in clones} == {base}
 
 
+@on_one_database("sqlite")
 def test_a_trial_past_max_iteration_is_stopped_and_keeps_its_objective(
     store: Store, hpo_agents: Agents, tmp_path: Path
 ) -> None:
@@ -122,6 +124,7 @@ def test_a_trial_past_max_iteration_is_stopped_and_keeps_its_objective(
         assert (task.status, task.max_run_seconds) == (TaskStatus.STOPPED, 120)
 
 
+@on_one_database("postgres")
 def test_stop_aborts_the_running_trials_and_wait_returns(
     store: Store, hpo_agents: Agents, tmp_path: Path
 ) -> None:
@@ -145,6 +148,7 @@ def test_stop_aborts_the_running_trials_and_wait_returns(
     assert TaskStatus.STOPPED in statuses
 
 
+@on_one_database("sqlite")
 def test_optuna_finds_the_optimum_and_prunes_on_reported_steps(
     store: Store, hpo_agents: Agents, tmp_path: Path
 ) -> None:
@@ -180,6 +184,7 @@ def test_optuna_finds_the_optimum_and_prunes_on_reported_steps(
     assert all(len(t.intermediate_values) < 6 for t in ran if t.state is states.PRUNED)
 
 
+@on_one_database("postgres")
 def test_an_optuna_search_is_paused_and_resumed_without_running_a_trial_twice(
     store: Store, cli: Cli, hpo_agents: Agents, tmp_path: Path
 ) -> None:

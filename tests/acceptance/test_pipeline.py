@@ -16,6 +16,7 @@ from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
 from clearq.sdk.task import Task, use_store
 from tests.acceptance.conftest import Agents, Cli, read_marks
+from tests.conftest import on_one_database
 from tests.gitrepo import published
 
 STEP = """
@@ -75,6 +76,7 @@ def diamond(base: Task, marks: Path, *, sleep: float = 0.0) -> Pipeline:
     return pipe
 
 
+@on_one_database("sqlite")
 def test_a_diamond_runs_across_two_agents_with_a_retried_step(
     store: Store, base: Task, agents: Agents, tmp_path: Path
 ) -> None:
@@ -113,6 +115,7 @@ pipe.wait()
 """
 
 
+@on_one_database("postgres")
 def test_killing_the_driver_and_an_agent_mid_way_loses_no_finished_step(
     cli: Cli, store: Store, base: Task, agents: Agents, tmp_path: Path
 ) -> None:
@@ -158,6 +161,7 @@ def test_killing_the_driver_and_an_agent_mid_way_loses_no_finished_step(
     assert len(store.tasks.list(project="pipes", name="diamond")) == 1
 
 
+@on_one_database("sqlite")
 def test_rerun_runs_a_step_and_its_descendants_only(
     store: Store, base: Task, agents: Agents, tmp_path: Path
 ) -> None:

@@ -27,6 +27,7 @@ from clearq.scheduler import Store
 from tests import forkserver
 from tests.acceptance.conftest import CLEARQ, Cli
 from tests.acceptance.test_task_run import steps_done, train_task, wait_for_marks
+from tests.conftest import on_one_database
 from tests.slurmcluster import cancel_jobs_of, ensure_slurm
 
 WAIT_SECONDS = 120
@@ -98,6 +99,7 @@ def status(store: Store, task_id: uuid.UUID) -> TaskStatus:
     return store.tasks.get(task_id).status
 
 
+@on_one_database("postgres")
 def test_queued_tasks_run_as_slurm_jobs(store: Store, glue: Glue, tmp_path: Path) -> None:
     store.queues.create("q")
     ids = [train_task(store, "q", tmp_path / f"marks{i}") for i in range(3)]
@@ -113,6 +115,7 @@ def test_queued_tasks_run_as_slurm_jobs(store: Store, glue: Glue, tmp_path: Path
         assert steps_done(tmp_path / f"marks{ids.index(task_id)}") == [(1, 0), (1, 1), (1, 2)]
 
 
+@on_one_database("sqlite")
 def test_pending_jobs_show_on_their_tasks_and_an_abort_cancels_the_job(
     slurm: Slurm, store: Store, glue: Glue, tmp_path: Path
 ) -> None:
@@ -143,6 +146,7 @@ def test_pending_jobs_show_on_their_tasks_and_an_abort_cancels_the_job(
     assert status(store, ids[0]) is TaskStatus.CREATED
 
 
+@on_one_database("sqlite")
 def test_slurm_cancelling_a_running_job_preempts_its_task_which_resumes(
     store: Store, glue: Glue, tmp_path: Path
 ) -> None:
@@ -165,6 +169,7 @@ def test_slurm_cancelling_a_running_job_preempts_its_task_which_resumes(
     assert job_of(task) != job
 
 
+@on_one_database("postgres")
 def test_a_job_killed_outright_puts_its_task_back_as_an_infrastructure_failure(
     store: Store, glue: Glue, tmp_path: Path
 ) -> None:
@@ -216,6 +221,7 @@ def test_a_higher_priority_partition_preempts_the_job_and_slurm_requeues_it(
     assert [a for a, _ in steps_done(marks)][-1] == 2
 
 
+@on_one_database("sqlite")
 def test_a_gang_task_runs_as_one_allocation_with_a_rank_per_slurm_task(
     store: Store, glue: Glue, tmp_path: Path
 ) -> None:

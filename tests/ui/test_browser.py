@@ -11,6 +11,7 @@ from typing import Any
 
 from clearq.models import Script, TaskSpec, TaskStatus
 from clearq.scheduler import Store
+from tests.conftest import on_one_database
 from tests.ui.conftest import Page
 from tests.ui.helpers import UiProcess
 
@@ -46,6 +47,7 @@ def _expect(page: Page) -> Any:
     return expect
 
 
+@on_one_database("postgres")
 def test_the_page_follows_and_steers_a_real_agent(
     store: Store,
     repo: tuple[Path, str],
@@ -115,6 +117,7 @@ def test_the_page_follows_and_steers_a_real_agent(
     assert page.errors == []
 
 
+@on_one_database("sqlite")
 def test_hostile_names_are_shown_as_text(store: Store, ui_process: UiProcess, page: Page) -> None:
     expect = _expect(page)
     tab, url = page.tab, ui_process.url

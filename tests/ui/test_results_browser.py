@@ -22,6 +22,7 @@ import pytest
 
 from clearq import OutputModel, Task
 from clearq.scheduler import Store
+from tests.conftest import on_one_database
 from tests.runs import start_run
 from tests.ui.conftest import Page
 from tests.ui.helpers import InProcessUi
@@ -128,6 +129,7 @@ def _expect() -> Any:
     return expect
 
 
+@on_one_database("sqlite")
 def test_every_plot_type_and_media_kind_shows(store: Store, reported: Task, page: Page) -> None:
     expect = _expect()
     tab = page.tab
@@ -197,6 +199,7 @@ def sweep(store: Store, store_url: str, tmp_path: Path) -> list[Task]:
     return trials
 
 
+@on_one_database("postgres")
 def test_tasks_compare_by_chosen_columns_and_on_shared_charts(
     store: Store, sweep: list[Task], page: Page
 ) -> None:
