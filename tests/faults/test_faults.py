@@ -77,6 +77,12 @@ def _reported_once(fleet: Fleet) -> None:
 # ---- PostgreSQL ------------------------------------------------------------------------
 
 
+CUT_OFF_SLEEP = 10.0
+"""A task long enough to be cut off: an agent gives it up 3.75 s after its last renewal,
+and the fault may begin seconds after both ran, on a busy machine (with 6 s, a task that
+began 2.3 s before the fault could end first, and was not run again)."""
+
+
 @pytest.mark.postgres
 def test_pg_restart_immediate(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
@@ -131,7 +137,7 @@ def test_outage_longer_than_the_lease(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
         pg_fleet.start(2)
         pg_fleet.wait_serving()  # both serve first: then each claims a task
-        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
+        ids = pg_fleet.enqueue(store, 4, sleep=CUT_OFF_SLEEP)  # both first runs are cut off
         poll(store, some_running(ids, 2))
         store.close()
         pg_fleet.cluster.stop()
@@ -152,7 +158,7 @@ def test_blackholed_connection(pg_fleet: PgFleet) -> None:
     with open_store(pg_fleet.direct_url, pg_fleet.home) as store:
         pg_fleet.start(2)
         pg_fleet.wait_serving()  # both serve first: then each claims a task
-        ids = pg_fleet.enqueue(store, 4, sleep=6.0)  # both first runs are cut off
+        ids = pg_fleet.enqueue(store, 4, sleep=CUT_OFF_SLEEP)  # both first runs are cut off
         poll(store, some_running(ids, 2))
         pg_fleet.proxy.pause()  # sockets stay open; nothing moves either way
         time.sleep(2 * LEASE_SECONDS)
