@@ -17,7 +17,9 @@ For each N (``--ns``, default 50, 200, 500), on a fresh database:
 - idle: the fleet's PostgreSQL CPU (every process of the cluster, from /proc, % of one
   core) and its commits per second, over ``--idle-seconds``, with the agent's re-claim
   interval while it listens (``LISTENING_WAIT_SECONDS``, 15 s), and as the baseline in
-  the same fleet with the old 1 s one;
+  the same fleet with the old 1 s one (each re-claim that heard no hint looks first in
+  both: the agent's code, only the interval changes); ``--statements``: where the idle
+  server's time goes, by statement (pg_stat_statements, planning included);
 - wake: ``--wakes`` single enqueues into the idle fleet, each at a random moment; the
   time from the enqueue's commit to the claim (both the server's clock: the task's
   ``queued_at`` and ``started_at``), p50 and p90;
