@@ -28,7 +28,7 @@ from clearq.scheduler.notify import STOP_CHANNEL, notify
 from clearq.scheduler.rows import fetch_task, hold, lock_status
 from clearq.scheduler.schema import db_now, tasks, workers
 from clearq.scheduler.sqla_exec import SqlaConnector, on
-from clearq.scheduler.workers import worker_names
+from clearq.scheduler.workers import mark_seen, worker_names
 
 REAP_BATCH = 500
 STOP_REASON = "stop requested"
@@ -70,13 +70,7 @@ class Leases:
         reasons: dict[uuid.UUID, str] = {}
         with self._db.write() as conn:
             names = {f.worker for f in fences if f.worker is not None}
-            names.update(worker_names(worker))
-            if names:
-                conn.execute(
-                    workers.update()
-                    .where(workers.c.id.in_(sorted(names)))
-                    .values(last_seen=db_now(), state="active")
-                )
+            mark_seen(conn, names.union(worker_names(worker)))
             x = on(conn)
             for f in fences:
                 renewal = fenced.renew(x, f, self.lease_seconds)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import Connection, Row
 
 from clearq.errors import InvalidInput, NotFound
 from clearq.models import (
@@ -146,12 +146,7 @@ class Workers:
         """
         values = metrics.model_dump(mode="json")
         with self._db.write() as conn:
-            if seen:
-                conn.execute(
-                    workers.update()
-                    .where(workers.c.id.in_(sorted(set(seen))))
-                    .values(last_seen=db_now(), state=WorkerState.ACTIVE.value)
-                )
+            mark_seen(conn, seen)
             conn.execute(worker_metrics.insert().values(worker_id=worker_id, at=db_now(), **values))
             conn.execute(
                 worker_metrics.delete().where(
@@ -199,6 +194,17 @@ def _info(row: Row[Any], running: builtins.list[Any]) -> WorkerInfo:
         command=None if row.command is None else WorkerCommand(row.command),
         windows=row.windows,
     )
+
+
+def mark_seen(conn: Connection, worker_ids: Iterable[str]) -> None:
+    """Mark workers active and heard from now (a heartbeat), in ``conn``'s transaction."""
+    ids = sorted(set(worker_ids))
+    if ids:
+        conn.execute(
+            workers.update()
+            .where(workers.c.id.in_(ids))
+            .values(last_seen=db_now(), state=WorkerState.ACTIVE.value)
+        )
 
 
 def worker_names(worker: str | Sequence[str] | None) -> builtins.list[str]:

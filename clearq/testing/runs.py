@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from clearq.errors import InvalidInput, LeaseLost
 from clearq.models import (
@@ -85,7 +85,7 @@ class MemoryClaimer:
             ids = {s.queues[q].id for q in self.ranked(among) if q in s.queues}
             return any(
                 e.queue_id in ids
-                and (e.not_before is None or e.not_before <= now)
+                and _due(e, now)
                 and ((e.held_by is None and self._free(e)) or e.held_by == GANG_HOLD)
                 for e in s.entries.values()
             )
@@ -111,7 +111,7 @@ class MemoryClaimer:
         ready = [
             e
             for e in entries
-            if (e.not_before is None or e.not_before <= now)
+            if _due(e, now)
             and e.held_by is None
             and self._free(e)
             and not over_quota(s, s.tasks[e.task_id], queue.gpus)
@@ -131,6 +131,11 @@ class MemoryClaimer:
 
     def _run(self, name: str, entry: Entry) -> Claim:
         return _start(self._s, self.worker, name, entry, self._lease)
+
+
+def _due(entry: Entry, now: datetime) -> bool:
+    """Its retry delay (or a schedule's time) is over, or it has none."""
+    return entry.not_before is None or entry.not_before <= now
 
 
 def claim_task(state: State, worker: str, task_id: uuid.UUID, lease: float) -> Claim:
@@ -220,12 +225,9 @@ class MemoryLeases:
         reasons: dict[uuid.UUID, str] = {}
         with s.lock:
             now = s.now()
-            names = {f.worker for f in fences if f.worker is not None} | set(worker_names(worker))
-            for name in names:
-                if name in s.workers:
-                    s.workers[name] = s.workers[name].model_copy(
-                        update={"last_seen": now, "state": WorkerState.ACTIVE}
-                    )
+            s.mark_seen(
+                {f.worker for f in fences if f.worker is not None} | set(worker_names(worker))
+            )
             for f in fences:
                 try:
                     task = s.hold(f)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +30,7 @@ from clearq.models import (
     ScalarPoint,
     Task,
     WorkerInfo,
+    WorkerState,
 )
 from clearq.scheduler.fenced import lost_message
 from clearq.scheduler.lifecycle import check_transition
@@ -178,6 +179,16 @@ class State:
                 f"task {task_id} is {task.status}, not {wanted}: it cannot become {target} this way"
             )
         return self.put(task, status=target, **changes)
+
+    def mark_seen(self, worker_ids: Iterable[str]) -> None:
+        """Mark the registered ones of ``worker_ids`` active and heard from now (a
+        heartbeat; ``workers.mark_seen``'s twin). The caller holds the lock."""
+        now = self.now()
+        for wid in worker_ids:
+            if wid in self.workers:
+                self.workers[wid] = self.workers[wid].model_copy(
+                    update={"last_seen": now, "state": WorkerState.ACTIVE}
+                )
 
     def hold(self, fence: Fence) -> Task:
         """The task while ``fence`` owns its running attempt; else LeaseLost."""

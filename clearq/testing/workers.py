@@ -103,10 +103,5 @@ class MemoryWorkers:
     ) -> None:
         """Store one sample of the machine's health; mark ``seen`` workers seen."""
         with self._s.lock:
-            for wid in seen:
-                info = self._s.workers.get(wid)
-                if info is not None:
-                    self._s.workers[wid] = info.model_copy(
-                        update={"last_seen": self._s.now(), "state": WorkerState.ACTIVE}
-                    )
+            self._s.mark_seen(seen)
             self._s.metrics.append((worker_id, self._s.now(), metrics))
