@@ -623,6 +623,8 @@ class Agent:
             self._db_outage.failed(e, started=started)
         except StoreError as e:
             self._say(f"cannot record machine metrics: {e}")
+            if seen:  # the sample cannot be stored: the heartbeat still must be
+                self._beat([])
         else:
             self._db_outage.ok(started=started)
 

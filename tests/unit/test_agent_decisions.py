@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from clearq.config import Settings
+from clearq.errors import StoreError
 from clearq.models import Claim, TaskSpec, TaskStatus
 from clearq.runtime import agent as agent_module
 from clearq.runtime.agent import (
@@ -235,11 +236,17 @@ def _quiet_agent(
     monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
     twin = _Quiet(settings=Settings(home=tmp_path / "home"))
     twin.queues.create("q")
+    agent, _, thread = _started(twin, **options)
+    return agent, twin, thread
+
+
+def _started(twin: MemoryStore, **options: object) -> tuple[Agent, FakeExecutor, threading.Thread]:
+    """An agent of queue ``q`` on ``twin`` whose runs all complete, started in a thread."""
     executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
     agent = Agent(twin, executor, AgentOptions(queues=("q",), **options))  # type: ignore[arg-type]
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
-    return agent, twin, thread
+    return agent, executor, thread
 
 
 def test_a_stop_wakes_an_agent_idle_on_its_listener(
@@ -287,10 +294,7 @@ def test_an_idle_agents_one_write_is_its_sample_with_its_heartbeat(
     monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
     monkeypatch.setattr(agent_module, "METRICS_SECONDS", 0.05)  # at most a beat's interval
     twin.queues.create("q")
-    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
-    agent = Agent(twin, executor, AgentOptions(queues=("q",), services=2))
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
+    agent, _, thread = _started(twin, services=2)
     deadline = time.monotonic() + 30
     while len(samples) < 3:  # every third of the 0.3 s lease
         assert time.monotonic() < deadline, "the idle agent wrote no samples"
@@ -355,10 +359,7 @@ def test_a_re_claim_that_heard_no_hint_looks_first_and_claims_what_it_sees(
         return counting[-1]
 
     monkeypatch.setattr(twin, "claimer", claimer)
-    executor = FakeExecutor(lambda c, k: Outcome(TaskStatus.COMPLETED, 0))
-    agent = Agent(twin, executor, AgentOptions(queues=("q",)))
-    thread = threading.Thread(target=agent.run, daemon=True)
-    thread.start()
+    agent, executor, thread = _started(twin)
     try:
         deadline = time.monotonic() + 30
         while not counting or counting[0].looks < 10:  # ten timed re-claims
@@ -375,3 +376,35 @@ def test_a_re_claim_that_heard_no_hint_looks_first_and_claims_what_it_sees(
         agent.request_stop()
         thread.join(timeout=60)
     assert not thread.is_alive()
+
+
+def test_an_idle_agent_whose_sample_cannot_be_stored_still_beats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    twin = _Quiet(settings=Settings(home=tmp_path / "home", lease_seconds=0.3))
+    beats: list[object] = []
+    real_heartbeat = twin.leases.heartbeat
+
+    def refused(worker_id: str, metrics: object, *, seen: Sequence[str] = ()) -> None:
+        raise StoreError("the sample's row was refused")
+
+    def heartbeat(worker: Any, fences: Sequence[Any] = ()) -> Any:
+        beats.append(worker)
+        return real_heartbeat(worker, fences)
+
+    monkeypatch.setattr(twin.workers, "record_metrics", refused)
+    monkeypatch.setattr(twin.leases, "heartbeat", heartbeat)
+    monkeypatch.setattr(agent_module, "LISTENING_WAIT_SECONDS", 3600.0)
+    monkeypatch.setattr(agent_module, "METRICS_SECONDS", 0.05)  # every beat tries a sample
+    twin.queues.create("q")
+    agent, _, thread = _started(twin)
+    try:
+        deadline = time.monotonic() + 30
+        while len(beats) < 3:
+            assert time.monotonic() < deadline, "the idle agent stopped beating"
+            time.sleep(0.02)
+    finally:
+        agent.request_stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert all(b == [agent.worker] for b in beats[:3])
